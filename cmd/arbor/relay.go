@@ -1,0 +1,142 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+
+	"github.com/arbor-fabric/arbor/relay"
+)
+
+// relayFile is the YAML form of the relay's settings (--config FILE); its
+// keys are the flag names.
+type relayFile struct {
+	ID               string `yaml:"id"`
+	Site             string `yaml:"site"`
+	DataDir          string `yaml:"data-dir"`
+	Upstream         string `yaml:"upstream"`
+	RedisAddr        string `yaml:"redis-addr"`
+	RedisPassword    string `yaml:"redis-password"`
+	BacklogSize      string `yaml:"backlog-size"`
+	Fsync            string `yaml:"fsync"`
+	ReplTimeout      string `yaml:"repl-timeout"`
+	FutureOffsetWait string `yaml:"future-offset-wait"`
+	LogLevel         string `yaml:"log-level"`
+	LogFormat        string `yaml:"log-format"`
+}
+
+const redisPasswordEnv = "ARBOR_REDIS_PASSWORD"
+
+func newRelayCmd() *cobra.Command {
+	def := relay.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "relay",
+		Short: "Run a relay: follow a Redis master and serve its replicas",
+		Long: `Run a relay. It connects to the upstream Redis master as a replica (PSYNC),
+stores the RDB and the command stream under --data-dir, and serves stock
+redis-server replicas that run REPLICAOF <relay host> <relay port>.
+
+Settings come from flags, from a YAML file given with --config (keys are the
+flag names, e.g. "data-dir: /var/lib/arbor"), and for the password from the
+` + redisPasswordEnv + ` environment variable. A flag given on the command line
+wins over the file. SIGINT or SIGTERM stop the relay gracefully, with the store
+flushed.`,
+		Example: `  arbor relay --id relay-a1 --site A --data-dir /var/lib/arbor/relay-a1 \
+    --upstream redis://127.0.0.1:6379 --redis-addr 0.0.0.0:6380`,
+		Args: cobra.NoArgs,
+	}
+	f := cmd.Flags()
+	f.String("config", "", "YAML file with the settings below (keys are flag names)")
+	f.String("id", "", "relay ID (required)")
+	f.String("site", "", "site (datacenter) the relay runs in")
+	f.String("data-dir", "", "directory of the relay's store (required, not shared)")
+	f.String("upstream", "", "Redis master to follow: redis://[user:password@]host:port (required)")
+	f.String("redis-addr", def.RedisAddr, "address the Redis master side listens on, for REPLICAOF")
+	f.String("redis-password", "", "password Redis clients and replicas must AUTH with (or $"+redisPasswordEnv+")")
+	f.String("backlog-size", "1GiB", "bound on the stream kept on disk (e.g. 512MiB, 4GiB)")
+	f.String("fsync", def.Fsync, "when to flush the stream to disk: always, everysec or no")
+	f.Duration("repl-timeout", def.ReplTimeout, "drop a replication link silent for this long")
+	f.Duration("future-offset-wait", def.FutureOffsetWait, "how long a replica asking for an offset not yet received waits before a full sync")
+	f.String("log-level", "info", "log level: debug, info, warn or error")
+	f.String("log-format", "text", "log format: text or json")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := applyConfigFile(cmd.Flags()); err != nil {
+			return err
+		}
+		cfg, logger, err := relayConfig(cmd.Flags())
+		if err != nil {
+			return err
+		}
+		r, err := relay.New(cfg)
+		if err != nil {
+			return err
+		}
+		logger.Info("arbor relay starting", "version", relay.Version)
+		return r.Run(cmd.Context())
+	}
+	return cmd
+}
+
+// applyConfigFile loads --config and sets every flag the command line left
+// unset.
+func applyConfigFile(fs *pflag.FlagSet) error {
+	path, _ := fs.GetString("config")
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	for k, v := range m {
+		fl := fs.Lookup(k)
+		if fl == nil || k == "config" {
+			return fmt.Errorf("config %s: unknown setting %q", path, k)
+		}
+		if fl.Changed {
+			continue
+		}
+		if err := fs.Set(k, fmt.Sprint(v)); err != nil {
+			return fmt.Errorf("config %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+func relayConfig(fs *pflag.FlagSet) (relay.Config, *slog.Logger, error) {
+	str := func(name string) string { v, _ := fs.GetString(name); return v }
+	dur := func(name string) time.Duration { v, _ := fs.GetDuration(name); return v }
+	logger, err := newLogger(str("log-level"), str("log-format"))
+	if err != nil {
+		return relay.Config{}, nil, err
+	}
+	size, err := parseSize(str("backlog-size"))
+	if err != nil {
+		return relay.Config{}, nil, fmt.Errorf("backlog-size: %w", err)
+	}
+	cfg := relay.DefaultConfig()
+	cfg.ID = str("id")
+	cfg.Site = str("site")
+	cfg.DataDir = str("data-dir")
+	cfg.Upstream = str("upstream")
+	cfg.RedisAddr = str("redis-addr")
+	cfg.RedisPassword = str("redis-password")
+	if cfg.RedisPassword == "" {
+		cfg.RedisPassword = os.Getenv(redisPasswordEnv)
+	}
+	cfg.BacklogSize = size
+	cfg.Fsync = str("fsync")
+	cfg.ReplTimeout = dur("repl-timeout")
+	cfg.FutureOffsetWait = dur("future-offset-wait")
+	cfg.Logger = logger
+	return cfg, logger, nil
+}

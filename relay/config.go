@@ -1,0 +1,126 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/arbor-fabric/arbor/relay/store"
+)
+
+// Config configures a Relay. Build one with DefaultConfig and check it with
+// Validate; New does both.
+type Config struct {
+	// ID names the relay (in logs, INFO and, later, the topology).
+	ID string
+	// Site is the datacenter the relay runs in.
+	Site string
+	// DataDir holds the relay's store. It must not be shared.
+	DataDir string
+	// Upstream is the Redis master to follow:
+	// redis://[user:password@]host:port.
+	Upstream string
+	// RedisAddr is the address the Redis master side listens on (host:port).
+	RedisAddr string
+	// RedisPassword, when set, is required from Redis clients (AUTH), as
+	// requirepass; replicas set masterauth to it.
+	RedisPassword string
+	// BacklogSize bounds the stream bytes kept on disk.
+	BacklogSize int64
+	// Fsync is the flush policy of the store: always, everysec or no.
+	Fsync string
+	// ReplTimeout is how long a replication link may stay silent before it
+	// is dropped (Redis' repl-timeout).
+	ReplTimeout time.Duration
+	// FutureOffsetWait is how long a replica that asks for an offset the
+	// relay has not received yet waits for it before a full sync.
+	FutureOffsetWait time.Duration
+	// Logger receives the relay's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		RedisAddr:        "127.0.0.1:6380",
+		BacklogSize:      1 << 30,
+		Fsync:            "everysec",
+		ReplTimeout:      60 * time.Second,
+		FutureOffsetWait: 10 * time.Second,
+	}
+}
+
+// Validate checks every field and names each bad one.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.ID == "" {
+		errs = append(errs, errors.New("id: required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir: required"))
+	}
+	if c.Upstream == "" {
+		errs = append(errs, errors.New("upstream: required (redis://[user:password@]host:port)"))
+	} else if _, err := ParseUpstream(c.Upstream); err != nil {
+		errs = append(errs, fmt.Errorf("upstream: %w", err))
+	}
+	if _, _, err := net.SplitHostPort(c.RedisAddr); err != nil {
+		errs = append(errs, fmt.Errorf("redis-addr %q: %w", c.RedisAddr, err))
+	}
+	if c.BacklogSize < 1<<20 {
+		errs = append(errs, fmt.Errorf("backlog-size %d: must be at least 1 MiB", c.BacklogSize))
+	}
+	if _, err := store.ParseFsync(c.Fsync); err != nil {
+		errs = append(errs, fmt.Errorf("fsync: %w", err))
+	}
+	if c.ReplTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("repl-timeout %v: must be at least 1s", c.ReplTimeout))
+	}
+	if c.FutureOffsetWait < 0 {
+		errs = append(errs, fmt.Errorf("future-offset-wait %v: must not be negative", c.FutureOffsetWait))
+	}
+	return errors.Join(errs...)
+}
+
+// Upstream is a parsed upstream address.
+type Upstream struct {
+	Addr     string // host:port
+	User     string // empty: AUTH with the password alone
+	Password string // empty: no AUTH
+}
+
+// ParseUpstream parses redis://[user:password@]host:port (a password alone
+// may be given as redis://:password@host:port).
+func ParseUpstream(s string) (Upstream, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return Upstream{}, err
+	}
+	if u.Scheme != "redis" {
+		return Upstream{}, fmt.Errorf("scheme %q: want redis://", u.Scheme)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return Upstream{}, fmt.Errorf("path %q: a replication upstream has no database number", u.Path)
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return Upstream{}, fmt.Errorf("address %q: %w", u.Host, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+		return Upstream{}, fmt.Errorf("port %q: not a TCP port", port)
+	}
+	up := Upstream{Addr: net.JoinHostPort(host, port)}
+	if u.User != nil {
+		up.User = u.User.Username()
+		up.Password, _ = u.User.Password()
+		if up.Password == "" {
+			// redis://password@host: the lone field is the password.
+			up.User, up.Password = "", up.User
+		}
+	}
+	return up, nil
+}

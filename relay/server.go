@@ -1,0 +1,540 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/arbor-fabric/arbor/internal/resp"
+	"github.com/arbor-fabric/arbor/relay/store"
+)
+
+// replica is one Redis replica attached to the relay (after PSYNC or SYNC).
+type replica struct {
+	id            int64
+	conn          net.Conn
+	addr          string // ip of the replica as seen or announced
+	listeningPort int
+	capaEOF       bool
+	capaPsync2    bool
+	sync          bool // attached with SYNC: no ACKs expected
+
+	state     atomic.Value // string: wait_bgsave, send_bulk, online
+	ackOffset atomic.Int64
+	ackTime   atomic.Int64 // unix nanos of the last ACK
+	sent      atomic.Int64 // stream offset sent up to
+	closed    atomic.Bool
+	reason    atomic.Value // string: why the relay closed it
+}
+
+func (rp *replica) close(reason string) {
+	if rp.closed.CompareAndSwap(false, true) {
+		rp.reason.Store(reason)
+		rp.conn.Close()
+	}
+}
+
+// client is the state of one Redis connection before it becomes a replica.
+type client struct {
+	conn          net.Conn
+	authed        bool
+	listeningPort int
+	ipAddress     string
+	capaEOF       bool
+	capaPsync2    bool
+	out           []byte
+}
+
+// serveRedis accepts Redis connections until ctx ends and waits for their
+// handlers.
+func (r *Relay) serveRedis(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	for {
+		conn, err := r.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			r.log.Error("accept redis connection", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		mu.Lock()
+		conns[conn] = struct{}{}
+		mu.Unlock()
+		r.stats.totalConnections.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.stats.connectedClients.Add(1)
+			defer r.stats.connectedClients.Add(-1)
+			r.handleConn(ctx, conn)
+			conn.Close()
+			mu.Lock()
+			delete(conns, conn)
+			mu.Unlock()
+		}()
+	}
+}
+
+// handleConn serves one Redis connection: a few commands, and PSYNC/SYNC,
+// after which the connection is a replication link.
+func (r *Relay) handleConn(ctx context.Context, conn net.Conn) {
+	br := bufio.NewReaderSize(conn, 16<<10)
+	rd := resp.NewReader(br)
+	c := &client{conn: conn, authed: r.cfg.RedisPassword == ""}
+	for {
+		args, err := rd.ReadCommand()
+		if err != nil {
+			if errors.Is(err, resp.ErrProtocol) {
+				r.log.Warn("redis client sent invalid protocol; closing", "remote", conn.RemoteAddr().String(), "err", err)
+				conn.Write(resp.AppendError(nil, "ERR Protocol error: "+strings.TrimPrefix(err.Error(), resp.ErrProtocol.Error()+": ")))
+			}
+			return
+		}
+		if len(args) == 0 {
+			continue // a bare newline
+		}
+		r.stats.totalCommands.Add(1)
+		name := strings.ToLower(string(args[0]))
+		c.out = c.out[:0]
+		switch {
+		case !c.authed && name != "auth" && name != "quit":
+			c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
+		case name == "psync" || name == "sync":
+			r.startReplica(ctx, c, br, args)
+			return
+		default:
+			if quit := r.command(c, name, args); quit {
+				conn.Write(c.out)
+				return
+			}
+		}
+		if len(c.out) > 0 {
+			conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+			if _, err := conn.Write(c.out); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// command runs one ordinary command, appending its reply to c.out. It
+// returns true when the connection should close after the reply.
+func (r *Relay) command(c *client, name string, args [][]byte) (quit bool) {
+	switch name {
+	case "ping":
+		switch len(args) {
+		case 1:
+			c.out = resp.AppendSimple(c.out, "PONG")
+		case 2:
+			c.out = resp.AppendBulk(c.out, args[1])
+		default:
+			c.out = wrongArgs(c.out, name)
+		}
+	case "echo":
+		if len(args) != 2 {
+			c.out = wrongArgs(c.out, name)
+		} else {
+			c.out = resp.AppendBulk(c.out, args[1])
+		}
+	case "auth":
+		r.auth(c, args)
+	case "quit":
+		c.out = resp.AppendSimple(c.out, "OK")
+		return true
+	case "replconf":
+		r.replconf(c, args)
+	case "info":
+		section := "default"
+		if len(args) > 1 {
+			section = strings.ToLower(string(args[1]))
+		}
+		c.out = resp.AppendBulkString(c.out, r.info(section))
+	case "role":
+		c.out = r.appendRole(c.out)
+	case "select":
+		if len(args) == 2 && string(args[1]) == "0" {
+			c.out = resp.AppendSimple(c.out, "OK")
+		} else {
+			c.out = resp.AppendError(c.out, "ERR the relay serves replication only; it holds no keyspace")
+		}
+	default:
+		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown command '%.64s', this is an Arbor relay: it serves PING, AUTH, INFO, ROLE, REPLCONF, PSYNC and SYNC", args[0]))
+	}
+	return false
+}
+
+func wrongArgs(b []byte, name string) []byte {
+	return resp.AppendError(b, fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
+}
+
+func (r *Relay) auth(c *client, args [][]byte) {
+	var user, pass string
+	switch len(args) {
+	case 2:
+		pass = string(args[1])
+	case 3:
+		user, pass = string(args[1]), string(args[2])
+	default:
+		c.out = wrongArgs(c.out, "auth")
+		return
+	}
+	if r.cfg.RedisPassword == "" {
+		c.out = resp.AppendError(c.out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		return
+	}
+	if (user == "" || user == "default") && pass == r.cfg.RedisPassword {
+		c.authed = true
+		c.out = resp.AppendSimple(c.out, "OK")
+		return
+	}
+	c.out = resp.AppendError(c.out, "WRONGPASS invalid username-password pair or user is disabled.")
+}
+
+// replconf handles REPLCONF before PSYNC. ACK and GETACK get no reply: a
+// reply would reach a replica as inline protocol and break its link.
+func (r *Relay) replconf(c *client, args [][]byte) {
+	if len(args)%2 == 0 {
+		c.out = resp.AppendError(c.out, "ERR syntax error")
+		return
+	}
+	for i := 1; i+1 < len(args); i += 2 {
+		key, val := strings.ToLower(string(args[i])), string(args[i+1])
+		switch key {
+		case "ack", "getack":
+			return
+		case "listening-port":
+			p, err := strconv.Atoi(val)
+			if err != nil || p < 0 || p > 65535 {
+				c.out = resp.AppendError(c.out, "ERR value is not an integer or out of range")
+				return
+			}
+			c.listeningPort = p
+		case "ip-address":
+			c.ipAddress = val
+		case "capa":
+			switch strings.ToLower(val) {
+			case "eof":
+				c.capaEOF = true
+			case "psync2":
+				c.capaPsync2 = true
+			}
+		}
+	}
+	c.out = resp.AppendSimple(c.out, "OK")
+}
+
+// startReplica answers PSYNC or SYNC and, when data can be served, turns the
+// connection into a replication link until it ends.
+func (r *Relay) startReplica(ctx context.Context, c *client, br *bufio.Reader, args [][]byte) {
+	isSync := strings.EqualFold(string(args[0]), "sync")
+	if !isSync && len(args) < 3 {
+		c.conn.Write(wrongArgs(nil, "psync"))
+		return
+	}
+	if !isSync && len(args) > 3 {
+		// PSYNC id off FAILOVER: an old master in FAILOVER; refuse so it aborts.
+		c.conn.Write(resp.AppendError(nil, "ERR PSYNC FAILOVER is not supported by an Arbor relay"))
+		return
+	}
+	st := r.store.State()
+	if !st.HasData() {
+		c.conn.Write(resp.AppendError(nil, "NOMASTERLINK Can't SYNC while not connected with my master"))
+		r.log.Info("replica asked for a sync before the relay holds data", "remote", c.conn.RemoteAddr().String())
+		return
+	}
+	host, _, _ := net.SplitHostPort(c.conn.RemoteAddr().String())
+	if c.ipAddress != "" {
+		host = c.ipAddress
+	}
+	rp := &replica{conn: c.conn, addr: host, listeningPort: c.listeningPort, capaEOF: c.capaEOF, capaPsync2: c.capaPsync2, sync: isSync}
+	rp.state.Store("wait_bgsave")
+	rp.ackTime.Store(time.Now().UnixNano())
+	r.mu.Lock()
+	r.nextID++
+	rp.id = r.nextID
+	r.replicas[rp.id] = rp
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.replicas, rp.id)
+		r.mu.Unlock()
+	}()
+	log := r.log.With("replica", fmt.Sprintf("%s:%d", rp.addr, rp.listeningPort))
+
+	var stream *store.Reader
+	if !isSync {
+		replid, off := string(args[1]), int64(-1)
+		if v, err := strconv.ParseInt(string(args[2]), 10, 64); err == nil {
+			off = v
+		}
+		var err error
+		stream, err = r.tryPartial(ctx, rp, replid, off)
+		if err != nil {
+			log.Info("replica link ended before it began", "err", err)
+			return
+		}
+		if stream != nil {
+			r.stats.partialOK.Add(1)
+			log.Info("partial resync accepted", "replid", replid, "offset", off, "backlog_bytes", stream.Buffered())
+		} else if replid != "?" {
+			r.stats.partialErr.Add(1)
+			log.Info("partial resync refused; full sync", "replid", replid, "offset", off,
+				"relay_replid", st.Replid, "relay_replid2", st.Replid2, "window_start", st.Start+1, "window_end", st.End+1)
+		}
+	}
+	if stream == nil {
+		var err error
+		if stream, err = r.fullSync(rp, isSync, log); err != nil {
+			log.Warn("full sync to replica failed", "err", err)
+			return
+		}
+	}
+	defer stream.Close()
+	rp.state.Store("online")
+	err := r.feedReplica(ctx, rp, br, stream)
+	reason, _ := rp.reason.Load().(string)
+	if reason == "" {
+		reason = fmt.Sprint(err)
+	}
+	log.Info("replica link closed", "reason", reason, "sent_offset", rp.sent.Load(), "acked_offset", rp.ackOffset.Load())
+}
+
+// tryPartial decides a PSYNC by Redis' rule: the id is the current one, or
+// the previous one up to the switch offset, and the offset is in the
+// backlog. An offset just ahead of the store (the relay lost an unflushed
+// tail, or is catching up) is waited for up to FutureOffsetWait. It replies
+// +CONTINUE and returns a reader, or returns nil for a full sync.
+func (r *Relay) tryPartial(ctx context.Context, rp *replica, replid string, off int64) (*store.Reader, error) {
+	st := r.store.State()
+	known := replid == st.Replid || (replid == st.Replid2 && off <= st.SecondOffset)
+	if !known || off < 1 || off-1 < st.Start {
+		return nil, nil
+	}
+	if off-1 > st.End {
+		if replid != st.Replid {
+			return nil, nil
+		}
+		var err error
+		if st, err = r.waitForOffset(ctx, rp, off-1); err != nil {
+			return nil, err
+		}
+		if off-1 > st.End {
+			return nil, nil
+		}
+	}
+	stream, err := r.store.NewReader(st.Generation, off-1)
+	if err != nil {
+		return nil, nil
+	}
+	line := "+CONTINUE\r\n"
+	if rp.capaPsync2 {
+		line = "+CONTINUE " + st.Replid + "\r\n"
+	}
+	rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+	if _, err := io.WriteString(rp.conn, line); err != nil {
+		stream.Close()
+		return nil, err
+	}
+	return stream, nil
+}
+
+// waitForOffset waits until the store reaches pos, sending the newline
+// keepalive a replica skips while it waits for the PSYNC reply.
+func (r *Relay) waitForOffset(ctx context.Context, rp *replica, pos int64) (store.State, error) {
+	deadline := time.NewTimer(r.cfg.FutureOffsetWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		changed := r.store.Changed()
+		st := r.store.State()
+		if st.End >= pos {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-deadline.C:
+			return st, nil
+		case <-tick.C:
+			rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+			if _, err := rp.conn.Write([]byte{'\n'}); err != nil {
+				return st, err
+			}
+		case <-changed:
+		}
+	}
+}
+
+// fullSync sends +FULLRESYNC (not for SYNC) and the stored RDB in the $len
+// framing, and returns a reader of the stream from the snapshot's offset.
+func (r *Relay) fullSync(rp *replica, isSync bool, log interface {
+	Info(string, ...any)
+}) (*store.Reader, error) {
+	fs, err := r.store.OpenFullSync()
+	if err != nil {
+		rp.conn.Write(resp.AppendError(nil, "NOMASTERLINK Can't SYNC while not connected with my master"))
+		return nil, err
+	}
+	rp.state.Store("send_bulk")
+	var hdr []byte
+	if !isSync {
+		hdr = fmt.Appendf(hdr, "+FULLRESYNC %s %d\r\n", fs.Replid, fs.Snapshot.Offset)
+	}
+	hdr = fmt.Appendf(hdr, "$%d\r\n", fs.Snapshot.Size)
+	r.stats.fullSyncs.Add(1)
+	log.Info("full sync", "replid", fs.Replid, "offset", fs.Snapshot.Offset, "rdb_bytes", fs.Snapshot.Size)
+	began := time.Now()
+	if err := r.sendRDB(rp.conn, hdr, fs); err != nil {
+		fs.Close()
+		return nil, err
+	}
+	fs.File.Close()
+	log.Info("RDB sent", "rdb_bytes", fs.Snapshot.Size, "seconds", time.Since(began).Seconds())
+	return fs.Stream, nil
+}
+
+// sendRDB writes hdr and the snapshot file, refreshing the write deadline
+// as bytes go (a replica that stops reading for ReplTimeout is dropped).
+func (r *Relay) sendRDB(conn net.Conn, hdr []byte, fs *store.FullSync) error {
+	conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+	if _, err := conn.Write(hdr); err != nil {
+		return err
+	}
+	var sent int64
+	for sent < fs.Snapshot.Size {
+		conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+		n, err := io.CopyN(conn, fs.File, min(8<<20, fs.Snapshot.Size-sent))
+		sent += n
+		if err != nil {
+			return fmt.Errorf("send rdb (%d of %d bytes): %w", sent, fs.Snapshot.Size, err)
+		}
+	}
+	return nil
+}
+
+// feedReplica streams from the store to an online replica and reads its
+// ACKs, until either side ends.
+func (r *Relay) feedReplica(ctx context.Context, rp *replica, br *bufio.Reader, stream *store.Reader) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		r.readAcks(rp, br)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		rp.close("link ended")
+	}()
+	rp.sent.Store(stream.Pos())
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := stream.Read(ctx, buf)
+		if err != nil {
+			switch {
+			case errors.Is(err, store.ErrReset):
+				rp.close("history replaced by a full sync from upstream")
+			case errors.Is(err, store.ErrTrimmed):
+				rp.close("fell behind the backlog")
+			case errors.Is(err, store.ErrCorrupt):
+				rp.close("backlog record failed its checksum")
+			}
+			return err
+		}
+		rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+		if _, err := rp.conn.Write(buf[:n]); err != nil {
+			return fmt.Errorf("write to replica: %w", err)
+		}
+		rp.sent.Add(int64(n))
+		r.stats.replicaOutputByte.Add(int64(n))
+	}
+}
+
+// readAcks reads what a replica sends on its link: REPLCONF ACK <off>
+// (recorded, never answered) and newline keepalives. Anything else is
+// ignored, as Redis does for a replica's stray commands.
+func (r *Relay) readAcks(rp *replica, br *bufio.Reader) {
+	rd := resp.NewReader(br)
+	for {
+		if !rp.sync {
+			rp.conn.SetReadDeadline(time.Now().Add(r.cfg.ReplTimeout))
+		}
+		args, err := rd.ReadCommand()
+		if err != nil {
+			if errors.Is(err, resp.ErrProtocol) {
+				rp.close("replica sent invalid protocol")
+				r.log.Warn("replica sent invalid protocol; closing its link", "replica", rp.addr, "err", err)
+			} else if errors.Is(err, io.EOF) {
+				rp.close("replica closed the link")
+			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				rp.close(fmt.Sprintf("no ACK from replica for %v", r.cfg.ReplTimeout))
+			}
+			return
+		}
+		if len(args) >= 3 && bytes.EqualFold(args[0], []byte("replconf")) && bytes.EqualFold(args[1], []byte("ack")) {
+			if off, err := strconv.ParseInt(string(args[2]), 10, 64); err == nil {
+				rp.ackOffset.Store(off)
+				rp.ackTime.Store(time.Now().UnixNano())
+			}
+		}
+	}
+}
+
+// closeReplicas drops every replica link (they reconnect and PSYNC).
+func (r *Relay) closeReplicas(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rp := range r.replicas {
+		rp.close(reason)
+	}
+}
+
+// replicaList returns the attached replicas ordered by id.
+func (r *Relay) replicaList() []*replica {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*replica, 0, len(r.replicas))
+	for _, rp := range r.replicas {
+		out = append(out, rp)
+	}
+	sortReplicas(out)
+	return out
+}

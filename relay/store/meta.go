@@ -1,0 +1,107 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+const metaFile = "meta.json"
+
+// Snapshot describes the stored RDB.
+type Snapshot struct {
+	// File is the RDB's file name inside the store's directory.
+	File string `json:"file"`
+	// Replid and Offset are the values of the +FULLRESYNC line the RDB came
+	// with: the RDB holds the dataset after Offset bytes of Replid's history.
+	Replid string `json:"replid"`
+	Offset int64  `json:"offset"`
+	// Size is the RDB's length in bytes.
+	Size int64 `json:"size"`
+	// CRC64 is the checksum stored in the RDB (0: the RDB carries none).
+	CRC64 uint64 `json:"crc64"`
+	// RDBVersion is the RDB format version.
+	RDBVersion int `json:"rdb_version"`
+}
+
+// meta is the store's durable state besides the segments. It is written
+// atomically (temporary file, fsync, rename, fsync of the directory).
+type meta struct {
+	Version int `json:"version"`
+	// Replid is the current replication ID of the history held.
+	Replid string `json:"replid"`
+	// Replid2 and SecondOffset follow Redis: PSYNC Replid2 off is accepted
+	// for off ≤ SecondOffset (a 1-based byte number; -1 when there is no
+	// Replid2).
+	Replid2      string `json:"replid2,omitempty"`
+	SecondOffset int64  `json:"second_offset"`
+	// Snapshot is the stored RDB; nil while the store holds nothing.
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	// BacklogDir names the directory of the segments of this history. A new
+	// history (a full sync) gets a new directory, so a crash between writing
+	// meta and cleaning up can never mix two histories.
+	BacklogDir string `json:"backlog_dir"`
+	// Generation counts full syncs installed; it names BacklogDir.
+	Generation uint64 `json:"generation"`
+}
+
+func readMeta(dir string) (*meta, error) {
+	b, err := os.ReadFile(filepath.Join(dir, metaFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, metaFile, err)
+	}
+	if m.Version != 1 {
+		return nil, fmt.Errorf("%s: unsupported version %d", metaFile, m.Version)
+	}
+	return &m, nil
+}
+
+func writeMeta(dir string, m *meta) error {
+	m.Version = 1
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, metaFile), append(b, '\n'))
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,221 @@
+package store
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/arbor-fabric/arbor/internal/rdb"
+)
+
+const incomingSnapshot = "snapshot-incoming.rdb"
+
+// SnapshotWriter receives an RDB from upstream into a temporary file,
+// checking it as it arrives. Install it with ResetTo, or Abort it.
+type SnapshotWriter struct {
+	f    *os.File
+	bw   *bufio.Writer
+	v    *rdb.Verifier
+	path string
+	n    int64
+}
+
+// NewSnapshotWriter begins receiving an RDB. Only one may be open at a time.
+func (s *Store) NewSnapshotWriter() (*SnapshotWriter, error) {
+	path := filepath.Join(s.opts.Dir, incomingSnapshot)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return &SnapshotWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), v: rdb.NewVerifier(), path: path}, nil
+}
+
+// Write appends RDB bytes. It fails early when they cannot be an RDB.
+func (w *SnapshotWriter) Write(p []byte) (int, error) {
+	if _, err := w.v.Write(p); err != nil {
+		return 0, err
+	}
+	n, err := w.bw.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Size returns the bytes received so far.
+func (w *SnapshotWriter) Size() int64 { return w.n }
+
+// Abort discards the partial RDB.
+func (w *SnapshotWriter) Abort() {
+	w.f.Close()
+	os.Remove(w.path)
+}
+
+// finish flushes and checks the RDB.
+func (w *SnapshotWriter) finish() (rdb.Summary, error) {
+	sum, err := w.v.Finish()
+	if err != nil {
+		return sum, err
+	}
+	if err := w.bw.Flush(); err != nil {
+		return sum, err
+	}
+	if err := w.f.Sync(); err != nil {
+		return sum, err
+	}
+	return sum, w.f.Close()
+}
+
+// ResetTo replaces the whole history with the RDB in w, received with
+// +FULLRESYNC replid offset: the old snapshot and backlog are dropped and
+// readers of them get ErrReset. The RDB is checked first; if it fails, the
+// store keeps what it had and the error says why.
+func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (Snapshot, error) {
+	sum, err := w.finish()
+	if err != nil {
+		w.Abort()
+		return Snapshot{}, fmt.Errorf("received rdb rejected: %w", err)
+	}
+	s.mu.RLock()
+	gen := s.meta.Generation + 1
+	s.mu.RUnlock()
+	snap := Snapshot{
+		File:       fmt.Sprintf("snapshot-%d.rdb", gen),
+		Replid:     replid,
+		Offset:     offset,
+		Size:       w.n,
+		CRC64:      sum.CRC,
+		RDBVersion: sum.Version,
+	}
+	if err := os.Rename(w.path, filepath.Join(s.opts.Dir, snap.File)); err != nil {
+		os.Remove(w.path)
+		return Snapshot{}, fmt.Errorf("store: %w", err)
+	}
+	backlogDir := fmt.Sprintf("backlog-%d", gen)
+	dir := filepath.Join(s.opts.Dir, backlogDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Snapshot{}, fmt.Errorf("store: %w", err)
+	}
+	sg, err := createSegment(dir, offset, nil)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if err := syncDir(s.opts.Dir); err != nil {
+		return Snapshot{}, fmt.Errorf("store: %w", err)
+	}
+
+	s.mu.Lock()
+	m := meta{Replid: replid, SecondOffset: -1, Snapshot: &snap, BacklogDir: backlogDir, Generation: gen}
+	if err := writeMeta(s.opts.Dir, &m); err != nil {
+		s.mu.Unlock()
+		sg.f.Close()
+		os.RemoveAll(dir)
+		os.Remove(filepath.Join(s.opts.Dir, snap.File))
+		return Snapshot{}, fmt.Errorf("store: %w", err)
+	}
+	old, oldMeta := s.segs, s.meta
+	s.closeFiles()
+	s.meta = m
+	s.segs = []*segment{sg}
+	s.end, s.durable = offset, offset
+	s.tail.reset(offset)
+	s.scanner.Reset()
+	s.broadcastLocked()
+	s.mu.Unlock()
+
+	if len(old) > 0 {
+		os.RemoveAll(filepath.Dir(old[0].path))
+	}
+	if oldMeta.BacklogDir != "" {
+		os.RemoveAll(filepath.Join(s.opts.Dir, oldMeta.BacklogDir))
+	}
+	if oldMeta.Snapshot != nil {
+		os.Remove(filepath.Join(s.opts.Dir, oldMeta.Snapshot.File))
+	}
+	s.log.Info("store reset to a new snapshot", "replid", replid, "offset", offset, "rdb_bytes", snap.Size, "rdb_version", snap.RDBVersion, "crc_checked", sum.CRCChecked)
+	return snap, nil
+}
+
+// FullSync is what a full sync of a downstream needs: the snapshot's file
+// and a reader of the stream from the snapshot's offset, taken atomically.
+type FullSync struct {
+	Snapshot Snapshot
+	// Replid is the current replication ID (the history the snapshot belongs
+	// to may have continued under a newer ID since).
+	Replid string
+	File   *os.File
+	Stream *Reader
+}
+
+// Close releases the file and the reader.
+func (fs *FullSync) Close() {
+	fs.File.Close()
+	fs.Stream.Close()
+}
+
+// OpenFullSync opens the snapshot and a reader at its offset.
+func (s *Store) OpenFullSync() (*FullSync, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.readableLocked(s.meta.Generation); err != nil {
+		return nil, err
+	}
+	snap := *s.meta.Snapshot
+	if snap.Offset < s.segs[0].start {
+		return nil, fmt.Errorf("%w: snapshot offset %d was trimmed", ErrOutOfRange, snap.Offset)
+	}
+	f, err := os.Open(filepath.Join(s.opts.Dir, snap.File))
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return &FullSync{
+		Snapshot: snap,
+		Replid:   s.meta.Replid,
+		File:     f,
+		Stream:   &Reader{s: s, gen: s.meta.Generation, pos: snap.Offset},
+	}, nil
+}
+
+// InstallSnapshot replaces the snapshot with a fresher RDB of the same
+// history (the upstream's replid, at an offset inside the backlog window),
+// which lets the backlog be trimmed past the old snapshot. The backlog and
+// its readers are untouched.
+func (s *Store) InstallSnapshot(w *SnapshotWriter, replid string, offset int64) (Snapshot, error) {
+	sum, err := w.finish()
+	if err != nil {
+		w.Abort()
+		return Snapshot{}, fmt.Errorf("received rdb rejected: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stateLocked()
+	if replid != st.Replid || offset < st.Start || offset > st.End {
+		w.Abort()
+		return Snapshot{}, fmt.Errorf("%w: snapshot %s@%d does not fit the history %s [%d, %d]", ErrOutOfRange, replid, offset, st.Replid, st.Start, st.End)
+	}
+	snap := Snapshot{
+		File:       fmt.Sprintf("snapshot-%d-%d.rdb", s.meta.Generation, offset),
+		Replid:     replid,
+		Offset:     offset,
+		Size:       w.n,
+		CRC64:      sum.CRC,
+		RDBVersion: sum.Version,
+	}
+	if err := os.Rename(w.path, filepath.Join(s.opts.Dir, snap.File)); err != nil {
+		os.Remove(w.path)
+		return Snapshot{}, fmt.Errorf("store: %w", err)
+	}
+	m := s.meta
+	old := m.Snapshot
+	m.Snapshot = &snap
+	if err := writeMeta(s.opts.Dir, &m); err != nil {
+		os.Remove(filepath.Join(s.opts.Dir, snap.File))
+		return Snapshot{}, fmt.Errorf("store: %w", err)
+	}
+	s.meta = m
+	if old != nil && old.File != snap.File {
+		os.Remove(filepath.Join(s.opts.Dir, old.File))
+	}
+	s.trimLocked()
+	s.log.Info("store snapshot refreshed", "replid", replid, "offset", offset, "rdb_bytes", snap.Size)
+	return snap, nil
+}

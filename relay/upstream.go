@@ -1,0 +1,429 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/arbor-fabric/arbor/internal/resp"
+	"github.com/arbor-fabric/arbor/relay/store"
+)
+
+const (
+	dialTimeout    = 5 * time.Second
+	ackInterval    = time.Second
+	minBackoff     = 100 * time.Millisecond
+	maxBackoff     = 5 * time.Second
+	streamReadSize = 256 << 10
+	progressEvery  = 5 * time.Second
+)
+
+// retryLater is an upstream refusal that asks to come back soon
+// (-NOMASTERLINK, -LOADING).
+type retryLater struct{ reply string }
+
+func (e *retryLater) Error() string { return "upstream not ready: " + e.reply }
+
+// runUpstream keeps a replication link to the upstream master until ctx
+// ends, reconnecting with backoff and resuming with PSYNC.
+func (r *Relay) runUpstream(ctx context.Context) {
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		began := time.Now()
+		err := r.syncOnce(ctx)
+		r.link.set("connect")
+		if ctx.Err() != nil {
+			return
+		}
+		r.link.setErr(err)
+		var rl *retryLater
+		switch {
+		case errors.As(err, &rl):
+			r.log.Info("upstream not ready; retrying", "reply", rl.reply)
+			backoff = time.Second
+		case time.Since(began) > 30*time.Second:
+			r.log.Warn("upstream link lost; reconnecting", "err", err)
+			backoff = minBackoff
+		default:
+			r.log.Warn("upstream link failed; retrying", "err", err, "backoff", backoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// upstreamConn is one session with the upstream master.
+type upstreamConn struct {
+	conn    net.Conn
+	br      *bufio.Reader
+	rd      *resp.Reader
+	timeout time.Duration
+}
+
+func (u *upstreamConn) deadline() { u.conn.SetReadDeadline(time.Now().Add(u.timeout)) }
+
+// readLine reads one reply line, skipping the bare newlines a master sends
+// as keepalives while it prepares a sync.
+func (u *upstreamConn) readLine() (string, error) {
+	for {
+		u.deadline()
+		line, err := u.rd.ReadLine()
+		if err != nil {
+			return "", err
+		}
+		if len(line) > 0 {
+			return string(line), nil
+		}
+	}
+}
+
+// syncOnce runs one upstream session: handshake, PSYNC, optional RDB
+// transfer, then the stream, until an error or ctx ends.
+func (r *Relay) syncOnce(ctx context.Context) error {
+	r.link.set("connecting")
+	d := net.Dialer{Timeout: dialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", r.upstream.Addr)
+	if err != nil {
+		return fmt.Errorf("dial upstream %s: %w", r.upstream.Addr, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		conn.Close()
+	}()
+	u := &upstreamConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), timeout: r.cfg.ReplTimeout}
+	u.rd = resp.NewReader(u.br)
+
+	if err := r.handshake(u); err != nil {
+		return err
+	}
+	st := r.store.State()
+	psync := resp.AppendCommand(nil, "PSYNC", "?", "-1")
+	if st.HasData() {
+		psync = resp.AppendCommand(nil, "PSYNC", st.Replid, strconv.FormatInt(st.End+1, 10))
+	}
+	conn.SetWriteDeadline(time.Now().Add(u.timeout))
+	if _, err := conn.Write(psync); err != nil {
+		return fmt.Errorf("send PSYNC: %w", err)
+	}
+	line, err := u.readLine()
+	if err != nil {
+		return fmt.Errorf("read PSYNC reply: %w", err)
+	}
+	fields := append(strings.Fields(line), "")
+	switch {
+	case fields[0] == "+FULLRESYNC" && len(fields) == 4:
+		off, err := strconv.ParseInt(fields[2], 10, 64)
+		if err != nil || len(fields[1]) != 40 || off < 0 {
+			return fmt.Errorf("upstream sent a bad FULLRESYNC line %q", line)
+		}
+		r.link.set("sync")
+		if err := r.receiveRDB(ctx, u, fields[1], off); err != nil {
+			return err
+		}
+		r.stats.upstreamFull.Add(1)
+	case fields[0] == "+CONTINUE" && !st.HasData():
+		return fmt.Errorf("upstream answered %q to PSYNC ? -1", line)
+	case fields[0] == "+CONTINUE":
+		if len(fields[1]) == 40 && fields[1] != st.Replid {
+			if err := r.store.SwitchReplid(fields[1]); err != nil {
+				return err
+			}
+			r.log.Info("upstream continued with a new replication id", "old_replid", st.Replid, "new_replid", fields[1], "offset", st.End)
+			r.closeReplicas("upstream replication id changed")
+		}
+		r.stats.upstreamPartial.Add(1)
+		r.log.Info("partial resync with upstream", "replid", r.store.State().Replid, "offset", st.End)
+	case strings.HasPrefix(line, "-NOMASTERLINK"), strings.HasPrefix(line, "-LOADING"):
+		return &retryLater{reply: line}
+	default:
+		return fmt.Errorf("upstream refused PSYNC: %q", line)
+	}
+	r.link.set("connected")
+	return r.stream(ctx, u)
+}
+
+// handshake sends PING, then AUTH and REPLCONF pipelined, and checks the
+// replies as a Redis replica would.
+func (r *Relay) handshake(u *upstreamConn) error {
+	u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
+	if _, err := u.conn.Write(resp.AppendCommand(nil, "PING")); err != nil {
+		return fmt.Errorf("send PING: %w", err)
+	}
+	line, err := u.readLine()
+	if err != nil {
+		return fmt.Errorf("read PING reply: %w", err)
+	}
+	if line[0] != '+' && !strings.HasPrefix(line, "-NOAUTH") && !strings.HasPrefix(line, "-NOPERM") &&
+		!strings.HasPrefix(line, "-ERR operation not permitted") {
+		return fmt.Errorf("upstream answered PING with %q", line)
+	}
+	var b []byte
+	auth := r.upstream.Password != ""
+	if auth {
+		if r.upstream.User != "" {
+			b = resp.AppendCommand(b, "AUTH", r.upstream.User, r.upstream.Password)
+		} else {
+			b = resp.AppendCommand(b, "AUTH", r.upstream.Password)
+		}
+	}
+	_, port, _ := net.SplitHostPort(r.ln.Addr().String())
+	b = resp.AppendCommand(b, "REPLCONF", "listening-port", port)
+	b = resp.AppendCommand(b, "REPLCONF", "capa", "eof", "capa", "psync2")
+	if _, err := u.conn.Write(b); err != nil {
+		return fmt.Errorf("send handshake: %w", err)
+	}
+	if auth {
+		line, err := u.readLine()
+		if err != nil {
+			return fmt.Errorf("read AUTH reply: %w", err)
+		}
+		if line[0] == '-' {
+			return fmt.Errorf("upstream refused AUTH: %s", line[1:])
+		}
+	}
+	for range 2 {
+		line, err := u.readLine()
+		if err != nil {
+			return fmt.Errorf("read REPLCONF reply: %w", err)
+		}
+		if line[0] == '-' {
+			r.log.Warn("upstream refused REPLCONF", "reply", line)
+		}
+	}
+	return nil
+}
+
+// receiveRDB reads the RDB that follows +FULLRESYNC into a new snapshot and
+// installs it. With the EOF framing it sends the first ACK at once, since
+// the master streams nothing before it.
+func (r *Relay) receiveRDB(ctx context.Context, u *upstreamConn, replid string, offset int64) error {
+	line, err := u.readLine()
+	if err != nil {
+		return fmt.Errorf("read RDB header: %w", err)
+	}
+	w, err := r.store.NewSnapshotWriter()
+	if err != nil {
+		return err
+	}
+	installed := false
+	defer func() {
+		if !installed {
+			w.Abort()
+		}
+	}()
+	r.link.mu.Lock()
+	r.link.syncBytes, r.link.syncTotal, r.link.syncStarted = 0, -1, time.Now()
+	r.link.mu.Unlock()
+	prog := &progressWriter{w: w, r: r, next: time.Now().Add(progressEvery)}
+	eof := false
+	switch {
+	case strings.HasPrefix(line, "$EOF:") && len(line) == 5+40:
+		eof = true
+		r.log.Info("receiving RDB from upstream (EOF framing)", "replid", replid, "offset", offset)
+		if err := copyUntilMark(u, prog, []byte(line[5:])); err != nil {
+			return err
+		}
+	case strings.HasPrefix(line, "$"):
+		n, err := strconv.ParseInt(line[1:], 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("upstream sent a bad RDB header %q", line)
+		}
+		r.link.mu.Lock()
+		r.link.syncTotal = n
+		r.link.mu.Unlock()
+		r.log.Info("receiving RDB from upstream", "replid", replid, "offset", offset, "bytes", n)
+		if err := copyN(u, prog, n); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("upstream sent %q where an RDB header belongs", line)
+	}
+	snap, err := r.store.ResetTo(w, replid, offset)
+	installed = true // ResetTo consumed w either way
+	if err != nil {
+		return err
+	}
+	r.closeReplicas("new history from upstream full sync")
+	r.log.Info("RDB received and stored", "bytes", snap.Size, "rdb_version", snap.RDBVersion,
+		"seconds", time.Since(prog.began()).Seconds())
+	if eof {
+		u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
+		if _, err := u.conn.Write(ackCommand(offset)); err != nil {
+			return fmt.Errorf("send first ACK: %w", err)
+		}
+	}
+	return nil
+}
+
+// progressWriter counts RDB bytes for INFO and logs progress of long
+// transfers.
+type progressWriter struct {
+	w    io.Writer
+	r    *Relay
+	n    int64
+	next time.Time
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.n += int64(n)
+	p.r.link.mu.Lock()
+	p.r.link.syncBytes = p.n
+	p.r.link.lastIO = time.Now()
+	total := p.r.link.syncTotal
+	p.r.link.mu.Unlock()
+	if now := time.Now(); now.After(p.next) {
+		p.next = now.Add(progressEvery)
+		p.r.log.Info("RDB transfer in progress", "received_bytes", p.n, "total_bytes", total)
+	}
+	return n, err
+}
+
+func (p *progressWriter) began() time.Time {
+	p.r.link.mu.Lock()
+	defer p.r.link.mu.Unlock()
+	return p.r.link.syncStarted
+}
+
+// copyN copies exactly n RDB bytes, refreshing the read deadline as bytes
+// arrive.
+func copyN(u *upstreamConn, w io.Writer, n int64) error {
+	buf := make([]byte, 256<<10)
+	for n > 0 {
+		u.deadline()
+		m, err := u.br.Read(buf[:min(int64(len(buf)), n)])
+		if m > 0 {
+			if _, werr := w.Write(buf[:m]); werr != nil {
+				return fmt.Errorf("received rdb rejected: %w", werr)
+			}
+			n -= int64(m)
+		}
+		if err != nil && n > 0 {
+			return fmt.Errorf("rdb transfer cut with %d bytes to go: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// copyUntilMark copies RDB bytes until the 40-byte EOF mark ends a read,
+// as Redis does: the master sends nothing after the mark until the first
+// ACK, so the mark always ends the data received.
+func copyUntilMark(u *upstreamConn, w io.Writer, mark []byte) error {
+	const m = 40
+	buf := make([]byte, m+256<<10)
+	held := 0 // bytes at buf[m-held:m] not yet written
+	for {
+		u.deadline()
+		n, err := u.br.Read(buf[m:])
+		if n > 0 {
+			data := buf[m-held : m+n]
+			if len(data) >= m && bytes.Equal(data[len(data)-m:], mark) {
+				if _, werr := w.Write(data[:len(data)-m]); werr != nil {
+					return fmt.Errorf("received rdb rejected: %w", werr)
+				}
+				return nil
+			}
+			keep := min(len(data), m)
+			if _, werr := w.Write(data[:len(data)-keep]); werr != nil {
+				return fmt.Errorf("received rdb rejected: %w", werr)
+			}
+			copy(buf[m-keep:m], data[len(data)-keep:])
+			held = keep
+		}
+		if err != nil {
+			return fmt.Errorf("rdb transfer cut before its EOF mark: %w", err)
+		}
+	}
+}
+
+func ackCommand(off int64) []byte {
+	return resp.AppendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))
+}
+
+// stream appends the upstream's command stream to the store and ACKs what
+// is stored, every second and at once after a REPLCONF GETACK.
+func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
+	ackNow := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.ackLoop(ctx, u, ackNow)
+		cancel()
+	}()
+	buf := make([]byte, streamReadSize)
+	for {
+		u.deadline()
+		n, err := u.br.Read(buf)
+		if n > 0 {
+			r.link.mu.Lock()
+			r.link.lastIO = time.Now()
+			r.link.mu.Unlock()
+			getAck, aerr := r.store.Append(buf[:n])
+			if aerr != nil {
+				var se *store.StreamError
+				if errors.As(aerr, &se) {
+					r.stats.rejectedStreams.Add(1)
+					r.log.Error("upstream sent bytes that are not a replication stream; dropping the link, nothing of them stored",
+						"offset", se.Offset, "err", se.Err)
+				}
+				return aerr
+			}
+			r.stats.upstreamBytes.Add(int64(n))
+			if getAck {
+				select {
+				case ackNow <- struct{}{}:
+				default:
+				}
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("upstream stream: %w", err)
+		}
+	}
+}
+
+func (r *Relay) ackLoop(ctx context.Context, u *upstreamConn, ackNow <-chan struct{}) {
+	t := time.NewTicker(ackInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-ackNow:
+		}
+		st := r.store.State()
+		u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
+		if _, err := u.conn.Write(ackCommand(st.End)); err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("send ACK upstream", "err", err)
+			}
+			return
+		}
+	}
+}
