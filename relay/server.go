@@ -489,8 +489,8 @@ func (r *Relay) feedReplica(ctx context.Context, rp *replica, br *bufio.Reader, 
 }
 
 // readAcks reads what a replica sends on its link: REPLCONF ACK <off>
-// (recorded, never answered) and newline keepalives. Anything else is
-// ignored, as Redis does for a replica's stray commands.
+// (recorded, never answered), other REPLCONFs, PING and newline
+// keepalives. Anything else, or invalid protocol, closes the link.
 func (r *Relay) readAcks(rp *replica, br *bufio.Reader) {
 	rd := resp.NewReader(br)
 	for {
@@ -509,11 +509,21 @@ func (r *Relay) readAcks(rp *replica, br *bufio.Reader) {
 			}
 			return
 		}
-		if len(args) >= 3 && bytes.EqualFold(args[0], []byte("replconf")) && bytes.EqualFold(args[1], []byte("ack")) {
-			if off, err := strconv.ParseInt(string(args[2]), 10, 64); err == nil {
+		switch {
+		case len(args) == 0, bytes.EqualFold(args[0], []byte("ping")):
+		case len(args) >= 3 && bytes.EqualFold(args[0], []byte("replconf")) && bytes.EqualFold(args[1], []byte("ack")):
+			if off, err := strconv.ParseInt(string(args[2]), 10, 64); err == nil && off >= 0 {
 				rp.ackOffset.Store(off)
 				rp.ackTime.Store(time.Now().UnixNano())
 			}
+		case bytes.EqualFold(args[0], []byte("replconf")):
+		default:
+			// A replica sends only REPLCONF ACK and newlines; anything
+			// else means the peer is not what it claimed to be.
+			rp.close("replica sent an unexpected command")
+			r.log.Warn("replica sent an unexpected command on its replication link; closing it", "replica", rp.addr,
+				"command", fmt.Sprintf("%.32q", args[0]))
+			return
 		}
 	}
 }

@@ -63,9 +63,10 @@ func NewVerifier() *Verifier {
 	return &Verifier{hpos: magicLen, hneed: magicLen + 1}
 }
 
-// Write feeds the next bytes of the RDB. It fails early, and keeps failing,
-// when the magic is not "REDIS" plus four digits or the version is not
-// between 1 and SupportedMax; every other check happens in Finish.
+// Write feeds the next bytes of the RDB. As soon as the first 9 bytes are in,
+// it fails, and keeps failing, if they are not "REDIS" plus four digits or
+// the version is not between 1 and SupportedMax; every other check happens
+// in Finish.
 func (v *Verifier) Write(p []byte) (int, error) {
 	if v.err != nil {
 		return 0, v.err
@@ -91,25 +92,22 @@ func (v *Verifier) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// writeMagic checks the bytes of p that belong to the magic. On error it
-// returns the offset in p of the first bad byte.
+// writeMagic collects the magic from p and checks it once all 9 bytes are
+// in, so the error always shows the whole magic. On error it returns the
+// offset in p of the first bad byte.
 func (v *Verifier) writeMagic(p []byte) (int, error) {
 	have := int(v.total)
-	k := copy(v.magic[have:], p)
-	seen := v.magic[:have+k]
-	if err := checkMagic(seen); err != nil {
-		bad := 0
-		for bad < k && checkMagic(seen[:have+bad+1]) == nil {
-			bad++
-		}
-		return bad, err
-	}
-	if len(seen) < magicLen {
+	copy(v.magic[have:], p)
+	if have+len(p) < magicLen {
 		return 0, nil
 	}
-	ver, err := ParseVersion(seen)
+	ver, err := ParseVersion(v.magic[:])
 	if err != nil {
-		return 0, err
+		bad := 0
+		for checkMagic(v.magic[:bad+1]) == nil {
+			bad++
+		}
+		return max(bad-have, 0), err
 	}
 	if ver < 1 || ver > SupportedMax {
 		return magicLen - have - 1, fmt.Errorf("%w %d (supported: 1 to %d)", ErrVersion, ver, SupportedMax)
@@ -197,6 +195,11 @@ func (v *Verifier) Header() (Header, bool) {
 func (v *Verifier) Finish() (Summary, error) {
 	if v.err != nil {
 		return Summary{}, v.err
+	}
+	if v.total < magicLen {
+		if err := checkMagic(v.magic[:v.total]); err != nil {
+			return Summary{}, err
+		}
 	}
 	if v.total < minimalLen {
 		return Summary{}, fmt.Errorf("%w (%d bytes)", ErrTruncated, v.total)

@@ -1,7 +1,9 @@
 package redistest
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -231,21 +233,22 @@ func val(r *rand.Rand, n int) string {
 	return string(b)
 }
 
-// bigValue returns bigSize bytes in 4 KiB blocks, each 3 KiB random and
-// 1 KiB of one repeated byte, so LZF compresses it partly.
+// bigValue returns bigSize bytes in 4 KiB blocks, each 3 KiB taken from
+// a random pool at a random offset and 1 KiB of one repeated byte, so LZF
+// compresses it partly. Whole-block copies keep it fast under -race.
 func bigValue(r *rand.Rand) []byte {
-	b := make([]byte, bigSize)
-	for i := 0; i < len(b); i += 4096 {
-		block := b[i:min(i+4096, len(b))]
-		for j := range block {
-			if j < 3072 {
-				block[j] = byte(r.Uint32())
-			} else {
-				block[j] = 'z'
-			}
-		}
+	pool := make([]byte, 64<<10)
+	for i := 0; i < len(pool); i += 8 {
+		binary.LittleEndian.PutUint64(pool[i:], r.Uint64())
 	}
-	return b
+	fill := bytes.Repeat([]byte{'z'}, 1024)
+	b := make([]byte, 0, bigSize)
+	for len(b) < bigSize {
+		off := r.IntN(len(pool) - 3072)
+		b = append(b, pool[off:off+3072]...)
+		b = append(b, fill...)
+	}
+	return b[:bigSize]
 }
 
 func junk(prefix string, n int) [][]any {

@@ -32,8 +32,9 @@ var getAckArgs = [2]string{"REPLCONF", "GETACK"}
 // stray "\n" or "\r\n" between commands are allowed and count as boundaries.
 // Bulk payloads are skipped by length and never copied.
 //
-// The zero value is at a command boundary. A StreamScanner is not safe for
-// concurrent use.
+// The zero value is at a command boundary. A StreamScanner holds no
+// pointers, so copying it saves its state (to roll back a failed Feed, for
+// instance). It is not safe for concurrent use.
 type StreamScanner struct {
 	state scanState
 	match bool  // the current 3-argument command may still be REPLCONF GETACK
@@ -216,7 +217,7 @@ func (s *StreamScanner) Reset() { *s = StreamScanner{} }
 // scannerVersion is the first byte of the MarshalBinary encoding.
 const scannerVersion = 1
 
-// MarshalBinary encodes the state of s in at most 34 bytes, so a store can
+// MarshalBinary encodes the state of s in at most 15 bytes, so a store can
 // record it at a segment start. A scanner that hit a protocol error cannot be
 // marshaled.
 func (s *StreamScanner) MarshalBinary() ([]byte, error) {
