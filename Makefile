@@ -1,0 +1,43 @@
+# Arbor build, test and code-generation targets. `make help` lists them.
+GO      ?= go
+TOOL    := $(GO) tool -modfile=tools/go.mod
+PKGS    := ./...
+
+.PHONY: help build test test-short vet fmt fmt-check lint proto proto-check bench demo ci
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/arbor
+	$(GO) build -o bin/arbor ./cmd/arbor
+
+test: ## run every test (needs redis-server on PATH), with the race detector
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+test-short: ## quick tests
+	$(GO) test -short -count=1 $(PKGS)
+
+vet: ## go vet
+	$(GO) vet $(PKGS)
+
+fmt: ## gofmt the tree
+	gofmt -w $$(git ls-files '*.go')
+
+fmt-check: ## fail if gofmt would change a file
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+lint: fmt-check vet ## gofmt check and go vet
+
+proto: ## lint protos and regenerate Go code (buf, local plugins)
+	scripts/proto.sh
+
+proto-check: ## regenerate protos and fail on drift
+	scripts/check-proto.sh
+
+bench: build ## benchmark relay vs native replication
+	bin/arbor bench relay
+
+demo: build ## run the three-site demo
+	bin/arbor demo
+
+ci: lint test ## what CI runs (after installing redis-server)

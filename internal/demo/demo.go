@@ -1,0 +1,374 @@
+// Package demo runs the seed topology of DESIGN.md on one machine: a Redis
+// master and relays in site A, relays in sites B and C, and the backups and
+// read replicas of every site running REPLICAOF their site's relay, with a
+// write load, a live table of offsets and a final digest check.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arbor-fabric/arbor/relay"
+)
+
+// Options configure a demo run.
+type Options struct {
+	// Dir holds every server's files; empty means a new temporary directory,
+	// removed at the end unless Keep.
+	Dir  string
+	Keep bool
+	// Duration of the write load; 0 runs until ctx ends.
+	Duration time.Duration
+	// Rate is the write load in commands per second.
+	Rate int
+	// RedisServer is the redis-server binary.
+	RedisServer string
+	// Out receives the demo's report.
+	Out io.Writer
+	// Logger receives the relays' logs.
+	Logger *slog.Logger
+}
+
+// node is one redis-server of the topology.
+type node struct {
+	name, site, role, follows string
+	port                      int
+	cmd                       *exec.Cmd
+	done                      chan struct{}
+	client                    *redis.Client
+}
+
+type relayNode struct {
+	name, site, follows string
+	port                int
+	r                   *relay.Relay
+}
+
+// Run runs the demo until the load ends or ctx is cancelled, then checks
+// that every server holds the master's data and stops everything.
+func Run(ctx context.Context, o Options) error {
+	if o.RedisServer == "" {
+		o.RedisServer = "redis-server"
+	}
+	bin, err := exec.LookPath(o.RedisServer)
+	if err != nil {
+		return fmt.Errorf("the demo runs real Redis servers: %w (on Debian: apt-get install redis-server)", err)
+	}
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.Rate <= 0 {
+		o.Rate = 2000
+	}
+	if o.Dir == "" {
+		if o.Dir, err = os.MkdirTemp("", "arbor-demo-"); err != nil {
+			return err
+		}
+		if !o.Keep {
+			defer os.RemoveAll(o.Dir)
+		}
+	}
+	d := &demo{o: o, bin: bin}
+	defer d.stop()
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	return d.run(ctx)
+}
+
+type demo struct {
+	o      Options
+	bin    string
+	master *node
+	nodes  []*node
+	relays []*relayNode
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ...string) (*node, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(d.o.Dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "local",
+		"--logfile", filepath.Join(dir, "redis.log"), "--repl-diskless-sync-delay", "0"}, extra...)
+	cmd := exec.Command(d.bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	n := &node{name: name, site: site, role: role, port: port, cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(n.done) }()
+	n.client = redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Protocol: 2, DisableIdentity: true})
+	d.nodes = append(d.nodes, n)
+	deadline := time.Now().Add(10 * time.Second)
+	for n.client.Ping(ctx).Err() != nil {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s did not answer PING within 10s (see %s)", name, filepath.Join(dir, "redis.log"))
+		}
+		select {
+		case <-n.done:
+			return nil, fmt.Errorf("%s exited at start (see %s)", name, filepath.Join(dir, "redis.log"))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return n, nil
+}
+
+func (d *demo) startRelay(ctx context.Context, name, site string, upstream *node) (*relayNode, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := relay.DefaultConfig()
+	cfg.ID, cfg.Site = name, site
+	cfg.DataDir = filepath.Join(d.o.Dir, name)
+	cfg.Upstream = fmt.Sprintf("redis://127.0.0.1:%d", upstream.port)
+	cfg.RedisAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	cfg.BacklogSize = 256 << 20
+	cfg.Logger = d.o.Logger
+	r, err := relay.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rn := &relayNode{name: name, site: site, follows: upstream.name, port: port, r: r}
+	d.relays = append(d.relays, rn)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := r.Run(ctx); err != nil {
+			d.o.Logger.Error("relay stopped with an error", "relay", name, "err", err)
+		}
+	}()
+	return rn, nil
+}
+
+func (d *demo) start(ctx context.Context) error {
+	rctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	fmt.Fprintf(d.o.Out, "Arbor demo: the seed topology on this machine (files in %s)\n\n", d.o.Dir)
+	m, err := d.startRedis(ctx, "A-Master", "A", "master", "--repl-backlog-size", "64mb")
+	if err != nil {
+		return err
+	}
+	d.master = m
+	// Site A has two relays beside the master; B and C one each. Until the
+	// relay tree (gRPC) lands, every relay pulls from the master itself.
+	site := map[string][]*relayNode{}
+	for _, spec := range []struct{ name, site string }{{"relay-a1", "A"}, {"relay-a2", "A"}, {"relay-b", "B"}, {"relay-c", "C"}} {
+		rn, err := d.startRelay(rctx, spec.name, spec.site, m)
+		if err != nil {
+			return err
+		}
+		site[spec.site] = append(site[spec.site], rn)
+	}
+	replicas := []struct{ name, site, role string }{
+		{"A-M-Backup", "A", "backup"}, {"A-S-1", "A", "replica"}, {"A-S-2", "A", "replica"},
+		{"B-M-Backup", "B", "backup"}, {"B-S-1", "B", "replica"}, {"B-S-2", "B", "replica"},
+		{"C-S-1", "C", "replica"}, {"C-S-2", "C", "replica"},
+	}
+	for i, spec := range replicas {
+		relays := site[spec.site]
+		rn := relays[i%len(relays)]
+		n, err := d.startRedis(ctx, spec.name, spec.site, spec.role, "--replicaof", "127.0.0.1", strconv.Itoa(rn.port))
+		if err != nil {
+			return err
+		}
+		n.follows = rn.name
+	}
+	return nil
+}
+
+func (d *demo) run(ctx context.Context) error {
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	if d.o.Duration > 0 {
+		loadCtx, stopLoad = context.WithTimeout(ctx, d.o.Duration)
+		defer stopLoad()
+	}
+	loadErr := make(chan error, 1)
+	var written int64
+	var mu sync.Mutex
+	go func() {
+		loadErr <- writeLoad(loadCtx, d.master.client, d.o.Rate, func(n int64) { mu.Lock(); written = n; mu.Unlock() })
+	}()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-loadCtx.Done():
+			done = true
+		case <-tick.C:
+			mu.Lock()
+			n := written
+			mu.Unlock()
+			d.table(ctx, fmt.Sprintf("%d writes so far", n))
+		}
+	}
+	if err := <-loadErr; err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("write load: %w", err)
+	}
+	fmt.Fprintln(d.o.Out, "\nLoad stopped; waiting for every server to catch up with the master...")
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := d.converge(cctx)
+	d.table(cctx, "final")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.o.Out, "\nOK: all %d servers hold the master's data (DEBUG DIGEST equal); %d relays, each pulled the stream once.\n", len(d.nodes)-1, len(d.relays))
+	return nil
+}
+
+// converge waits until every replica's offset and digest equal the master's.
+func (d *demo) converge(ctx context.Context) error {
+	var last error
+	for {
+		last = d.check(ctx)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("servers did not converge: %w", last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (d *demo) check(ctx context.Context) error {
+	want, err := d.master.client.Do(ctx, "DEBUG", "DIGEST").Text()
+	if err != nil {
+		return err
+	}
+	for _, n := range d.nodes[1:] {
+		got, err := n.client.Do(ctx, "DEBUG", "DIGEST").Text()
+		if err != nil {
+			return fmt.Errorf("%s: %w", n.name, err)
+		}
+		if got != want {
+			return fmt.Errorf("%s digest %s, master %s", n.name, got, want)
+		}
+	}
+	return nil
+}
+
+func (d *demo) table(ctx context.Context, title string) {
+	mOff := infoInt(ctx, d.master.client, "replication", "master_repl_offset")
+	w := tabwriter.NewWriter(d.o.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "\n[%s] %s  master offset %d\n", time.Now().Format("15:04:05"), title, mOff)
+	fmt.Fprintln(w, "SITE\tNAME\tROLE\tFOLLOWS\tOFFSET\tLAG BYTES")
+	fmt.Fprintf(w, "A\t%s\tmaster\t-\t%d\t-\n", d.master.name, mOff)
+	for _, rn := range d.relays {
+		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", rn.port), Protocol: 2, DisableIdentity: true})
+		off := infoInt(ctx, c, "replication", "master_repl_offset")
+		c.Close()
+		fmt.Fprintf(w, "%s\t%s\trelay\t%s\t%d\t%d\n", rn.site, rn.name, rn.follows, off, mOff-off)
+	}
+	for _, n := range d.nodes[1:] {
+		off := infoInt(ctx, n.client, "replication", "master_repl_offset")
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\n", n.site, n.name, n.role, n.follows, off, mOff-off)
+	}
+	w.Flush()
+}
+
+func infoInt(ctx context.Context, c *redis.Client, section, key string) int64 {
+	text, err := c.Info(ctx, section).Result()
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(text, "\r\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return -1
+}
+
+// writeLoad writes a mix of commands at about rate per second until ctx
+// ends.
+func writeLoad(ctx context.Context, c *redis.Client, rate int, progress func(int64)) error {
+	const batch = 100
+	interval := time.Duration(float64(time.Second) * batch / float64(rate))
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var n int64
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		p := c.Pipeline()
+		for i := 0; i < batch; i++ {
+			k := rnd.IntN(10000)
+			switch i % 4 {
+			case 0:
+				p.Set(ctx, fmt.Sprintf("user:%d", k), fmt.Sprintf(`{"id":%d,"name":"user-%d","score":%d}`, k, k, rnd.IntN(1000)), 0)
+			case 1:
+				p.HIncrBy(ctx, fmt.Sprintf("stats:%d", k%100), "hits", 1)
+			case 2:
+				p.ZAdd(ctx, "leaderboard", redis.Z{Score: float64(rnd.IntN(100000)), Member: fmt.Sprintf("user:%d", k)})
+			case 3:
+				p.LPush(ctx, "events", fmt.Sprintf("event-%d", n+int64(i)))
+				p.LTrim(ctx, "events", 0, 999)
+			}
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		n += batch
+		progress(n)
+	}
+}
+
+// stop stops the relays and kills every Redis server.
+func (d *demo) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.wg.Wait()
+	for _, n := range d.nodes {
+		n.client.Close()
+		if n.cmd.Process != nil {
+			syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+			<-n.done
+		}
+	}
+}
