@@ -123,10 +123,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer cancel()
 	r.log.Info("relay running", "redis_addr", r.ln.Addr().String(), "upstream", r.upstream.Addr, "data_dir", r.cfg.DataDir)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		r.runUpstream(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		r.refreshSnapshots(ctx)
 	}()
 	go func() {
 		defer wg.Done()

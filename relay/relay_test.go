@@ -195,3 +195,32 @@ func TestRelayAnswersLikeRedis(t *testing.T) {
 		t.Fatalf("ROLE: %v %v", v, err)
 	}
 }
+
+// TestBacklogStaysBounded: with a small --backlog-size, the relay fetches
+// fresher snapshots from the master (REPLCONF rdb-only) so the backlog can
+// be trimmed, and a replica that arrives later gets a full sync from the
+// fresh snapshot plus the backlog, and converges.
+func TestBacklogStaysBounded(t *testing.T) {
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
+	cfg := newRelayConfig(t, upstreamOf(master))
+	cfg.BacklogSize = 1 << 20
+	r := startRelay(t, cfg)
+	early := redistest.Start(t)
+	replicaOf(t, early, r.Port)
+	for seed := int64(1); seed <= 4; seed++ {
+		load(t, master, redistest.LoadOptions{SmallKeys: 20000, Seed: seed})
+	}
+	redistest.WaitFor(t, syncTimeout, func() error {
+		info := r.Info(t, "arbor")
+		snap, _ := strconv.ParseInt(info["arbor_snapshot_offset"], 10, 64)
+		backlog, _ := strconv.ParseInt(info["arbor_backlog_bytes"], 10, 64)
+		if snap == 0 || backlog > 3<<20 {
+			return fmt.Errorf("snapshot offset %d, backlog %d bytes: want a refreshed snapshot and at most 3 MiB", snap, backlog)
+		}
+		return nil
+	})
+	late := redistest.Start(t)
+	replicaOf(t, late, r.Port)
+	redistest.WaitInSync(t, syncTimeout, master, early, late)
+	expectEq(t, "relay arbor_upstream_full_syncs", r.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
+}

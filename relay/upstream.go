@@ -89,31 +89,45 @@ func (u *upstreamConn) readLine() (string, error) {
 	}
 }
 
+// dialUpstream connects to the upstream master and runs the replica
+// handshake. The connection closes when ctx ends; wait on the returned
+// function after cancelling ctx.
+func (r *Relay) dialUpstream(ctx context.Context, rdbOnly bool) (*upstreamConn, func(), error) {
+	d := net.Dialer{Timeout: dialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", r.upstream.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial upstream %s: %w", r.upstream.Addr, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		conn.Close()
+	}()
+	wait := func() { <-done }
+	u := &upstreamConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), timeout: r.cfg.ReplTimeout}
+	u.rd = resp.NewReader(u.br)
+	if err := r.handshake(u, rdbOnly); err != nil {
+		conn.Close()
+		return nil, wait, err
+	}
+	return u, wait, nil
+}
+
 // syncOnce runs one upstream session: handshake, PSYNC, optional RDB
 // transfer, then the stream, until an error or ctx ends.
 func (r *Relay) syncOnce(ctx context.Context) error {
 	r.link.set("connecting")
-	d := net.Dialer{Timeout: dialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", r.upstream.Addr)
-	if err != nil {
-		return fmt.Errorf("dial upstream %s: %w", r.upstream.Addr, err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	u, wait, err := r.dialUpstream(ctx, false)
+	if wait != nil {
+		defer wait()
+	}
 	defer cancel()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		<-ctx.Done()
-		conn.Close()
-	}()
-	u := &upstreamConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), timeout: r.cfg.ReplTimeout}
-	u.rd = resp.NewReader(u.br)
-
-	if err := r.handshake(u); err != nil {
+	if err != nil {
 		return err
 	}
+	conn := u.conn
 	st := r.store.State()
 	psync := resp.AppendCommand(nil, "PSYNC", "?", "-1")
 	if st.HasData() {
@@ -135,7 +149,7 @@ func (r *Relay) syncOnce(ctx context.Context) error {
 			return fmt.Errorf("upstream sent a bad FULLRESYNC line %q", line)
 		}
 		r.link.set("sync")
-		if err := r.receiveRDB(ctx, u, fields[1], off); err != nil {
+		if err := r.receiveRDB(u, fields[1], off); err != nil {
 			return err
 		}
 		r.stats.upstreamFull.Add(1)
@@ -162,7 +176,7 @@ func (r *Relay) syncOnce(ctx context.Context) error {
 
 // handshake sends PING, then AUTH and REPLCONF pipelined, and checks the
 // replies as a Redis replica would.
-func (r *Relay) handshake(u *upstreamConn) error {
+func (r *Relay) handshake(u *upstreamConn, rdbOnly bool) error {
 	u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
 	if _, err := u.conn.Write(resp.AppendCommand(nil, "PING")); err != nil {
 		return fmt.Errorf("send PING: %w", err)
@@ -187,6 +201,12 @@ func (r *Relay) handshake(u *upstreamConn) error {
 	_, port, _ := net.SplitHostPort(r.ln.Addr().String())
 	b = resp.AppendCommand(b, "REPLCONF", "listening-port", port)
 	b = resp.AppendCommand(b, "REPLCONF", "capa", "eof", "capa", "psync2")
+	replies := 2
+	if rdbOnly {
+		// An RDB and no stream: for a fresher snapshot of the same history.
+		b = resp.AppendCommand(b, "REPLCONF", "rdb-only", "1")
+		replies++
+	}
 	if _, err := u.conn.Write(b); err != nil {
 		return fmt.Errorf("send handshake: %w", err)
 	}
@@ -199,10 +219,13 @@ func (r *Relay) handshake(u *upstreamConn) error {
 			return fmt.Errorf("upstream refused AUTH: %s", line[1:])
 		}
 	}
-	for range 2 {
+	for i := range replies {
 		line, err := u.readLine()
 		if err != nil {
 			return fmt.Errorf("read REPLCONF reply: %w", err)
+		}
+		if line[0] == '-' && i == 2 {
+			return fmt.Errorf("upstream refused REPLCONF rdb-only: %s", line)
 		}
 		if line[0] == '-' {
 			r.log.Warn("upstream refused REPLCONF", "reply", line)
@@ -214,56 +237,27 @@ func (r *Relay) handshake(u *upstreamConn) error {
 // receiveRDB reads the RDB that follows +FULLRESYNC into a new snapshot and
 // installs it. With the EOF framing it sends the first ACK at once, since
 // the master streams nothing before it.
-func (r *Relay) receiveRDB(ctx context.Context, u *upstreamConn, replid string, offset int64) error {
-	line, err := u.readLine()
-	if err != nil {
-		return fmt.Errorf("read RDB header: %w", err)
-	}
+func (r *Relay) receiveRDB(u *upstreamConn, replid string, offset int64) error {
 	w, err := r.store.NewSnapshotWriter()
 	if err != nil {
 		return err
 	}
-	installed := false
-	defer func() {
-		if !installed {
-			w.Abort()
-		}
-	}()
 	r.link.mu.Lock()
 	r.link.syncBytes, r.link.syncTotal, r.link.syncStarted = 0, -1, time.Now()
 	r.link.mu.Unlock()
-	prog := &progressWriter{w: w, r: r, next: time.Now().Add(progressEvery)}
-	eof := false
-	switch {
-	case strings.HasPrefix(line, "$EOF:") && len(line) == 5+40:
-		eof = true
-		r.log.Info("receiving RDB from upstream (EOF framing)", "replid", replid, "offset", offset)
-		if err := copyUntilMark(u, prog, []byte(line[5:])); err != nil {
-			return err
-		}
-	case strings.HasPrefix(line, "$"):
-		n, err := strconv.ParseInt(line[1:], 10, 64)
-		if err != nil || n < 0 {
-			return fmt.Errorf("upstream sent a bad RDB header %q", line)
-		}
-		r.link.mu.Lock()
-		r.link.syncTotal = n
-		r.link.mu.Unlock()
-		r.log.Info("receiving RDB from upstream", "replid", replid, "offset", offset, "bytes", n)
-		if err := copyN(u, prog, n); err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("upstream sent %q where an RDB header belongs", line)
+	began := time.Now()
+	eof, err := r.readRDB(u, w, replid, offset, true)
+	if err != nil {
+		w.Abort()
+		return err
 	}
 	snap, err := r.store.ResetTo(w, replid, offset)
-	installed = true // ResetTo consumed w either way
 	if err != nil {
 		return err
 	}
 	r.closeReplicas("new history from upstream full sync")
 	r.log.Info("RDB received and stored", "bytes", snap.Size, "rdb_version", snap.RDBVersion,
-		"seconds", time.Since(prog.began()).Seconds())
+		"seconds", time.Since(began).Seconds())
 	if eof {
 		u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
 		if _, err := u.conn.Write(ackCommand(offset)); err != nil {
@@ -273,34 +267,61 @@ func (r *Relay) receiveRDB(ctx context.Context, u *upstreamConn, replid string, 
 	return nil
 }
 
-// progressWriter counts RDB bytes for INFO and logs progress of long
+// readRDB reads an RDB in either framing into w. track reports progress in
+// INFO (the main link's transfer). It returns whether the EOF framing was
+// used.
+func (r *Relay) readRDB(u *upstreamConn, w io.Writer, replid string, offset int64, track bool) (eof bool, err error) {
+	line, err := u.readLine()
+	if err != nil {
+		return false, fmt.Errorf("read RDB header: %w", err)
+	}
+	prog := &progressWriter{w: w, r: r, track: track, next: time.Now().Add(progressEvery)}
+	switch {
+	case strings.HasPrefix(line, "$EOF:") && len(line) == 5+40:
+		r.log.Info("receiving RDB from upstream (EOF framing)", "replid", replid, "offset", offset)
+		return true, copyUntilMark(u, prog, []byte(line[5:]))
+	case strings.HasPrefix(line, "$"):
+		n, err := strconv.ParseInt(line[1:], 10, 64)
+		if err != nil || n < 0 {
+			return false, fmt.Errorf("upstream sent a bad RDB header %q", line)
+		}
+		prog.total = n
+		if track {
+			r.link.mu.Lock()
+			r.link.syncTotal = n
+			r.link.mu.Unlock()
+		}
+		r.log.Info("receiving RDB from upstream", "replid", replid, "offset", offset, "bytes", n)
+		return false, copyN(u, prog, n)
+	}
+	return false, fmt.Errorf("upstream sent %q where an RDB header belongs", line)
+}
+
+// progressWriter counts RDB bytes for INFO and logs the progress of long
 // transfers.
 type progressWriter struct {
-	w    io.Writer
-	r    *Relay
-	n    int64
-	next time.Time
+	w     io.Writer
+	r     *Relay
+	track bool
+	n     int64
+	total int64
+	next  time.Time
 }
 
 func (p *progressWriter) Write(b []byte) (int, error) {
 	n, err := p.w.Write(b)
 	p.n += int64(n)
-	p.r.link.mu.Lock()
-	p.r.link.syncBytes = p.n
-	p.r.link.lastIO = time.Now()
-	total := p.r.link.syncTotal
-	p.r.link.mu.Unlock()
+	if p.track {
+		p.r.link.mu.Lock()
+		p.r.link.syncBytes = p.n
+		p.r.link.lastIO = time.Now()
+		p.r.link.mu.Unlock()
+	}
 	if now := time.Now(); now.After(p.next) {
 		p.next = now.Add(progressEvery)
-		p.r.log.Info("RDB transfer in progress", "received_bytes", p.n, "total_bytes", total)
+		p.r.log.Info("RDB transfer in progress", "received_bytes", p.n, "total_bytes", p.total)
 	}
 	return n, err
-}
-
-func (p *progressWriter) began() time.Time {
-	p.r.link.mu.Lock()
-	defer p.r.link.mu.Unlock()
-	return p.r.link.syncStarted
 }
 
 // copyN copies exactly n RDB bytes, refreshing the read deadline as bytes

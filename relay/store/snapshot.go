@@ -9,8 +9,6 @@ import (
 	"github.com/arbor-fabric/arbor/internal/rdb"
 )
 
-const incomingSnapshot = "snapshot-incoming.rdb"
-
 // SnapshotWriter receives an RDB from upstream into a temporary file,
 // checking it as it arrives. Install it with ResetTo, or Abort it.
 type SnapshotWriter struct {
@@ -21,14 +19,14 @@ type SnapshotWriter struct {
 	n    int64
 }
 
-// NewSnapshotWriter begins receiving an RDB. Only one may be open at a time.
+// NewSnapshotWriter begins receiving an RDB into a temporary file (removed
+// at the next Open if the relay dies meanwhile).
 func (s *Store) NewSnapshotWriter() (*SnapshotWriter, error) {
-	path := filepath.Join(s.opts.Dir, incomingSnapshot)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	f, err := os.CreateTemp(s.opts.Dir, "snapshot-incoming-*.rdb")
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	return &SnapshotWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), v: rdb.NewVerifier(), path: path}, nil
+	return &SnapshotWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), v: rdb.NewVerifier(), path: f.Name()}, nil
 }
 
 // Write appends RDB bytes. It fails early when they cannot be an RDB.
