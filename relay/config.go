@@ -26,6 +26,23 @@ type Config struct {
 	Upstream string
 	// RedisAddr is the address the Redis master side listens on (host:port).
 	RedisAddr string
+	// GRPCAddr is the address of the gRPC service (child relays, Status,
+	// health, reflection). Empty disables it.
+	GRPCAddr string
+	// TLS secures the gRPC service and the link to a parent relay.
+	TLS TLSConfig
+	// Compression is the preferred codec for child links: zstd, s2 or none.
+	Compression string
+	// BatchDelay bounds how long stream bytes wait to be batched into one
+	// frame for a child relay; BatchBytes bounds a frame's size.
+	BatchDelay time.Duration
+	BatchBytes int
+	// SlowConsumerTimeout cuts a child whose link accepts nothing for this
+	// long.
+	SlowConsumerTimeout time.Duration
+	// MaxChildLag cuts a child relay that falls this many bytes behind; it
+	// resumes from the backlog (or gets a full sync beyond it).
+	MaxChildLag int64
 	// RedisPassword, when set, is required from Redis clients (AUTH), as
 	// requirepass; replicas set masterauth to it.
 	RedisPassword string
@@ -46,7 +63,12 @@ type Config struct {
 // DefaultConfig returns a Config with every default filled in.
 func DefaultConfig() Config {
 	return Config{
-		RedisAddr:        "127.0.0.1:6380",
+		RedisAddr:           "127.0.0.1:6380",
+		Compression:         "zstd",
+		BatchDelay:          time.Millisecond,
+		BatchBytes:          64 << 10,
+		SlowConsumerTimeout: 30 * time.Second,
+		MaxChildLag:         512 << 20,
 		BacklogSize:      1 << 30,
 		Fsync:            "everysec",
 		ReplTimeout:      60 * time.Second,
@@ -64,7 +86,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("data-dir: required"))
 	}
 	if c.Upstream == "" {
-		errs = append(errs, errors.New("upstream: required (redis://[user:password@]host:port)"))
+		errs = append(errs, errors.New("upstream: required (redis://[user:password@]host:port or arbor://host:port)"))
 	} else if _, err := ParseUpstream(c.Upstream); err != nil {
 		errs = append(errs, fmt.Errorf("upstream: %w", err))
 	}
@@ -80,28 +102,72 @@ func (c *Config) Validate() error {
 	if c.ReplTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("repl-timeout %v: must be at least 1s", c.ReplTimeout))
 	}
+	if c.GRPCAddr != "" {
+		if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+			errs = append(errs, fmt.Errorf("grpc-addr %q: %w", c.GRPCAddr, err))
+		}
+	}
+	if up, err := ParseUpstream(c.Upstream); err == nil && (up.Kind == UpstreamRelay || c.GRPCAddr != "") {
+		if err := c.TLS.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := ParseCompression(c.Compression); err != nil {
+		errs = append(errs, err)
+	}
+	if c.BatchDelay < 0 || c.BatchDelay > time.Second {
+		errs = append(errs, fmt.Errorf("batch-delay %v: want 0 to 1s", c.BatchDelay))
+	}
+	if c.BatchBytes < 1<<10 || c.BatchBytes > 4<<20 {
+		errs = append(errs, fmt.Errorf("batch-bytes %d: want 1 KiB to 4 MiB", c.BatchBytes))
+	}
+	if c.SlowConsumerTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("slow-consumer-timeout %v: must be at least 1s", c.SlowConsumerTimeout))
+	}
+	if c.MaxChildLag < 1<<20 {
+		errs = append(errs, fmt.Errorf("max-child-lag %d: must be at least 1 MiB", c.MaxChildLag))
+	}
 	if c.FutureOffsetWait < 0 {
 		errs = append(errs, fmt.Errorf("future-offset-wait %v: must not be negative", c.FutureOffsetWait))
 	}
 	return errors.Join(errs...)
 }
 
+// Upstream kinds.
+const (
+	UpstreamRedis = "redis" // a Redis master, followed with PSYNC
+	UpstreamRelay = "arbor" // a parent relay, followed over gRPC
+)
+
 // Upstream is a parsed upstream address.
 type Upstream struct {
+	Kind     string // UpstreamRedis or UpstreamRelay
 	Addr     string // host:port
 	User     string // empty: AUTH with the password alone
 	Password string // empty: no AUTH
 }
 
+// String renders the upstream as a URL without its password.
+func (u Upstream) String() string {
+	if u.User != "" {
+		return fmt.Sprintf("%s://%s@%s", u.Kind, u.User, u.Addr)
+	}
+	return fmt.Sprintf("%s://%s", u.Kind, u.Addr)
+}
+
 // ParseUpstream parses redis://[user:password@]host:port (a password alone
-// may be given as redis://:password@host:port).
+// may be given as redis://:password@host:port) or arbor://host:port (a
+// parent relay's gRPC address).
 func ParseUpstream(s string) (Upstream, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return Upstream{}, err
 	}
-	if u.Scheme != "redis" {
-		return Upstream{}, fmt.Errorf("scheme %q: want redis://", u.Scheme)
+	if u.Scheme != UpstreamRedis && u.Scheme != UpstreamRelay {
+		return Upstream{}, fmt.Errorf("scheme %q: want redis:// (a Redis master) or arbor:// (a parent relay)", u.Scheme)
+	}
+	if u.Scheme == UpstreamRelay && u.User != nil {
+		return Upstream{}, errors.New("arbor:// takes no user or password: relays authenticate with TLS certificates")
 	}
 	if u.Path != "" && u.Path != "/" {
 		return Upstream{}, fmt.Errorf("path %q: a replication upstream has no database number", u.Path)
@@ -113,7 +179,7 @@ func ParseUpstream(s string) (Upstream, error) {
 	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
 		return Upstream{}, fmt.Errorf("port %q: not a TCP port", port)
 	}
-	up := Upstream{Addr: net.JoinHostPort(host, port)}
+	up := Upstream{Kind: u.Scheme, Addr: net.JoinHostPort(host, port)}
 	if u.User != nil {
 		up.User = u.User.Username()
 		up.Password, _ = u.User.Password()

@@ -39,7 +39,10 @@ type testRelay struct {
 
 	cancel context.CancelFunc
 	done   chan error
+	r      *relay.Relay
 }
+
+func (tr *testRelay) relay() *relay.Relay { return tr.r }
 
 // syncBuffer collects log output for assertions.
 type syncBuffer struct {
@@ -113,7 +116,7 @@ func (tr *testRelay) start() {
 		tr.t.Fatalf("relay.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tr.cancel, tr.done = cancel, make(chan error, 1)
+	tr.cancel, tr.done, tr.r = cancel, make(chan error, 1), r
 	go func() { tr.done <- r.Run(ctx) }()
 }
 

@@ -71,7 +71,7 @@ func (r *Relay) infoClients(b *strings.Builder) {
 // replication IDs and offsets (which are the upstream master's).
 func (r *Relay) infoReplication(b *strings.Builder) {
 	st := r.store.State()
-	host, port, _ := net.SplitHostPort(r.upstream.Addr)
+	host, port, _ := net.SplitHostPort(r.currentUpstream().Addr)
 	r.link.mu.Lock()
 	state, lastIO, downSince := r.link.state, r.link.lastIO, r.link.downSince
 	syncBytes, syncTotal, syncStarted := r.link.syncBytes, r.link.syncTotal, r.link.syncStarted
@@ -147,7 +147,7 @@ func (r *Relay) infoArbor(b *strings.Builder) {
 	st := r.store.State()
 	kv(b, "arbor_id", r.cfg.ID)
 	kv(b, "arbor_site", r.cfg.Site)
-	kv(b, "arbor_upstream", r.upstream.Addr)
+	kv(b, "arbor_upstream", r.currentUpstream().String())
 	kv(b, "arbor_stored_offset", st.End)
 	kv(b, "arbor_durable_offset", st.Durable)
 	kv(b, "arbor_backlog_start", st.Start)
@@ -167,7 +167,7 @@ func (r *Relay) infoArbor(b *strings.Builder) {
 // appendRole renders ROLE as a replica's: slave, master host, port, link
 // state, offset.
 func (r *Relay) appendRole(b []byte) []byte {
-	host, port, _ := net.SplitHostPort(r.upstream.Addr)
+	host, port, _ := net.SplitHostPort(r.currentUpstream().Addr)
 	r.link.mu.Lock()
 	state := r.link.state
 	r.link.mu.Unlock()

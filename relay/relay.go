@@ -9,33 +9,47 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
+		"time"
 
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay/store"
 )
 
 // Relay pulls one upstream's replication stream into its store and serves it
 // to Redis replicas.
 type Relay struct {
-	cfg      Config
-	log      *slog.Logger
-	upstream Upstream
-	store    *store.Store
-	ln       net.Listener
-	started  time.Time
-	runID    string
+	cfg         Config
+	log         *slog.Logger
+	store       *store.Store
+	ln          net.Listener // Redis master side
+	grpcLn      net.Listener // nil without GRPCAddr
+	compression arborv1.Compression
+	timeline    *timeline
+	started     time.Time
+	runID       string
 
-	stats stats
-	link  linkState
+	stats         stats
+	link          linkState
+	masterOffset  atomic.Int64 // the newest master offset heard of
+	forceFullSync atomic.Bool  // the parent did not know our history
+
+	upMu      sync.Mutex
+	upstream  Upstream      // guarded by upMu
+	upChanged chan struct{} // closed and replaced by SetUpstream; guarded by upMu
 
 	mu       sync.Mutex
 	replicas map[int64]*replica // guarded by mu
 	nextID   int64              // guarded by mu
+	children []*childLink       // guarded by mu: child relays attached over Sync
+	chain    []string           // guarded by mu: relays above this one, parent first
 }
 
 // stats are the relay's counters, read by INFO and tests.
 type stats struct {
-	fullSyncs         atomic.Int64 // full syncs served to replicas
+	rawBytes          atomic.Uint64 // bytes sent to child relays before compression
+	wireBytes         atomic.Uint64 // ... and after
+	upstreamWireBytes atomic.Int64  // bytes received from a parent relay, compressed
+	fullSyncs         atomic.Int64  // full syncs served to replicas
 	partialOK         atomic.Int64 // partial resyncs accepted
 	partialErr        atomic.Int64 // partial resyncs refused (then full)
 	upstreamFull      atomic.Int64 // full syncs received from upstream
@@ -86,6 +100,7 @@ func New(cfg Config) (*Relay, error) {
 	log := cfg.Logger.With("relay", cfg.ID)
 	up, _ := ParseUpstream(cfg.Upstream)
 	fsync, _ := store.ParseFsync(cfg.Fsync)
+	comp, _ := ParseCompression(cfg.Compression)
 	st, err := store.Open(store.Options{
 		Dir:         cfg.DataDir,
 		BacklogSize: cfg.BacklogSize,
@@ -100,17 +115,77 @@ func New(cfg Config) (*Relay, error) {
 		st.Close()
 		return nil, fmt.Errorf("listen redis-addr: %w", err)
 	}
+	var grpcLn net.Listener
+	if cfg.GRPCAddr != "" {
+		if grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			ln.Close()
+			st.Close()
+			return nil, fmt.Errorf("listen grpc-addr: %w", err)
+		}
+	}
 	return &Relay{
-		cfg:      cfg,
-		log:      log,
-		upstream: up,
-		store:    st,
-		ln:       ln,
-		started:  time.Now(),
-		runID:    newRunID(),
-		link:     linkState{state: "connect", downSince: time.Now()},
-		replicas: make(map[int64]*replica),
+		cfg:         cfg,
+		log:         log,
+		upstream:    up,
+		upChanged:   make(chan struct{}),
+		store:       st,
+		ln:          ln,
+		grpcLn:      grpcLn,
+		compression: comp,
+		timeline:    newTimeline(),
+		started:     time.Now(),
+		runID:       newRunID(),
+		link:        linkState{state: "connect", downSince: time.Now()},
+		replicas:    make(map[int64]*replica),
 	}, nil
+}
+
+// GRPCAddr returns the address of the gRPC service, or nil without one.
+func (r *Relay) GRPCAddr() net.Addr {
+	if r.grpcLn == nil {
+		return nil
+	}
+	return r.grpcLn.Addr()
+}
+
+// SetUpstream makes the relay follow another upstream (redis:// or
+// arbor://): the current session ends and the new upstream is asked to
+// continue from the store, with no full sync when it holds the same
+// history.
+func (r *Relay) SetUpstream(s string) error {
+	up, err := ParseUpstream(s)
+	if err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	if up.Kind == UpstreamRelay {
+		if err := r.cfg.TLS.Validate(); err != nil {
+			return err
+		}
+	}
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	if up == r.upstream {
+		return nil
+	}
+	r.log.Info("upstream set", "from", r.upstream.String(), "to", up.String())
+	r.upstream = up
+	close(r.upChanged)
+	r.upChanged = make(chan struct{})
+	return nil
+}
+
+func (r *Relay) currentUpstream() Upstream {
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	return r.upstream
+}
+
+// upstreamForSession returns the upstream to follow and a channel closed
+// when it changes.
+func (r *Relay) upstreamForSession() (Upstream, <-chan struct{}) {
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	return r.upstream, r.upChanged
 }
 
 // RedisAddr returns the address the Redis master side listens on.
@@ -121,8 +196,23 @@ func (r *Relay) RedisAddr() net.Addr { return r.ln.Addr() }
 func (r *Relay) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r.log.Info("relay running", "redis_addr", r.ln.Addr().String(), "upstream", r.upstream.Addr, "data_dir", r.cfg.DataDir)
+	r.log.Info("relay running", "redis_addr", r.ln.Addr().String(), "upstream", r.currentUpstream().String(), "data_dir", r.cfg.DataDir)
 	var wg sync.WaitGroup
+	if r.grpcLn != nil {
+		srv, hs, err := r.newGRPCServer()
+		if err != nil {
+			r.grpcLn.Close()
+			r.ln.Close()
+			r.store.Close()
+			return err
+		}
+		r.log.Info("grpc service listening", "grpc_addr", r.grpcLn.Addr().String(), "tls", !r.cfg.TLS.Plaintext)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.serveGRPC(ctx, srv, hs, r.grpcLn)
+		}()
+	}
 	wg.Add(3)
 	go func() {
 		defer wg.Done()

@@ -36,6 +36,9 @@ type replica struct {
 	reason    atomic.Value // string: why the relay closed it
 }
 
+// name is how the replica is shown: its address and listening port.
+func (rp *replica) name() string { return fmt.Sprintf("%s:%d", rp.addr, rp.listeningPort) }
+
 func (rp *replica) close(reason string) {
 	if rp.closed.CompareAndSwap(false, true) {
 		rp.reason.Store(reason)

@@ -30,18 +30,23 @@ func (r *Relay) refreshSnapshots(ctx context.Context) {
 		if !r.store.NeedSnapshot() {
 			continue
 		}
+		up := r.currentUpstream()
+		if up.Kind != UpstreamRedis {
+			// TODO(issue 3): a fresher snapshot from a parent relay.
+			continue
+		}
 		st := r.store.State()
 		r.log.Info("backlog over its bound and pinned by the snapshot; fetching a fresher snapshot",
 			"backlog_bytes", st.BacklogBytes, "backlog_size", r.cfg.BacklogSize, "snapshot_offset", st.Snapshot.Offset)
-		if err := r.refreshSnapshot(ctx); err != nil && ctx.Err() == nil {
+		if err := r.refreshSnapshot(ctx, up); err != nil && ctx.Err() == nil {
 			r.log.Warn("snapshot refresh failed; will retry", "err", err)
 		}
 	}
 }
 
-func (r *Relay) refreshSnapshot(ctx context.Context) error {
+func (r *Relay) refreshSnapshot(ctx context.Context, up Upstream) error {
 	linkCtx, closeLink := context.WithCancel(ctx)
-	u, wait, err := r.dialUpstream(linkCtx, true)
+	u, wait, err := r.dialUpstream(linkCtx, up, true)
 	if wait != nil {
 		defer wait()
 	}

@@ -32,20 +32,46 @@ type retryLater struct{ reply string }
 
 func (e *retryLater) Error() string { return "upstream not ready: " + e.reply }
 
-// runUpstream keeps a replication link to the upstream master until ctx
-// ends, reconnecting with backoff and resuming with PSYNC.
+// runUpstream keeps a replication link to the upstream until ctx ends,
+// reconnecting with backoff and resuming where the store ends. A new
+// upstream (SetUpstream) ends the current session and is followed at once.
 func (r *Relay) runUpstream(ctx context.Context) {
 	backoff := minBackoff
 	for ctx.Err() == nil {
+		up, changed := r.upstreamForSession()
+		sctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-changed:
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
 		began := time.Now()
-		err := r.syncOnce(ctx)
+		var err error
+		if up.Kind == UpstreamRelay {
+			err = r.syncRelay(sctx, up)
+		} else {
+			if err = r.setChain(nil); err == nil {
+				err = r.syncOnce(sctx, up)
+			}
+		}
+		moved := sctx.Err() != nil && ctx.Err() == nil
+		cancel()
 		r.link.set("connect")
 		if ctx.Err() != nil {
 			return
 		}
+		if moved {
+			r.log.Info("upstream changed; following the new one", "upstream", r.currentUpstream().String())
+			backoff = minBackoff
+			continue
+		}
 		r.link.setErr(err)
 		var rl *retryLater
 		switch {
+		case errors.Is(err, errUnknownHistory):
+			backoff = minBackoff
 		case errors.As(err, &rl):
 			r.log.Info("upstream not ready; retrying", "reply", rl.reply)
 			backoff = time.Second
@@ -59,6 +85,9 @@ func (r *Relay) runUpstream(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
+		case <-changed:
+			backoff = minBackoff
+			continue
 		}
 		backoff = min(backoff*2, maxBackoff)
 	}
@@ -92,11 +121,11 @@ func (u *upstreamConn) readLine() (string, error) {
 // dialUpstream connects to the upstream master and runs the replica
 // handshake. The connection closes when ctx ends; wait on the returned
 // function after cancelling ctx.
-func (r *Relay) dialUpstream(ctx context.Context, rdbOnly bool) (*upstreamConn, func(), error) {
+func (r *Relay) dialUpstream(ctx context.Context, up Upstream, rdbOnly bool) (*upstreamConn, func(), error) {
 	d := net.Dialer{Timeout: dialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", r.upstream.Addr)
+	conn, err := d.DialContext(ctx, "tcp", up.Addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dial upstream %s: %w", r.upstream.Addr, err)
+		return nil, nil, fmt.Errorf("dial upstream %s: %w", up.Addr, err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -107,7 +136,7 @@ func (r *Relay) dialUpstream(ctx context.Context, rdbOnly bool) (*upstreamConn, 
 	wait := func() { <-done }
 	u := &upstreamConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), timeout: r.cfg.ReplTimeout}
 	u.rd = resp.NewReader(u.br)
-	if err := r.handshake(u, rdbOnly); err != nil {
+	if err := r.handshake(u, up, rdbOnly); err != nil {
 		conn.Close()
 		return nil, wait, err
 	}
@@ -116,10 +145,10 @@ func (r *Relay) dialUpstream(ctx context.Context, rdbOnly bool) (*upstreamConn, 
 
 // syncOnce runs one upstream session: handshake, PSYNC, optional RDB
 // transfer, then the stream, until an error or ctx ends.
-func (r *Relay) syncOnce(ctx context.Context) error {
+func (r *Relay) syncOnce(ctx context.Context, up Upstream) error {
 	r.link.set("connecting")
 	ctx, cancel := context.WithCancel(ctx)
-	u, wait, err := r.dialUpstream(ctx, false)
+	u, wait, err := r.dialUpstream(ctx, up, false)
 	if wait != nil {
 		defer wait()
 	}
@@ -176,7 +205,7 @@ func (r *Relay) syncOnce(ctx context.Context) error {
 
 // handshake sends PING, then AUTH and REPLCONF pipelined, and checks the
 // replies as a Redis replica would.
-func (r *Relay) handshake(u *upstreamConn, rdbOnly bool) error {
+func (r *Relay) handshake(u *upstreamConn, up Upstream, rdbOnly bool) error {
 	u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
 	if _, err := u.conn.Write(resp.AppendCommand(nil, "PING")); err != nil {
 		return fmt.Errorf("send PING: %w", err)
@@ -190,12 +219,12 @@ func (r *Relay) handshake(u *upstreamConn, rdbOnly bool) error {
 		return fmt.Errorf("upstream answered PING with %q", line)
 	}
 	var b []byte
-	auth := r.upstream.Password != ""
+	auth := up.Password != ""
 	if auth {
-		if r.upstream.User != "" {
-			b = resp.AppendCommand(b, "AUTH", r.upstream.User, r.upstream.Password)
+		if up.User != "" {
+			b = resp.AppendCommand(b, "AUTH", up.User, up.Password)
 		} else {
-			b = resp.AppendCommand(b, "AUTH", r.upstream.Password)
+			b = resp.AppendCommand(b, "AUTH", up.Password)
 		}
 	}
 	_, port, _ := net.SplitHostPort(r.ln.Addr().String())
@@ -402,6 +431,11 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 			r.link.lastIO = time.Now()
 			r.link.mu.Unlock()
 			getAck, aerr := r.store.Append(buf[:n])
+			if aerr == nil {
+				end := r.store.End()
+				r.timeline.record(end, time.Now().UnixNano())
+				r.noteMasterOffset(end)
+			}
 			if aerr != nil {
 				var se *store.StreamError
 				if errors.As(aerr, &se) {

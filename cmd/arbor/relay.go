@@ -13,23 +13,6 @@ import (
 	"github.com/arbor-fabric/arbor/relay"
 )
 
-// relayFile is the YAML form of the relay's settings (--config FILE); its
-// keys are the flag names.
-type relayFile struct {
-	ID               string `yaml:"id"`
-	Site             string `yaml:"site"`
-	DataDir          string `yaml:"data-dir"`
-	Upstream         string `yaml:"upstream"`
-	RedisAddr        string `yaml:"redis-addr"`
-	RedisPassword    string `yaml:"redis-password"`
-	BacklogSize      string `yaml:"backlog-size"`
-	Fsync            string `yaml:"fsync"`
-	ReplTimeout      string `yaml:"repl-timeout"`
-	FutureOffsetWait string `yaml:"future-offset-wait"`
-	LogLevel         string `yaml:"log-level"`
-	LogFormat        string `yaml:"log-format"`
-}
-
 const redisPasswordEnv = "ARBOR_REDIS_PASSWORD"
 
 func newRelayCmd() *cobra.Command {
@@ -55,8 +38,18 @@ flushed.`,
 	f.String("id", "", "relay ID (required)")
 	f.String("site", "", "site (datacenter) the relay runs in")
 	f.String("data-dir", "", "directory of the relay's store (required, not shared)")
-	f.String("upstream", "", "Redis master to follow: redis://[user:password@]host:port (required)")
+	f.String("upstream", "", "what to follow: a Redis master, redis://[user:password@]host:port, or a parent relay, arbor://host:port (its --grpc-addr) (required)")
 	f.String("redis-addr", def.RedisAddr, "address the Redis master side listens on, for REPLICAOF")
+	f.String("grpc-addr", "", "address of the gRPC service for child relays, Status, health and reflection (empty: none)")
+	f.String("tls-cert", "", "certificate (PEM) this relay presents on gRPC, as server and as client")
+	f.String("tls-key", "", "key (PEM) of --tls-cert")
+	f.String("tls-ca", "", "CA (PEM) that signs every relay's certificate; peers without one are refused (mutual TLS)")
+	f.String("tls-server-name", "", "name to check in the parent relay's certificate (default: its host)")
+	f.Bool("plaintext", false, "run relay-to-relay gRPC without TLS (must be explicit)")
+	f.String("compression", def.Compression, "preferred compression for child relay links: zstd, s2 or none")
+	f.Duration("batch-delay", def.BatchDelay, "how long stream bytes may wait to be batched into one frame for a child relay")
+	f.Duration("slow-consumer-timeout", def.SlowConsumerTimeout, "cut a child relay whose link accepts nothing for this long")
+	f.String("max-child-lag", "512MiB", "cut a child relay that falls this far behind (it resumes from the backlog)")
 	f.String("redis-password", "", "password Redis clients and replicas must AUTH with (or $"+redisPasswordEnv+")")
 	f.String("backlog-size", "1GiB", "bound on the stream kept on disk (e.g. 512MiB, 4GiB)")
 	f.String("fsync", def.Fsync, "when to flush the stream to disk: always, everysec or no")
@@ -129,6 +122,15 @@ func relayConfig(fs *pflag.FlagSet) (relay.Config, *slog.Logger, error) {
 	cfg.DataDir = str("data-dir")
 	cfg.Upstream = str("upstream")
 	cfg.RedisAddr = str("redis-addr")
+	cfg.GRPCAddr = str("grpc-addr")
+	cfg.TLS = relay.TLSConfig{CertFile: str("tls-cert"), KeyFile: str("tls-key"), CAFile: str("tls-ca"), ServerName: str("tls-server-name")}
+	cfg.TLS.Plaintext, _ = fs.GetBool("plaintext")
+	cfg.Compression = str("compression")
+	cfg.BatchDelay = dur("batch-delay")
+	cfg.SlowConsumerTimeout = dur("slow-consumer-timeout")
+	if cfg.MaxChildLag, err = parseSize(str("max-child-lag")); err != nil {
+		return relay.Config{}, nil, fmt.Errorf("max-child-lag: %w", err)
+	}
 	cfg.RedisPassword = str("redis-password")
 	if cfg.RedisPassword == "" {
 		cfg.RedisPassword = os.Getenv(redisPasswordEnv)

@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -216,4 +217,75 @@ func (s *Store) InstallSnapshot(w *SnapshotWriter, replid string, offset int64) 
 	s.trimLocked()
 	s.log.Info("store snapshot refreshed", "replid", replid, "offset", offset, "rdb_bytes", snap.Size)
 	return snap, nil
+}
+
+// NewNamedSnapshotWriter begins receiving an RDB into name inside the
+// store's directory, a file that survives restarts so a cut transfer can
+// be resumed with ResumeSnapshotWriter.
+func (s *Store) NewNamedSnapshotWriter(name string) (*SnapshotWriter, error) {
+	path := filepath.Join(s.opts.Dir, name)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return &SnapshotWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), v: rdb.NewVerifier(), path: path}, nil
+}
+
+// Suspend flushes and closes a partial RDB, keeping the file for
+// ResumeSnapshotWriter. It returns the bytes it holds.
+func (w *SnapshotWriter) Suspend() (int64, error) {
+	err := w.bw.Flush()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	return w.n, err
+}
+
+// ResumeSnapshotWriter reopens a partial RDB written by a named writer,
+// keeps its first keep bytes (checking them again, which also restores the
+// running checksum) and continues after them.
+func (s *Store) ResumeSnapshotWriter(name string, keep int64) (*SnapshotWriter, error) {
+	path := filepath.Join(s.opts.Dir, name)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if fi.Size() < keep {
+		return nil, fmt.Errorf("store: partial rdb holds %d bytes, fewer than %d", fi.Size(), keep)
+	}
+	if err := os.Truncate(path, keep); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	v := rdb.NewVerifier()
+	if _, err := io.Copy(v, io.NewSectionReader(f, 0, keep)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store: partial rdb: %w", err)
+	}
+	return &SnapshotWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), v: v, path: path, n: keep}, nil
+}
+
+// AdoptIDs takes the replication IDs of the upstream relay: the current
+// one, and the previous one with the last offset of its history (a
+// 1-based Redis second_repl_offset; -1 for none).
+func (s *Store) AdoptIDs(replid, replid2 string, secondOffset int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if replid2 == "" {
+		secondOffset = -1
+	}
+	if s.meta.Replid == replid && s.meta.Replid2 == replid2 && s.meta.SecondOffset == secondOffset {
+		return nil
+	}
+	m := s.meta
+	m.Replid, m.Replid2, m.SecondOffset = replid, replid2, secondOffset
+	if err := writeMeta(s.opts.Dir, &m); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	s.meta = m
+	s.broadcastLocked()
+	return nil
 }

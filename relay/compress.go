@@ -1,0 +1,185 @@
+package relay
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+)
+
+// Compression on relay-to-relay links. zstd keeps one compression context
+// for the life of a link (each frame is flushed, not closed), so repeated
+// keys and values across frames compress well; s2 compresses each frame on
+// its own and is cheaper on CPU.
+
+// ParseCompression parses "none", "zstd" or "s2".
+func ParseCompression(s string) (arborv1.Compression, error) {
+	switch strings.ToLower(s) {
+	case "none":
+		return arborv1.Compression_COMPRESSION_NONE, nil
+	case "zstd", "":
+		return arborv1.Compression_COMPRESSION_ZSTD, nil
+	case "s2":
+		return arborv1.Compression_COMPRESSION_S2, nil
+	}
+	return 0, fmt.Errorf("compression %q: want zstd, s2 or none", s)
+}
+
+func compressionName(c arborv1.Compression) string {
+	switch c {
+	case arborv1.Compression_COMPRESSION_ZSTD:
+		return "zstd"
+	case arborv1.Compression_COMPRESSION_S2:
+		return "s2"
+	}
+	return "none"
+}
+
+// negotiate picks the parent's preference if the child accepts it, else
+// the first the child offers that the parent knows, else none.
+func negotiate(pref arborv1.Compression, accepted []arborv1.Compression) arborv1.Compression {
+	if slices.Contains(accepted, pref) {
+		return pref
+	}
+	for _, c := range accepted {
+		switch c {
+		case arborv1.Compression_COMPRESSION_ZSTD, arborv1.Compression_COMPRESSION_S2:
+			return c
+		}
+	}
+	return arborv1.Compression_COMPRESSION_NONE
+}
+
+// frameEncoder compresses the frames of one link, in order.
+type frameEncoder struct {
+	kind arborv1.Compression
+	buf  bytes.Buffer
+	zw   *zstd.Encoder
+}
+
+func newFrameEncoder(kind arborv1.Compression) (*frameEncoder, error) {
+	e := &frameEncoder{kind: kind}
+	if kind == arborv1.Compression_COMPRESSION_ZSTD {
+		zw, err := zstd.NewWriter(&e.buf, zstd.WithEncoderLevel(zstd.SpeedDefault),
+			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			return nil, err
+		}
+		e.zw = zw
+	}
+	return e, nil
+}
+
+// encode returns the wire form of p; it is valid until the next call.
+func (e *frameEncoder) encode(p []byte) ([]byte, error) {
+	switch e.kind {
+	case arborv1.Compression_COMPRESSION_ZSTD:
+		e.buf.Reset()
+		if _, err := e.zw.Write(p); err != nil {
+			return nil, err
+		}
+		if err := e.zw.Flush(); err != nil {
+			return nil, err
+		}
+		return e.buf.Bytes(), nil
+	case arborv1.Compression_COMPRESSION_S2:
+		e.buf.Reset()
+		out := s2.Encode(e.buf.AvailableBuffer()[:0], p)
+		return out, nil
+	}
+	return p, nil
+}
+
+func (e *frameEncoder) close() {
+	if e.zw != nil {
+		e.zw.Close()
+	}
+}
+
+// frameDecoder undoes a frameEncoder, frame by frame. The zstd decoder reads
+// the link's compressed bytes from a pipe fed by a goroutine that ends with
+// close.
+type frameDecoder struct {
+	kind   arborv1.Compression
+	zr     *zstd.Decoder
+	frames chan []byte
+	done   chan struct{}
+	pw     *io.PipeWriter
+	out    []byte
+}
+
+func newFrameDecoder(kind arborv1.Compression) (*frameDecoder, error) {
+	d := &frameDecoder{kind: kind}
+	if kind == arborv1.Compression_COMPRESSION_ZSTD {
+		pr, pw := io.Pipe()
+		zr, err := zstd.NewReader(pr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, err
+		}
+		d.zr, d.pw = zr, pw
+		d.frames, d.done = make(chan []byte), make(chan struct{})
+		go func() {
+			defer close(d.done)
+			for f := range d.frames {
+				if _, err := pw.Write(f); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return d, nil
+}
+
+// decode returns the rawLen bytes carried by frame; valid until the next
+// call.
+func (d *frameDecoder) decode(frame []byte, kind arborv1.Compression, rawLen int) ([]byte, error) {
+	if kind == arborv1.Compression_COMPRESSION_UNSPECIFIED {
+		kind = arborv1.Compression_COMPRESSION_NONE
+	}
+	if kind != d.kind && kind != arborv1.Compression_COMPRESSION_NONE {
+		return nil, fmt.Errorf("frame compressed with %s on a %s link", compressionName(kind), compressionName(d.kind))
+	}
+	if rawLen < 0 || rawLen > 64<<20 {
+		return nil, fmt.Errorf("frame raw length %d out of range", rawLen)
+	}
+	switch kind {
+	case arborv1.Compression_COMPRESSION_ZSTD:
+		if cap(d.out) < rawLen {
+			d.out = make([]byte, rawLen)
+		}
+		out := d.out[:rawLen]
+		d.frames <- frame
+		if _, err := io.ReadFull(d.zr, out); err != nil {
+			return nil, fmt.Errorf("zstd frame: %w", err)
+		}
+		return out, nil
+	case arborv1.Compression_COMPRESSION_S2:
+		n, err := s2.DecodedLen(frame)
+		if err != nil || n != rawLen {
+			return nil, fmt.Errorf("s2 frame: decoded length %d, want %d (%v)", n, rawLen, err)
+		}
+		if cap(d.out) < rawLen {
+			d.out = make([]byte, rawLen)
+		}
+		return s2.Decode(d.out[:rawLen], frame)
+	}
+	if len(frame) != rawLen {
+		return nil, fmt.Errorf("frame of %d bytes, header says %d", len(frame), rawLen)
+	}
+	return frame, nil
+}
+
+func (d *frameDecoder) close() {
+	if d.zr != nil {
+		close(d.frames)
+		d.pw.CloseWithError(io.ErrClosedPipe)
+		<-d.done
+		d.zr.Close()
+	}
+}

@@ -1,0 +1,613 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/arbor-fabric/arbor/relay/store"
+)
+
+const (
+	// rdbChunkSize is the size of the RDB chunks sent to child relays; a
+	// cut transfer resumes at the last chunk the child stored.
+	rdbChunkSize = 1 << 20
+	// heartbeatEvery is how often an idle child link carries a Heartbeat.
+	heartbeatEvery = time.Second
+	// gracefulStopTimeout bounds GracefulStop before a hard Stop.
+	gracefulStopTimeout = 5 * time.Second
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// childLink is one child relay attached over Sync. Its feeder goroutine
+// owns the stream's Send; its ack goroutine owns Recv.
+type childLink struct {
+	id, site, addr string
+	compression    arborv1.Compression
+	state          atomic.Int32 // arborv1.LinkState
+	sent           atomic.Int64 // stream offset sent up to
+	acked          atomic.Int64
+	ackTime        atomic.Int64
+	rawBytes       atomic.Uint64
+	wireBytes      atomic.Uint64
+
+	cancel context.CancelCauseFunc // ends the link's Sync
+
+	mu      sync.Mutex
+	subtree []*arborv1.ChildAck // guarded by mu: the child's own acks from below
+}
+
+func (c *childLink) setSubtree(s []*arborv1.ChildAck) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.subtree = s
+}
+
+func (c *childLink) getSubtree() []*arborv1.ChildAck {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.subtree
+}
+
+// grpcService implements arbor.v1.RelayService.
+type grpcService struct {
+	arborv1.UnimplementedRelayServiceServer
+	r *Relay
+}
+
+var _ arborv1.RelayServiceServer = (*grpcService)(nil)
+
+// newGRPCServer builds the gRPC server with the relay service, health and
+// reflection.
+func (r *Relay) newGRPCServer() (*grpc.Server, *health.Server, error) {
+	creds, err := r.cfg.TLS.serverCredentials()
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := grpc.NewServer(
+		grpc.Creds(creds),
+		// Pings from clients at most every 5 s are fine; a peer silent for
+		// 20 s after a ping is gone.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 20 * time.Second}),
+		grpc.MaxRecvMsgSize(8<<20),
+	)
+	arborv1.RegisterRelayServiceServer(srv, &grpcService{r: r})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	return srv, hs, nil
+}
+
+// serveGRPC serves until ctx ends, then drains: health goes NOT_SERVING,
+// GracefulStop, and a hard Stop after a timeout.
+func (r *Relay) serveGRPC(ctx context.Context, srv *grpc.Server, hs *health.Server, ln net.Listener) {
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(arborv1.RelayService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			r.log.Error("grpc server", "err", err)
+		}
+	}()
+	<-ctx.Done()
+	hs.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(gracefulStopTimeout):
+		srv.Stop()
+		<-stopped
+	}
+	<-done
+}
+
+// Status reports the relay's state.
+func (g *grpcService) Status(ctx context.Context, _ *arborv1.StatusRequest) (*arborv1.StatusResponse, error) {
+	return &arborv1.StatusResponse{Relay: g.r.Status()}, nil
+}
+
+// Sync serves one child relay: it answers Subscribe (or ResumeRdb) with
+// Continue or a full sync, then streams frames until the child goes, the
+// relay stops, or the child is cut as a slow consumer.
+func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
+	r := g.r
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	sub, resume := first.GetSubscribe(), first.GetResumeRdb()
+	if resume != nil {
+		sub = resume.GetSubscribe()
+	}
+	if sub == nil {
+		return status.Error(codes.InvalidArgument, "the first frame of Sync must be subscribe or resume_rdb")
+	}
+	if err := r.checkSubscribe(sub); err != nil {
+		r.log.Warn("child relay refused", "child", sub.GetRelayId(), "err", err)
+		return err
+	}
+	addr := ""
+	if p, ok := peer.FromContext(ctx); ok {
+		addr = p.Addr.String()
+	}
+	c := &childLink{
+		id: sub.GetRelayId(), site: sub.GetSite(), addr: addr,
+		compression: negotiate(r.compression, sub.GetAcceptedCompressions()),
+	}
+	c.acked.Store(sub.GetOffset())
+	c.ackTime.Store(time.Now().UnixNano())
+	c.state.Store(int32(arborv1.LinkState_LINK_STATE_CONNECTING))
+	c.cancel = cancel
+	r.addChild(c)
+	defer r.removeChild(c)
+	log := r.log.With("child", c.id, "child_site", c.site, "compression", compressionName(c.compression))
+
+	enc, err := newFrameEncoder(c.compression)
+	if err != nil {
+		return status.Errorf(codes.Internal, "compression: %v", err)
+	}
+	defer enc.close()
+	f := &feeder{r: r, c: c, srv: stream, enc: enc, log: log}
+
+	reader, err := f.begin(ctx, sub, resume)
+	if err != nil {
+		log.Info("child relay sync ended before streaming", "err", err)
+		return err
+	}
+	defer reader.Close()
+	c.state.Store(int32(arborv1.LinkState_LINK_STATE_STREAMING))
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		err := r.readChildAcks(stream, c)
+		if err == nil || errors.Is(err, io.EOF) {
+			err = errors.New("child closed the link")
+		}
+		cancel(err)
+	}()
+	go func() {
+		defer wg.Done()
+		f.watchdog(ctx, cancel)
+	}()
+	err = f.stream(ctx, reader)
+	cause := context.Cause(ctx)
+	if cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	cancel(err)
+	log.Info("child relay link closed", "reason", err, "sent_offset", c.sent.Load(), "acked_offset", c.acked.Load())
+	return toStatus(err)
+}
+
+// slowConsumerError cuts a child relay; it carries the typed reason.
+type slowConsumerError struct {
+	reason arborv1.DisconnectReason
+	msg    string
+}
+
+func (e *slowConsumerError) Error() string { return e.msg }
+
+// toStatus maps the errors that end a Sync to gRPC status codes: the one
+// table at this edge.
+func toStatus(err error) error {
+	var sc *slowConsumerError
+	var st interface{ GRPCStatus() *status.Status }
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &st):
+		return err
+	case errors.As(err, &sc):
+		return status.Errorf(codes.ResourceExhausted, "%s: %s", sc.reason, sc.msg)
+	case errors.Is(err, store.ErrReset):
+		return status.Error(codes.Aborted, "history replaced by a full sync; subscribe again")
+	case errors.Is(err, store.ErrTrimmed):
+		return status.Error(codes.OutOfRange, "fell behind the backlog; subscribe again for a full sync")
+	case errors.Is(err, store.ErrCorrupt):
+		return status.Errorf(codes.DataLoss, "backlog record failed its check: %v", err)
+	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled):
+		return status.Error(codes.Unavailable, "relay shutting down")
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}
+
+// checkSubscribe refuses malformed subscriptions and cycles.
+func (r *Relay) checkSubscribe(sub *arborv1.Subscribe) error {
+	id := sub.GetRelayId()
+	switch {
+	case id == "":
+		return status.Error(codes.InvalidArgument, "subscribe: relay_id is required")
+	case sub.GetOffset() < 0:
+		return status.Errorf(codes.InvalidArgument, "subscribe: offset %d is negative", sub.GetOffset())
+	case !validReplid(sub.GetReplid()):
+		return status.Errorf(codes.InvalidArgument, "subscribe: replid %q is neither empty, \"?\" nor 40 hex digits", sub.GetReplid())
+	case id == r.cfg.ID:
+		return status.Errorf(codes.FailedPrecondition, "CYCLE: relay %s cannot follow itself", id)
+	case slices.Contains(r.ancestors(), id):
+		return status.Errorf(codes.FailedPrecondition, "CYCLE: relay %s is upstream of %s (chain %v); it cannot follow it", id, r.cfg.ID, r.ancestors())
+	case slices.Contains(sub.GetDownstreamRelayIds(), r.cfg.ID):
+		return status.Errorf(codes.FailedPrecondition, "CYCLE: %s replicates through %s; %s cannot follow its own descendant", r.cfg.ID, id, id)
+	}
+	return nil
+}
+
+func validReplid(s string) bool {
+	if s == "" || s == "?" {
+		return true
+	}
+	if len(s) != 40 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// feeder sends one child relay its frames. It is the only sender on the
+// stream.
+type feeder struct {
+	r       *Relay
+	c       *childLink
+	srv     arborv1.RelayService_SyncServer
+	enc     *frameEncoder
+	log     interface{ Info(string, ...any) }
+	sending atomic.Int64 // unix nanos a Send began, 0 when not in one
+}
+
+func (f *feeder) send(m *arborv1.SyncResponse) error {
+	f.sending.Store(time.Now().UnixNano())
+	err := f.srv.Send(m)
+	f.sending.Store(0)
+	return err
+}
+
+// watchdog cuts the child when one Send blocks longer than
+// SlowConsumerTimeout (the child stopped reading; gRPC flow control holds
+// the sender).
+func (f *feeder) watchdog(ctx context.Context, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(min(time.Second, f.r.cfg.SlowConsumerTimeout/4))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if began := f.sending.Load(); began != 0 && time.Since(time.Unix(0, began)) > f.r.cfg.SlowConsumerTimeout {
+			cancel(&slowConsumerError{
+				reason: arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER,
+				msg:    fmt.Sprintf("child %s accepted nothing for %v", f.c.id, f.r.cfg.SlowConsumerTimeout),
+			})
+			return
+		}
+	}
+}
+
+// begin answers the subscription: Continue, or a full sync (resumed at a
+// chunk when ResumeRdb names the current snapshot). It returns a reader of
+// the stream from where the child continues.
+func (f *feeder) begin(ctx context.Context, sub *arborv1.Subscribe, resume *arborv1.ResumeRdb) (*store.Reader, error) {
+	r := f.r
+	st := r.store.State()
+	if !st.HasData() {
+		return nil, status.Errorf(codes.Unavailable, "relay %s holds no data yet", r.cfg.ID)
+	}
+	replid, off := sub.GetReplid(), sub.GetOffset()
+	if resume == nil && replid != "" && replid != "?" {
+		known := replid == st.Replid || (replid == st.Replid2 && off+1 <= st.SecondOffset)
+		if !known {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"unknown history: replid %s is neither %s nor %s; subscribe with replid \"?\" for a full sync", replid, st.Replid, st.Replid2)
+		}
+		if off > st.End {
+			var err error
+			if st, err = r.waitForStore(ctx, off); err != nil {
+				return nil, err
+			}
+			if off > st.End {
+				return nil, status.Errorf(codes.OutOfRange, "offset %d is ahead of %s's stored offset %d", off, r.cfg.ID, st.End)
+			}
+		}
+		if off >= st.Start {
+			reader, err := r.store.NewReader(st.Generation, off)
+			if err == nil {
+				err = f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Continue{Continue: &arborv1.Continue{
+					Replid: st.Replid, Replid2: st.Replid2, SecondOffset: st.SecondOffset - 1, Offset: off,
+					UpstreamRelayIds: r.chainForChildren(),
+				}}})
+				if err != nil {
+					reader.Close()
+					return nil, err
+				}
+				r.stats.partialOK.Add(1)
+				f.log.Info("child relay continues", "replid", st.Replid, "offset", off, "backlog_bytes", st.End-off)
+				return reader, nil
+			}
+		}
+		r.stats.partialErr.Add(1)
+		f.log.Info("child relay outside the backlog; full sync", "offset", off, "window_start", st.Start)
+	}
+	return f.fullSync(ctx, resume)
+}
+
+// waitForStore waits up to FutureOffsetWait for the store to reach off.
+func (r *Relay) waitForStore(ctx context.Context, off int64) (store.State, error) {
+	deadline := time.NewTimer(r.cfg.FutureOffsetWait)
+	defer deadline.Stop()
+	for {
+		changed := r.store.Changed()
+		st := r.store.State()
+		if st.End >= off {
+			return st, nil
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return st, nil
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
+}
+
+// transferID names a snapshot for resumable transfers.
+func transferID(s store.Snapshot) string {
+	return fmt.Sprintf("%s-%d-%d-%016x", s.Replid, s.Offset, s.Size, s.CRC64)
+}
+
+// fullSync sends the snapshot in checksummed, compressed chunks and returns
+// a reader of the stream from the snapshot's offset.
+func (f *feeder) fullSync(ctx context.Context, resume *arborv1.ResumeRdb) (*store.Reader, error) {
+	r := f.r
+	fs, err := r.store.OpenFullSync()
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "no snapshot to send: %v", err)
+	}
+	defer fs.File.Close()
+	f.c.state.Store(int32(arborv1.LinkState_LINK_STATE_FULL_SYNC))
+	id := transferID(fs.Snapshot)
+	start := uint32(0)
+	if resume != nil && resume.GetTransferId() == id && int64(resume.GetNextIndex())*rdbChunkSize <= fs.Snapshot.Size {
+		start = resume.GetNextIndex()
+	}
+	st := r.store.State()
+	err = f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_FullSync{FullSync: &arborv1.FullSync{
+		Replid: fs.Replid, Offset: fs.Snapshot.Offset, RdbSize: fs.Snapshot.Size, RdbVersion: int32(fs.Snapshot.RDBVersion),
+		ChunkSize: rdbChunkSize, TransferId: id, StartIndex: start, UpstreamRelayIds: r.chainForChildren(),
+		Replid2: st.Replid2, SecondOffset: st.SecondOffset - 1,
+	}}})
+	if err != nil {
+		fs.Stream.Close()
+		return nil, err
+	}
+	r.stats.fullSyncs.Add(1)
+	f.log.Info("full sync to child relay", "replid", fs.Replid, "offset", fs.Snapshot.Offset, "rdb_bytes", fs.Snapshot.Size, "from_chunk", start)
+	began := time.Now()
+	buf := make([]byte, rdbChunkSize)
+	count := uint32((fs.Snapshot.Size + rdbChunkSize - 1) / rdbChunkSize)
+	for i := start; i < count; i++ {
+		n, err := fs.File.ReadAt(buf, int64(i)*rdbChunkSize)
+		if err != nil && !(errors.Is(err, io.EOF) && int64(i)*rdbChunkSize+int64(n) == fs.Snapshot.Size) {
+			fs.Stream.Close()
+			return nil, status.Errorf(codes.Internal, "read snapshot: %v", err)
+		}
+		raw := buf[:n]
+		wire, err := f.enc.encode(raw)
+		if err != nil {
+			fs.Stream.Close()
+			return nil, status.Errorf(codes.Internal, "compress: %v", err)
+		}
+		f.c.rawBytes.Add(uint64(n))
+		f.c.wireBytes.Add(uint64(len(wire)))
+		r.stats.rawBytes.Add(uint64(n))
+		r.stats.wireBytes.Add(uint64(len(wire)))
+		err = f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_RdbChunk{RdbChunk: &arborv1.RdbChunk{
+			Index: i, Data: wire, Crc32C: crc32.Checksum(raw, castagnoli), Compression: f.enc.kind, RawLen: uint32(n),
+		}}})
+		if err != nil {
+			fs.Stream.Close()
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			fs.Stream.Close()
+			return nil, ctx.Err()
+		}
+	}
+	if err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_FullSyncEnd{FullSyncEnd: &arborv1.FullSyncEnd{
+		RdbCrc64: fs.Snapshot.CRC64, ChunkCount: count,
+	}}}); err != nil {
+		fs.Stream.Close()
+		return nil, err
+	}
+	f.log.Info("RDB sent to child relay", "rdb_bytes", fs.Snapshot.Size, "chunks", count-start, "seconds", time.Since(began).Seconds())
+	return fs.Stream, nil
+}
+
+// stream sends the stream from reader in frames batched by size and time,
+// heartbeats when idle, and replid switches at their exact offset.
+func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
+	r := f.r
+	buf := make([]byte, r.cfg.BatchBytes)
+	sentReplid := r.store.State().Replid
+	lastSend := time.Now()
+	f.c.sent.Store(reader.Pos())
+	for {
+		st := r.store.State()
+		// A replid switch at offset at (= SecondOffset-1): send the bytes
+		// before it, then the switch, so the child switches where we did.
+		limit := len(buf)
+		if st.Replid != sentReplid {
+			at := st.SecondOffset - 1
+			switch pos := reader.Pos(); {
+			case pos == at:
+				if err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_ReplidSwitch{ReplidSwitch: &arborv1.ReplidSwitch{
+					NewReplid: st.Replid, AtOffset: at,
+				}}}); err != nil {
+					return err
+				}
+				sentReplid = st.Replid
+				continue
+			case pos < at:
+				limit = int(min(int64(limit), at-pos))
+			default:
+				return &slowConsumerError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_REPLID_CHANGED,
+					msg: "replication id changed behind this link; subscribe again"}
+			}
+		}
+		if lag := st.End - reader.Pos(); lag > r.cfg.MaxChildLag {
+			f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER, fmt.Sprintf("%d bytes behind, bound %d", lag, r.cfg.MaxChildLag))
+			return &slowConsumerError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER,
+				msg: fmt.Sprintf("child %s fell %d bytes behind (bound %d)", f.c.id, lag, r.cfg.MaxChildLag)}
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, heartbeatEvery)
+		n, err := reader.Read(waitCtx, buf[:limit])
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				if time.Since(lastSend) >= heartbeatEvery {
+					if err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Heartbeat{Heartbeat: &arborv1.Heartbeat{
+						MasterOffset: st.End, OriginTimeUnixNano: time.Now().UnixNano(),
+					}}}); err != nil {
+						return err
+					}
+					lastSend = time.Now()
+				}
+				continue
+			}
+			if errors.Is(err, store.ErrTrimmed) {
+				f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_BACKLOG_EXCEEDED, "fell behind the backlog")
+			}
+			return err
+		}
+		// Batch: if the frame is small, give the stream up to BatchDelay to
+		// add more, so frames are not one command each.
+		if n < limit && r.cfg.BatchDelay > 0 {
+			deadline := time.Now().Add(r.cfg.BatchDelay)
+			for n < limit && time.Now().Before(deadline) {
+				if reader.Buffered() == 0 {
+					wctx, cancel := context.WithDeadline(ctx, deadline)
+					m, err := reader.Read(wctx, buf[n:limit])
+					cancel()
+					n += m
+					if err != nil {
+						break
+					}
+					continue
+				}
+				m, err := reader.Read(ctx, buf[n:limit])
+				n += m
+				if err != nil {
+					break
+				}
+			}
+		}
+		start := reader.Pos() - int64(n)
+		wire, err := f.enc.encode(buf[:n])
+		if err != nil {
+			return err
+		}
+		origin, _ := r.timeline.originOf(start + int64(n) - 1)
+		if err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Stream{Stream: &arborv1.Stream{
+			StartOffset: start, Data: wire, Compression: f.enc.kind, RawLen: uint32(n), OriginTimeUnixNano: origin,
+		}}}); err != nil {
+			return err
+		}
+		lastSend = time.Now()
+		f.c.sent.Store(reader.Pos())
+		f.c.rawBytes.Add(uint64(n))
+		f.c.wireBytes.Add(uint64(len(wire)))
+		r.stats.rawBytes.Add(uint64(n))
+		r.stats.wireBytes.Add(uint64(len(wire)))
+	}
+}
+
+// disconnect tells the child why it is cut, best effort (the stream may be
+// the very thing that is stuck).
+func (f *feeder) disconnect(reason arborv1.DisconnectReason, msg string) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.srv.Send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Disconnect{Disconnect: &arborv1.Disconnect{Reason: reason, Message: msg}}})
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+	}
+}
+
+// readChildAcks records the child's acks until the stream ends.
+func (r *Relay) readChildAcks(stream arborv1.RelayService_SyncServer, c *childLink) error {
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		ack := m.GetAck()
+		if ack == nil {
+			return status.Error(codes.InvalidArgument, "only ack frames may follow subscribe")
+		}
+		if ack.GetOffset() < 0 {
+			return status.Errorf(codes.InvalidArgument, "ack offset %d is negative", ack.GetOffset())
+		}
+		c.acked.Store(ack.GetOffset())
+		c.ackTime.Store(time.Now().UnixNano())
+		c.setSubtree(ack.GetSubtree())
+	}
+}
+
+// addChild registers c; an older link of the same relay (left half-open by
+// a cut, say) is ended, since the child has moved on to c.
+func (r *Relay) addChild(c *childLink) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, o := range r.children {
+		if o.id == c.id {
+			o.cancel(errors.New("replaced by a new link from the same relay"))
+		}
+	}
+	r.children = append(r.children, c)
+}
+
+func (r *Relay) removeChild(c *childLink) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.children = slices.DeleteFunc(r.children, func(o *childLink) bool { return o == c })
+}
+
+func (r *Relay) childList() []*childLink {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.children)
+}

@@ -1,0 +1,443 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/arbor-fabric/arbor/relay/store"
+)
+
+// The partial RDB of a transfer from a parent relay, and what it is, kept
+// across reconnects and restarts so a cut transfer resumes at its last
+// complete chunk.
+const (
+	transferRDB  = "transfer.rdb"
+	transferMeta = "transfer.json"
+)
+
+type transferState struct {
+	ID        string `json:"transfer_id"`
+	ChunkSize int64  `json:"chunk_size"`
+}
+
+// errUnknownHistory makes the next subscription ask for a full sync.
+var errUnknownHistory = errors.New("parent does not know this relay's history")
+
+// syncRelay runs one session with a parent relay: subscribe, Continue or a
+// (resumable) full sync, then stream frames into the store, acking what is
+// stored, until an error or ctx ends.
+func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
+	creds, err := r.cfg.TLS.clientCredentials()
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(up.Addr,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
+	)
+	if err != nil {
+		return fmt.Errorf("parent relay %s: %w", up.Addr, err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := arborv1.NewRelayServiceClient(conn).Sync(ctx)
+	if err != nil {
+		return fmt.Errorf("parent relay %s: %w", up.Addr, err)
+	}
+	st := r.store.State()
+	sub := &arborv1.Subscribe{
+		RelayId: r.cfg.ID, Site: r.cfg.Site, Replid: "?", Offset: 0,
+		AcceptedCompressions: []arborv1.Compression{r.compression, arborv1.Compression_COMPRESSION_ZSTD, arborv1.Compression_COMPRESSION_S2, arborv1.Compression_COMPRESSION_NONE},
+		DownstreamRelayIds:   r.descendants(),
+	}
+	if st.HasData() && !r.forceFullSync.Load() {
+		sub.Replid, sub.Offset = st.Replid, st.End
+	}
+	first := &arborv1.SyncRequest{Frame: &arborv1.SyncRequest_Subscribe{Subscribe: sub}}
+	if ts, keep, ok := r.pendingTransfer(); ok && sub.Replid == "?" {
+		first = &arborv1.SyncRequest{Frame: &arborv1.SyncRequest_ResumeRdb{ResumeRdb: &arborv1.ResumeRdb{
+			Subscribe: sub, TransferId: ts.ID, NextIndex: uint32(keep / ts.ChunkSize),
+		}}}
+	}
+	if err := stream.Send(first); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	m, err := stream.Recv()
+	if err != nil {
+		if status.Code(err) == codes.FailedPrecondition && strings.Contains(status.Convert(err).Message(), "unknown history") {
+			r.forceFullSync.Store(true)
+			r.log.Error("parent relay does not know this relay's history; asking for a full sync", "parent", up.Addr, "err", status.Convert(err).Message())
+			return errUnknownHistory
+		}
+		return fmt.Errorf("parent relay %s refused the subscription: %w", up.Addr, err)
+	}
+	dec := &decoders{}
+	defer dec.close()
+	switch f := m.Frame.(type) {
+	case *arborv1.SyncResponse_Continue:
+		c := f.Continue
+		if c.GetOffset() != st.End {
+			return fmt.Errorf("parent continued at %d, this relay holds %d", c.GetOffset(), st.End)
+		}
+		if err := r.setChain(c.GetUpstreamRelayIds()); err != nil {
+			return err
+		}
+		if err := r.adoptIDs(c.GetReplid(), c.GetReplid2(), c.GetSecondOffset()); err != nil {
+			return err
+		}
+		r.stats.upstreamPartial.Add(1)
+		r.log.Info("partial resync with parent relay", "parent", up.Addr, "replid", c.GetReplid(), "offset", c.GetOffset())
+	case *arborv1.SyncResponse_FullSync:
+		if err := r.setChain(f.FullSync.GetUpstreamRelayIds()); err != nil {
+			return err
+		}
+		r.link.set("sync")
+		if err := r.receiveChunks(stream, f.FullSync, dec); err != nil {
+			return err
+		}
+		r.forceFullSync.Store(false)
+		r.stats.upstreamFull.Add(1)
+	default:
+		return fmt.Errorf("parent answered subscribe with %T", m.Frame)
+	}
+	r.link.set("connected")
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.sendAcks(ctx, stream)
+		cancel()
+	}()
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("parent relay stream: %w", err)
+		}
+		r.link.mu.Lock()
+		r.link.lastIO = time.Now()
+		r.link.mu.Unlock()
+		switch f := m.Frame.(type) {
+		case *arborv1.SyncResponse_Stream:
+			if err := r.appendFrame(f.Stream, dec); err != nil {
+				return err
+			}
+		case *arborv1.SyncResponse_Heartbeat:
+			r.noteMasterOffset(f.Heartbeat.GetMasterOffset())
+		case *arborv1.SyncResponse_ReplidSwitch:
+			sw := f.ReplidSwitch
+			if end := r.store.End(); sw.GetAtOffset() != end {
+				return fmt.Errorf("replid switch at %d, this relay holds %d", sw.GetAtOffset(), end)
+			}
+			if err := r.store.SwitchReplid(sw.GetNewReplid()); err != nil {
+				return err
+			}
+			r.log.Info("parent switched replication id", "new_replid", sw.GetNewReplid(), "offset", sw.GetAtOffset())
+			r.closeReplicas("upstream replication id changed")
+		case *arborv1.SyncResponse_Disconnect:
+			return fmt.Errorf("parent relay cut the link: %s: %s", f.Disconnect.GetReason(), f.Disconnect.GetMessage())
+		default:
+			return fmt.Errorf("unexpected frame %T from parent relay", m.Frame)
+		}
+	}
+}
+
+// decoders holds one frameDecoder per compression seen on a link.
+type decoders struct{ m map[arborv1.Compression]*frameDecoder }
+
+func (d *decoders) get(kind arborv1.Compression) (*frameDecoder, error) {
+	if kind == arborv1.Compression_COMPRESSION_UNSPECIFIED {
+		kind = arborv1.Compression_COMPRESSION_NONE
+	}
+	if fd, ok := d.m[kind]; ok {
+		return fd, nil
+	}
+	if kind != arborv1.Compression_COMPRESSION_NONE && kind != arborv1.Compression_COMPRESSION_ZSTD && kind != arborv1.Compression_COMPRESSION_S2 {
+		return nil, fmt.Errorf("unknown compression %v", kind)
+	}
+	fd, err := newFrameDecoder(kind)
+	if err != nil {
+		return nil, err
+	}
+	if d.m == nil {
+		d.m = map[arborv1.Compression]*frameDecoder{}
+	}
+	d.m[kind] = fd
+	return fd, nil
+}
+
+func (d *decoders) decode(data []byte, kind arborv1.Compression, rawLen uint32) ([]byte, error) {
+	fd, err := d.get(kind)
+	if err != nil {
+		return nil, err
+	}
+	return fd.decode(data, kind, int(rawLen))
+}
+
+func (d *decoders) close() {
+	for _, fd := range d.m {
+		fd.close()
+	}
+}
+
+// appendFrame stores one Stream frame, which must continue the store.
+func (r *Relay) appendFrame(s *arborv1.Stream, dec *decoders) error {
+	if end := r.store.End(); s.GetStartOffset() != end {
+		return fmt.Errorf("stream frame starts at %d, this relay holds %d", s.GetStartOffset(), end)
+	}
+	data, err := dec.decode(s.GetData(), s.GetCompression(), s.GetRawLen())
+	if err != nil {
+		return fmt.Errorf("stream frame at %d: %w", s.GetStartOffset(), err)
+	}
+	if _, err := r.store.Append(data); err != nil {
+		var se *store.StreamError
+		if errors.As(err, &se) {
+			r.stats.rejectedStreams.Add(1)
+			r.log.Error("parent relay sent bytes that are not a replication stream; dropping the link, nothing of them stored",
+				"offset", se.Offset, "err", se.Err)
+		}
+		return err
+	}
+	origin := s.GetOriginTimeUnixNano()
+	if origin == 0 {
+		origin = time.Now().UnixNano()
+	}
+	end := s.GetStartOffset() + int64(len(data))
+	r.timeline.record(end, origin)
+	r.noteMasterOffset(end)
+	r.stats.upstreamBytes.Add(int64(len(data)))
+	r.stats.upstreamWireBytes.Add(int64(len(s.GetData())))
+	return nil
+}
+
+// receiveChunks receives a full sync's RDB chunks, resuming a partial
+// transfer when the parent continues one, and installs the snapshot.
+func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.FullSync, dec *decoders) error {
+	chunk := int64(fs.GetChunkSize())
+	if chunk <= 0 || fs.GetRdbSize() < 0 || fs.GetOffset() < 0 || len(fs.GetReplid()) != 40 {
+		return fmt.Errorf("parent sent a bad full sync header: %v", fs)
+	}
+	next := int64(fs.GetStartIndex())
+	var w *store.SnapshotWriter
+	var err error
+	if next > 0 {
+		w, err = r.store.ResumeSnapshotWriter(transferRDB, next*chunk)
+		if err != nil {
+			return fmt.Errorf("resume rdb transfer: %w", err)
+		}
+		r.log.Info("resuming RDB transfer from parent relay", "transfer", fs.GetTransferId(), "from_chunk", next, "kept_bytes", next*chunk)
+	} else {
+		if w, err = r.store.NewNamedSnapshotWriter(transferRDB); err != nil {
+			return err
+		}
+		r.log.Info("receiving RDB from parent relay", "replid", fs.GetReplid(), "offset", fs.GetOffset(), "bytes", fs.GetRdbSize())
+	}
+	if err := writeJSON(filepath.Join(r.cfg.DataDir, transferMeta), transferState{ID: fs.GetTransferId(), ChunkSize: chunk}); err != nil {
+		w.Abort()
+		return err
+	}
+	r.link.mu.Lock()
+	r.link.syncBytes, r.link.syncTotal, r.link.syncStarted = w.Size(), fs.GetRdbSize(), time.Now()
+	r.link.mu.Unlock()
+	done := false
+	defer func() {
+		if !done {
+			// Keep what arrived: the next subscription resumes from it.
+			w.Suspend()
+		}
+	}()
+	began, lastLog := time.Now(), time.Now()
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("rdb transfer cut at %d of %d bytes: %w", w.Size(), fs.GetRdbSize(), err)
+		}
+		switch f := m.Frame.(type) {
+		case *arborv1.SyncResponse_RdbChunk:
+			c := f.RdbChunk
+			if int64(c.GetIndex()) != next {
+				return fmt.Errorf("rdb chunk %d, want %d", c.GetIndex(), next)
+			}
+			raw, err := dec.decode(c.GetData(), c.GetCompression(), c.GetRawLen())
+			if err != nil {
+				return fmt.Errorf("rdb chunk %d: %w", next, err)
+			}
+			if got := crc32.Checksum(raw, castagnoli); got != c.GetCrc32C() {
+				return fmt.Errorf("rdb chunk %d: checksum %08x, want %08x", next, got, c.GetCrc32C())
+			}
+			if _, err := w.Write(raw); err != nil {
+				return fmt.Errorf("received rdb rejected: %w", err)
+			}
+			next++
+			r.stats.upstreamWireBytes.Add(int64(len(c.GetData())))
+			r.link.mu.Lock()
+			r.link.syncBytes, r.link.lastIO = w.Size(), time.Now()
+			r.link.mu.Unlock()
+			if time.Since(lastLog) > progressEvery {
+				lastLog = time.Now()
+				r.log.Info("RDB transfer in progress", "received_bytes", w.Size(), "total_bytes", fs.GetRdbSize())
+			}
+		case *arborv1.SyncResponse_FullSyncEnd:
+			if w.Size() != fs.GetRdbSize() {
+				return fmt.Errorf("rdb transfer ended at %d bytes, want %d", w.Size(), fs.GetRdbSize())
+			}
+			done = true
+			snap, err := r.store.ResetTo(w, fs.GetReplid(), fs.GetOffset())
+			os.Remove(filepath.Join(r.cfg.DataDir, transferMeta))
+			if err != nil {
+				return err
+			}
+			if snap.CRC64 != f.FullSyncEnd.GetRdbCrc64() {
+				r.log.Warn("snapshot checksum differs from the parent's", "got", snap.CRC64, "want", f.FullSyncEnd.GetRdbCrc64())
+			}
+			if err := r.adoptIDs(fs.GetReplid(), fs.GetReplid2(), fs.GetSecondOffset()); err != nil {
+				return err
+			}
+			r.timeline.reset()
+			r.closeReplicas("new history from upstream full sync")
+			r.log.Info("RDB received from parent relay and stored", "bytes", snap.Size, "seconds", time.Since(began).Seconds())
+			return nil
+		default:
+			return fmt.Errorf("unexpected frame %T during an rdb transfer", m.Frame)
+		}
+	}
+}
+
+// pendingTransfer returns a partial transfer to resume and the whole chunks
+// it holds.
+func (r *Relay) pendingTransfer() (transferState, int64, bool) {
+	var ts transferState
+	b, err := os.ReadFile(filepath.Join(r.cfg.DataDir, transferMeta))
+	if err != nil || json.Unmarshal(b, &ts) != nil || ts.ChunkSize <= 0 || ts.ID == "" {
+		return ts, 0, false
+	}
+	fi, err := os.Stat(filepath.Join(r.cfg.DataDir, transferRDB))
+	if err != nil {
+		return ts, 0, false
+	}
+	keep := fi.Size() / ts.ChunkSize * ts.ChunkSize
+	return ts, keep, keep > 0
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// adoptIDs takes the parent's replication IDs (second is the last offset of
+// replid2's history, as in the proto) and drops Redis replicas if the
+// current ID changed.
+func (r *Relay) adoptIDs(replid, replid2 string, second int64) error {
+	before := r.store.State().Replid
+	if err := r.store.AdoptIDs(replid, replid2, second+1); err != nil {
+		return err
+	}
+	if before != "" && before != replid {
+		r.closeReplicas("upstream replication id changed")
+	}
+	return nil
+}
+
+// sendAcks sends what the relay has stored, and the acks of its own
+// children, every second.
+func (r *Relay) sendAcks(ctx context.Context, stream arborv1.RelayService_SyncClient) {
+	t := time.NewTicker(ackInterval)
+	defer t.Stop()
+	for {
+		if err := stream.Send(&arborv1.SyncRequest{Frame: &arborv1.SyncRequest_Ack{Ack: &arborv1.Ack{
+			Offset: r.store.End(), Subtree: r.subtreeAcks(),
+		}}}); err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// subtreeAcks lists every replica and relay below this one with its acked
+// offset: its Redis replicas, its child relays, and theirs.
+func (r *Relay) subtreeAcks() []*arborv1.ChildAck {
+	var out []*arborv1.ChildAck
+	for _, rp := range r.replicaList() {
+		out = append(out, &arborv1.ChildAck{Id: rp.name(), Site: r.cfg.Site,
+			Kind: arborv1.ChildKind_CHILD_KIND_REDIS, AckedOffset: rp.ackOffset.Load()})
+	}
+	for _, c := range r.childList() {
+		out = append(out, &arborv1.ChildAck{Id: c.id, Site: c.site, Kind: arborv1.ChildKind_CHILD_KIND_RELAY, AckedOffset: c.acked.Load()})
+		out = append(out, c.getSubtree()...)
+	}
+	return out
+}
+
+// descendants returns this relay's id and every relay below it.
+func (r *Relay) descendants() []string {
+	ids := []string{r.cfg.ID}
+	for _, a := range r.subtreeAcks() {
+		if a.GetKind() == arborv1.ChildKind_CHILD_KIND_RELAY && !slices.Contains(ids, a.GetId()) {
+			ids = append(ids, a.GetId())
+		}
+	}
+	return ids
+}
+
+// setChain records the relays above this one (the parent first) and
+// refuses a chain that contains this relay.
+func (r *Relay) setChain(chain []string) error {
+	if slices.Contains(chain, r.cfg.ID) {
+		return fmt.Errorf("CYCLE: this relay (%s) is upstream of its parent (chain %v); refusing to follow it", r.cfg.ID, chain)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.chain = slices.Clone(chain)
+	return nil
+}
+
+// ancestors returns the relays above this one, the parent first.
+func (r *Relay) ancestors() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.chain)
+}
+
+// chainForChildren is what a child is told of its ancestry.
+func (r *Relay) chainForChildren() []string {
+	return append([]string{r.cfg.ID}, r.ancestors()...)
+}
+
+// noteMasterOffset records the newest master offset heard of.
+func (r *Relay) noteMasterOffset(off int64) {
+	for {
+		cur := r.masterOffset.Load()
+		if off <= cur || r.masterOffset.CompareAndSwap(cur, off) {
+			return
+		}
+	}
+}
