@@ -69,10 +69,10 @@ func DefaultConfig() Config {
 		BatchBytes:          64 << 10,
 		SlowConsumerTimeout: 30 * time.Second,
 		MaxChildLag:         512 << 20,
-		BacklogSize:      1 << 30,
-		Fsync:            "everysec",
-		ReplTimeout:      60 * time.Second,
-		FutureOffsetWait: 10 * time.Second,
+		BacklogSize:         1 << 30,
+		Fsync:               "everysec",
+		ReplTimeout:         60 * time.Second,
+		FutureOffsetWait:    10 * time.Second,
 	}
 }
 

@@ -165,7 +165,9 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 }
 
 // decoders holds one frameDecoder per compression seen on a link.
-type decoders struct{ m map[arborv1.Compression]*frameDecoder }
+type decoders struct {
+	m map[arborv1.Compression]*frameDecoder
+}
 
 func (d *decoders) get(kind arborv1.Compression) (*frameDecoder, error) {
 	if kind == arborv1.Compression_COMPRESSION_UNSPECIFIED {

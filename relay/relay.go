@@ -9,7 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-		"time"
+	"time"
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay/store"
@@ -50,11 +50,11 @@ type stats struct {
 	wireBytes         atomic.Uint64 // ... and after
 	upstreamWireBytes atomic.Int64  // bytes received from a parent relay, compressed
 	fullSyncs         atomic.Int64  // full syncs served to replicas
-	partialOK         atomic.Int64 // partial resyncs accepted
-	partialErr        atomic.Int64 // partial resyncs refused (then full)
-	upstreamFull      atomic.Int64 // full syncs received from upstream
-	upstreamPartial   atomic.Int64 // partial resyncs received from upstream
-	upstreamBytes     atomic.Int64 // stream bytes received from upstream
+	partialOK         atomic.Int64  // partial resyncs accepted
+	partialErr        atomic.Int64  // partial resyncs refused (then full)
+	upstreamFull      atomic.Int64  // full syncs received from upstream
+	upstreamPartial   atomic.Int64  // partial resyncs received from upstream
+	upstreamBytes     atomic.Int64  // stream bytes received from upstream
 	connectedClients  atomic.Int64
 	rejectedStreams   atomic.Int64 // upstream sessions ended by invalid bytes
 	totalConnections  atomic.Int64
