@@ -164,10 +164,33 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 	c.ackTime.Store(time.Now().UnixNano())
 	c.state.Store(int32(arborv1.LinkState_LINK_STATE_CONNECTING))
 	c.cancel = cancel
+	// The child is served on its own goroutine so that this handler can
+	// return (which resets the stream and unblocks a Send stuck on flow
+	// control) as soon as the link is cut. Relay.Run waits for it.
+	done := make(chan error, 1)
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		done <- r.serveChild(ctx, cancel, stream, c, sub, resume)
+	}()
+	select {
+	case err := <-done:
+		return toStatus(err)
+	case <-ctx.Done():
+		if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+			return toStatus(cause)
+		}
+		return toStatus(<-done)
+	}
+}
+
+// serveChild answers a child's subscription and streams to it until the
+// link ends; it cancels ctx with the reason before returning.
+func (r *Relay) serveChild(ctx context.Context, cancel context.CancelCauseFunc, stream arborv1.RelayService_SyncServer,
+	c *childLink, sub *arborv1.Subscribe, resume *arborv1.ResumeRdb) (err error) {
 	r.addChild(c)
 	defer r.removeChild(c)
 	log := r.log.With("child", c.id, "child_site", c.site, "compression", compressionName(c.compression))
-
 	enc, err := newFrameEncoder(c.compression)
 	if err != nil {
 		return status.Errorf(codes.Internal, "compression: %v", err)
@@ -175,17 +198,27 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 	defer enc.close()
 	f := &feeder{r: r, c: c, srv: stream, enc: enc, log: log}
 
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer func() {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
+		cancel(err)
+		log.Info("child relay link closed", "reason", err, "sent_offset", c.sent.Load(), "acked_offset", c.acked.Load())
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.watchdog(ctx, cancel)
+	}()
 	reader, err := f.begin(ctx, sub, resume)
 	if err != nil {
-		log.Info("child relay sync ended before streaming", "err", err)
 		return err
 	}
 	defer reader.Close()
 	c.state.Store(int32(arborv1.LinkState_LINK_STATE_STREAMING))
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		err := r.readChildAcks(stream, c)
@@ -194,18 +227,7 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 		}
 		cancel(err)
 	}()
-	go func() {
-		defer wg.Done()
-		f.watchdog(ctx, cancel)
-	}()
-	err = f.stream(ctx, reader)
-	cause := context.Cause(ctx)
-	if cause != nil && !errors.Is(cause, context.Canceled) {
-		err = cause
-	}
-	cancel(err)
-	log.Info("child relay link closed", "reason", err, "sent_offset", c.sent.Load(), "acked_offset", c.acked.Load())
-	return toStatus(err)
+	return f.stream(ctx, reader)
 }
 
 // slowConsumerError cuts a child relay; it carries the typed reason.

@@ -37,6 +37,8 @@ type Relay struct {
 	upstream  Upstream      // guarded by upMu
 	upChanged chan struct{} // closed and replaced by SetUpstream; guarded by upMu
 
+	bg sync.WaitGroup // child relay links, which may outlive their RPC handler briefly
+
 	mu       sync.Mutex
 	replicas map[int64]*replica // guarded by mu
 	nextID   int64              // guarded by mu
@@ -230,6 +232,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.ln.Close()
 	r.closeReplicas("relay shutting down")
 	wg.Wait()
+	r.bg.Wait()
 	if err := r.store.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
