@@ -164,6 +164,9 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 	c.ackTime.Store(time.Now().UnixNano())
 	c.state.Store(int32(arborv1.LinkState_LINK_STATE_CONNECTING))
 	c.cancel = cancel
+	if sub.GetSnapshotOnly() {
+		return toStatus(r.serveSnapshot(ctx, stream, c))
+	}
 	// The child is served on its own goroutine so that this handler can
 	// return (which resets the stream and unblocks a Send stuck on flow
 	// control) as soon as the link is cut. Relay.Run waits for it.
@@ -182,6 +185,21 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 		}
 		return toStatus(<-done)
 	}
+}
+
+// serveSnapshot sends the snapshot alone (Subscribe.snapshot_only).
+func (r *Relay) serveSnapshot(ctx context.Context, stream arborv1.RelayService_SyncServer, c *childLink) error {
+	enc, err := newFrameEncoder(c.compression)
+	if err != nil {
+		return status.Errorf(codes.Internal, "compression: %v", err)
+	}
+	defer enc.close()
+	f := &feeder{r: r, c: c, srv: stream, enc: enc, log: r.log.With("child", c.id, "snapshot_only", true)}
+	reader, err := f.fullSync(ctx, nil)
+	if err != nil {
+		return err
+	}
+	return reader.Close()
 }
 
 // serveChild answers a child's subscription and streams to it until the

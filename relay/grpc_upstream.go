@@ -42,17 +42,9 @@ var errUnknownHistory = errors.New("parent does not know this relay's history")
 // (resumable) full sync, then stream frames into the store, acking what is
 // stored, until an error or ctx ends.
 func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
-	creds, err := r.cfg.TLS.clientCredentials()
+	conn, err := r.dialRelay(up)
 	if err != nil {
 		return err
-	}
-	conn, err := grpc.NewClient(up.Addr,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
-	)
-	if err != nil {
-		return fmt.Errorf("parent relay %s: %w", up.Addr, err)
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -64,7 +56,7 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 	st := r.store.State()
 	sub := &arborv1.Subscribe{
 		RelayId: r.cfg.ID, Site: r.cfg.Site, Replid: "?", Offset: 0,
-		AcceptedCompressions: []arborv1.Compression{r.compression, arborv1.Compression_COMPRESSION_ZSTD, arborv1.Compression_COMPRESSION_S2, arborv1.Compression_COMPRESSION_NONE},
+		AcceptedCompressions: r.acceptedCompressions(),
 		DownstreamRelayIds:   r.descendants(),
 	}
 	if st.HasData() && !r.forceFullSync.Load() {
@@ -162,6 +154,29 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 			return fmt.Errorf("unexpected frame %T from parent relay", m.Frame)
 		}
 	}
+}
+
+// dialRelay returns a client connection to a parent relay.
+func (r *Relay) dialRelay(up Upstream) (*grpc.ClientConn, error) {
+	creds, err := r.cfg.TLS.clientCredentials()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(up.Addr,
+		grpc.WithTransportCredentials(creds),
+		// Ping an idle link every 10 s; a parent silent 20 s after a ping
+		// is gone.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("parent relay %s: %w", up.Addr, err)
+	}
+	return conn, nil
+}
+
+func (r *Relay) acceptedCompressions() []arborv1.Compression {
+	return []arborv1.Compression{r.compression, arborv1.Compression_COMPRESSION_ZSTD, arborv1.Compression_COMPRESSION_S2, arborv1.Compression_COMPRESSION_NONE}
 }
 
 // decoders holds one frameDecoder per compression seen on a link.
@@ -263,66 +278,80 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 	r.link.mu.Lock()
 	r.link.syncBytes, r.link.syncTotal, r.link.syncStarted = w.Size(), fs.GetRdbSize(), time.Now()
 	r.link.mu.Unlock()
-	done := false
+	var done bool
 	defer func() {
 		if !done {
 			// Keep what arrived: the next subscription resumes from it.
 			w.Suspend()
 		}
 	}()
-	began, lastLog := time.Now(), time.Now()
+	began := time.Now()
+	end, err := r.recvChunks(stream, fs, w, dec, next, true)
+	if err != nil {
+		return err
+	}
+	done = true
+	snap, err := r.store.ResetTo(w, fs.GetReplid(), fs.GetOffset())
+	os.Remove(filepath.Join(r.cfg.DataDir, transferMeta))
+	if err != nil {
+		return err
+	}
+	if snap.CRC64 != end.GetRdbCrc64() {
+		r.log.Warn("snapshot checksum differs from the parent's", "got", snap.CRC64, "want", end.GetRdbCrc64())
+	}
+	if err := r.adoptIDs(fs.GetReplid(), fs.GetReplid2(), fs.GetSecondOffset()); err != nil {
+		return err
+	}
+	r.timeline.reset()
+	r.closeReplicas("new history from upstream full sync")
+	r.log.Info("RDB received from parent relay and stored", "bytes", snap.Size, "seconds", time.Since(began).Seconds())
+	return nil
+}
+
+// recvChunks receives RDB chunks from index next into w, checking each,
+// until FullSyncEnd. track reports progress in INFO.
+func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.FullSync, w *store.SnapshotWriter,
+	dec *decoders, next int64, track bool) (*arborv1.FullSyncEnd, error) {
+	lastLog := time.Now()
 	for {
 		m, err := stream.Recv()
 		if err != nil {
-			return fmt.Errorf("rdb transfer cut at %d of %d bytes: %w", w.Size(), fs.GetRdbSize(), err)
+			return nil, fmt.Errorf("rdb transfer cut at %d of %d bytes: %w", w.Size(), fs.GetRdbSize(), err)
 		}
 		switch f := m.Frame.(type) {
 		case *arborv1.SyncResponse_RdbChunk:
 			c := f.RdbChunk
 			if int64(c.GetIndex()) != next {
-				return fmt.Errorf("rdb chunk %d, want %d", c.GetIndex(), next)
+				return nil, fmt.Errorf("rdb chunk %d, want %d", c.GetIndex(), next)
 			}
 			raw, err := dec.decode(c.GetData(), c.GetCompression(), c.GetRawLen())
 			if err != nil {
-				return fmt.Errorf("rdb chunk %d: %w", next, err)
+				return nil, fmt.Errorf("rdb chunk %d: %w", next, err)
 			}
 			if got := crc32.Checksum(raw, castagnoli); got != c.GetCrc32C() {
-				return fmt.Errorf("rdb chunk %d: checksum %08x, want %08x", next, got, c.GetCrc32C())
+				return nil, fmt.Errorf("rdb chunk %d: checksum %08x, want %08x", next, got, c.GetCrc32C())
 			}
 			if _, err := w.Write(raw); err != nil {
-				return fmt.Errorf("received rdb rejected: %w", err)
+				return nil, fmt.Errorf("received rdb rejected: %w", err)
 			}
 			next++
 			r.stats.upstreamWireBytes.Add(int64(len(c.GetData())))
-			r.link.mu.Lock()
-			r.link.syncBytes, r.link.lastIO = w.Size(), time.Now()
-			r.link.mu.Unlock()
+			if track {
+				r.link.mu.Lock()
+				r.link.syncBytes, r.link.lastIO = w.Size(), time.Now()
+				r.link.mu.Unlock()
+			}
 			if time.Since(lastLog) > progressEvery {
 				lastLog = time.Now()
 				r.log.Info("RDB transfer in progress", "received_bytes", w.Size(), "total_bytes", fs.GetRdbSize())
 			}
 		case *arborv1.SyncResponse_FullSyncEnd:
 			if w.Size() != fs.GetRdbSize() {
-				return fmt.Errorf("rdb transfer ended at %d bytes, want %d", w.Size(), fs.GetRdbSize())
+				return nil, fmt.Errorf("rdb transfer ended at %d bytes, want %d", w.Size(), fs.GetRdbSize())
 			}
-			done = true
-			snap, err := r.store.ResetTo(w, fs.GetReplid(), fs.GetOffset())
-			os.Remove(filepath.Join(r.cfg.DataDir, transferMeta))
-			if err != nil {
-				return err
-			}
-			if snap.CRC64 != f.FullSyncEnd.GetRdbCrc64() {
-				r.log.Warn("snapshot checksum differs from the parent's", "got", snap.CRC64, "want", f.FullSyncEnd.GetRdbCrc64())
-			}
-			if err := r.adoptIDs(fs.GetReplid(), fs.GetReplid2(), fs.GetSecondOffset()); err != nil {
-				return err
-			}
-			r.timeline.reset()
-			r.closeReplicas("new history from upstream full sync")
-			r.log.Info("RDB received from parent relay and stored", "bytes", snap.Size, "seconds", time.Since(began).Seconds())
-			return nil
+			return f.FullSyncEnd, nil
 		default:
-			return fmt.Errorf("unexpected frame %T during an rdb transfer", m.Frame)
+			return nil, fmt.Errorf("unexpected frame %T during an rdb transfer", m.Frame)
 		}
 	}
 }

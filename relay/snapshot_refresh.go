@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/arbor-fabric/arbor/internal/resp"
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/arbor-fabric/arbor/relay/store"
 )
 
 // snapshotCheckInterval is how often the relay checks whether its backlog
@@ -31,14 +33,14 @@ func (r *Relay) refreshSnapshots(ctx context.Context) {
 			continue
 		}
 		up := r.currentUpstream()
-		if up.Kind != UpstreamRedis {
-			// TODO(issue 3): a fresher snapshot from a parent relay.
-			continue
-		}
 		st := r.store.State()
 		r.log.Info("backlog over its bound and pinned by the snapshot; fetching a fresher snapshot",
 			"backlog_bytes", st.BacklogBytes, "backlog_size", r.cfg.BacklogSize, "snapshot_offset", st.Snapshot.Offset)
-		if err := r.refreshSnapshot(ctx, up); err != nil && ctx.Err() == nil {
+		refresh := r.refreshSnapshot
+		if up.Kind == UpstreamRelay {
+			refresh = r.refreshFromRelay
+		}
+		if err := refresh(ctx, up); err != nil && ctx.Err() == nil {
 			r.log.Warn("snapshot refresh failed; will retry", "err", err)
 		}
 	}
@@ -82,7 +84,58 @@ func (r *Relay) refreshSnapshot(ctx context.Context, up Upstream) error {
 		return err
 	}
 	closeLink() // the RDB is all this link was for
-	// The snapshot is of offset off; install it once the stream reached it.
+	return r.installWhenReached(ctx, w, f[1], off)
+}
+
+// refreshFromRelay fetches the parent relay's snapshot (Subscribe with
+// snapshot_only) when it is newer than ours.
+func (r *Relay) refreshFromRelay(ctx context.Context, up Upstream) error {
+	conn, err := r.dialRelay(up)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := arborv1.NewRelayServiceClient(conn).Sync(sctx)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&arborv1.SyncRequest{Frame: &arborv1.SyncRequest_Subscribe{Subscribe: &arborv1.Subscribe{
+		RelayId: r.cfg.ID, Site: r.cfg.Site, Replid: "?", SnapshotOnly: true, AcceptedCompressions: r.acceptedCompressions(),
+	}}}); err != nil {
+		return err
+	}
+	m, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	fs := m.GetFullSync()
+	if fs == nil {
+		return fmt.Errorf("parent answered a snapshot request with %T", m.Frame)
+	}
+	st := r.store.State()
+	if fs.GetReplid() != st.Replid || fs.GetOffset() <= st.Snapshot.Offset {
+		return fmt.Errorf("parent's snapshot (%s@%d) is not newer than ours (%s@%d); will retry",
+			fs.GetReplid(), fs.GetOffset(), st.Replid, st.Snapshot.Offset)
+	}
+	w, err := r.store.NewSnapshotWriter()
+	if err != nil {
+		return err
+	}
+	dec := &decoders{}
+	defer dec.close()
+	if _, err := r.recvChunks(stream, fs, w, dec, 0, false); err != nil {
+		w.Abort()
+		return err
+	}
+	cancel()
+	return r.installWhenReached(ctx, w, fs.GetReplid(), fs.GetOffset())
+}
+
+// installWhenReached installs the fresher snapshot of offset off once the
+// stream has reached it.
+func (r *Relay) installWhenReached(ctx context.Context, w *store.SnapshotWriter, replid string, off int64) error {
 	deadline := time.NewTimer(r.cfg.ReplTimeout)
 	defer deadline.Stop()
 	for {
@@ -100,7 +153,7 @@ func (r *Relay) refreshSnapshot(ctx context.Context, up Upstream) error {
 			return ctx.Err()
 		}
 	}
-	snap, err := r.store.InstallSnapshot(w, f[1], off)
+	snap, err := r.store.InstallSnapshot(w, replid, off)
 	if err != nil {
 		return err
 	}

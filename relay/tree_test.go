@@ -162,3 +162,31 @@ func (tr *testRelay) setUpstream(t *testing.T, up string) {
 		t.Fatalf("SetUpstream(%s): %v", up, err)
 	}
 }
+
+// TestChildBacklogStaysBounded: a child relay's backlog is pinned by the
+// snapshot it got from its parent; it fetches the parent's fresher snapshot
+// (snapshot_only) so its backlog stays bounded too, and a late replica of
+// the child still converges.
+func TestChildBacklogStaysBounded(t *testing.T) {
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
+	small := func(c *relay.Config) { c.BacklogSize = 1 << 20 }
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), small)
+	b := treeRelay(t, "relay-b", "B", a.arborURL(), small)
+	early := redistest.Start(t)
+	replicaOf(t, early, b.Port)
+	for seed := int64(1); seed <= 5; seed++ {
+		load(t, master, redistest.LoadOptions{SmallKeys: 20000, Seed: seed})
+	}
+	redistest.WaitFor(t, syncTimeout, func() error {
+		st := b.status(t)
+		if st.GetSnapshot().GetOffset() == 0 || st.GetBacklog().GetSizeBytes() > 3<<20 {
+			return fmt.Errorf("relay-b snapshot offset %d, backlog %d bytes: want a refreshed snapshot and at most 3 MiB",
+				st.GetSnapshot().GetOffset(), st.GetBacklog().GetSizeBytes())
+		}
+		return nil
+	})
+	late := redistest.Start(t)
+	replicaOf(t, late, b.Port)
+	redistest.WaitInSync(t, syncTimeout, master, early, late)
+	expectEq(t, "relay-b arbor_upstream_full_syncs", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
+}

@@ -473,8 +473,13 @@ type Subscribe struct {
 	// DISCONNECT_REASON_CYCLE if its own id, or the id of any relay on its own
 	// upstream chain, is listed.
 	DownstreamRelayIds []string `protobuf:"bytes,6,rep,name=downstream_relay_ids,json=downstreamRelayIds,proto3" json:"downstream_relay_ids,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Asks for the parent's snapshot alone: FullSync, the RDB chunks and
+	// FullSyncEnd, then the parent ends the stream. A child uses it to
+	// replace an old snapshot that keeps its backlog from being trimmed; it
+	// is not attached as a child by it.
+	SnapshotOnly  bool `protobuf:"varint,7,opt,name=snapshot_only,json=snapshotOnly,proto3" json:"snapshot_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Subscribe) Reset() {
@@ -547,6 +552,13 @@ func (x *Subscribe) GetDownstreamRelayIds() []string {
 		return x.DownstreamRelayIds
 	}
 	return nil
+}
+
+func (x *Subscribe) GetSnapshotOnly() bool {
+	if x != nil {
+		return x.SnapshotOnly
+	}
+	return false
 }
 
 // Ack reports how far the child, and every replica below it, has got. It is
@@ -1435,14 +1447,15 @@ const file_arbor_v1_relay_proto_rawDesc = "" +
 	"\n" +
 	"disconnect\x18\b \x01(\v2\x14.arbor.v1.DisconnectH\x00R\n" +
 	"disconnectB\a\n" +
-	"\x05frame\"\xe8\x01\n" +
+	"\x05frame\"\x8d\x02\n" +
 	"\tSubscribe\x12\x19\n" +
 	"\brelay_id\x18\x01 \x01(\tR\arelayId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x16\n" +
 	"\x06replid\x18\x03 \x01(\tR\x06replid\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12J\n" +
 	"\x15accepted_compressions\x18\x05 \x03(\x0e2\x15.arbor.v1.CompressionR\x14acceptedCompressions\x120\n" +
-	"\x14downstream_relay_ids\x18\x06 \x03(\tR\x12downstreamRelayIds\"K\n" +
+	"\x14downstream_relay_ids\x18\x06 \x03(\tR\x12downstreamRelayIds\x12#\n" +
+	"\rsnapshot_only\x18\a \x01(\bR\fsnapshotOnly\"K\n" +
 	"\x03Ack\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12,\n" +
 	"\asubtree\x18\x02 \x03(\v2\x12.arbor.v1.ChildAckR\asubtree\"z\n" +
