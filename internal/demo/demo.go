@@ -57,6 +57,7 @@ type node struct {
 type relayNode struct {
 	name, site, follows string
 	port                int
+	grpcAddr            string
 	r                   *relay.Relay
 }
 
@@ -146,23 +147,31 @@ func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ..
 	return n, nil
 }
 
-func (d *demo) startRelay(ctx context.Context, name, site string, upstream *node) (*relayNode, error) {
+// startRelay starts a relay following upstream: a redis:// master or an
+// arbor:// parent relay.
+func (d *demo) startRelay(ctx context.Context, name, site, upstream, follows string) (*relayNode, error) {
 	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	gport, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	cfg := relay.DefaultConfig()
 	cfg.ID, cfg.Site = name, site
 	cfg.DataDir = filepath.Join(d.o.Dir, name)
-	cfg.Upstream = fmt.Sprintf("redis://127.0.0.1:%d", upstream.port)
+	cfg.Upstream = upstream
 	cfg.RedisAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	cfg.GRPCAddr = fmt.Sprintf("127.0.0.1:%d", gport)
+	cfg.TLS.Plaintext = true // loopback only; production uses --tls-*
 	cfg.BacklogSize = 256 << 20
 	cfg.Logger = d.o.Logger
 	r, err := relay.New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	rn := &relayNode{name: name, site: site, follows: upstream.name, port: port, r: r}
+	rn := &relayNode{name: name, site: site, follows: follows, port: port, grpcAddr: cfg.GRPCAddr, r: r}
 	d.relays = append(d.relays, rn)
 	d.wg.Add(1)
 	go func() {
@@ -183,16 +192,28 @@ func (d *demo) start(ctx context.Context) error {
 		return err
 	}
 	d.master = m
-	// Site A has two relays beside the master; B and C one each. Until the
-	// relay tree (gRPC) lands, every relay pulls from the master itself.
+	// Site A has two relays beside the master, both pulling from it; B and
+	// C have one relay each, pulling once per site over compressed gRPC
+	// from relay-a1 and relay-a2.
 	site := map[string][]*relayNode{}
-	for _, spec := range []struct{ name, site string }{{"relay-a1", "A"}, {"relay-a2", "A"}, {"relay-b", "B"}, {"relay-c", "C"}} {
-		rn, err := d.startRelay(rctx, spec.name, spec.site, m)
-		if err != nil {
-			return err
-		}
-		site[spec.site] = append(site[spec.site], rn)
+	masterURL := fmt.Sprintf("redis://127.0.0.1:%d", m.port)
+	a1, err := d.startRelay(rctx, "relay-a1", "A", masterURL, m.name)
+	if err != nil {
+		return err
 	}
+	a2, err := d.startRelay(rctx, "relay-a2", "A", masterURL, m.name)
+	if err != nil {
+		return err
+	}
+	b, err := d.startRelay(rctx, "relay-b", "B", "arbor://"+a1.grpcAddr, a1.name)
+	if err != nil {
+		return err
+	}
+	c, err := d.startRelay(rctx, "relay-c", "C", "arbor://"+a2.grpcAddr, a2.name)
+	if err != nil {
+		return err
+	}
+	site["A"], site["B"], site["C"] = []*relayNode{a1, a2}, []*relayNode{b}, []*relayNode{c}
 	replicas := []struct{ name, site, role string }{
 		{"A-M-Backup", "A", "backup"}, {"A-S-1", "A", "replica"}, {"A-S-2", "A", "replica"},
 		{"B-M-Backup", "B", "backup"}, {"B-S-1", "B", "replica"}, {"B-S-2", "B", "replica"},
@@ -247,7 +268,16 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.o.Out, "\nOK: all %d servers hold the master's data (DEBUG DIGEST equal); %d relays, each pulled the stream once.\n", len(d.nodes)-1, len(d.relays))
+	fmt.Fprintf(d.o.Out, "\nOK: all %d servers hold the master's data (DEBUG DIGEST equal).\n", len(d.nodes)-1)
+	for _, rn := range d.relays[2:] {
+		st := rn.r.Status()
+		c := d.relays[0].r.Status().GetCompression()
+		if rn.follows == "relay-a2" {
+			c = d.relays[1].r.Status().GetCompression()
+		}
+		fmt.Fprintf(d.o.Out, "Site %s pulled the stream once over gRPC from %s: %d bytes stored; %s's links to other sites carried %d bytes for %d raw (zstd, %.1fx).\n",
+			rn.site, rn.follows, st.GetStoredOffset(), rn.follows, c.GetWireBytes(), c.GetRawBytes(), ratio(c.GetRawBytes(), c.GetWireBytes()))
+	}
 	return nil
 }
 
@@ -301,6 +331,13 @@ func (d *demo) table(ctx context.Context, title string) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\n", n.site, n.name, n.role, n.follows, off, mOff-off)
 	}
 	w.Flush()
+}
+
+func ratio(raw, wire uint64) float64 {
+	if wire == 0 {
+		return 0
+	}
+	return float64(raw) / float64(wire)
 }
 
 func infoInt(ctx context.Context, c *redis.Client, section, key string) int64 {
