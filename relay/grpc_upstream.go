@@ -245,6 +245,7 @@ func (r *Relay) appendFrame(s *arborv1.Stream, dec *decoders) error {
 	r.timeline.record(end, origin)
 	r.noteMasterOffset(end)
 	r.stats.upstreamBytes.Add(int64(len(data)))
+	r.stats.upstreamRawBytes.Add(int64(len(data)))
 	r.stats.upstreamWireBytes.Add(int64(len(s.GetData())))
 	return nil
 }
@@ -335,6 +336,7 @@ func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.F
 				return nil, fmt.Errorf("received rdb rejected: %w", err)
 			}
 			next++
+			r.stats.upstreamRawBytes.Add(int64(len(raw)))
 			r.stats.upstreamWireBytes.Add(int64(len(c.GetData())))
 			if track {
 				r.link.mu.Lock()

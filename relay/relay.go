@@ -51,6 +51,7 @@ type stats struct {
 	rawBytes          atomic.Uint64 // bytes sent to child relays before compression
 	wireBytes         atomic.Uint64 // ... and after
 	upstreamWireBytes atomic.Int64  // bytes received from a parent relay, compressed
+	upstreamRawBytes  atomic.Int64  // ... and decompressed (stream and RDB)
 	fullSyncs         atomic.Int64  // full syncs served to replicas
 	partialOK         atomic.Int64  // partial resyncs accepted
 	partialErr        atomic.Int64  // partial resyncs refused (then full)

@@ -49,7 +49,9 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 		s.Children = append(s.Children, &arborv1.ChildStatus{
 			Id: c.id, Kind: arborv1.ChildKind_CHILD_KIND_RELAY, Addr: c.addr, Site: c.site,
 			AckedOffset: acked, LagBytes: max(0, st.End-acked), LagMs: r.timeline.lag(acked, st.End, now).Milliseconds(),
-			State: arborv1.LinkState(c.state.Load()),
+			State:       arborv1.LinkState(c.state.Load()),
+			Compression: compressionName(c.compression),
+			Bytes:       &arborv1.CompressionStats{RawBytes: c.rawBytes.Load(), WireBytes: c.wireBytes.Load()},
 		})
 	}
 	for _, rp := range r.replicaList() {

@@ -223,7 +223,10 @@ type RelayStatus struct {
 	// Per site, how far the whole subtree under this relay has acknowledged.
 	SiteAcks []*SiteAck `protobuf:"bytes,16,rep,name=site_acks,json=siteAcks,proto3" json:"site_acks,omitempty"`
 	// The last error the relay met, empty if none since it started.
-	LastError     string `protobuf:"bytes,17,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastError string `protobuf:"bytes,17,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// For a relay that follows a parent relay: the stream and RDB bytes
+	// received on that link before (raw) and after (wire) compression.
+	UpstreamBytes *CompressionStats `protobuf:"bytes,18,opt,name=upstream_bytes,json=upstreamBytes,proto3" json:"upstream_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +378,13 @@ func (x *RelayStatus) GetLastError() string {
 		return x.LastError
 	}
 	return ""
+}
+
+func (x *RelayStatus) GetUpstreamBytes() *CompressionStats {
+	if x != nil {
+		return x.UpstreamBytes
+	}
+	return nil
 }
 
 // Snapshot describes an RDB snapshot a relay holds.
@@ -684,7 +694,12 @@ type ChildStatus struct {
 	// time of the bytes this relay holds.
 	LagMs int64 `protobuf:"varint,7,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
 	// The state of the link to the child.
-	State         LinkState `protobuf:"varint,8,opt,name=state,proto3,enum=arbor.v1.LinkState" json:"state,omitempty"`
+	State LinkState `protobuf:"varint,8,opt,name=state,proto3,enum=arbor.v1.LinkState" json:"state,omitempty"`
+	// For a child relay: the compression of its link and the bytes sent on
+	// it before and after compression.
+	Compression string `protobuf:"bytes,9,opt,name=compression,proto3" json:"compression,omitempty"`
+	// Bytes sent to the child before and after compression.
+	Bytes         *CompressionStats `protobuf:"bytes,10,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -775,6 +790,20 @@ func (x *ChildStatus) GetState() LinkState {
 	return LinkState_LINK_STATE_UNSPECIFIED
 }
 
+func (x *ChildStatus) GetCompression() string {
+	if x != nil {
+		return x.Compression
+	}
+	return ""
+}
+
+func (x *ChildStatus) GetBytes() *CompressionStats {
+	if x != nil {
+		return x.Bytes
+	}
+	return nil
+}
+
 // SiteAck is how far every acknowledging replica of one site, anywhere in a
 // relay's subtree, has got.
 type SiteAck struct {
@@ -847,7 +876,7 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\n" +
 	"\x15arbor/v1/status.proto\x12\barbor.v1\"=\n" +
 	"\x0eStatusResponse\x12+\n" +
-	"\x05relay\x18\x01 \x01(\v2\x15.arbor.v1.RelayStatusR\x05relay\"\x96\x05\n" +
+	"\x05relay\x18\x01 \x01(\v2\x15.arbor.v1.RelayStatusR\x05relay\"\xd9\x05\n" +
 	"\vRelayStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1a\n" +
@@ -868,7 +897,8 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\bchildren\x18\x0f \x03(\v2\x15.arbor.v1.ChildStatusR\bchildren\x12.\n" +
 	"\tsite_acks\x18\x10 \x03(\v2\x11.arbor.v1.SiteAckR\bsiteAcks\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x11 \x01(\tR\tlastError\"z\n" +
+	"last_error\x18\x11 \x01(\tR\tlastError\x12A\n" +
+	"\x0eupstream_bytes\x18\x12 \x01(\v2\x1a.arbor.v1.CompressionStatsR\rupstreamBytes\"z\n" +
 	"\bSnapshot\x12\x16\n" +
 	"\x06replid\x18\x01 \x01(\tR\x06replid\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x1d\n" +
@@ -893,7 +923,7 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\x14partial_syncs_served\x18\x02 \x01(\x04R\x12partialSyncsServed\x122\n" +
 	"\x15partial_syncs_refused\x18\x03 \x01(\x04R\x13partialSyncsRefused\x12.\n" +
 	"\x13upstream_full_syncs\x18\x04 \x01(\x04R\x11upstreamFullSyncs\x124\n" +
-	"\x16upstream_partial_syncs\x18\x05 \x01(\x04R\x14upstreamPartialSyncs\"\xf0\x01\n" +
+	"\x16upstream_partial_syncs\x18\x05 \x01(\x04R\x14upstreamPartialSyncs\"\xc4\x02\n" +
 	"\vChildStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x13.arbor.v1.ChildKindR\x04kind\x12\x12\n" +
@@ -902,7 +932,10 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\facked_offset\x18\x05 \x01(\x03R\vackedOffset\x12\x1b\n" +
 	"\tlag_bytes\x18\x06 \x01(\x03R\blagBytes\x12\x15\n" +
 	"\x06lag_ms\x18\a \x01(\x03R\x05lagMs\x12)\n" +
-	"\x05state\x18\b \x01(\x0e2\x13.arbor.v1.LinkStateR\x05state\"d\n" +
+	"\x05state\x18\b \x01(\x0e2\x13.arbor.v1.LinkStateR\x05state\x12 \n" +
+	"\vcompression\x18\t \x01(\tR\vcompression\x120\n" +
+	"\x05bytes\x18\n" +
+	" \x01(\v2\x1a.arbor.v1.CompressionStatsR\x05bytes\"d\n" +
 	"\aSiteAck\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12!\n" +
 	"\facked_offset\x18\x02 \x01(\x03R\vackedOffset\x12\"\n" +
@@ -953,13 +986,15 @@ var file_arbor_v1_status_proto_depIdxs = []int32{
 	7,  // 5: arbor.v1.RelayStatus.counters:type_name -> arbor.v1.SyncCounters
 	8,  // 6: arbor.v1.RelayStatus.children:type_name -> arbor.v1.ChildStatus
 	9,  // 7: arbor.v1.RelayStatus.site_acks:type_name -> arbor.v1.SiteAck
-	1,  // 8: arbor.v1.ChildStatus.kind:type_name -> arbor.v1.ChildKind
-	0,  // 9: arbor.v1.ChildStatus.state:type_name -> arbor.v1.LinkState
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	6,  // 8: arbor.v1.RelayStatus.upstream_bytes:type_name -> arbor.v1.CompressionStats
+	1,  // 9: arbor.v1.ChildStatus.kind:type_name -> arbor.v1.ChildKind
+	0,  // 10: arbor.v1.ChildStatus.state:type_name -> arbor.v1.LinkState
+	6,  // 11: arbor.v1.ChildStatus.bytes:type_name -> arbor.v1.CompressionStats
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_arbor_v1_status_proto_init() }
