@@ -1,0 +1,136 @@
+package relay_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/arbor-fabric/arbor/internal/redistest"
+	"github.com/arbor-fabric/arbor/internal/wan"
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/arbor-fabric/arbor/relay"
+)
+
+// bridgeTo puts a WAN link simulator in front of a relay's gRPC service.
+func bridgeTo(t *testing.T, r *testRelay, opts ...wan.Option) *wan.Bridge {
+	t.Helper()
+	b, err := wan.NewBridge(r.cfg.GRPCAddr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// TestRDBTransferCutResumes: the A–B link is cut in the middle of the RDB
+// transfer; when it is back, the transfer resumes at the last chunk stored
+// instead of starting over.
+func TestRDBTransferCutResumes(t *testing.T) {
+	master := redistest.Start(t)
+	ctx := context.Background()
+	if err := master.Client().Do(ctx, "DEBUG", "POPULATE", "150000", "key", "64").Err(); err != nil {
+		t.Fatal(err)
+	}
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) { c.Compression = "none" })
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if st := a.status(t); st.GetSnapshot().GetSizeBytes() == 0 {
+			return fmt.Errorf("relay-a has no snapshot yet")
+		}
+		return nil
+	})
+	rdbSize := a.status(t).GetSnapshot().GetSizeBytes()
+	link := bridgeTo(t, a, wan.WithBandwidth(rdbSize/3)) // about 3 s for the whole RDB
+	b := treeRelay(t, "relay-b", "B", "arbor://"+link.Addr())
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		got, _ := strconv.ParseInt(b.Info(t, "replication")["master_sync_read_bytes"], 10, 64)
+		if got < rdbSize/2 {
+			return fmt.Errorf("relay-b received %d of %d RDB bytes", got, rdbSize)
+		}
+		return nil
+	})
+	link.Cut()
+	time.Sleep(300 * time.Millisecond) // the link stays down a moment
+	link.Restore()
+	rep := redistest.Start(t)
+	replicaOf(t, rep, b.Port)
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+
+	logs := b.logBuf.String()
+	if !strings.Contains(logs, "resuming RDB transfer from parent relay") {
+		t.Errorf("relay-b did not resume the RDB transfer:\n%s", logs)
+	}
+	_, fromParent := link.BytesForwarded()
+	if fromParent > rdbSize*14/10 {
+		t.Errorf("relay-b pulled %d bytes over the link for a %d-byte RDB: the transfer started over", fromParent, rdbSize)
+	}
+	expectEq(t, "relay-b arbor_upstream_full_syncs", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
+}
+
+// TestLinkCutWhileStreaming: cutting and restoring the A–B link while the
+// master takes writes costs no full sync; relay-b continues from its store.
+func TestLinkCutWhileStreaming(t *testing.T) {
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
+	load(t, master, redistest.LoadOptions{SmallKeys: 2000, Seed: 1})
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master))
+	link := bridgeTo(t, a, wan.WithLatency(5*time.Millisecond))
+	b := treeRelay(t, "relay-b", "B", "arbor://"+link.Addr())
+	rep := redistest.Start(t)
+	replicaOf(t, rep, b.Port)
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+
+	for round := range 3 {
+		link.Cut()
+		load(t, master, redistest.LoadOptions{SmallKeys: 1000, Seed: int64(10 + round)})
+		link.Restore()
+		redistest.WaitInSync(t, syncTimeout, master, rep)
+	}
+	expectEq(t, "relay-b arbor_upstream_full_syncs", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
+	if n := b.InfoInt(t, "stats", "arbor_upstream_partial_syncs"); n < 3 {
+		t.Errorf("relay-b arbor_upstream_partial_syncs %d, want at least 3 (one per cut)", n)
+	}
+	expectEq(t, "relay-b's replica full syncs", b.InfoInt(t, "stats", "sync_full"), 1)
+}
+
+// TestPausedChildDoesNotSlowOthers: relay-c's link is paused (a stalled
+// WAN link); relay-b and the upstream keep going, relay-c is cut as a slow
+// consumer, and when its link is back it resumes from the backlog.
+func TestPausedChildDoesNotSlowOthers(t *testing.T) {
+	master := redistest.Start(t, "--repl-backlog-size", "256mb")
+	load(t, master, redistest.LoadOptions{SmallKeys: 1000, Seed: 1})
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) {
+		c.SlowConsumerTimeout = 2 * time.Second
+		c.Compression = "none" // fill the paused link's windows quickly
+	})
+	toC := bridgeTo(t, a)
+	b := treeRelay(t, "relay-b", "B", a.arborURL())
+	c := treeRelay(t, "relay-c", "C", "arbor://"+toC.Addr())
+	repB, repC := redistest.Start(t), redistest.Start(t)
+	replicaOf(t, repB, b.Port)
+	replicaOf(t, repC, c.Port)
+	redistest.WaitInSync(t, syncTimeout, master, repB, repC)
+
+	toC.Pause()
+	for seed := int64(2); seed < 5; seed++ {
+		load(t, master, redistest.LoadOptions{SmallKeys: 5000, Seed: seed, Big: true})
+	}
+	// relay-b keeps up while relay-c's link is stalled.
+	redistest.WaitInSync(t, syncTimeout, master, repB)
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		for _, ch := range a.status(t).GetChildren() {
+			if ch.GetId() == "relay-c" && ch.GetKind() == arborv1.ChildKind_CHILD_KIND_RELAY {
+				return fmt.Errorf("relay-c still attached to relay-a")
+			}
+		}
+		return nil
+	})
+	toC.Restore()
+	redistest.WaitInSync(t, syncTimeout, master, repB, repC)
+	expectEq(t, "relay-c arbor_upstream_full_syncs", c.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
+	expectEq(t, "relay-b arbor_upstream_partial_syncs (never cut)", b.InfoInt(t, "stats", "arbor_upstream_partial_syncs"), 0)
+	if !strings.Contains(a.logBuf.String(), "child relay-c accepted nothing for 2s") {
+		t.Error("relay-a did not cut relay-c as a slow consumer")
+	}
+}
