@@ -37,6 +37,8 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+var errShuttingDown = errors.New("relay shutting down")
+
 // childLink is one child relay attached over Sync. Its feeder goroutine
 // owns the stream's Send; its ack goroutine owns Recv.
 type childLink struct {
@@ -111,6 +113,11 @@ func (r *Relay) serveGRPC(ctx context.Context, srv *grpc.Server, hs *health.Serv
 	}()
 	<-ctx.Done()
 	hs.Shutdown()
+	// Sync streams never end on their own; end them so GracefulStop only
+	// waits for them to say goodbye.
+	for _, c := range r.childList() {
+		c.cancel(errShuttingDown)
+	}
 	stopped := make(chan struct{})
 	go func() {
 		srv.GracefulStop()
@@ -274,7 +281,7 @@ func toStatus(err error) error {
 		return status.Error(codes.OutOfRange, "fell behind the backlog; subscribe again for a full sync")
 	case errors.Is(err, store.ErrCorrupt):
 		return status.Errorf(codes.DataLoss, "backlog record failed its check: %v", err)
-	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, errShuttingDown):
 		return status.Error(codes.Unavailable, "relay shutting down")
 	}
 	return status.Error(codes.Unavailable, err.Error())

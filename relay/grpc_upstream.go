@@ -110,19 +110,50 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 		return fmt.Errorf("parent answered subscribe with %T", m.Frame)
 	}
 	r.link.set("connected")
+	r.link.mu.Lock()
+	r.link.lastIO = time.Now()
+	r.link.mu.Unlock()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		r.sendAcks(ctx, stream)
 		cancel()
 	}()
+	silent := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		// The parent sends a heartbeat every second when idle: a link
+		// silent for ReplTimeout is dead even if TCP does not know yet.
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			r.link.mu.Lock()
+			last := r.link.lastIO
+			r.link.mu.Unlock()
+			if time.Since(last) > r.cfg.ReplTimeout {
+				close(silent)
+				cancel()
+				return
+			}
+		}
+	}()
 	for {
 		m, err := stream.Recv()
 		if err != nil {
+			select {
+			case <-silent:
+				return fmt.Errorf("parent relay silent for %v", r.cfg.ReplTimeout)
+			default:
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
