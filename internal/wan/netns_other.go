@@ -1,0 +1,7 @@
+//go:build !linux
+
+package wan
+
+import "errors"
+
+func inNamespace(string, func() error) error { return errors.ErrUnsupported }
