@@ -190,3 +190,50 @@ func TestChildBacklogStaysBounded(t *testing.T) {
 	redistest.WaitInSync(t, syncTimeout, master, early, late)
 	expectEq(t, "relay-b arbor_upstream_full_syncs", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
 }
+
+// TestDepthAndFanOut: a root with three child relays, one of which heads a
+// chain three relays deep; replicas at the leaves converge and the root
+// sees every relay of the tree in its acks.
+func TestDepthAndFanOut(t *testing.T) {
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
+	load(t, master, redistest.LoadOptions{SmallKeys: 2000, Seed: 1})
+	root := treeRelay(t, "relay-a", "A", upstreamOf(master))
+	b1 := treeRelay(t, "relay-b1", "B", root.arborURL())
+	b2 := treeRelay(t, "relay-b2", "B", root.arborURL(), func(c *relay.Config) { c.Compression = "s2" })
+	b3 := treeRelay(t, "relay-b3", "B", root.arborURL())
+	c := treeRelay(t, "relay-c", "C", b1.arborURL())
+	d := treeRelay(t, "relay-d", "D", c.arborURL())
+	var reps []*redistest.Server
+	for _, r := range []*testRelay{b2, b3, d} {
+		rep := redistest.Start(t)
+		replicaOf(t, rep, r.Port)
+		reps = append(reps, rep)
+	}
+	load(t, master, redistest.LoadOptions{SmallKeys: 2000, Seed: 2})
+	redistest.WaitInSync(t, syncTimeout, master, reps...)
+	redistest.WaitFor(t, 10*time.Second, func() error {
+		seen := map[string]bool{}
+		for _, s := range root.status(t).GetSiteAcks() {
+			seen[s.GetSite()] = true
+		}
+		if !seen["A"] || !seen["B"] || !seen["C"] || !seen["D"] {
+			return fmt.Errorf("root's site acks cover %v, want A, B, C and D", seen)
+		}
+		return nil
+	})
+	for _, r := range []*testRelay{b1, b2, b3, c, d} {
+		expectEq(t, r.cfg.ID+" arbor_upstream_full_syncs", r.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
+	}
+	// The chain below relay-b1 knows its ancestry: relay-d cannot be made
+	// relay-b1's parent.
+	b1.setUpstream(t, d.arborURL())
+	redistest.WaitFor(t, 10*time.Second, func() error {
+		if e := b1.status(t).GetLastError(); !strings.Contains(e, "CYCLE") {
+			return fmt.Errorf("relay-b1 last error %q, want a CYCLE refusal", e)
+		}
+		return nil
+	})
+	b1.setUpstream(t, root.arborURL())
+	load(t, master, redistest.LoadOptions{SmallKeys: 500, Seed: 3})
+	redistest.WaitInSync(t, syncTimeout, master, reps...)
+}

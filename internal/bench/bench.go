@@ -1,0 +1,454 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+)
+
+const (
+	// linkTimeout bounds the initial syncs of a phase's replicas.
+	linkTimeout = 60 * time.Second
+	// catchUpTimeout bounds how long the replicas may take to reach the
+	// master's offset after a load.
+	catchUpTimeout = 2 * time.Minute
+	// pollInterval is how often the waits poll INFO.
+	pollInterval = 5 * time.Millisecond
+)
+
+// runner runs the phases of one Run.
+type runner struct {
+	cfg      Config
+	root     string // temporary directory of the run
+	redisBin string
+	relayBin string
+	out      io.Writer
+}
+
+// Run runs cfg's phases in order and returns their report. Every process it
+// starts is killed, and its temporary directory removed (unless cfg.Keep),
+// before it returns, also when ctx ends early. On error the report holds
+// the phases completed so far.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bench config: %w", err)
+	}
+	redisBin, err := exec.LookPath(cfg.RedisServer)
+	if err != nil {
+		return nil, fmt.Errorf("redis-server: %w", err)
+	}
+	relayBin := cfg.RelayBin
+	if relayBin == "" {
+		if relayBin, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("relay binary: %w", err)
+		}
+	}
+	root, err := os.MkdirTemp(cfg.Dir, "arbor-bench-")
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, root: root, redisBin: redisBin, relayBin: relayBin, out: cfg.Progress}
+	if r.out == nil {
+		r.out = io.Discard
+	}
+	defer func() {
+		if cfg.Keep {
+			r.progress("kept %s", root)
+			return
+		}
+		os.RemoveAll(root)
+	}()
+
+	rep := &Report{
+		Host: Host{
+			CPUs:       runtime.NumCPU(),
+			GOMAXPROCS: runtime.GOMAXPROCS(0),
+			GoVersion:  runtime.Version(),
+		},
+		Settings: newSettings(&cfg),
+	}
+	if cfg.Keep {
+		rep.Dir = root
+	}
+	for _, phase := range cfg.Phases {
+		r.progress("phase %s", phase)
+		switch phase {
+		case PhaseThroughput:
+			rep.Throughput, err = r.throughput(ctx, rep)
+		case PhaseLag:
+			rep.Lag, err = r.lag(ctx, rep)
+		}
+		if err != nil {
+			return rep, fmt.Errorf("phase %s: %w", phase, err)
+		}
+	}
+	rep.Targets = rep.targets()
+	return rep, nil
+}
+
+func (r *runner) progress(format string, args ...any) {
+	fmt.Fprintf(r.out, "bench: "+format+"\n", args...)
+}
+
+// newEnv returns the process set of one phase, in its own directory.
+func (r *runner) newEnv(phase string) *env {
+	return &env{
+		dir:      filepath.Join(r.root, phase),
+		redisBin: r.redisBin,
+		relayBin: r.relayBin,
+		relayArg: r.cfg.RelayArgs,
+		progress: r.progress,
+	}
+}
+
+// setup is one configuration of PhaseThroughput.
+type setup struct {
+	name      string    // "native" or "relay"
+	master    *server   // the master the load goes to
+	consumers []*server // its replication consumers: a native replica, or a relay and its replica
+}
+
+// throughput runs PhaseThroughput: two setups, a master with a native
+// replica and a master with a relay and a replica behind the relay, loaded
+// to saturation in alternating rounds.
+func (r *runner) throughput(ctx context.Context, rep *Report) (*ThroughputResult, error) {
+	e := r.newEnv(PhaseThroughput)
+	defer e.close()
+	var native, relayed setup
+	var err error
+	native.name, relayed.name = "native", "relay"
+	if native.master, err = e.startRedis(ctx, "native-master", ""); err != nil {
+		return nil, err
+	}
+	nr, err := e.startRedis(ctx, "native-replica", native.master.addr)
+	if err != nil {
+		return nil, err
+	}
+	native.consumers = []*server{nr}
+	if relayed.master, err = e.startRedis(ctx, "relay-master", ""); err != nil {
+		return nil, err
+	}
+	rl, err := e.startRelay(ctx, "relay", relayed.master.addr)
+	if err != nil {
+		return nil, err
+	}
+	rr, err := e.startRedis(ctx, "relay-replica", rl.addr)
+	if err != nil {
+		return nil, err
+	}
+	relayed.consumers = []*server{rl, rr}
+	if err := r.noteRedisVersion(ctx, rep, native.master); err != nil {
+		return nil, err
+	}
+	if err := waitLinked(ctx, nr, rl, rr); err != nil {
+		return nil, err
+	}
+	for _, s := range []setup{native, relayed} {
+		if err := prefill(ctx, s.master.addr, &r.cfg); err != nil {
+			return nil, err
+		}
+		if _, err := waitCaughtUp(ctx, s.master, s.consumers...); err != nil {
+			return nil, err
+		}
+	}
+	r.progress("prefilled %d keys on both masters", r.cfg.Keyspace)
+
+	res := &ThroughputResult{}
+	var cpuNative, cpuRelay time.Duration
+	var bytesNative, bytesRelay int64
+	for round := 1; round <= r.cfg.Rounds; round++ {
+		for _, s := range []setup{native, relayed} {
+			rd, err := r.round(ctx, round, s)
+			if err != nil {
+				return nil, err
+			}
+			res.Rounds = append(res.Rounds, rd)
+			if s.name == "native" {
+				cpuNative += seconds(rd.CPUSeconds["native-replica"])
+				bytesNative += rd.StreamBytes
+			} else {
+				cpuRelay += seconds(rd.CPUSeconds["relay"])
+				bytesRelay += rd.StreamBytes
+			}
+		}
+	}
+	var nat, rel, natUs, relUs []float64
+	for _, rd := range res.Rounds {
+		if rd.Config == "native" {
+			nat, natUs = append(nat, rd.OpsPerSec), append(natUs, rd.MasterCPUPerOpUs)
+		} else {
+			rel, relUs = append(rel, rd.OpsPerSec), append(relUs, rd.MasterCPUPerOpUs)
+		}
+	}
+	res.NativeOpsPerSec, res.NativeMasterCPUPerOpUs = median(nat), median(natUs)
+	res.RelayOpsPerSec, res.RelayMasterCPUPerOpUs = median(rel), median(relUs)
+	res.Ratio = ratio(res.RelayOpsPerSec, res.NativeOpsPerSec)
+	res.CPU = cpuComparison(
+		CPUUse{Process: "relay", Seconds: cpuRelay.Seconds(), StreamBytes: bytesRelay},
+		CPUUse{Process: "native-replica", Seconds: cpuNative.Seconds(), StreamBytes: bytesNative},
+	)
+	if res.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
+		return nil, fmt.Errorf("relay peak RSS: %w", err)
+	}
+	for _, s := range []setup{native, relayed} {
+		d, err := compareDigests(ctx, PhaseThroughput, s.master, s.consumers[len(s.consumers)-1])
+		if err != nil {
+			return nil, err
+		}
+		rep.Digests = append(rep.Digests, d)
+	}
+	return res, nil
+}
+
+// round saturates s's master for one round and measures it, up to the
+// moment the consumers have caught up.
+func (r *runner) round(ctx context.Context, round int, s setup) (Round, error) {
+	procs := []*process{s.master.process}
+	for _, c := range s.consumers {
+		procs = append(procs, c.process)
+	}
+	meter := newCPUMeter(procs...)
+	off0, err := masterOffset(ctx, s.master)
+	if err != nil {
+		return Round{}, err
+	}
+	syncs0, err := fullSyncs(ctx, s.master)
+	if err != nil {
+		return Round{}, err
+	}
+	if err := meter.begin(); err != nil {
+		return Round{}, err
+	}
+	load, err := saturate(ctx, s.master.addr, &r.cfg)
+	if err != nil {
+		return Round{}, err
+	}
+	loadEnd := time.Now()
+	off1, err := waitCaughtUp(ctx, s.master, s.consumers...)
+	if err != nil {
+		return Round{}, err
+	}
+	catchUp := time.Since(loadEnd)
+	usage, err := meter.end()
+	if err != nil {
+		return Round{}, err
+	}
+	syncs1, err := fullSyncs(ctx, s.master)
+	if err != nil {
+		return Round{}, err
+	}
+	rd := Round{
+		MasterFullSyncs: syncs1 - syncs0,
+		Round:           round,
+		Config:          s.name,
+		Ops:             load.ops,
+		Seconds:         load.elapsed.Seconds(),
+		OpsPerSec:       load.rate(),
+		StreamBytes:     off1 - off0,
+		CatchUpMs:       ms(catchUp),
+		CPUSeconds:      make(map[string]float64, len(usage.procs)),
+		HostBusy:        usage.busyFraction(),
+		OtherCPUSeconds: usage.other().Seconds(),
+	}
+	for name, d := range usage.procs {
+		rd.CPUSeconds[name] = d.Seconds()
+	}
+	if load.ops > 0 {
+		rd.MasterCPUPerOpUs = float64(usage.procs[s.master.name].Microseconds()) / float64(load.ops)
+	}
+	r.progress("round %d %-6s: %.0f ops/s, %.1f MiB/s of stream, replicas caught up %.0f ms after the load, %d full syncs, machine %.0f%% busy, %.2f CPU s unattributed",
+		round, s.name, rd.OpsPerSec, float64(rd.StreamBytes)/(1<<20)/rd.Seconds, rd.CatchUpMs, rd.MasterFullSyncs, 100*rd.HostBusy, rd.OtherCPUSeconds)
+	return rd, nil
+}
+
+// lag runs PhaseLag: one master feeding a native replica and a relay (with
+// a replica) at once, written at a fixed rate with lag probes.
+func (r *runner) lag(ctx context.Context, rep *Report) (*LagResult, error) {
+	e := r.newEnv(PhaseLag)
+	defer e.close()
+	m, err := e.startRedis(ctx, "master", "")
+	if err != nil {
+		return nil, err
+	}
+	nr, err := e.startRedis(ctx, "native-replica", m.addr)
+	if err != nil {
+		return nil, err
+	}
+	rl, err := e.startRelay(ctx, "relay", m.addr)
+	if err != nil {
+		return nil, err
+	}
+	rr, err := e.startRedis(ctx, "relay-replica", rl.addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.noteRedisVersion(ctx, rep, m); err != nil {
+		return nil, err
+	}
+	if err := waitLinked(ctx, nr, rl, rr); err != nil {
+		return nil, err
+	}
+	if _, err := waitCaughtUp(ctx, m, nr, rl, rr); err != nil {
+		return nil, err
+	}
+
+	probes := int(r.cfg.Duration.Seconds()*float64(r.cfg.LagSamples)) + 1
+	subs := make([]*subscriber, 0, 2)
+	defer func() {
+		for _, s := range subs {
+			s.close()
+		}
+	}()
+	for _, s := range []*server{nr, rr} {
+		sub, err := subscribe(ctx, s.name, s.addr, probes)
+		if err != nil {
+			return nil, err
+		}
+		subs = append(subs, sub)
+	}
+	base := time.Now()
+	subErrs := make(chan error, len(subs))
+	for _, s := range subs {
+		go func() { subErrs <- s.run(base) }()
+	}
+	// waitSubs closes the subscribers and collects their results; after
+	// it the recvAt slices belong to this goroutine.
+	waited := false
+	waitSubs := func() error {
+		if waited {
+			return nil
+		}
+		waited = true
+		var first error
+		for _, s := range subs {
+			s.close()
+		}
+		for range subs {
+			if err := <-subErrs; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	defer waitSubs()
+
+	meter := newCPUMeter(m.process, nr.process, rl.process, rr.process)
+	off0, err := masterOffset(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	if err := meter.begin(); err != nil {
+		return nil, err
+	}
+	sentAt := make([]time.Duration, probes)
+	r.progress("writing %d SETs/s for %v with %d lag probes/s", r.cfg.Rate, r.cfg.Duration, r.cfg.LagSamples)
+	wr, err := writeFixedRate(ctx, m.addr, &r.cfg, base, sentAt)
+	if err != nil {
+		return nil, err
+	}
+	loadEnd := time.Now()
+	off1, err := waitCaughtUp(ctx, m, nr, rl, rr)
+	if err != nil {
+		return nil, err
+	}
+	catchUp := time.Since(loadEnd)
+	usage, err := meter.end()
+	if err != nil {
+		return nil, err
+	}
+	cpu := usage.procs
+	// The replicas have applied everything; give their notifications a
+	// moment to arrive.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && (subs[0].got.Load() < int64(wr.probes) || subs[1].got.Load() < int64(wr.probes)) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := waitSubs(); err != nil {
+		return nil, err
+	}
+
+	res := &LagResult{
+		Rate:            r.cfg.Rate,
+		AchievedRate:    float64(wr.writes) / wr.elapsed.Seconds(),
+		Writes:          wr.writes,
+		Probes:          wr.probes,
+		CatchUpMs:       ms(catchUp),
+		HostBusy:        usage.busyFraction(),
+		OtherCPUSeconds: usage.other().Seconds(),
+	}
+	res.Native, res.Relay, res.Paired = lagStats(sentAt[:wr.probes], subs[0], subs[1])
+	res.AddedP50 = res.Relay.P50 - res.Native.P50
+	res.AddedP99 = res.Relay.P99 - res.Native.P99
+	stream := off1 - off0
+	res.CPU = cpuComparison(
+		CPUUse{Process: "relay", Seconds: cpu["relay"].Seconds(), StreamBytes: stream},
+		CPUUse{Process: "native-replica", Seconds: cpu["native-replica"].Seconds(), StreamBytes: stream},
+		CPUUse{Process: "relay-replica", Seconds: cpu["relay-replica"].Seconds(), StreamBytes: stream},
+		CPUUse{Process: "master", Seconds: cpu["master"].Seconds(), StreamBytes: stream},
+		CPUUse{Process: selfName + " (this process)", Seconds: cpu[selfName].Seconds(), StreamBytes: stream},
+	)
+	if res.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
+		return nil, fmt.Errorf("relay peak RSS: %w", err)
+	}
+	r.progress("lag: %d writes at %.0f/s in %d batches, %d probes; p99 native %.3f ms, relay %.3f ms",
+		res.Writes, res.AchievedRate, wr.batches, res.Probes, res.Native.P99, res.Relay.P99)
+	for _, s := range []*server{nr, rr} {
+		d, err := compareDigests(ctx, PhaseLag, m, s)
+		if err != nil {
+			return nil, err
+		}
+		rep.Digests = append(rep.Digests, d)
+	}
+	return res, nil
+}
+
+// lagStats pairs each probe's send time with its arrival on the native
+// and the relayed replica.
+func lagStats(sentAt []time.Duration, native, relayed *subscriber) (n, r PathLag, paired Dist) {
+	var nl, rl, diff []time.Duration
+	for seq, sent := range sentAt {
+		a, b := native.recvAt[seq], relayed.recvAt[seq]
+		if a != 0 {
+			nl = append(nl, a-sent)
+		}
+		if b != 0 {
+			rl = append(rl, b-sent)
+		}
+		if a != 0 && b != 0 {
+			diff = append(diff, b-a)
+		}
+	}
+	n = PathLag{Dist: summarize(nl), Missing: len(sentAt) - len(nl), Duplicates: native.dups}
+	r = PathLag{Dist: summarize(rl), Missing: len(sentAt) - len(rl), Duplicates: relayed.dups}
+	return n, r, summarize(diff)
+}
+
+// cpuComparison fills in per-GiB figures; uses[0] is the relay and
+// uses[1] the native replica it is compared with.
+func cpuComparison(uses ...CPUUse) CPUResult {
+	for i := range uses {
+		uses[i].PerGiB = perGiB(seconds(uses[i].Seconds), uses[i].StreamBytes)
+	}
+	return CPUResult{Uses: uses, Ratio: ratio(uses[0].PerGiB, uses[1].PerGiB)}
+}
+
+func (r *runner) noteRedisVersion(ctx context.Context, rep *Report, s *server) error {
+	if rep.Host.RedisVersion != "" {
+		return nil
+	}
+	m, err := infoOn(ctx, s.addr, "server")
+	if err != nil {
+		return err
+	}
+	rep.Host.RedisVersion = m["redis_version"]
+	return nil
+}

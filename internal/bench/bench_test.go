@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// buildArbor builds the arbor binary into a temporary directory.
+func buildArbor(t *testing.T) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("go tool not found: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "arbor")
+	cmd := exec.Command(gobin, "build", "-o", bin, "github.com/arbor-fabric/arbor/cmd/arbor")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build arbor: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// children returns the pids of this process's live child processes.
+func children(t *testing.T) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	me := strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Field 4, after the parenthesized name, is the parent pid.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 1 && f[1] == me {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestRunSmoke runs the whole benchmark briefly and checks that it
+// measured something in every phase, that the replicas match their
+// masters, and that no process or directory is left behind.
+func TestRunSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and relay processes; skipped with -short")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skipf("redis-server not found: %v", err)
+	}
+	cfg := DefaultConfig()
+	cfg.RelayBin = buildArbor(t)
+	cfg.Dir = t.TempDir()
+	cfg.Duration = time.Second
+	cfg.Rounds = 2
+	cfg.Rate = 5000
+	cfg.LagSamples = 200
+	cfg.Keyspace = 10000
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	t.Logf("progress:\n%s", progress.String())
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", text.String())
+	if err := rep.Err(); err != nil {
+		t.Errorf("report has correctness failures: %v", err)
+	}
+
+	th := rep.Throughput
+	if th == nil {
+		t.Fatal("no throughput result")
+	}
+	if got, want := len(th.Rounds), 2*cfg.Rounds; got != want {
+		t.Errorf("throughput rounds: got %d, want %d", got, want)
+	}
+	if th.NativeOpsPerSec <= 0 || th.RelayOpsPerSec <= 0 || th.Ratio <= 0 {
+		t.Errorf("throughput: native %v, relay %v, ratio %v; want all > 0", th.NativeOpsPerSec, th.RelayOpsPerSec, th.Ratio)
+	}
+	if th.RelayPeakRSS <= 0 {
+		t.Errorf("throughput relay peak RSS %d, want > 0", th.RelayPeakRSS)
+	}
+
+	lag := rep.Lag
+	if lag == nil {
+		t.Fatal("no lag result")
+	}
+	if lag.Probes < 10 {
+		t.Errorf("lag probes: got %d, want at least 10", lag.Probes)
+	}
+	if lag.Native.Count != lag.Probes || lag.Relay.Count != lag.Probes {
+		t.Errorf("probes received: native %d, relay %d; want %d each", lag.Native.Count, lag.Relay.Count, lag.Probes)
+	}
+	if lag.Native.P50 <= 0 || lag.Relay.P50 <= 0 {
+		t.Errorf("lag p50: native %v ms, relay %v ms; want > 0", lag.Native.P50, lag.Relay.P50)
+	}
+	if min := 0.8 * float64(cfg.Rate); lag.AchievedRate < min {
+		t.Errorf("achieved rate %v, want at least %v", lag.AchievedRate, min)
+	}
+	if lag.CPU.Uses[0].StreamBytes <= 0 {
+		t.Errorf("lag stream bytes %d, want > 0", lag.CPU.Uses[0].StreamBytes)
+	}
+	if got, want := len(rep.Digests), 4; got != want {
+		t.Errorf("digest checks: got %d, want %d", got, want)
+	}
+	if len(rep.Targets) == 0 {
+		t.Error("no targets checked")
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Errorf("report does not marshal: %v", err)
+	}
+
+	if pids := children(t); len(pids) > 0 {
+		t.Errorf("child processes left running: %v", pids)
+	}
+	if left, _ := filepath.Glob(filepath.Join(cfg.Dir, "arbor-bench-*")); len(left) > 0 {
+		t.Errorf("temporary directories left: %v", left)
+	}
+}
+
+// TestRunCanceled cancels a run during its first load and checks that it
+// returns promptly with the context's error and leaves no process behind.
+func TestRunCanceled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and relay processes; skipped with -short")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skipf("redis-server not found: %v", err)
+	}
+	cfg := DefaultConfig()
+	cfg.RelayBin = buildArbor(t)
+	cfg.Dir = t.TempDir()
+	cfg.Duration = time.Minute
+	cfg.Keyspace = 1000
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, cfg)
+		done <- err
+	}()
+	// Cancel once the load has started.
+	time.Sleep(4 * time.Second)
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil || ctx.Err() == nil {
+			t.Errorf("Run after cancel: got %v, want the context's error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Run did not return 30s after cancel; progress:\n%s", progress.String())
+	}
+	if pids := children(t); len(pids) > 0 {
+		t.Errorf("child processes left running: %v", pids)
+	}
+	if left, _ := filepath.Glob(filepath.Join(cfg.Dir, "arbor-bench-*")); len(left) > 0 {
+		t.Errorf("temporary directories left: %v", left)
+	}
+}

@@ -1,0 +1,159 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Phase names, as --phases takes them.
+const (
+	// PhaseThroughput measures master write throughput at saturation with
+	// a native replica versus a relay attached.
+	PhaseThroughput = "throughput"
+	// PhaseLag measures replica lag at a fixed write rate, and CPU per GiB
+	// of stream, with a native replica and a relay attached at once.
+	PhaseLag = "lag"
+)
+
+// AllPhases lists every phase in the order Run runs them.
+var AllPhases = []string{PhaseThroughput, PhaseLag}
+
+// Config configures a benchmark run. Build one with DefaultConfig and check
+// it with Validate; Run does the latter.
+type Config struct {
+	// RedisServer is the redis-server binary (a path, or a name looked up
+	// in PATH).
+	RedisServer string
+	// RelayBin is the arbor binary run as "arbor relay ..."; empty means
+	// the running executable.
+	RelayBin string
+	// RelayArgs are extra arguments for the relay, e.g. "--fsync=no".
+	RelayArgs []string
+	// Phases are the phases to run, from AllPhases.
+	Phases []string
+	// Duration is how long each load runs: each throughput round, and the
+	// fixed-rate load of the lag phase.
+	Duration time.Duration
+	// Rounds is how many throughput rounds each configuration (native,
+	// relay) gets; they alternate.
+	Rounds int
+	// Rate is the write rate of the lag phase, in SETs per second.
+	Rate int
+	// BatchInterval is how often the lag phase sends a batch of writes.
+	BatchInterval time.Duration
+	// LagSamples is how many lag probes per second the lag phase aims
+	// for: each is a SET of a lag:<seq> key (counted in Rate) at the
+	// start of a batch, every round(1s/LagSamples/BatchInterval)-th batch,
+	// so at most one per batch.
+	LagSamples int
+	// ValueSize is the size in bytes of every SET value.
+	ValueSize int
+	// Pipeline is how many SETs each throughput client sends before it
+	// reads their replies.
+	Pipeline int
+	// Clients is the number of throughput client connections.
+	Clients int
+	// Keyspace is the number of distinct keys written (key:0 ... key:N-1);
+	// it bounds the servers' memory.
+	Keyspace int
+	// Dir is where the temporary directory goes; empty means os.TempDir().
+	Dir string
+	// Keep keeps the temporary directory (server logs, relay store).
+	Keep bool
+	// Progress receives one line per step; nil discards them.
+	Progress io.Writer
+}
+
+// DefaultConfig returns a Config with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		RedisServer:   "redis-server",
+		Phases:        slices.Clone(AllPhases),
+		Duration:      10 * time.Second,
+		Rounds:        3,
+		Rate:          50000,
+		BatchInterval: time.Millisecond,
+		LagSamples:    1000,
+		ValueSize:     100,
+		Pipeline:      64,
+		Clients:       4,
+		Keyspace:      100000,
+	}
+}
+
+// ParsePhases parses a comma-separated phase list; "all" means AllPhases.
+func ParsePhases(s string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		p = strings.ToLower(strings.TrimSpace(p))
+		switch {
+		case p == "all":
+			for _, a := range AllPhases {
+				if !slices.Contains(out, a) {
+					out = append(out, a)
+				}
+			}
+		case slices.Contains(AllPhases, p):
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		default:
+			return nil, fmt.Errorf("phase %q: want all or a list of %s", p, strings.Join(AllPhases, ", "))
+		}
+	}
+	// Run them in the canonical order whatever order was given.
+	slices.SortFunc(out, func(a, b string) int {
+		return slices.Index(AllPhases, a) - slices.Index(AllPhases, b)
+	})
+	return out, nil
+}
+
+// Validate checks every field and names each bad one.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.RedisServer == "" {
+		errs = append(errs, errors.New("redis-server: required"))
+	}
+	if len(c.Phases) == 0 {
+		errs = append(errs, errors.New("phases: at least one required"))
+	}
+	for _, p := range c.Phases {
+		if !slices.Contains(AllPhases, p) {
+			errs = append(errs, fmt.Errorf("phases: unknown phase %q", p))
+		}
+	}
+	if c.Duration < 100*time.Millisecond || c.Duration > time.Hour {
+		errs = append(errs, fmt.Errorf("duration %v: must be between 100ms and 1h", c.Duration))
+	}
+	if c.Rounds < 1 || c.Rounds > 100 {
+		errs = append(errs, fmt.Errorf("rounds %d: must be between 1 and 100", c.Rounds))
+	}
+	if c.Rate < 1 || c.Rate > 10_000_000 {
+		errs = append(errs, fmt.Errorf("rate %d: must be between 1 and 10000000", c.Rate))
+	}
+	if c.BatchInterval < 100*time.Microsecond || c.BatchInterval > time.Second {
+		errs = append(errs, fmt.Errorf("batch-interval %v: must be between 100µs and 1s", c.BatchInterval))
+	}
+	if c.LagSamples < 1 || c.LagSamples > c.Rate {
+		errs = append(errs, fmt.Errorf("lag-samples %d: must be between 1 and the rate (%d)", c.LagSamples, c.Rate))
+	}
+	if c.ValueSize < 1 || c.ValueSize > 1<<20 {
+		errs = append(errs, fmt.Errorf("value-size %d: must be between 1 and 1048576", c.ValueSize))
+	}
+	if c.Pipeline < 1 || c.Pipeline > 10000 {
+		errs = append(errs, fmt.Errorf("pipeline %d: must be between 1 and 10000", c.Pipeline))
+	}
+	if c.Clients < 1 || c.Clients > 256 {
+		errs = append(errs, fmt.Errorf("clients %d: must be between 1 and 256", c.Clients))
+	}
+	if c.Keyspace < 1 || c.Keyspace > maxKey {
+		errs = append(errs, fmt.Errorf("keyspace %d: must be between 1 and %d", c.Keyspace, maxKey))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) has(phase string) bool { return slices.Contains(c.Phases, phase) }

@@ -1,0 +1,379 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Targets the report checks the measurements against.
+const (
+	// TargetThroughputRatio is the least relay/native master throughput.
+	TargetThroughputRatio = 0.95
+	// TargetAddedP99 is the most p99 lag the relay hop may add, in ms.
+	TargetAddedP99 = 1.0
+	// TargetCPURatio is the most CPU per GiB the relay may spend relative
+	// to a native replica.
+	TargetCPURatio = 1.0
+	// TargetPeakRSS is the most peak RSS the relay may reach, in bytes.
+	TargetPeakRSS = 100 << 20
+)
+
+// Report is the result of a Run.
+type Report struct {
+	Host     Host     `json:"host"`
+	Settings Settings `json:"settings"`
+	// Dir is the kept temporary directory (with Config.Keep).
+	Dir        string            `json:"dir,omitempty"`
+	Throughput *ThroughputResult `json:"throughput,omitempty"`
+	Lag        *LagResult        `json:"lag,omitempty"`
+	// Digests compare every replica's DEBUG DIGEST with its master's at
+	// the end of each phase.
+	Digests []DigestCheck `json:"digests"`
+	// Targets are the measurements checked against their targets.
+	Targets []Target `json:"targets"`
+}
+
+// Host describes the machine of the run.
+type Host struct {
+	CPUs         int    `json:"cpus"`
+	GOMAXPROCS   int    `json:"gomaxprocs"`
+	GoVersion    string `json:"go_version"`
+	RedisVersion string `json:"redis_version"`
+}
+
+// Settings are the parameters of the run.
+type Settings struct {
+	Phases          []string `json:"phases"`
+	DurationSeconds float64  `json:"duration_seconds"`
+	Rounds          int      `json:"rounds"`
+	Rate            int      `json:"rate"`
+	BatchIntervalMs float64  `json:"batch_interval_ms"`
+	LagSamples      int      `json:"lag_samples_per_second"`
+	ValueSize       int      `json:"value_size"`
+	Pipeline        int      `json:"pipeline"`
+	Clients         int      `json:"clients"`
+	Keyspace        int      `json:"keyspace"`
+	RelayArgs       []string `json:"relay_args,omitempty"`
+}
+
+func newSettings(c *Config) Settings {
+	return Settings{
+		Phases:          c.Phases,
+		DurationSeconds: c.Duration.Seconds(),
+		Rounds:          c.Rounds,
+		Rate:            c.Rate,
+		BatchIntervalMs: ms(c.BatchInterval),
+		LagSamples:      c.LagSamples,
+		ValueSize:       c.ValueSize,
+		Pipeline:        c.Pipeline,
+		Clients:         c.Clients,
+		Keyspace:        c.Keyspace,
+		RelayArgs:       c.RelayArgs,
+	}
+}
+
+// ThroughputResult is the result of PhaseThroughput.
+type ThroughputResult struct {
+	Rounds []Round `json:"rounds"`
+	// NativeOpsPerSec and RelayOpsPerSec are the medians over the rounds.
+	NativeOpsPerSec float64 `json:"native_ops_per_sec"`
+	RelayOpsPerSec  float64 `json:"relay_ops_per_sec"`
+	// Ratio is RelayOpsPerSec / NativeOpsPerSec.
+	Ratio float64 `json:"ratio"`
+	// NativeMasterCPUPerOpUs and RelayMasterCPUPerOpUs are the medians of
+	// the master's CPU per SET: equal values mean the master works no
+	// harder for a relay, and a lower RelayOpsPerSec comes from the CPU
+	// the other processes took.
+	NativeMasterCPUPerOpUs float64 `json:"native_master_cpu_per_op_us"`
+	RelayMasterCPUPerOpUs  float64 `json:"relay_master_cpu_per_op_us"`
+	// CPU compares the relay's CPU per GiB in the relay rounds with the
+	// native replica's in the native rounds.
+	CPU CPUResult `json:"cpu"`
+	// RelayPeakRSS is the relay's VmHWM at the end of the phase, in bytes.
+	RelayPeakRSS int64 `json:"relay_peak_rss_bytes"`
+}
+
+// Round is one saturation load of one configuration.
+type Round struct {
+	Round       int     `json:"round"`
+	Config      string  `json:"config"` // "native" or "relay"
+	Ops         int64   `json:"ops"`
+	Seconds     float64 `json:"seconds"`
+	OpsPerSec   float64 `json:"ops_per_sec"`
+	StreamBytes int64   `json:"stream_bytes"`
+	// CatchUpMs is how long after the load the replication consumers
+	// took to reach the master's offset (includes polling, ~5 ms).
+	CatchUpMs float64 `json:"catch_up_ms"`
+	// CPUSeconds is the CPU time of each process during the load and the
+	// catch-up.
+	CPUSeconds map[string]float64 `json:"cpu_seconds"`
+	// MasterFullSyncs is how many full syncs the master served during the
+	// round: a relay fetches an rdb-only snapshot when its backlog is over
+	// its bound (--backlog-size), which costs the master a fork.
+	MasterFullSyncs int64 `json:"master_full_syncs"`
+	// MasterCPUPerOpUs is the master's CPU time per SET, in µs.
+	MasterCPUPerOpUs float64 `json:"master_cpu_per_op_us"`
+	// HostBusy is the fraction of the machine's CPU time that was busy.
+	HostBusy float64 `json:"host_busy"`
+	// OtherCPUSeconds is busy CPU time no benchmark process accounts for:
+	// other processes on the machine, and interrupts.
+	OtherCPUSeconds float64 `json:"other_cpu_seconds"`
+}
+
+// LagResult is the result of PhaseLag.
+type LagResult struct {
+	Rate         int     `json:"rate"`
+	AchievedRate float64 `json:"achieved_rate"`
+	Writes       int64   `json:"writes"`
+	Probes       int     `json:"probes"`
+	// Native and Relay are the probe lags seen on the native replica and
+	// on the relay's replica.
+	Native PathLag `json:"native"`
+	Relay  PathLag `json:"relay"`
+	// AddedP50 and AddedP99 are Relay minus Native at p50 and p99, in ms.
+	AddedP50 float64 `json:"added_p50_ms"`
+	AddedP99 float64 `json:"added_p99_ms"`
+	// Paired is the distribution of relay minus native arrival, probe by
+	// probe.
+	Paired Dist `json:"paired_added"`
+	// CatchUpMs is how long after the last write all replicas reached the
+	// master's offset.
+	CatchUpMs float64 `json:"catch_up_ms"`
+	// HostBusy is the fraction of the machine's CPU time that was busy
+	// during the load and the catch-up.
+	HostBusy float64 `json:"host_busy"`
+	// OtherCPUSeconds is busy CPU time no benchmark process accounts for.
+	OtherCPUSeconds float64 `json:"other_cpu_seconds"`
+	// CPU is every process's CPU per GiB of the one stream they all saw.
+	CPU CPUResult `json:"cpu"`
+	// RelayPeakRSS is the relay's VmHWM at the end of the phase, in bytes.
+	RelayPeakRSS int64 `json:"relay_peak_rss_bytes"`
+}
+
+// PathLag is the lag of one replication path.
+type PathLag struct {
+	Dist
+	Missing    int `json:"missing"`
+	Duplicates int `json:"duplicates"`
+}
+
+// CPUResult compares CPU time per GiB of replication stream.
+type CPUResult struct {
+	// Uses[0] is the relay, Uses[1] the native replica; more may follow.
+	Uses []CPUUse `json:"uses"`
+	// Ratio is the relay's PerGiB over the native replica's.
+	Ratio float64 `json:"ratio"`
+}
+
+// CPUUse is one process's CPU time over some stream bytes.
+type CPUUse struct {
+	Process     string  `json:"process"`
+	Seconds     float64 `json:"seconds"`
+	StreamBytes int64   `json:"stream_bytes"`
+	PerGiB      float64 `json:"seconds_per_gib"`
+}
+
+// DigestCheck is one replica's DEBUG DIGEST compared with its master's.
+type DigestCheck struct {
+	Phase         string `json:"phase"`
+	Replica       string `json:"replica"`
+	Master        string `json:"master"`
+	ReplicaDigest string `json:"replica_digest"`
+	MasterDigest  string `json:"master_digest"`
+	Match         bool   `json:"match"`
+}
+
+// Target is one measurement checked against its target.
+type Target struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Op    string  `json:"op"` // ">=" or "<="
+	Limit float64 `json:"limit"`
+	Unit  string  `json:"unit,omitempty"`
+	Pass  bool    `json:"pass"`
+}
+
+func atLeast(name string, v, limit float64, unit string) Target {
+	return Target{Name: name, Value: v, Op: ">=", Limit: limit, Unit: unit, Pass: v >= limit}
+}
+
+func atMost(name string, v, limit float64, unit string) Target {
+	return Target{Name: name, Value: v, Op: "<=", Limit: limit, Unit: unit, Pass: v <= limit}
+}
+
+// targets checks the phases that ran.
+func (r *Report) targets() []Target {
+	var ts []Target
+	var rss int64
+	if t := r.Throughput; t != nil {
+		ts = append(ts,
+			atLeast("master throughput relay/native (saturation)", t.Ratio, TargetThroughputRatio, ""),
+			atMost("CPU/GiB relay/native replica (saturation)", t.CPU.Ratio, TargetCPURatio, ""))
+		rss = max(rss, t.RelayPeakRSS)
+	}
+	if l := r.Lag; l != nil {
+		ts = append(ts,
+			atMost("added lag p99 (relay - native)", l.AddedP99, TargetAddedP99, "ms"),
+			atMost("CPU/GiB relay/native replica (fixed rate)", l.CPU.Ratio, TargetCPURatio, ""))
+		rss = max(rss, l.RelayPeakRSS)
+	}
+	ts = append(ts, atMost("relay peak RSS (VmHWM)", float64(rss)/(1<<20), TargetPeakRSS/(1<<20), "MiB"))
+	return ts
+}
+
+// Err reports the correctness failures of the run, as opposed to missed
+// performance targets: a replica whose digest differs from its master's,
+// or lag probes that never reached a replica.
+func (r *Report) Err() error {
+	var errs []error
+	for _, d := range r.Digests {
+		if !d.Match {
+			errs = append(errs, fmt.Errorf("%s: %s digest %s, %s digest %s", d.Phase, d.Replica, d.ReplicaDigest, d.Master, d.MasterDigest))
+		}
+	}
+	if l := r.Lag; l != nil {
+		if l.Native.Missing > 0 || l.Relay.Missing > 0 {
+			errs = append(errs, fmt.Errorf("lag probes missing: native replica %d, relay's replica %d of %d", l.Native.Missing, l.Relay.Missing, l.Probes))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// WriteText renders the report as tables.
+func (r *Report) WriteText(w io.Writer) error {
+	p := &printer{w: w}
+	s := r.Settings
+	p.f("Arbor relay benchmark: %d CPUs (GOMAXPROCS %d), redis %s, %s\n", r.Host.CPUs, r.Host.GOMAXPROCS, r.Host.RedisVersion, r.Host.GoVersion)
+	p.f("value %d B, keyspace %d keys, %v per load\n", s.ValueSize, s.Keyspace, seconds(s.DurationSeconds))
+	if len(s.RelayArgs) > 0 {
+		p.f("relay args: %s\n", strings.Join(s.RelayArgs, " "))
+	}
+	if t := r.Throughput; t != nil {
+		p.f("\n1. Master write throughput at saturation (%d clients x pipeline %d, SET)\n", s.Clients, s.Pipeline)
+		tw := p.table()
+		fmt.Fprintln(tw, "  round\tconfig\tops/s\tstream MiB/s\tcatch-up ms\tfull syncs\tmachine busy\tmaster µs/op\tCPU s: other\tload gen\tmaster\treplication consumers")
+		for _, rd := range t.Rounds {
+			var master float64
+			var consumers []string
+			for name, sec := range rd.CPUSeconds {
+				if strings.HasSuffix(name, "master") {
+					master = sec
+				}
+			}
+			for _, name := range []string{"native-replica", "relay", "relay-replica"} {
+				if sec, ok := rd.CPUSeconds[name]; ok {
+					consumers = append(consumers, fmt.Sprintf("%s %.2f", name, sec))
+				}
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%.0f\t%.1f\t%.0f\t%d\t%.0f%%\t%.3f\t%.2f\t%.2f\t%.2f\t%s\n", rd.Round, rd.Config, rd.OpsPerSec,
+				float64(rd.StreamBytes)/(1<<20)/rd.Seconds, rd.CatchUpMs, rd.MasterFullSyncs, 100*rd.HostBusy, rd.MasterCPUPerOpUs,
+				rd.OtherCPUSeconds, rd.CPUSeconds[selfName], master, strings.Join(consumers, ", "))
+		}
+		tw.Flush()
+		var other, capacity float64
+		for _, rd := range t.Rounds {
+			other += rd.OtherCPUSeconds
+			capacity += rd.Seconds * float64(r.Host.CPUs)
+		}
+		p.noisy(other, capacity)
+		p.f("  median: native %.0f ops/s, relay %.0f ops/s, ratio relay/native %.3f\n", t.NativeOpsPerSec, t.RelayOpsPerSec, t.Ratio)
+		p.f("  median master CPU per SET: native %.3f µs, relay %.3f µs\n", t.NativeMasterCPUPerOpUs, t.RelayMasterCPUPerOpUs)
+		p.cpu("  CPU per GiB of stream (relay in relay rounds, native replica in native rounds):", t.CPU)
+		p.f("  relay peak RSS (VmHWM): %.1f MiB\n", float64(t.RelayPeakRSS)/(1<<20))
+	}
+	if l := r.Lag; l != nil {
+		p.f("\n2. Replica end-to-end lag at %d SETs/s (achieved %.0f/s, %d writes, %d probes, one master feeding both paths)\n",
+			l.Rate, l.AchievedRate, l.Writes, l.Probes)
+		tw := p.table()
+		fmt.Fprintln(tw, "  path\tp50 ms\tp99 ms\tmax ms\tmean ms\treceived\tmissing")
+		for _, x := range []struct {
+			name string
+			pl   PathLag
+		}{{"native (master -> replica)", l.Native}, {"relay (master -> relay -> replica)", l.Relay}} {
+			fmt.Fprintf(tw, "  %s\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t%d\n", x.name, x.pl.P50, x.pl.P99, x.pl.Max, x.pl.Mean, x.pl.Count, x.pl.Missing)
+		}
+		fmt.Fprintf(tw, "  added (relay - native)\t%.3f\t%.3f\t\t\t\t\n", l.AddedP50, l.AddedP99)
+		fmt.Fprintf(tw, "  paired, probe by probe\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t\n", l.Paired.P50, l.Paired.P99, l.Paired.Max, l.Paired.Mean, l.Paired.Count)
+		tw.Flush()
+		p.f("\n3. CPU per GiB of replication stream during the lag phase (%.1f MiB of stream; machine %.0f%% busy, %.2f CPU s unattributed)\n",
+			float64(l.CPU.Uses[0].StreamBytes)/(1<<20), 100*l.HostBusy, l.OtherCPUSeconds)
+		p.noisy(l.OtherCPUSeconds, float64(l.Writes)/l.AchievedRate*float64(r.Host.CPUs))
+		p.cpu("", l.CPU)
+		p.f("  relay peak RSS (VmHWM): %.1f MiB\n", float64(l.RelayPeakRSS)/(1<<20))
+	}
+	if len(r.Digests) > 0 {
+		p.f("\nConsistency (DEBUG DIGEST at the end of each phase)\n")
+		for _, d := range r.Digests {
+			mark := "OK  "
+			if !d.Match {
+				mark = "FAIL"
+			}
+			p.f("  %s %-10s %s == %s (%s)\n", mark, d.Phase, d.Replica, d.Master, d.ReplicaDigest)
+		}
+	}
+	if len(r.Targets) > 0 {
+		p.f("\nTargets\n")
+		tw := p.table()
+		for _, t := range r.Targets {
+			mark := "PASS"
+			if !t.Pass {
+				mark = "MISS"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%.3f %s\t%s %.3g %s\n", mark, t.Name, t.Value, t.Unit, t.Op, t.Limit, t.Unit)
+		}
+		tw.Flush()
+	}
+	if r.Dir != "" {
+		p.f("\nkept %s\n", r.Dir)
+	}
+	return p.err
+}
+
+// printer writes formatted text and keeps the first error.
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) Write(b []byte) (int, error) {
+	if p.err != nil {
+		return len(b), nil
+	}
+	_, p.err = p.w.Write(b)
+	return len(b), nil
+}
+
+func (p *printer) f(format string, args ...any) { fmt.Fprintf(p, format, args...) }
+
+func (p *printer) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(p, 0, 0, 2, ' ', 0)
+}
+
+// noisyShare is the share of the machine's CPU time that, spent outside
+// the benchmark's processes, earns a warning.
+const noisyShare = 0.05
+
+// noisy warns when other CPU use took more than noisyShare of capacity
+// (both in CPU seconds).
+func (p *printer) noisy(other, capacity float64) {
+	if capacity > 0 && other/capacity > noisyShare {
+		p.f("  note: %.2f CPU s (%.0f%% of the machine) ran outside the benchmark's processes: other jobs? these numbers are noisy\n",
+			other, 100*other/capacity)
+	}
+}
+
+func (p *printer) cpu(title string, c CPUResult) {
+	if title != "" {
+		p.f("%s\n", title)
+	}
+	tw := p.table()
+	fmt.Fprintln(tw, "    process\tCPU s\tstream MiB\tCPU s/GiB")
+	for _, u := range c.Uses {
+		fmt.Fprintf(tw, "    %s\t%.2f\t%.1f\t%.3f\n", u.Process, u.Seconds, float64(u.StreamBytes)/(1<<20), u.PerGiB)
+	}
+	tw.Flush()
+	p.f("    ratio relay/native replica: %.3f\n", c.Ratio)
+}

@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// masterOffset returns the master_repl_offset of s.
+func masterOffset(ctx context.Context, s *server) (int64, error) {
+	m, err := infoOn(ctx, s.addr, "replication")
+	if err != nil {
+		return 0, err
+	}
+	return infoInt(m, "master_repl_offset")
+}
+
+// fullSyncs returns how many full syncs s has served (INFO stats
+// sync_full), rdb-only snapshot requests of a relay included.
+func fullSyncs(ctx context.Context, s *server) (int64, error) {
+	m, err := infoOn(ctx, s.addr, "stats")
+	if err != nil {
+		return 0, err
+	}
+	return infoInt(m, "sync_full")
+}
+
+// poll calls check every pollInterval until it reports done, returns an
+// error, one of procs exits, ctx ends or timeout passes; what names the
+// wait in errors.
+func poll(ctx context.Context, timeout time.Duration, what string, procs []*server, check func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		for _, p := range procs {
+			if p.exited() {
+				return fmt.Errorf("%s: %w", what, p.exitError())
+			}
+		}
+		done, err := check()
+		if done && err == nil {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), last)
+			}
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// waitLinked waits until every replica (or relay) reports its master link
+// up.
+func waitLinked(ctx context.Context, replicas ...*server) error {
+	for _, s := range replicas {
+		c, err := dial(ctx, s.addr)
+		if err != nil {
+			return err
+		}
+		var status string
+		err = poll(ctx, linkTimeout, s.name+" link", replicas, func() (bool, error) {
+			m, err := c.info("replication")
+			if err != nil {
+				return false, err
+			}
+			status = m["master_link_status"]
+			return status == "up", nil
+		})
+		c.close()
+		if err != nil {
+			return fmt.Errorf("%w; master_link_status %q", err, status)
+		}
+	}
+	return nil
+}
+
+// waitCaughtUp reads the master's offset and waits until every replica (or
+// relay) has reached it; it returns that offset.
+func waitCaughtUp(ctx context.Context, master *server, replicas ...*server) (int64, error) {
+	target, err := masterOffset(ctx, master)
+	if err != nil {
+		return 0, err
+	}
+	all := append([]*server{master}, replicas...)
+	for _, s := range replicas {
+		c, err := dial(ctx, s.addr)
+		if err != nil {
+			return 0, err
+		}
+		var off int64
+		err = poll(ctx, catchUpTimeout, s.name+" catching up", all, func() (bool, error) {
+			m, err := c.info("replication")
+			if err != nil {
+				return false, err
+			}
+			off, err = infoInt(m, "slave_repl_offset")
+			return off >= target, err
+		})
+		c.close()
+		if err != nil {
+			return 0, fmt.Errorf("%w; offset %d, master's %d", err, off, target)
+		}
+	}
+	return target, nil
+}
+
+// compareDigests compares the DEBUG DIGEST of a replica with its master's.
+// Both must be quiet (caught up, no load).
+func compareDigests(ctx context.Context, phase string, master, replica *server) (DigestCheck, error) {
+	md, err := query(ctx, master.addr, "DEBUG", "DIGEST")
+	if err != nil {
+		return DigestCheck{}, err
+	}
+	rd, err := query(ctx, replica.addr, "DEBUG", "DIGEST")
+	if err != nil {
+		return DigestCheck{}, err
+	}
+	return DigestCheck{
+		Phase:         phase,
+		Replica:       replica.name,
+		Master:        master.name,
+		ReplicaDigest: string(rd.Str),
+		MasterDigest:  string(md.Str),
+		Match:         string(rd.Str) == string(md.Str),
+	}, nil
+}
