@@ -55,6 +55,7 @@ flushed.`,
 	f.String("fsync", def.Fsync, "when to flush the stream to disk: always, everysec or no")
 	f.Duration("repl-timeout", def.ReplTimeout, "drop a replication link silent for this long")
 	f.Duration("future-offset-wait", def.FutureOffsetWait, "how long a replica asking for an offset not yet received waits before a full sync")
+	f.String("debug-addr", "", "address of an HTTP endpoint with /debug/pprof (empty: none)")
 	f.String("log-level", "info", "log level: debug, info, warn or error")
 	f.String("log-format", "text", "log format: text or json")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -70,6 +71,13 @@ flushed.`,
 			return err
 		}
 		logger.Info("arbor relay starting", "version", relay.Version)
+		if addr, _ := cmd.Flags().GetString("debug-addr"); addr != "" {
+			stop, err := serveDebug(cmd.Context(), addr, logger)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
 		return r.Run(cmd.Context())
 	}
 	return cmd

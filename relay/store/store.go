@@ -69,7 +69,7 @@ type Options struct {
 	// Fsync is the flush policy for the stream.
 	Fsync FsyncPolicy
 	// TailSize is the size of the in-memory copy of the newest stream bytes.
-	// 0 means 8 MiB.
+	// 0 means 16 MiB.
 	TailSize int
 	// Logger receives the store's logs. nil means slog.Default().
 	Logger *slog.Logger
@@ -134,6 +134,9 @@ type Store struct {
 	changed chan struct{} // closed and replaced on every change
 	closed  bool
 	scratch []byte // record buffer of the appender
+	// unsynced are rolled segment files the sync loop has yet to flush and
+	// close (FsyncEverySec).
+	unsynced []*os.File
 
 	stopSync chan struct{}
 	syncDone sync.WaitGroup
@@ -153,7 +156,7 @@ func Open(opts Options) (*Store, error) {
 		opts.SegmentSize = min(max(opts.BacklogSize/8, 1<<20), 64<<20)
 	}
 	if opts.TailSize <= 0 {
-		opts.TailSize = 8 << 20
+		opts.TailSize = 16 << 20
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -388,12 +391,9 @@ func (s *Store) Close() error {
 	s.broadcastLocked()
 	s.mu.Unlock()
 	s.syncDone.Wait()
+	err := s.syncOnce()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var err error
-	if a := s.activeLocked(); a != nil && a.f != nil {
-		err = a.f.Sync()
-	}
 	s.closeFiles()
 	return err
 }
@@ -551,14 +551,11 @@ func (s *Store) writeRecordLocked(sg *segment, p []byte) error {
 }
 
 // rollLocked closes the active segment and begins a new one at s.end.
+//
+// With FsyncEverySec the old segment is flushed by the sync loop, not here:
+// an fsync of a whole segment under the lock would stall every reader.
 func (s *Store) rollLocked() (*segment, error) {
 	old := s.activeLocked()
-	if s.opts.Fsync != FsyncNo {
-		if err := old.f.Sync(); err != nil {
-			return nil, fmt.Errorf("store: fsync: %w", err)
-		}
-		s.durable = s.end
-	}
 	state, err := s.scanner.MarshalBinary()
 	if err != nil {
 		return nil, err
@@ -567,7 +564,11 @@ func (s *Store) rollLocked() (*segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	old.f.Close()
+	if s.opts.Fsync == FsyncEverySec {
+		s.unsynced = append(s.unsynced, old.f)
+	} else {
+		old.f.Close()
+	}
 	old.f = nil
 	s.segs = append(s.segs, sg)
 	return sg, nil
@@ -601,28 +602,43 @@ func (s *Store) syncLoop() {
 			return
 		case <-t.C:
 		}
-		s.mu.RLock()
-		a, end := s.activeLocked(), s.end
-		var f *os.File
-		if a != nil {
-			f = a.f
-		}
-		s.mu.RUnlock()
-		if f == nil {
-			continue
-		}
-		// A roll may close f concurrently; that error is harmless since
-		// rollLocked syncs before closing.
-		if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+		if err := s.syncOnce(); err != nil {
 			s.log.Error("store: fsync", "err", err)
-			continue
 		}
-		s.mu.Lock()
-		if end > s.durable {
-			s.durable = end
-		}
-		s.mu.Unlock()
 	}
+}
+
+// syncOnce flushes the segments closed since the last call and the active
+// one, then moves the durable offset. Only the sync loop and Close call it.
+func (s *Store) syncOnce() error {
+	s.mu.Lock()
+	pending := s.unsynced
+	s.unsynced = nil
+	end := s.end
+	var f *os.File
+	if a := s.activeLocked(); a != nil {
+		f = a.f
+	}
+	s.mu.Unlock()
+	var err error
+	for _, p := range pending {
+		err = errors.Join(err, p.Sync(), p.Close())
+	}
+	// A full sync may close f meanwhile; its history is gone anyway.
+	if f != nil {
+		if ferr := f.Sync(); !errors.Is(ferr, os.ErrClosed) {
+			err = errors.Join(err, ferr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if end > s.durable {
+		s.durable = end
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // SwitchReplid records that the upstream continued under a new replication

@@ -341,3 +341,28 @@ func TestBadSnapshotIsRefused(t *testing.T) {
 		t.Fatal("store has data after a refused RDB")
 	}
 }
+
+// TestEverySecFlushesRolledSegments: with fsync everysec the sync loop
+// flushes rolled segments and the active one, and the durable offset
+// catches up with the end.
+func TestEverySecFlushesRolledSegments(t *testing.T) {
+	o := testOptions(t, t.TempDir())
+	o.Fsync = FsyncEverySec
+	s := mustOpen(t, o)
+	fullSync(t, s, testReplid, 0)
+	appendAll(t, s, commands(0, 1000), 200)
+	end := s.End()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.State().Durable < end {
+		if time.Now().After(deadline) {
+			t.Fatalf("durable offset %d, want %d within 10s", s.State().Durable, end)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.mu.RLock()
+	pending := len(s.unsynced)
+	s.mu.RUnlock()
+	if pending != 0 {
+		t.Errorf("%d rolled segments still unsynced", pending)
+	}
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/arbor-fabric/arbor/node"
+	"github.com/arbor-fabric/arbor/relay"
+)
+
+const nodeRedisEnv = "ARBOR_NODE_REDIS"
+
+func newNodeCmd() *cobra.Command {
+	def := node.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run a node agent beside a redis-server: keep it replicating as the topology says",
+		Long: `Run the node agent of one redis-server. It checks the Redis every
+--check-interval (INFO replication), keeps it replicating from what the
+topology in etcd says (REPLICAOF the redis_addr of the relay, or node, that
+/arbor/<cluster>/topology/nodes/<id> follows; the master node is left a
+master), re-points it as soon as an edit of the topology is in force, and
+publishes the node's status on a lease at /arbor/<cluster>/status/node/<id>:
+role, replication ID and offset, link state, lag behind the master (bytes and
+time), health and the last error.
+
+A bad topology edit is refused and the last good topology stays in force. What
+the agent cannot do (reach its Redis, promote a replica designated master,
+demote a live master: both the election's job) it reports in its status and
+logs and otherwise leaves the Redis alone. --candidate and --priority are
+recorded for the election to come (the topology's values are the ones in
+force; a difference is reported).
+
+The Redis URL may carry a password (redis://:password@host:port); to keep it
+off the command line, leave --redis out and set $` + nodeRedisEnv + `.`,
+		Example: `  arbor node --id A-S-1 --site A --redis redis://127.0.0.1:7002 \
+    --etcd 127.0.0.1:2379 --cluster seed`,
+		Args: cobra.NoArgs,
+	}
+	f := cmd.Flags()
+	ef := addEtcdFlags(f)
+	cfg := def
+	f.StringVar(&cfg.ID, "id", "", "node id in the topology (required)")
+	f.StringVar(&cfg.Site, "site", "", "site the node runs in")
+	f.StringVar(&cfg.Redis, "redis", "", "the node's Redis: redis://[user:password@]host:port (required, or $"+nodeRedisEnv+")")
+	f.BoolVar(&cfg.Candidate, "candidate", false, "the node may be elected master (recorded for the election)")
+	f.IntVar(&cfg.Priority, "priority", 0, "rank among candidates, higher wins; 0 = never (recorded for the election)")
+	f.DurationVar(&cfg.CheckInterval, "check-interval", def.CheckInterval, "how often the Redis is checked")
+	f.DurationVar(&cfg.RedisTimeout, "redis-timeout", def.RedisTimeout, "bound on one Redis command")
+	f.DurationVar(&cfg.StatusInterval, "status-interval", def.StatusInterval, "how often a changed status is written to etcd (role, link, health and errors at once)")
+	f.DurationVar(&cfg.StatusTTL, "status-ttl", def.StatusTTL, "lease TTL of the status (whole seconds): it disappears this long after the agent died")
+	logLevel := f.String("log-level", "info", "log level: debug, info, warn or error")
+	logFormat := f.String("log-format", "text", "log format: text or json")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		logger, err := newLogger(*logLevel, *logFormat)
+		if err != nil {
+			return err
+		}
+		if cfg.Redis == "" {
+			cfg.Redis = os.Getenv(nodeRedisEnv)
+		}
+		cfg.Cluster = ef.cluster
+		cfg.Logger = logger
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		cli, err := ef.client()
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		a, err := node.New(cfg, cli)
+		if err != nil {
+			return err
+		}
+		logger.Info("arbor node starting", "version", relay.Version, "etcd", ef.endpoints)
+		return a.Run(cmd.Context())
+	}
+	return cmd
+}
