@@ -411,22 +411,13 @@ func (f *feeder) begin(ctx context.Context, sub *arborv1.Subscribe, resume *arbo
 
 // waitForStore waits up to FutureOffsetWait for the store to reach off.
 func (r *Relay) waitForStore(ctx context.Context, off int64) (store.State, error) {
-	deadline := time.NewTimer(r.cfg.FutureOffsetWait)
-	defer deadline.Stop()
-	for {
-		changed := r.store.Changed()
-		st := r.store.State()
-		if st.End >= off {
-			return st, nil
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			return st, nil
-		case <-ctx.Done():
-			return st, ctx.Err()
-		}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.FutureOffsetWait)
+	defer cancel()
+	st, err := r.store.WaitEnd(wctx, off)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		err = nil // the caller refuses the offset
 	}
+	return st, err
 }
 
 // transferID names a snapshot for resumable transfers.

@@ -373,30 +373,28 @@ func (r *Relay) tryPartial(ctx context.Context, rp *replica, replid string, off 
 	return stream, nil
 }
 
-// waitForOffset waits until the store reaches pos, sending the newline
-// keepalive a replica skips while it waits for the PSYNC reply.
+// waitForOffset waits up to FutureOffsetWait until the store reaches pos,
+// sending each second the newline keepalive a replica skips while it waits
+// for the PSYNC reply.
 func (r *Relay) waitForOffset(ctx context.Context, rp *replica, pos int64) (store.State, error) {
-	deadline := time.NewTimer(r.cfg.FutureOffsetWait)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	deadline := time.Now().Add(r.cfg.FutureOffsetWait)
 	for {
-		changed := r.store.Changed()
-		st := r.store.State()
-		if st.End >= pos {
-			return st, nil
+		next := time.Now().Add(time.Second)
+		if deadline.Before(next) {
+			next = deadline
 		}
-		select {
-		case <-ctx.Done():
-			return st, ctx.Err()
-		case <-deadline.C:
-			return st, nil
-		case <-tick.C:
-			rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
-			if _, err := rp.conn.Write([]byte{'\n'}); err != nil {
-				return st, err
+		wctx, cancel := context.WithDeadline(ctx, next)
+		st, err := r.store.WaitEnd(wctx, pos)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) || !time.Now().Before(deadline) {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				err = nil // not there in time: the caller does a full sync
 			}
-		case <-changed:
+			return st, err
+		}
+		rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+		if _, err := rp.conn.Write([]byte{'\n'}); err != nil {
+			return st, err
 		}
 	}
 }

@@ -136,22 +136,11 @@ func (r *Relay) refreshFromRelay(ctx context.Context, up Upstream) error {
 // installWhenReached installs the fresher snapshot of offset off once the
 // stream has reached it.
 func (r *Relay) installWhenReached(ctx context.Context, w *store.SnapshotWriter, replid string, off int64) error {
-	deadline := time.NewTimer(r.cfg.ReplTimeout)
-	defer deadline.Stop()
-	for {
-		changed := r.store.Changed()
-		if r.store.End() >= off {
-			break
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			w.Abort()
-			return fmt.Errorf("stream did not reach the snapshot's offset %d within %v", off, r.cfg.ReplTimeout)
-		case <-ctx.Done():
-			w.Abort()
-			return ctx.Err()
-		}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.ReplTimeout)
+	defer cancel()
+	if _, err := r.store.WaitEnd(wctx, off); err != nil {
+		w.Abort()
+		return fmt.Errorf("stream did not reach the snapshot's offset %d: %w", off, err)
 	}
 	snap, err := r.store.InstallSnapshot(w, replid, off)
 	if err != nil {

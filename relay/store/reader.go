@@ -168,3 +168,24 @@ func (r *Reader) readDisk(p []byte, path string, from indexEntry) (int, error) {
 		file, at = r.nextFile, at+n
 	}
 }
+
+// WaitEnd blocks until the store holds pos bytes (End ≥ pos), ctx ends, or
+// the store closes; it returns the state it saw last.
+func (s *Store) WaitEnd(ctx context.Context, pos int64) (State, error) {
+	for {
+		s.mu.RLock()
+		st, ch, closed := s.stateLocked(), s.changed, s.closed
+		s.mu.RUnlock()
+		switch {
+		case st.End >= pos:
+			return st, nil
+		case closed:
+			return st, ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
+}

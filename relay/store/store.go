@@ -419,14 +419,6 @@ func (s *Store) broadcastLocked() {
 	s.changed = make(chan struct{})
 }
 
-// Changed returns a channel that is closed at the next change of the store
-// (an append, a replid switch, a full sync, Close).
-func (s *Store) Changed() <-chan struct{} {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.changed
-}
-
 // State returns a consistent view of the store.
 func (s *Store) State() State {
 	s.mu.RLock()
