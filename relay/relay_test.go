@@ -206,7 +206,13 @@ func TestBacklogStaysBounded(t *testing.T) {
 	cfg.BacklogSize = 1 << 20
 	r := startRelay(t, cfg)
 	early := redistest.Start(t)
+	// gone keeps its RDB (disk loading) and comes back after the backlog
+	// moved past its offset: a replica outside the backlog.
+	gone := redistest.Start(t, "--repl-diskless-load", "disabled")
 	replicaOf(t, early, r.Port)
+	replicaOf(t, gone, r.Port)
+	redistest.WaitInSync(t, syncTimeout, master, early, gone)
+	gone.Kill()
 	for seed := int64(1); seed <= 4; seed++ {
 		load(t, master, redistest.LoadOptions{SmallKeys: 20000, Seed: seed})
 	}
@@ -219,8 +225,17 @@ func TestBacklogStaysBounded(t *testing.T) {
 		}
 		return nil
 	})
+	partialErr := r.InfoInt(t, "stats", "sync_partial_err")
+	gone.Restart(t)
 	late := redistest.Start(t)
 	replicaOf(t, late, r.Port)
-	redistest.WaitInSync(t, syncTimeout, master, early, late)
+	redistest.WaitInSync(t, syncTimeout, master, early, late, gone)
 	expectEq(t, "relay arbor_upstream_full_syncs", r.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
+	// Both the returning replica (outside the backlog) and the new one (a
+	// former master PSYNCs with its own ID, as Redis 7 does) are refused a
+	// partial resync, as a Redis master counts them.
+	expectEq(t, "relay sync_partial_err", r.InfoInt(t, "stats", "sync_partial_err"), partialErr+2)
+	if !strings.Contains(r.logBuf.String(), "partial resync refused; full sync\" relay=relay-test replica=127.0.0.1:"+strconv.Itoa(gone.Port)) {
+		t.Error("relay log does not show the returning replica refused a partial resync")
+	}
 }
