@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -12,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/arbor-fabric/arbor/topology"
 )
@@ -119,6 +123,32 @@ func (f *etcdFlags) client() (*clientv3.Client, error) {
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
 	return cli, nil
+}
+
+// connect is client for daemons (arbor node, arbor relay): with
+// --etcd-user the client must reach etcd to start, so while etcd cannot be
+// reached it retries every second until ctx ends, logging each distinct
+// error. Other errors (bad flags, files, credentials) are returned at once.
+func (f *etcdFlags) connect(ctx context.Context, log *slog.Logger) (*clientv3.Client, error) {
+	last := ""
+	for {
+		cli, err := f.client()
+		if err == nil {
+			return cli, nil
+		}
+		if !errors.Is(err, context.DeadlineExceeded) && status.Code(errors.Unwrap(err)) != codes.Unavailable {
+			return nil, err
+		}
+		if err.Error() != last {
+			log.Warn("etcd not reachable yet; retrying", "etcd", f.endpoints, "err", err)
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // tlsConfig builds the client TLS configuration from the files given.

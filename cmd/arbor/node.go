@@ -65,8 +65,11 @@ off the command line, leave --redis out and set $` + nodeRedisEnv + `.`,
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
-		cli, err := ef.client()
+		cli, err := ef.connect(cmd.Context(), logger)
 		if err != nil {
+			if cmd.Context().Err() != nil {
+				return nil // interrupted while waiting for etcd
+			}
 			return err
 		}
 		defer cli.Close()

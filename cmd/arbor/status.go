@@ -119,7 +119,7 @@ func watchFabric(ctx context.Context, cli *clientv3.Client, cluster string, show
 type fabricView struct {
 	Cluster string    `json:"cluster"`
 	Time    time.Time `json:"time"`
-	// Revision is the etcd revision of the topology read.
+	// Revision is the etcd revision the topology was read at.
 	Revision int64 `json:"revision"`
 	// TopologyValid is false when the newest topology in etcd is refused;
 	// Refused then names each problem.
@@ -297,7 +297,7 @@ func union(a, b []string) []string {
 // render writes the fabric as a tree: the master at the root, relays under
 // their upstream, nodes under what they follow.
 func (v *fabricView) render(w io.Writer) {
-	fmt.Fprintf(w, "cluster %s · topology revision %d · %s\n", v.Cluster, v.Revision, v.Time.Format(time.DateTime+" MST"))
+	fmt.Fprintf(w, "cluster %s · etcd revision %d · %s\n", v.Cluster, v.Revision, v.Time.Format(time.DateTime+" MST"))
 	if !v.TopologyValid {
 		fmt.Fprintf(w, "REFUSED: the newest topology in etcd is invalid; components keep the last good one:\n")
 		for _, p := range v.Refused {
@@ -398,8 +398,36 @@ func (v *fabricView) render(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
+	v.renderSites(w)
 	for _, p := range v.StatusProblems {
 		fmt.Fprintf(w, "status %s: %s\n", p.Key, p.Problem)
+	}
+}
+
+// renderSites writes one line per site: its relays and how many of its
+// nodes are live and healthy.
+func (v *fabricView) renderSites(w io.Writer) {
+	for _, s := range v.Sites {
+		var relays []string
+		for _, r := range v.Relays {
+			if r.Site == s.Name {
+				relays = append(relays, r.ID)
+			}
+		}
+		nodes, live, healthy := 0, 0, 0
+		for _, n := range v.Nodes {
+			if n.Site != s.Name {
+				continue
+			}
+			nodes++
+			if n.Live {
+				live++
+			}
+			if n.Live && n.Healthy {
+				healthy++
+			}
+		}
+		fmt.Fprintf(w, "site %s: relays %s · nodes %d (%d live, %d healthy)\n", s.Name, orDash(strings.Join(relays, ", ")), nodes, live, healthy)
 	}
 }
 
@@ -423,7 +451,7 @@ func (r *relayView) line() string {
 	}
 	fmt.Fprintf(&b, "  link %s  stored %d  lag %s  children %d", orDash(r.Link), r.StoredOffset, bytesStr(r.LagBytes), r.Children)
 	if r.LastError != "" {
-		fmt.Fprintf(&b, "  ! %s", r.LastError)
+		fmt.Fprintf(&b, "  ! %s", clip(r.LastError))
 	}
 	return b.String()
 }
@@ -454,9 +482,18 @@ func (n *nodeView) line() string {
 	}
 	fmt.Fprintf(&b, "  %s", health)
 	if n.LastError != "" {
-		fmt.Fprintf(&b, "  ! %s", n.LastError)
+		fmt.Fprintf(&b, "  ! %s", clip(n.LastError))
 	}
 	return b.String()
+}
+
+// clip shortens an error for a tree line (--json has it whole).
+func clip(s string) string {
+	const max = 100
+	if r := []rune(s); len(r) > max {
+		return string(r[:max]) + "…"
+	}
+	return s
 }
 
 func orDash(s string) string {

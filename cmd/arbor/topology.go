@@ -57,7 +57,7 @@ An invalid file is refused with each problem named, and nothing is written.`,
 		Example: `  arbor topology apply -f deploy/topology.yaml --etcd 127.0.0.1:2379 --cluster seed`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			top, err := readTopologyFile(file)
+			top, err := readTopologyFile(file, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
@@ -132,7 +132,7 @@ Exits non-zero, naming each problem, if it is invalid.`,
 			var top *topology.Topology
 			var err error
 			if file != "" {
-				top, err = readTopologyFile(file)
+				top, err = readTopologyFile(file, cmd.InOrStdin())
 			} else {
 				cli, cerr := ef.client()
 				if cerr != nil {
@@ -155,13 +155,13 @@ Exits non-zero, naming each problem, if it is invalid.`,
 	return cmd
 }
 
-// readTopologyFile reads and validates a topology file. A validation error
-// names every problem, one per line.
-func readTopologyFile(name string) (*topology.Topology, error) {
+// readTopologyFile reads and validates a topology file ("-": stdin). A
+// validation error names every problem, one per line.
+func readTopologyFile(name string, stdin io.Reader) (*topology.Topology, error) {
 	var b []byte
 	var err error
 	if name == "-" {
-		b, err = io.ReadAll(os.Stdin)
+		b, err = io.ReadAll(stdin)
 	} else {
 		b, err = os.ReadFile(name)
 	}

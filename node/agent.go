@@ -1,0 +1,274 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/arbor-fabric/arbor/topology"
+)
+
+// startWait bounds how long Run waits for the first read of the topology
+// before its first check.
+const startWait = 2 * time.Second
+
+// Agent is the node agent of one Redis. Run drives it; Status may be called
+// from any goroutine.
+type Agent struct {
+	cfg    Config
+	cli    *clientv3.Client
+	log    *slog.Logger
+	target redisTarget
+	redis  *redis.Client
+
+	// Owned by Run's goroutine.
+	designated   bool   // this node was the designated master while its Redis was one
+	lastProblems string // last problems logged
+	lastAction   string // last steering action logged
+
+	mu     sync.Mutex
+	status *arborv1.NodeStatus // guarded by mu; replaced, never modified
+}
+
+// New checks cfg and returns an agent that uses cli for etcd (the caller
+// owns and closes cli). Call Run, once.
+func New(cfg Config, cli *clientv3.Client) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	target, _ := parseRedisURL(cfg.Redis)
+	a := &Agent{
+		cfg:    cfg,
+		cli:    cli,
+		log:    cfg.Logger.With("node", cfg.ID),
+		target: target,
+		redis:  newRedisClient(target, cfg.RedisTimeout),
+		status: &arborv1.NodeStatus{Id: cfg.ID, Site: cfg.Site, LastError: "starting"},
+	}
+	return a, nil
+}
+
+// Status returns a copy of the node's latest status, as published.
+func (a *Agent) Status() *arborv1.NodeStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return proto.CloneOf(a.status)
+}
+
+// Run checks and steers the Redis and publishes its status until ctx
+// ends; then it stops its goroutines, withdraws the status (revoking its
+// lease) and returns nil. The Redis is left as it is.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		a.redis.Close()
+		a.log.Info("node agent stopped")
+	}()
+
+	w := topology.NewWatcher(a.cli, a.cfg.Cluster, a.log)
+	off := newOffsets(a.cli, a.cfg.Cluster, a.log)
+	pub := topology.NewStatusPublisher(a.cli, topology.StatusConfig{
+		Cluster:  a.cfg.Cluster,
+		Kind:     topology.KindNode,
+		ID:       a.cfg.ID,
+		Interval: a.cfg.StatusInterval,
+		TTL:      a.cfg.StatusTTL,
+		Value:    func() any { return a.Status() },
+		Logger:   a.log,
+	})
+	wg.Go(func() { w.Run(ctx) })
+	wg.Go(func() { off.run(ctx) })
+
+	a.log.Info("node agent running", "cluster", a.cfg.Cluster, "redis", a.target.addr, "site", a.cfg.Site,
+		"candidate", a.cfg.Candidate, "priority", a.cfg.Priority, "check_interval", a.cfg.CheckInterval)
+	// Give the first read of the topology a moment, so the first status
+	// is not "no topology yet" when etcd answers at once.
+	select {
+	case <-w.Ready():
+	case <-time.After(startWait):
+	case <-ctx.Done():
+		return nil
+	}
+	ticker := time.NewTicker(a.cfg.CheckInterval)
+	defer ticker.Stop()
+	started := false
+	for {
+		if a.step(ctx, w, off) && started {
+			pub.Trigger()
+		}
+		if !started {
+			// The first status is a real one, not the placeholder.
+			wg.Go(func() { pub.Run(ctx) })
+			started = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		case <-w.Changes():
+		}
+	}
+}
+
+// step is one round of the owner loop: check the Redis, steer it toward
+// the topology in force, and update the status. It reports whether the
+// status changed in a way worth publishing at once.
+func (a *Agent) step(ctx context.Context, w *topology.Watcher, off *offsets) bool {
+	top, _ := w.Current()
+	var problems []string
+	if rej := w.Rejected(); rej != nil {
+		problems = append(problems, "topology "+rej.String())
+	}
+	st := &arborv1.NodeStatus{Id: a.cfg.ID, Site: a.cfg.Site}
+	if top != nil {
+		if spec, ok := top.Nodes[a.cfg.ID]; ok && spec.Site != "" {
+			st.Site = spec.Site
+		}
+	}
+
+	info, err := a.probe(ctx)
+	if err == nil {
+		if problem := a.steer(ctx, top, info); problem != "" {
+			problems = append(problems, problem)
+		}
+		if a.lastAction != "" {
+			// Show the result of the action in this round's status.
+			if again, err2 := a.probe(ctx); err2 == nil {
+				info = again
+			}
+			a.lastAction = ""
+		}
+	}
+	if err != nil {
+		problems = append(problems, fmt.Sprintf("redis %s: %v", a.target.addr, err))
+	} else {
+		st.Healthy = !info.loading
+		if info.loading {
+			problems = append(problems, "redis is loading its dataset")
+		}
+		st.Replid, st.Offset = info.replid, info.offset
+		switch info.role {
+		case "master":
+			st.Role = arborv1.NodeRole_NODE_ROLE_MASTER
+		case "slave":
+			st.Role = arborv1.NodeRole_NODE_ROLE_REPLICA
+			switch {
+			case info.linkUp:
+				st.LinkState = arborv1.LinkState_LINK_STATE_STREAMING
+			case info.syncing:
+				st.LinkState = arborv1.LinkState_LINK_STATE_FULL_SYNC
+			default:
+				st.LinkState = arborv1.LinkState_LINK_STATE_CONNECTING
+			}
+			if top != nil && top.Master != "" && top.Master != a.cfg.ID {
+				if b, d, ok := off.lag(top.Master, info.offset, time.Now()); ok {
+					st.LagBytes, st.LagMs = b, d.Milliseconds()
+				}
+			}
+		}
+	}
+	if top != nil {
+		problems = append(problems, a.mismatches(top)...)
+	}
+	st.LastError = strings.Join(problems, "; ")
+	if st.LastError != a.lastProblems {
+		if st.LastError == "" {
+			a.log.Info("node agent: no problems")
+		} else {
+			a.log.Warn("node agent: problem", "problem", st.LastError)
+		}
+		a.lastProblems = st.LastError
+	}
+
+	a.mu.Lock()
+	prev := a.status
+	a.status = st
+	a.mu.Unlock()
+	return prev.GetRole() != st.GetRole() || prev.GetLinkState() != st.GetLinkState() ||
+		prev.GetHealthy() != st.GetHealthy() || prev.GetLastError() != st.GetLastError() ||
+		prev.GetReplid() != st.GetReplid()
+}
+
+func (a *Agent) probe(ctx context.Context) (replInfo, error) {
+	pctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	defer cancel()
+	return probe(pctx, a.redis)
+}
+
+// steer brings the Redis where the topology wants it, if it may. It
+// returns what it cannot do, or "".
+func (a *Agent) steer(ctx context.Context, top *topology.Topology, info replInfo) string {
+	if top == nil {
+		return "no good topology yet; leaving the redis as it is"
+	}
+	if _, ok := top.Nodes[a.cfg.ID]; !ok {
+		return fmt.Sprintf("node %q is not in the topology; leaving the redis as it is", a.cfg.ID)
+	}
+	if top.Master == a.cfg.ID {
+		if info.role == "master" {
+			a.designated = true
+			return ""
+		}
+		return fmt.Sprintf("designated master, but the redis replicates from %s: promotion is the election's job; not promoting", info.masterAddr)
+	}
+	want, err := top.NodeUpstream(a.cfg.ID)
+	if err != nil {
+		return err.Error() // cannot happen in a valid topology
+	}
+	switch {
+	case info.role == "master" && a.designated:
+		return fmt.Sprintf("the master designation moved to %q, but this redis is still a master: demoting a live master is the election's job (fencing); not demoting", top.Master)
+	case info.role == "slave" && info.masterAddr == want:
+		a.designated = false
+		return ""
+	}
+	a.designated = false
+	from := "master"
+	if info.role == "slave" {
+		from = info.masterAddr
+	}
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	defer cancel()
+	if err := replicaOf(rctx, a.redis, want); err != nil {
+		return fmt.Sprintf("REPLICAOF %s: %v", want, err)
+	}
+	n := top.Nodes[a.cfg.ID]
+	a.log.Info("redis re-pointed", "from", from, "to", want, "follow", n.Follow)
+	a.lastAction = "REPLICAOF " + want
+	return ""
+}
+
+// mismatches lists where the agent's own settings differ from the
+// topology's (the topology wins).
+func (a *Agent) mismatches(top *topology.Topology) []string {
+	n, ok := top.Nodes[a.cfg.ID]
+	if !ok {
+		return nil
+	}
+	var out []string
+	if a.cfg.Site != "" && n.Site != a.cfg.Site {
+		out = append(out, fmt.Sprintf("--site %s differs from the topology's site %s", a.cfg.Site, n.Site))
+	}
+	// Compared only when the flags were given: without them the topology
+	// alone speaks.
+	given := a.cfg.Candidate || a.cfg.Priority != 0
+	if given && (a.cfg.Candidate != n.Candidate || int32(a.cfg.Priority) != n.Priority) {
+		out = append(out, fmt.Sprintf("--candidate=%v --priority=%d differ from the topology's candidate=%v priority=%d",
+			a.cfg.Candidate, a.cfg.Priority, n.Candidate, n.Priority))
+	}
+	return out
+}

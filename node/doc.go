@@ -1,0 +1,21 @@
+// Package node is the node agent that runs beside each redis-server. It owns
+// one Redis: it checks it often (INFO replication, every 100 ms by default),
+// keeps it replicating from what the topology in etcd says (REPLICAOF the
+// redis_addr of the relay, or node, it follows; the master node is left a
+// master), re-points it as soon as an edit of the topology is in force,
+// and publishes the node's status (role, replication ID and offset, link
+// state, lag behind the master, health, last error) on a lease under
+// /arbor/<cluster>/status/node/<id>.
+//
+// What the agent cannot do it reports, in its status and its logs, and
+// otherwise leaves the Redis as it is: a Redis it cannot reach, a node
+// missing from the topology, a refused topology edit (the last good
+// topology stays in force), a designated master whose Redis is a replica
+// (promotion is the election's job), or a live master whose designation
+// moved away while the agent watched it (demoting it safely needs the
+// election's fencing).
+//
+// The agent is one owner loop (Agent.Run): a select on a ticker, topology
+// changes and the context. Candidate and Priority are recorded for the
+// election to come; the agent does not campaign yet.
+package node

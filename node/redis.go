@@ -1,0 +1,100 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// replInfo is what INFO replication says of a Redis.
+type replInfo struct {
+	role       string // "master" or "slave"
+	masterAddr string // host:port of its master; replicas only
+	linkUp     bool   // master_link_status:up; replicas only
+	syncing    bool   // master_sync_in_progress:1; replicas only
+	replid     string
+	offset     int64
+	loading    bool // the Redis is loading its dataset
+}
+
+// newRedisClient returns a client for the agent's Redis: one connection,
+// no retries (the next check is the retry), RESP2.
+func newRedisClient(t redisTarget, timeout time.Duration) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr:                  t.addr,
+		Username:              t.user,
+		Password:              t.password,
+		Protocol:              2,
+		DisableIdentity:       true,
+		MaxRetries:            -1,
+		DialTimeout:           timeout,
+		ReadTimeout:           timeout,
+		WriteTimeout:          timeout,
+		ContextTimeoutEnabled: true,
+		PoolSize:              1,
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+	})
+}
+
+// probe reads INFO replication and persistence (for "loading").
+func probe(ctx context.Context, c *redis.Client) (replInfo, error) {
+	text, err := c.Info(ctx, "replication", "persistence").Result()
+	if err != nil {
+		return replInfo{}, err
+	}
+	return parseReplInfo(text)
+}
+
+// parseReplInfo parses the fields of INFO replication and persistence the
+// agent needs.
+func parseReplInfo(text string) (replInfo, error) {
+	m := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			m[k] = v
+		}
+	}
+	var r replInfo
+	r.role = m["role"]
+	if r.role != "master" && r.role != "slave" {
+		return replInfo{}, fmt.Errorf("INFO replication: role %q", r.role)
+	}
+	off, err := strconv.ParseInt(m["master_repl_offset"], 10, 64)
+	if err != nil {
+		return replInfo{}, fmt.Errorf("INFO replication: master_repl_offset %q", m["master_repl_offset"])
+	}
+	r.offset = off
+	r.replid = m["master_replid"]
+	r.loading = m["loading"] == "1"
+	if r.role == "slave" {
+		r.masterAddr = net.JoinHostPort(m["master_host"], m["master_port"])
+		r.linkUp = m["master_link_status"] == "up"
+		r.syncing = m["master_sync_in_progress"] == "1"
+	}
+	return r, nil
+}
+
+// replicaOf points the Redis at addr (host:port), or makes it a master
+// when addr is empty.
+func replicaOf(ctx context.Context, c *redis.Client, addr string) error {
+	if addr == "" {
+		return c.Do(ctx, "REPLICAOF", "NO", "ONE").Err()
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	return c.Do(ctx, "REPLICAOF", host, port).Err()
+}
