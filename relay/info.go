@@ -162,6 +162,9 @@ func (r *Relay) infoArbor(b *strings.Builder) {
 	lastErr := r.link.lastErr
 	r.link.mu.Unlock()
 	kv(b, "arbor_upstream_last_error", strings.ReplaceAll(lastErr, "\r\n", " "))
+	rev, refused := r.topology()
+	kv(b, "arbor_topology_revision", rev)
+	kv(b, "arbor_topology_error", strings.ReplaceAll(refused, "\r\n", " "))
 }
 
 // appendRole renders ROLE as a replica's: slave, master host, port, link

@@ -34,6 +34,8 @@ type Relay struct {
 	forceFullSync atomic.Bool  // the parent did not know our history
 
 	upMu      sync.Mutex
+	topoRev   int64         // guarded by upMu: revision of the topology in force
+	topoErr   string        // guarded by upMu: why the newest edit was refused
 	upstream  Upstream      // guarded by upMu
 	upChanged chan struct{} // closed and replaced by SetUpstream; guarded by upMu
 
@@ -143,6 +145,9 @@ func New(cfg Config) (*Relay, error) {
 	}, nil
 }
 
+// ID returns the relay's ID.
+func (r *Relay) ID() string { return r.cfg.ID }
+
 // GRPCAddr returns the address of the gRPC service, or nil without one.
 func (r *Relay) GRPCAddr() net.Addr {
 	if r.grpcLn == nil {
@@ -175,6 +180,20 @@ func (r *Relay) SetUpstream(s string) error {
 	close(r.upChanged)
 	r.upChanged = make(chan struct{})
 	return nil
+}
+
+// SetTopology records the topology in force (its etcd revision) and why
+// the newest edit was refused, if it was, for Status and INFO.
+func (r *Relay) SetTopology(revision int64, refused string) {
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	r.topoRev, r.topoErr = revision, refused
+}
+
+func (r *Relay) topology() (int64, string) {
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	return r.topoRev, r.topoErr
 }
 
 func (r *Relay) currentUpstream() Upstream {

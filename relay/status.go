@@ -67,6 +67,7 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 		})
 	}
 	s.SiteAcks = r.siteAcks(st.End, master)
+	s.TopologyRevision, s.TopologyError = r.topology()
 	return s
 }
 

@@ -38,7 +38,7 @@ flushed.`,
 	f.String("id", "", "relay ID (required)")
 	f.String("site", "", "site (datacenter) the relay runs in")
 	f.String("data-dir", "", "directory of the relay's store (required, not shared)")
-	f.String("upstream", "", "what to follow: a Redis master, redis://[user:password@]host:port, or a parent relay, arbor://host:port (its --grpc-addr) (required)")
+	f.String("upstream", "", "what to follow: a Redis master, redis://[user:password@]host:port, or a parent relay, arbor://host:port (its --grpc-addr); required without --etcd, where the topology says it (and this is used until the topology is read)")
 	f.String("redis-addr", def.RedisAddr, "address the Redis master side listens on, for REPLICAOF")
 	f.String("grpc-addr", "", "address of the gRPC service for child relays, Status, health and reflection (empty: none)")
 	f.String("tls-cert", "", "certificate (PEM) this relay presents on gRPC, as server and as client")
@@ -58,15 +58,12 @@ flushed.`,
 	f.String("debug-addr", "", "address of an HTTP endpoint with /debug/pprof (empty: none)")
 	f.String("log-level", "info", "log level: debug, info, warn or error")
 	f.String("log-format", "text", "log format: text or json")
+	ef := addEtcdFlags(f)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := applyConfigFile(cmd.Flags()); err != nil {
 			return err
 		}
 		cfg, logger, err := relayConfig(cmd.Flags())
-		if err != nil {
-			return err
-		}
-		r, err := relay.New(cfg)
 		if err != nil {
 			return err
 		}
@@ -77,6 +74,16 @@ flushed.`,
 				return err
 			}
 			defer stop()
+		}
+		if ef.enabled() {
+			if err := ef.validate(); err != nil {
+				return err
+			}
+			return runRelayWithEtcd(cmd.Context(), cfg, ef, logger.With("relay", cfg.ID))
+		}
+		r, err := relay.New(cfg)
+		if err != nil {
+			return err
 		}
 		return r.Run(cmd.Context())
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/arbor-fabric/arbor/internal/redistest"
+	"github.com/arbor-fabric/arbor/internal/resp"
 )
 
 // buildArbor builds this command into a temporary directory.
@@ -89,25 +91,30 @@ func (p *relayProcess) signal(sig syscall.Signal) {
 }
 
 func relayInfoInt(addr, key string) (int64, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	v, err := relayInfo(addr, key)
 	if err != nil {
 		return 0, err
 	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+// relayInfoRaw reads a relay's whole INFO.
+func relayInfoRaw(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Second))
-	fmt.Fprint(c, "*1\r\n$4\r\nINFO\r\n")
-	buf := make([]byte, 64<<10)
-	var text []byte
-	for {
-		n, err := c.Read(buf)
-		text = append(text, buf[:n]...)
-		if v, ok := infoValue(string(text), key); ok {
-			return strconv.ParseInt(v, 10, 64)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("INFO has no %s", key)
-		}
+	fmt.Fprint(c, "*2\r\n$4\r\nINFO\r\n$3\r\nall\r\n")
+	v, err := resp.NewReader(bufio.NewReader(c)).ReadReply()
+	if err != nil {
+		return "", err
 	}
+	if err := v.Err(); err != nil {
+		return "", err
+	}
+	return string(v.Str), nil
 }
 
 func infoValue(text, key string) (string, bool) {

@@ -227,6 +227,11 @@ type RelayStatus struct {
 	// For a relay that follows a parent relay: the stream and RDB bytes
 	// received on that link before (raw) and after (wire) compression.
 	UpstreamBytes *CompressionStats `protobuf:"bytes,18,opt,name=upstream_bytes,json=upstreamBytes,proto3" json:"upstream_bytes,omitempty"`
+	// With --etcd: the etcd revision of the topology in force.
+	TopologyRevision int64 `protobuf:"varint,19,opt,name=topology_revision,json=topologyRevision,proto3" json:"topology_revision,omitempty"`
+	// With --etcd: why the newest topology edit was refused (the previous
+	// topology stays in force); empty when it was not.
+	TopologyError string `protobuf:"bytes,20,opt,name=topology_error,json=topologyError,proto3" json:"topology_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +390,20 @@ func (x *RelayStatus) GetUpstreamBytes() *CompressionStats {
 		return x.UpstreamBytes
 	}
 	return nil
+}
+
+func (x *RelayStatus) GetTopologyRevision() int64 {
+	if x != nil {
+		return x.TopologyRevision
+	}
+	return 0
+}
+
+func (x *RelayStatus) GetTopologyError() string {
+	if x != nil {
+		return x.TopologyError
+	}
+	return ""
 }
 
 // Snapshot describes an RDB snapshot a relay holds.
@@ -876,7 +895,7 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\n" +
 	"\x15arbor/v1/status.proto\x12\barbor.v1\"=\n" +
 	"\x0eStatusResponse\x12+\n" +
-	"\x05relay\x18\x01 \x01(\v2\x15.arbor.v1.RelayStatusR\x05relay\"\xd9\x05\n" +
+	"\x05relay\x18\x01 \x01(\v2\x15.arbor.v1.RelayStatusR\x05relay\"\xad\x06\n" +
 	"\vRelayStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1a\n" +
@@ -898,7 +917,9 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\tsite_acks\x18\x10 \x03(\v2\x11.arbor.v1.SiteAckR\bsiteAcks\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x11 \x01(\tR\tlastError\x12A\n" +
-	"\x0eupstream_bytes\x18\x12 \x01(\v2\x1a.arbor.v1.CompressionStatsR\rupstreamBytes\"z\n" +
+	"\x0eupstream_bytes\x18\x12 \x01(\v2\x1a.arbor.v1.CompressionStatsR\rupstreamBytes\x12+\n" +
+	"\x11topology_revision\x18\x13 \x01(\x03R\x10topologyRevision\x12%\n" +
+	"\x0etopology_error\x18\x14 \x01(\tR\rtopologyError\"z\n" +
 	"\bSnapshot\x12\x16\n" +
 	"\x06replid\x18\x01 \x01(\tR\x06replid\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x1d\n" +
