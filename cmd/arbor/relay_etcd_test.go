@@ -115,6 +115,27 @@ nodes:
 	}
 	redistest.WaitInSync(t, 60*time.Second, master, reps...)
 
+	// etcd stops: the relays go on with the topology in force; when etcd is
+	// back, they watch again and follow the next edit.
+	etcd.Stop()
+	if err := redistest.LoadAllTypes(ctx, master.Client(), redistest.LoadOptions{SmallKeys: 500, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitInSync(t, 60*time.Second, master, reps...)
+	etcd.Restart(t)
+	etcd.Etcdctl(t, "put", topology.RelayKey("live", "relay-b"), spec("B", "relay-a", relays["relay-b"]))
+	etcd.Etcdctl(t, "put", topology.RelayKey("live", "relay-c"), spec("C", "relay-a", relays["relay-c"]))
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if got, want := upstreamOf("relay-c"), "arbor://"+relays["relay-a"].grpc; got != want {
+			return fmt.Errorf("relay-c upstream %q after etcd came back, want %q", got, want)
+		}
+		if v, _ := relayInfo(relays["relay-b"].redis, "arbor_topology_error"); v != "" {
+			return fmt.Errorf("relay-b still reports a refused edit: %s", v)
+		}
+		return nil
+	})
+	redistest.WaitInSync(t, 60*time.Second, master, reps...)
+
 	// Each relay's status is in etcd, readable with etcdctl.
 	out := etcd.Etcdctl(t, "get", "--prefix", "--keys-only", topology.StatusPrefix("live")+"relay/")
 	for id := range relays {
