@@ -335,7 +335,6 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 		return err
 	}
 	r.timeline.reset()
-	r.closeReplicas("new history from upstream full sync")
 	r.log.Info("RDB received from parent relay and stored", "bytes", snap.Size, "seconds", time.Since(began).Seconds())
 	return nil
 }

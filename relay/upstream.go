@@ -280,11 +280,12 @@ func (r *Relay) receiveRDB(u *upstreamConn, replid string, offset int64) error {
 		w.Abort()
 		return err
 	}
+	// Replicas of the old history see store.ErrReset and go; closing them
+	// here too would also close the ones already back for the new one.
 	snap, err := r.store.ResetTo(w, replid, offset)
 	if err != nil {
 		return err
 	}
-	r.closeReplicas("new history from upstream full sync")
 	r.log.Info("RDB received and stored", "bytes", snap.Size, "rdb_version", snap.RDBVersion,
 		"seconds", time.Since(began).Seconds())
 	if eof {

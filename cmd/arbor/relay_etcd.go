@@ -111,8 +111,11 @@ func runRelayWithEtcd(ctx context.Context, cfg relay.Config, ef *etcdFlags, log 
 }
 
 func publishRelayStatus(ctx context.Context, cli *clientv3.Client, cluster string, r *relay.Relay, log *slog.Logger) {
-	err := topology.PublishStatus(ctx, cli, cluster, topology.KindRelay, r.ID(), statusInterval, func() any { return r.Status() })
-	if err != nil && !errors.Is(err, context.Canceled) {
+	p := topology.NewStatusPublisher(cli, topology.StatusConfig{
+		Cluster: cluster, Kind: topology.KindRelay, ID: r.ID(), Interval: statusInterval,
+		Value: func() any { return r.Status() }, Logger: log,
+	})
+	if err := p.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("relay status publishing ended", "err", err)
 	}
 }

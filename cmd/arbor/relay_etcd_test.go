@@ -137,12 +137,15 @@ nodes:
 	redistest.WaitInSync(t, 60*time.Second, master, reps...)
 
 	// Each relay's status is in etcd, readable with etcdctl.
-	out := etcd.Etcdctl(t, "get", "--prefix", "--keys-only", topology.StatusPrefix("live")+"relay/")
-	for id := range relays {
-		if !strings.Contains(out, id) {
-			t.Errorf("no status of %s in etcd:\n%s", id, out)
+	redistest.WaitFor(t, 20*time.Second, func() error {
+		out := etcd.Etcdctl(t, "get", "--prefix", "--keys-only", topology.StatusPrefix("live")+"relay/")
+		for id := range relays {
+			if !strings.Contains(out, id) {
+				return fmt.Errorf("no status of %s in etcd:\n%s", id, out)
+			}
 		}
-	}
+		return nil
+	})
 }
 
 // relayInfo reads one INFO field of a relay.

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 )
 
 // Reader reads the stream from a position on, waiting for new bytes. Recent
@@ -18,6 +19,9 @@ type Reader struct {
 	s   *Store
 	gen uint64
 	pos int64
+	// at mirrors pos for the store, which keeps the segments a reader still
+	// needs (up to a hard cap) when it trims.
+	at atomic.Int64
 
 	// Disk cursor: the last record read from path, and where the next begins.
 	path     string
@@ -39,7 +43,18 @@ func (s *Store) NewReader(gen uint64, pos int64) (*Reader, error) {
 	if start := s.segs[0].start; pos < start || pos > s.end {
 		return nil, fmt.Errorf("%w: %d not in [%d, %d]", ErrOutOfRange, pos, start, s.end)
 	}
-	return &Reader{s: s, gen: gen, pos: pos}, nil
+	return s.newReaderLocked(gen, pos), nil
+}
+
+// newReaderLocked makes and registers a reader; the caller holds s.mu (for
+// reading is enough: readers has its own lock).
+func (s *Store) newReaderLocked(gen uint64, pos int64) *Reader {
+	r := &Reader{s: s, gen: gen, pos: pos}
+	r.at.Store(pos)
+	s.readersMu.Lock()
+	s.readers[r] = struct{}{}
+	s.readersMu.Unlock()
+	return r
 }
 
 func (s *Store) readableLocked(gen uint64) error {
@@ -57,8 +72,11 @@ func (s *Store) readableLocked(gen uint64) error {
 // Pos returns the position of the next byte Read returns.
 func (r *Reader) Pos() int64 { return r.pos }
 
-// Close releases the reader's file.
+// Close releases the reader's file and its hold on the backlog.
 func (r *Reader) Close() error {
+	r.s.readersMu.Lock()
+	delete(r.s.readers, r)
+	r.s.readersMu.Unlock()
 	if r.f != nil {
 		err := r.f.Close()
 		r.f = nil
@@ -95,6 +113,7 @@ func (r *Reader) Read(ctx context.Context, p []byte) (int, error) {
 				n := s.tail.read(p, r.pos)
 				s.mu.RUnlock()
 				r.pos += int64(n)
+				r.at.Store(r.pos)
 				return n, nil
 			}
 			sg := s.segmentForLocked(r.pos)
@@ -108,6 +127,7 @@ func (r *Reader) Read(ctx context.Context, p []byte) (int, error) {
 				return 0, err
 			}
 			r.pos += int64(n)
+			r.at.Store(r.pos)
 			return n, nil
 		}
 		ch := s.changed

@@ -170,7 +170,7 @@ func (s *Store) OpenFullSync() (*FullSync, error) {
 		Snapshot: snap,
 		Replid:   s.meta.Replid,
 		File:     f,
-		Stream:   &Reader{s: s, gen: s.meta.Generation, pos: snap.Offset},
+		Stream:   s.newReaderLocked(s.meta.Generation, snap.Offset),
 	}, nil
 }
 

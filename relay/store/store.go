@@ -134,6 +134,9 @@ type Store struct {
 	changed chan struct{} // closed and replaced on every change
 	closed  bool
 	scratch []byte // record buffer of the appender
+
+	readersMu sync.Mutex
+	readers   map[*Reader]struct{} // guarded by readersMu: open readers
 	// unsynced are rolled segment files the sync loop has yet to flush and
 	// close (FsyncEverySec).
 	unsynced []*os.File
@@ -170,6 +173,7 @@ func Open(opts Options) (*Store, error) {
 		tail:     ring{buf: make([]byte, opts.TailSize)},
 		changed:  make(chan struct{}),
 		scratch:  make([]byte, 0, recHeaderSize+maxRecordPayload),
+		readers:  make(map[*Reader]struct{}),
 		stopSync: make(chan struct{}),
 	}
 	if err := s.recover(); err != nil {
@@ -567,13 +571,20 @@ func (s *Store) rollLocked() (*segment, error) {
 }
 
 // trimLocked deletes the oldest segments while the backlog exceeds its bound,
-// never past the snapshot's offset.
+// never past the snapshot's offset. Like Redis 7, it keeps segments an open
+// reader still needs (a consumer a little behind is not pushed into a full
+// sync), but only up to twice the bound; past that such readers get
+// ErrTrimmed.
 func (s *Store) trimLocked() {
 	var total int64
 	for _, sg := range s.segs {
 		total += sg.size
 	}
+	need := s.oldestReaderPos()
 	for len(s.segs) > 1 && total-s.segs[0].size >= s.opts.BacklogSize && s.segs[1].start <= s.meta.Snapshot.Offset {
+		if s.segs[1].start > need && total < 2*s.opts.BacklogSize {
+			return
+		}
 		old := s.segs[0]
 		if err := os.Remove(old.path); err != nil {
 			s.log.Error("store: remove trimmed segment", "segment", old.path, "err", err)
@@ -582,6 +593,20 @@ func (s *Store) trimLocked() {
 		total -= old.size
 		s.segs = s.segs[1:]
 	}
+}
+
+// oldestReaderPos returns the lowest position of the open readers of the
+// current history, or the end when there are none.
+func (s *Store) oldestReaderPos() int64 {
+	pos := s.end
+	s.readersMu.Lock()
+	defer s.readersMu.Unlock()
+	for r := range s.readers {
+		if r.gen == s.meta.Generation {
+			pos = min(pos, r.at.Load())
+		}
+	}
+	return pos
 }
 
 func (s *Store) syncLoop() {

@@ -366,3 +366,42 @@ func TestEverySecFlushesRolledSegments(t *testing.T) {
 		t.Errorf("%d rolled segments still unsynced", pending)
 	}
 }
+
+// TestReaderPinsBacklogUpToTwiceTheBound: an open reader a little behind
+// keeps the segments it needs; past twice the bound they go anyway and the
+// reader learns it fell behind.
+func TestReaderPinsBacklogUpToTwiceTheBound(t *testing.T) {
+	o := testOptions(t, t.TempDir())
+	o.BacklogSize = 16 << 10
+	s := mustOpen(t, o)
+	fullSync(t, s, testReplid, 0)
+	appendAll(t, s, commands(0, 100), 500)
+	w, _ := s.NewSnapshotWriter()
+	w.Write(rdb.Minimal(10))
+	if _, err := s.InstallSnapshot(w, testReplid, s.End()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.NewReader(s.State().Generation, s.End())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pinned := r.Pos()
+	appendAll(t, s, commands(100, 150), 500) // more than the bound, less than twice
+	if st := s.State(); st.Start > pinned {
+		t.Fatalf("backlog start %d passed the open reader at %d", st.Start, pinned)
+	}
+	appendAll(t, s, commands(250, 600), 500) // far past twice the bound
+	// The snapshot must move for trimming to be possible at all.
+	w, _ = s.NewSnapshotWriter()
+	w.Write(rdb.Minimal(10))
+	if _, err := s.InstallSnapshot(w, testReplid, s.End()); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.State(); st.Start <= pinned || st.BacklogBytes > 2*o.BacklogSize+o.SegmentSize {
+		t.Fatalf("backlog [%d, %d) of %d bytes: the reader pinned it past twice the bound", st.Start, st.End, st.BacklogBytes)
+	}
+	if _, err := r.Read(context.Background(), make([]byte, 10)); !errors.Is(err, ErrTrimmed) {
+		t.Fatalf("reader behind the hard cap: got %v, want ErrTrimmed", err)
+	}
+}
