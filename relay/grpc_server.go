@@ -498,78 +498,53 @@ func (f *feeder) fullSync(ctx context.Context, resume *arborv1.ResumeRdb) (*stor
 func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 	r := f.r
 	buf := make([]byte, r.cfg.BatchBytes)
-	sentReplid := r.store.State().Replid
 	lastSend := time.Now()
 	f.c.sent.Store(reader.Pos())
 	for {
-		st := r.store.State()
-		// A replid switch at offset at (= SecondOffset-1): send the bytes
-		// before it, then the switch, so the child switches where we did.
-		limit := len(buf)
-		if st.Replid != sentReplid {
-			at := st.SecondOffset - 1
-			switch pos := reader.Pos(); {
-			case pos == at:
-				if err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_ReplidSwitch{ReplidSwitch: &arborv1.ReplidSwitch{
-					NewReplid: st.Replid, AtOffset: at,
-				}}}); err != nil {
-					return err
-				}
-				sentReplid = st.Replid
-				continue
-			case pos < at:
-				limit = int(min(int64(limit), at-pos))
-			default:
-				return &slowConsumerError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_REPLID_CHANGED,
-					msg: "replication id changed behind this link; subscribe again"}
-			}
-		}
-		if lag := st.End - reader.Pos(); lag > r.cfg.MaxChildLag {
+		if lag := r.store.End() - reader.Pos(); lag > r.cfg.MaxChildLag {
 			f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER, fmt.Sprintf("%d bytes behind, bound %d", lag, r.cfg.MaxChildLag))
 			return &slowConsumerError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER,
 				msg: fmt.Sprintf("child %s fell %d bytes behind (bound %d)", f.c.id, lag, r.cfg.MaxChildLag)}
 		}
 		waitCtx, cancel := context.WithTimeout(ctx, heartbeatEvery)
-		n, err := reader.Read(waitCtx, buf[:limit])
+		n, err := reader.Read(waitCtx, buf)
 		cancel()
-		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				if time.Since(lastSend) >= heartbeatEvery {
-					if err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Heartbeat{Heartbeat: &arborv1.Heartbeat{
-						MasterOffset: st.End, OriginTimeUnixNano: time.Now().UnixNano(),
-					}}}); err != nil {
-						return err
-					}
-					lastSend = time.Now()
+		var sw *store.ReplidSwitchError
+		switch {
+		case errors.As(err, &sw):
+			if err := f.sendSwitch(sw); err != nil {
+				return err
+			}
+			continue
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			if time.Since(lastSend) >= heartbeatEvery {
+				if err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Heartbeat{Heartbeat: &arborv1.Heartbeat{
+					MasterOffset: r.store.End(), OriginTimeUnixNano: time.Now().UnixNano(),
+				}}}); err != nil {
+					return err
 				}
-				continue
+				lastSend = time.Now()
 			}
-			if errors.Is(err, store.ErrTrimmed) {
-				f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_BACKLOG_EXCEEDED, "fell behind the backlog")
-			}
+			continue
+		case errors.Is(err, store.ErrTrimmed):
+			f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_BACKLOG_EXCEEDED, "fell behind the backlog")
+			return err
+		case err != nil:
 			return err
 		}
 		// Batch: if the frame is small, give the stream up to BatchDelay to
 		// add more, so frames are not one command each.
-		if n < limit && r.cfg.BatchDelay > 0 {
-			deadline := time.Now().Add(r.cfg.BatchDelay)
-			for n < limit && time.Now().Before(deadline) {
-				if reader.Buffered() == 0 {
-					wctx, cancel := context.WithDeadline(ctx, deadline)
-					m, err := reader.Read(wctx, buf[n:limit])
-					cancel()
-					n += m
-					if err != nil {
-						break
-					}
-					continue
-				}
-				m, err := reader.Read(ctx, buf[n:limit])
+		var pending *store.ReplidSwitchError
+		if n < len(buf) && r.cfg.BatchDelay > 0 {
+			wctx, cancel := context.WithTimeout(ctx, r.cfg.BatchDelay)
+			for n < len(buf) {
+				m, err := reader.Read(wctx, buf[n:])
 				n += m
-				if err != nil {
+				if errors.As(err, &pending) || err != nil {
 					break
 				}
 			}
+			cancel()
 		}
 		start := reader.Pos() - int64(n)
 		wire, err := f.enc.encode(buf[:n])
@@ -588,7 +563,25 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 		f.c.wireBytes.Add(uint64(len(wire)))
 		r.stats.rawBytes.Add(uint64(n))
 		r.stats.wireBytes.Add(uint64(len(wire)))
+		if pending != nil {
+			if err := f.sendSwitch(pending); err != nil {
+				return err
+			}
+		}
 	}
+}
+
+// sendSwitch passes a replication ID switch on at its exact offset; a
+// reader that is past it (several switches in a row) makes the child start
+// over instead.
+func (f *feeder) sendSwitch(sw *store.ReplidSwitchError) error {
+	if sw.Pos != sw.At {
+		return &slowConsumerError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_REPLID_CHANGED,
+			msg: fmt.Sprintf("replication id changed at %d, behind this link at %d; subscribe again", sw.At, sw.Pos)}
+	}
+	return f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_ReplidSwitch{ReplidSwitch: &arborv1.ReplidSwitch{
+		NewReplid: sw.Replid, AtOffset: sw.At,
+	}}})
 }
 
 // disconnect tells the child why it is cut, best effort (the stream may be

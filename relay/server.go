@@ -477,6 +477,10 @@ func (r *Relay) feedReplica(ctx context.Context, rp *replica, br *bufio.Reader, 
 				rp.close("fell behind the backlog")
 			case errors.Is(err, store.ErrCorrupt):
 				rp.close("backlog record failed its checksum")
+			case errors.As(err, new(*store.ReplidSwitchError)):
+				// Redis children of a chained replica reconnect on an ID
+				// change and come back through the replid2 rule.
+				rp.close("upstream replication id changed")
 			}
 			return err
 		}

@@ -16,9 +16,10 @@ import (
 // bytes come from the in-memory tail, older ones from the segment files, each
 // record checked against its CRC. A Reader is for one goroutine.
 type Reader struct {
-	s   *Store
-	gen uint64
-	pos int64
+	s      *Store
+	gen    uint64
+	pos    int64
+	replid string // the replication ID of the bytes delivered so far
 	// at mirrors pos for the store, which keeps the segments a reader still
 	// needs (up to a hard cap) when it trims.
 	at atomic.Int64
@@ -49,7 +50,7 @@ func (s *Store) NewReader(gen uint64, pos int64) (*Reader, error) {
 // newReaderLocked makes and registers a reader; the caller holds s.mu (for
 // reading is enough: readers has its own lock).
 func (s *Store) newReaderLocked(gen uint64, pos int64) *Reader {
-	r := &Reader{s: s, gen: gen, pos: pos}
+	r := &Reader{s: s, gen: gen, pos: pos, replid: s.meta.Replid}
 	r.at.Store(pos)
 	s.readersMu.Lock()
 	s.readers[r] = struct{}{}
@@ -92,8 +93,22 @@ func (r *Reader) Buffered() int64 {
 	return r.s.end - r.pos
 }
 
+// ReplidSwitchError is returned once by Read when the reader reaches the
+// offset where the replication ID switched (Pos == At); the bytes after it
+// belong to Replid. Pos > At means the reader was created past it under the
+// old ID (several switches in a row): its consumer should start over.
+type ReplidSwitchError struct {
+	Replid  string
+	At, Pos int64
+}
+
+func (e *ReplidSwitchError) Error() string {
+	return fmt.Sprintf("store: replication id switched to %s at offset %d (reader at %d)", e.Replid, e.At, e.Pos)
+}
+
 // Read copies stream bytes from the reader's position into p, waiting until
-// at least one is available or ctx ends. It fails with ErrReset when a full
+// at least one is available or ctx ends. A read never crosses a replication
+// ID switch: at the switch it returns a *ReplidSwitchError once. It fails with ErrReset when a full
 // sync replaced the history, ErrTrimmed when the position fell out of the
 // backlog, ErrClosed, or an error wrapping ErrCorrupt.
 func (r *Reader) Read(ctx context.Context, p []byte) (int, error) {
@@ -107,6 +122,19 @@ func (r *Reader) Read(ctx context.Context, p []byte) (int, error) {
 		if r.pos < s.segs[0].start {
 			s.mu.RUnlock()
 			return 0, ErrTrimmed
+		}
+		if s.meta.Replid != r.replid {
+			// Reads never cross the offset where the replication ID
+			// switched: the consumer learns of it exactly there.
+			at := s.meta.SecondOffset - 1
+			if r.pos >= at {
+				r.replid = s.meta.Replid
+				s.mu.RUnlock()
+				return 0, &ReplidSwitchError{Replid: r.replid, At: at, Pos: r.pos}
+			}
+			if int64(len(p)) > at-r.pos {
+				p = p[:at-r.pos]
+			}
 		}
 		if r.pos < s.end {
 			if r.pos >= s.tail.start {

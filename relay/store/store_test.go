@@ -405,3 +405,36 @@ func TestReaderPinsBacklogUpToTwiceTheBound(t *testing.T) {
 		t.Fatalf("reader behind the hard cap: got %v, want ErrTrimmed", err)
 	}
 }
+
+// TestReaderStopsAtReplidSwitch: a reader never reads across the offset
+// where the replication ID switched; it gets a ReplidSwitchError there once
+// and then reads the new history.
+func TestReaderStopsAtReplidSwitch(t *testing.T) {
+	s := mustOpen(t, testOptions(t, t.TempDir()))
+	fullSync(t, s, testReplid, 0)
+	appendAll(t, s, commands(0, 5), 1000)
+	at := s.End()
+	r, err := s.NewReader(s.State().Generation, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	newid := "abcdefabcdefabcdefabcdefabcdefabcdefabcd"
+	if err := s.SwitchReplid(newid); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, s, commands(5, 5), 1000)
+	buf := make([]byte, 1<<20)
+	n, err := r.Read(context.Background(), buf)
+	if err != nil || int64(n) != at {
+		t.Fatalf("first read: %d bytes, %v; want the %d bytes before the switch", n, err, at)
+	}
+	_, err = r.Read(context.Background(), buf)
+	var sw *ReplidSwitchError
+	if !errors.As(err, &sw) || sw.At != at || sw.Pos != at || sw.Replid != newid {
+		t.Fatalf("at the switch: got %v, want a ReplidSwitchError at %d", err, at)
+	}
+	if n, err := r.Read(context.Background(), buf); err != nil || int64(n) != s.End()-at {
+		t.Fatalf("after the switch: %d bytes, %v; want %d", n, err, s.End()-at)
+	}
+}
