@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,7 +19,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Benchmarks of Arbor against native Redis",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newBenchRelayCmd())
+	cmd.AddCommand(newBenchRelayCmd(), newBenchTreeCmd())
 	return cmd
 }
 
@@ -126,4 +128,208 @@ func benchConfig(cmd *cobra.Command) (bench.Config, bool, error) {
 	}
 	asJSON, _ := fs.GetBool("json")
 	return cfg, asJSON, cfg.Validate()
+}
+
+func newBenchTreeCmd() *cobra.Command {
+	def := bench.DefaultTreeConfig()
+	cmd := &cobra.Command{
+		Use:   "tree",
+		Short: "Compare a relay tree with native Redis replication across limited inter-site links",
+		Long: `Compare Arbor's relay tree with native Redis replication for the seed shape,
+on this machine, in one run: one master M in site A feeds both.
+
+  native: in each remote site S (B and C), S-1 replicates from M through the
+          site's link (REPLICAOF <link>) and S-2 from S-1 locally.
+  Arbor:  relay-a next to M; relay-B and relay-C follow relay-a over gRPC
+          through their site's link (compressed, --compression); in each site
+          S-1 and S-2 replicate from the site's relay.
+
+Every inter-site link is an internal/wan TCP bridge with a bandwidth limit
+(--bandwidth, each way) and added one-way latency (--latency); one native and
+one Arbor link per site, so each path's bytes are counted on its own.
+The load is realistic text (--mix): JSON user profiles, log lines, INCR
+counters and HSET sessions, not random bytes.
+
+Phases (--phases):
+  bytes     --bytes-rate writes/s for --duration: bytes through each site's
+            links (both directions) per MiB of master stream (the
+            master_repl_offset delta), native versus Arbor.
+  lag       --lag-rate writes/s for --duration with lag probes (SET
+            lag:<seq>, timed through keyspace notifications) on S-2 of site B
+            on both paths; p50/p99 and the lag per relay hop beyond the link's
+            latency: (Arbor p99 - latency) / 2 relay hops. Then the same at
+            each --lag-sweep rate, to show where lag stops being queueing
+            for the machine's CPU or the link.
+  fullsync  a fresh master filled with --dataset-size bytes of keys and
+            values (pipelined), then the time for a fresh replica in site B
+            to sync from M through a link, versus a fresh relay in site B
+            following relay-a (which took its snapshot locally) through a
+            link, plus a replica of it syncing locally.
+Every phase ends comparing every replica's DEBUG DIGEST with the master's.
+All processes (redis-server, "arbor relay" from this binary or --relay-bin)
+run on free loopback ports under a temporary directory and are killed when
+the command ends, also on SIGINT.
+
+Missed performance targets are reported as MISS; a digest mismatch or lost
+lag probes make the command fail.`,
+		Example: `  arbor bench tree
+  arbor bench tree --dataset-size 256MiB
+  arbor bench tree --phases bytes,lag --bandwidth 1Gbit --latency 30ms --compression s2 --json`,
+		Args: cobra.NoArgs,
+	}
+	f := cmd.Flags()
+	f.String("phases", "all", "phases to run: all, or a comma-separated list of "+strings.Join(bench.AllTreePhases, ", "))
+	f.String("bandwidth", "100Mbit", "rate of each direction of each inter-site link: 100Mbit, 1Gbit, 12500000 (bytes/s), 12MB (bytes/s); 0 for unlimited")
+	f.Duration("latency", def.Latency, "one-way latency added by each inter-site link")
+	f.String("compression", def.Compression, "relays' --compression: zstd, s2 or none")
+	f.String("mix", def.Mix.String(), "weights of the kinds of writes: "+strings.Join(bench.AllKinds, ", "))
+	f.Int("keyspace", def.Keyspace, "keys of each kind the steady loads write (bounds the servers' memory)")
+	f.Duration("duration", def.Duration, "length of each fixed-rate load (bytes and lag phases)")
+	f.Int("bytes-rate", def.BytesRate, "writes per second of the bytes phase")
+	f.Int("lag-rate", def.LagRate, "writes per second of the lag phase (the lag target is checked at this rate)")
+	f.String("lag-sweep", joinInts(def.LagSweep), `more lag-phase rates measured after --lag-rate, comma-separated ("" for none)`)
+	f.Duration("batch-interval", def.BatchInterval, "send one batch of writes this often")
+	f.Int("lag-samples", def.LagSamples, "lag probes per second (part of --lag-rate; at most one per batch)")
+	f.String("dataset-size", "1GiB", "bytes of keys and values filled before the full syncs (e.g. 256MiB, 2MB)")
+	f.Int("fill-window", def.FillWindow, "fill: commands sent ahead of their replies")
+	f.Uint64("seed", def.Seed, "seed of the workload generator")
+	f.Bool("json", false, "print the report as JSON instead of tables")
+	f.Bool("keep", false, "keep the temporary directory (server logs, relay stores)")
+	f.String("dir", "", "parent of the temporary directory (default: the system temp dir)")
+	f.String("redis-server", def.RedisServer, "redis-server binary")
+	f.String("relay-bin", "", "arbor binary to run the relays with (default: this executable)")
+	f.StringArray("relay-arg", nil, `extra argument for every relay, repeatable (e.g. --relay-arg=--batch-delay=500us)`)
+	f.Bool("quiet", false, "no progress lines on stderr")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, asJSON, err := benchTreeConfig(cmd)
+		if err != nil {
+			return err
+		}
+		rep, err := bench.RunTree(cmd.Context(), cfg)
+		if err != nil {
+			if rep != nil && (rep.Bytes != nil || rep.Lag != nil) {
+				// Show what was measured before the failure.
+				fmt.Fprintln(os.Stderr, "arbor bench tree: partial report:")
+				_ = printTreeReport(os.Stderr, rep, asJSON)
+			}
+			return err
+		}
+		if err := printTreeReport(cmd.OutOrStdout(), rep, asJSON); err != nil {
+			return err
+		}
+		if err := rep.Err(); err != nil {
+			return fmt.Errorf("bench tree: %w", err)
+		}
+		return nil
+	}
+	return cmd
+}
+
+func printTreeReport(w io.Writer, rep *bench.TreeReport, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.WriteText(w)
+}
+
+// benchTreeConfig builds the tree bench config from the flags; it also
+// returns --json.
+func benchTreeConfig(cmd *cobra.Command) (bench.TreeConfig, bool, error) {
+	fs := cmd.Flags()
+	cfg := bench.DefaultTreeConfig()
+	var err error
+	phases, _ := fs.GetString("phases")
+	if cfg.Phases, err = bench.ParseTreePhases(phases); err != nil {
+		return cfg, false, err
+	}
+	bw, _ := fs.GetString("bandwidth")
+	if cfg.Bandwidth, err = parseRate(bw); err != nil {
+		return cfg, false, fmt.Errorf("--bandwidth: %w", err)
+	}
+	mix, _ := fs.GetString("mix")
+	if cfg.Mix, err = bench.ParseMix(mix); err != nil {
+		return cfg, false, fmt.Errorf("--mix: %w", err)
+	}
+	sweep, _ := fs.GetString("lag-sweep")
+	if cfg.LagSweep, err = parseInts(sweep); err != nil {
+		return cfg, false, fmt.Errorf("--lag-sweep: %w", err)
+	}
+	ds, _ := fs.GetString("dataset-size")
+	if cfg.DatasetSize, err = parseSize(ds); err != nil {
+		return cfg, false, fmt.Errorf("--dataset-size: %w", err)
+	}
+	cfg.Latency, _ = fs.GetDuration("latency")
+	cfg.Compression, _ = fs.GetString("compression")
+	cfg.Compression = strings.ToLower(cfg.Compression)
+	cfg.Keyspace, _ = fs.GetInt("keyspace")
+	cfg.Duration, _ = fs.GetDuration("duration")
+	cfg.BytesRate, _ = fs.GetInt("bytes-rate")
+	cfg.LagRate, _ = fs.GetInt("lag-rate")
+	cfg.BatchInterval, _ = fs.GetDuration("batch-interval")
+	cfg.LagSamples, _ = fs.GetInt("lag-samples")
+	cfg.FillWindow, _ = fs.GetInt("fill-window")
+	cfg.Seed, _ = fs.GetUint64("seed")
+	cfg.Keep, _ = fs.GetBool("keep")
+	cfg.Dir, _ = fs.GetString("dir")
+	cfg.RedisServer, _ = fs.GetString("redis-server")
+	cfg.RelayBin, _ = fs.GetString("relay-bin")
+	cfg.RelayArgs, _ = fs.GetStringArray("relay-arg")
+	if quiet, _ := fs.GetBool("quiet"); !quiet {
+		cfg.Progress = os.Stderr
+	}
+	asJSON, _ := fs.GetBool("json")
+	return cfg, asJSON, cfg.Validate()
+}
+
+// parseRate parses a link rate into bytes per second: bits per second with
+// a unit (100Mbit, 2.5Gbit, 500kbps; powers of 1000), or a whole number of
+// bytes per second as parseSize reads them (12500000, 12MB). 0 means
+// unlimited.
+func parseRate(s string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSpace(strings.ToLower(s)), "/s")
+	for _, u := range []struct {
+		suffix string
+		mult   float64
+	}{{"gbit", 1e9}, {"gbps", 1e9}, {"mbit", 1e6}, {"mbps", 1e6}, {"kbit", 1e3}, {"kbps", 1e3}, {"bit", 1}, {"bps", 1}} {
+		if num, ok := strings.CutSuffix(t, u.suffix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || f < 0 || f*u.mult/8 > 1<<50 {
+				return 0, fmt.Errorf("%q is not a rate (examples: 100Mbit, 1Gbit, 12500000)", s)
+			}
+			return int64(f * u.mult / 8), nil
+		}
+	}
+	n, err := parseSize(t)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a rate (examples: 100Mbit, 1Gbit, 12500000)", s)
+	}
+	return n, nil
+}
+
+// parseInts parses a comma-separated list of integers; empty or "none"
+// is an empty list.
+func parseInts(s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.EqualFold(s, "none") {
+		return nil, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func joinInts(xs []int) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.Itoa(x)
+	}
+	return strings.Join(parts, ",")
 }

@@ -67,3 +67,91 @@ func TestBenchConfigFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestBenchTreeConfigFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		check   func(t *testing.T, cfg bench.TreeConfig, asJSON bool)
+		wantErr bool
+	}{
+		{
+			name: "defaults",
+			check: func(t *testing.T, cfg bench.TreeConfig, asJSON bool) {
+				def := bench.DefaultTreeConfig()
+				if cfg.Bandwidth != 12_500_000 || cfg.Latency != def.Latency || cfg.DatasetSize != 1<<30 ||
+					cfg.BytesRate != def.BytesRate || cfg.LagRate != def.LagRate || !slices.Equal(cfg.LagSweep, def.LagSweep) || cfg.Compression != "zstd" ||
+					cfg.Mix.String() != def.Mix.String() {
+					t.Errorf("got %+v, want the defaults %+v", cfg, def)
+				}
+				if !slices.Equal(cfg.Phases, bench.AllTreePhases) || asJSON || cfg.Progress == nil {
+					t.Errorf("phases %q json %v progress %v", cfg.Phases, asJSON, cfg.Progress)
+				}
+			},
+		},
+		{
+			name: "every flag",
+			args: []string{"--phases=lag,bytes", "--bandwidth=1Gbit", "--latency=30ms", "--compression=S2",
+				"--mix=profile=1,log=1", "--keyspace=500", "--duration=3s", "--bytes-rate=1000", "--lag-rate=2000",
+				"--batch-interval=2ms", "--lag-samples=50", "--lag-sweep=500, 100", "--dataset-size=256MiB", "--fill-window=100", "--seed=9",
+				"--json", "--keep", "--quiet", "--relay-bin=/x/arbor", "--relay-arg=--fsync=no"},
+			check: func(t *testing.T, cfg bench.TreeConfig, asJSON bool) {
+				if cfg.Bandwidth != 125_000_000 || cfg.Latency != 30*time.Millisecond || cfg.Compression != "s2" ||
+					cfg.Mix.String() != "profile=1,log=1" || cfg.Keyspace != 500 || cfg.Duration != 3*time.Second ||
+					cfg.BytesRate != 1000 || cfg.LagRate != 2000 || cfg.BatchInterval != 2*time.Millisecond ||
+					cfg.LagSamples != 50 || !slices.Equal(cfg.LagSweep, []int{500, 100}) || cfg.DatasetSize != 256<<20 || cfg.FillWindow != 100 || cfg.Seed != 9 {
+					t.Errorf("not taken from flags: %+v", cfg)
+				}
+				if !slices.Equal(cfg.Phases, []string{bench.TreePhaseBytes, bench.TreePhaseLag}) || !asJSON || !cfg.Keep || cfg.Progress != nil {
+					t.Errorf("phases %q json %v keep %v progress %v", cfg.Phases, asJSON, cfg.Keep, cfg.Progress)
+				}
+				if cfg.RelayBin != "/x/arbor" || !slices.Equal(cfg.RelayArgs, []string{"--fsync=no"}) {
+					t.Errorf("relay bin %q args %q", cfg.RelayBin, cfg.RelayArgs)
+				}
+			},
+		},
+		{name: "bad phase", args: []string{"--phases=throughput"}, wantErr: true},
+		{name: "bad bandwidth", args: []string{"--bandwidth=fast"}, wantErr: true},
+		{name: "bad mix", args: []string{"--mix=blobs=1"}, wantErr: true},
+		{name: "bad sweep", args: []string{"--lag-sweep=1000,fast"}, wantErr: true},
+		{name: "no sweep", args: []string{"--lag-sweep="}, check: func(t *testing.T, cfg bench.TreeConfig, _ bool) {
+			if len(cfg.LagSweep) != 0 {
+				t.Errorf("sweep %v, want none", cfg.LagSweep)
+			}
+		}},
+		{name: "bad dataset size", args: []string{"--dataset-size=huge"}, wantErr: true},
+		{name: "bad compression", args: []string{"--compression=lz4"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := newBenchTreeCmd()
+			if err := cmd.ParseFlags(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			cfg, asJSON, err := benchTreeConfig(cmd)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("benchTreeConfig error %v, want error %v", err, tt.wantErr)
+			}
+			if tt.check != nil {
+				tt.check(t, cfg, asJSON)
+			}
+		})
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]int64{
+		"100Mbit": 12_500_000, "100mbps": 12_500_000, "1Gbit": 125_000_000, "2.5Gbit/s": 312_500_000,
+		"500kbit": 62_500, "800bit": 100, "12500000": 12_500_000, "12MB": 12 << 20, "0": 0,
+	} {
+		got, err := parseRate(in)
+		if err != nil || got != want {
+			t.Errorf("parseRate(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "fast", "-1Mbit", "1.5", "Mbit"} {
+		if _, err := parseRate(bad); err == nil {
+			t.Errorf("parseRate(%q): no error", bad)
+		}
+	}
+}

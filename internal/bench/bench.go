@@ -21,13 +21,91 @@ const (
 	pollInterval = 5 * time.Millisecond
 )
 
+// workspace is what every run needs: the binaries, a temporary directory
+// for the processes of its phases, and a progress writer.
+type workspace struct {
+	root      string // temporary directory of the run
+	redisBin  string
+	relayBin  string
+	relayArgs []string
+	keep      bool
+	out       io.Writer
+}
+
+// newWorkspace looks the binaries up and makes the temporary directory
+// under dir (empty: the system's); relayBin empty means this executable.
+// The caller must call close.
+func newWorkspace(redisServer, relayBin, dir string, keep bool, relayArgs []string, progress io.Writer) (*workspace, error) {
+	redisBin, err := exec.LookPath(redisServer)
+	if err != nil {
+		return nil, fmt.Errorf("redis-server: %w", err)
+	}
+	if relayBin == "" {
+		if relayBin, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("relay binary: %w", err)
+		}
+	}
+	root, err := os.MkdirTemp(dir, "arbor-bench-")
+	if err != nil {
+		return nil, err
+	}
+	if progress == nil {
+		progress = io.Discard
+	}
+	return &workspace{root: root, redisBin: redisBin, relayBin: relayBin, relayArgs: relayArgs, keep: keep, out: progress}, nil
+}
+
+// close removes the temporary directory, unless it is to be kept. The
+// processes must be gone (every env closed).
+func (w *workspace) close() {
+	if w.keep {
+		w.progress("kept %s", w.root)
+		return
+	}
+	os.RemoveAll(w.root)
+}
+
+func (w *workspace) progress(format string, args ...any) {
+	fmt.Fprintf(w.out, "bench: "+format+"\n", args...)
+}
+
+// newEnv returns the process set of one phase, in its own directory.
+func (w *workspace) newEnv(phase string) *env {
+	return &env{
+		dir:      filepath.Join(w.root, phase),
+		redisBin: w.redisBin,
+		relayBin: w.relayBin,
+		relayArg: w.relayArgs,
+		progress: w.progress,
+	}
+}
+
+// newHost describes this machine; RedisVersion is filled in later.
+func newHost() Host {
+	return Host{
+		CPUs:       runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		GoVersion:  runtime.Version(),
+	}
+}
+
+// noteRedisVersion fills h.RedisVersion from s, once.
+func noteRedisVersion(ctx context.Context, h *Host, s *server) error {
+	if h.RedisVersion != "" {
+		return nil
+	}
+	m, err := infoOn(ctx, s.addr, "server")
+	if err != nil {
+		return err
+	}
+	h.RedisVersion = m["redis_version"]
+	return nil
+}
+
 // runner runs the phases of one Run.
 type runner struct {
-	cfg      Config
-	root     string // temporary directory of the run
-	redisBin string
-	relayBin string
-	out      io.Writer
+	*workspace
+	cfg Config
 }
 
 // Run runs cfg's phases in order and returns their report. Every process it
@@ -38,42 +116,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bench config: %w", err)
 	}
-	redisBin, err := exec.LookPath(cfg.RedisServer)
-	if err != nil {
-		return nil, fmt.Errorf("redis-server: %w", err)
-	}
-	relayBin := cfg.RelayBin
-	if relayBin == "" {
-		if relayBin, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("relay binary: %w", err)
-		}
-	}
-	root, err := os.MkdirTemp(cfg.Dir, "arbor-bench-")
+	w, err := newWorkspace(cfg.RedisServer, cfg.RelayBin, cfg.Dir, cfg.Keep, cfg.RelayArgs, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, root: root, redisBin: redisBin, relayBin: relayBin, out: cfg.Progress}
-	if r.out == nil {
-		r.out = io.Discard
-	}
-	defer func() {
-		if cfg.Keep {
-			r.progress("kept %s", root)
-			return
-		}
-		os.RemoveAll(root)
-	}()
+	defer w.close()
+	r := &runner{workspace: w, cfg: cfg}
 
-	rep := &Report{
-		Host: Host{
-			CPUs:       runtime.NumCPU(),
-			GOMAXPROCS: runtime.GOMAXPROCS(0),
-			GoVersion:  runtime.Version(),
-		},
-		Settings: newSettings(&cfg),
-	}
+	rep := &Report{Host: newHost(), Settings: newSettings(&cfg)}
 	if cfg.Keep {
-		rep.Dir = root
+		rep.Dir = w.root
 	}
 	for _, phase := range cfg.Phases {
 		r.progress("phase %s", phase)
@@ -89,21 +141,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Targets = rep.targets()
 	return rep, nil
-}
-
-func (r *runner) progress(format string, args ...any) {
-	fmt.Fprintf(r.out, "bench: "+format+"\n", args...)
-}
-
-// newEnv returns the process set of one phase, in its own directory.
-func (r *runner) newEnv(phase string) *env {
-	return &env{
-		dir:      filepath.Join(r.root, phase),
-		redisBin: r.redisBin,
-		relayBin: r.relayBin,
-		relayArg: r.cfg.RelayArgs,
-		progress: r.progress,
-	}
 }
 
 // setup is one configuration of PhaseThroughput.
@@ -142,7 +179,7 @@ func (r *runner) throughput(ctx context.Context, rep *Report) (*ThroughputResult
 		return nil, err
 	}
 	relayed.consumers = []*server{rl, rr}
-	if err := r.noteRedisVersion(ctx, rep, native.master); err != nil {
+	if err := noteRedisVersion(ctx, &rep.Host, native.master); err != nil {
 		return nil, err
 	}
 	if err := waitLinked(ctx, nr, rl, rr); err != nil {
@@ -200,7 +237,7 @@ func (r *runner) throughput(ctx context.Context, rep *Report) (*ThroughputResult
 		if err != nil {
 			return nil, err
 		}
-		rep.Digests = append(rep.Digests, d)
+		rep.Digests = append(rep.Digests, d...)
 	}
 	return res, nil
 }
@@ -287,7 +324,7 @@ func (r *runner) lag(ctx context.Context, rep *Report) (*LagResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.noteRedisVersion(ctx, rep, m); err != nil {
+	if err := noteRedisVersion(ctx, &rep.Host, m); err != nil {
 		return nil, err
 	}
 	if err := waitLinked(ctx, nr, rl, rr); err != nil {
@@ -347,7 +384,7 @@ func (r *runner) lag(ctx context.Context, rep *Report) (*LagResult, error) {
 	}
 	sentAt := make([]time.Duration, probes)
 	r.progress("writing %d SETs/s for %v with %d lag probes/s", r.cfg.Rate, r.cfg.Duration, r.cfg.LagSamples)
-	wr, err := writeFixedRate(ctx, m.addr, &r.cfg, base, sentAt)
+	wr, err := writeFixedRate(ctx, m.addr, r.cfg.fixedRate(), newSetSource(&r.cfg), base, sentAt)
 	if err != nil {
 		return nil, err
 	}
@@ -401,13 +438,11 @@ func (r *runner) lag(ctx context.Context, rep *Report) (*LagResult, error) {
 	}
 	r.progress("lag: %d writes at %.0f/s in %d batches, %d probes; p99 native %.3f ms, relay %.3f ms",
 		res.Writes, res.AchievedRate, wr.batches, res.Probes, res.Native.P99, res.Relay.P99)
-	for _, s := range []*server{nr, rr} {
-		d, err := compareDigests(ctx, PhaseLag, m, s)
-		if err != nil {
-			return nil, err
-		}
-		rep.Digests = append(rep.Digests, d)
+	d, err := compareDigests(ctx, PhaseLag, m, nr, rr)
+	if err != nil {
+		return nil, err
 	}
+	rep.Digests = append(rep.Digests, d...)
 	return res, nil
 }
 
@@ -439,16 +474,4 @@ func cpuComparison(uses ...CPUUse) CPUResult {
 		uses[i].PerGiB = perGiB(seconds(uses[i].Seconds), uses[i].StreamBytes)
 	}
 	return CPUResult{Uses: uses, Ratio: ratio(uses[0].PerGiB, uses[1].PerGiB)}
-}
-
-func (r *runner) noteRedisVersion(ctx context.Context, rep *Report, s *server) error {
-	if rep.Host.RedisVersion != "" {
-		return nil
-	}
-	m, err := infoOn(ctx, s.addr, "server")
-	if err != nil {
-		return err
-	}
-	rep.Host.RedisVersion = m["redis_version"]
-	return nil
 }

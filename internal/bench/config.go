@@ -86,28 +86,32 @@ func DefaultConfig() Config {
 }
 
 // ParsePhases parses a comma-separated phase list; "all" means AllPhases.
-func ParsePhases(s string) ([]string, error) {
+func ParsePhases(s string) ([]string, error) { return parsePhaseList(s, AllPhases) }
+
+// parsePhaseList parses a comma-separated list of phases from all; "all"
+// means every one. The result is in all's order whatever order was given.
+func parsePhaseList(s string, all []string) ([]string, error) {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		p = strings.ToLower(strings.TrimSpace(p))
 		switch {
 		case p == "all":
-			for _, a := range AllPhases {
+			for _, a := range all {
 				if !slices.Contains(out, a) {
 					out = append(out, a)
 				}
 			}
-		case slices.Contains(AllPhases, p):
+		case slices.Contains(all, p):
 			if !slices.Contains(out, p) {
 				out = append(out, p)
 			}
 		default:
-			return nil, fmt.Errorf("phase %q: want all or a list of %s", p, strings.Join(AllPhases, ", "))
+			return nil, fmt.Errorf("phase %q: want all or a list of %s", p, strings.Join(all, ", "))
 		}
 	}
 	// Run them in the canonical order whatever order was given.
 	slices.SortFunc(out, func(a, b string) int {
-		return slices.Index(AllPhases, a) - slices.Index(AllPhases, b)
+		return slices.Index(all, a) - slices.Index(all, b)
 	})
 	return out, nil
 }

@@ -17,15 +17,19 @@ const (
 	dialTimeout = 2 * time.Second
 	// commandTimeout bounds one control command and its reply.
 	commandTimeout = 10 * time.Second
+	// digestTimeout bounds DEBUG DIGEST, which reads the whole dataset
+	// (about 10 s per GiB on a small machine).
+	digestTimeout = 10 * time.Minute
 )
 
 // conn is a control connection: one command at a time, waiting for each
 // reply. It is not safe for concurrent use.
 type conn struct {
-	addr string
-	nc   net.Conn
-	rd   *resp.Reader
-	buf  []byte
+	addr    string
+	nc      net.Conn
+	rd      *resp.Reader
+	buf     []byte
+	timeout time.Duration // per command; 0 means commandTimeout
 }
 
 func dial(ctx context.Context, addr string) (*conn, error) {
@@ -42,7 +46,11 @@ func (c *conn) close() { c.nc.Close() }
 // do sends one command and returns its reply; an error reply is returned as
 // an error.
 func (c *conn) do(args ...string) (resp.Value, error) {
-	c.nc.SetDeadline(time.Now().Add(commandTimeout))
+	timeout := c.timeout
+	if timeout == 0 {
+		timeout = commandTimeout
+	}
+	c.nc.SetDeadline(time.Now().Add(timeout))
 	c.buf = resp.AppendCommand(c.buf[:0], args...)
 	if _, err := c.nc.Write(c.buf); err != nil {
 		return resp.Value{}, fmt.Errorf("%s %s: %w", c.addr, args[0], err)

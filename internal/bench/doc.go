@@ -15,4 +15,15 @@
 // its replica) at the same time, and times keyspace notifications on both
 // replicas to get the end-to-end lag of each path, while measuring CPU per
 // GiB of the identical stream.
+//
+// RunTree ("arbor bench tree") compares a relay tree with native
+// replication for the seed shape: one master in site A feeding, at once,
+// native chains (S-1 across the link, S-2 from S-1) and relay-a, whose
+// child relays in sites B and C serve both of their site's replicas. Every
+// inter-site link is an internal/wan Bridge with a bandwidth limit and
+// added latency, one per site and path, so the bytes each path sends
+// across are counted. The workload is realistic text (docGen: JSON
+// profiles, log lines, counters, hashes). It measures inter-site bytes per
+// MiB of master stream, the lag of S-2 in site B on both paths, and the
+// time to full-sync a filled master over a limited link.
 package bench

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -102,13 +103,62 @@ type writeResult struct {
 	elapsed time.Duration
 }
 
-// writeFixedRate sends cfg.Rate SETs per second to addr for cfg.Duration,
-// in a batch every cfg.BatchInterval, and at most cfg.LagSamples times per
-// second makes a batch's first SET the probe lag:<seq>, recording in
-// sentAt[seq] when it went out (since base). A second goroutine reads the
-// replies so the writer never waits for the server; writeFixedRate returns
-// once every reply has arrived.
-func writeFixedRate(ctx context.Context, addr string, cfg *Config, base time.Time, sentAt []time.Duration) (res writeResult, err error) {
+// cmdSource appends the next write command of a load to b. Every command
+// it makes must answer with a simple string or an integer (SET, INCR,
+// HSET...).
+type cmdSource interface {
+	appendNext(b []byte) []byte
+}
+
+// setSource makes the SETs of key:<n> (n cycling through the keyspace)
+// with one fixed value that "arbor bench relay" writes.
+type setSource struct {
+	value    []byte
+	keyspace int
+	next     int
+}
+
+func newSetSource(cfg *Config) *setSource {
+	return &setSource{value: newValue(cfg.ValueSize), keyspace: cfg.Keyspace}
+}
+
+func (s *setSource) appendNext(b []byte) []byte {
+	b = appendSet(b, s.next, s.value)
+	if s.next++; s.next >= s.keyspace {
+		s.next = 0
+	}
+	return b
+}
+
+// fixedRate describes a fixed-rate load.
+type fixedRate struct {
+	// rate is the number of writes per second.
+	rate int
+	// duration is how long the load lasts.
+	duration time.Duration
+	// batchInterval is how often a batch of writes is sent.
+	batchInterval time.Duration
+	// lagSamples is how many lag probes per second the load aims for;
+	// 0 means none.
+	lagSamples int
+	// probeValue is the value of every probe SET.
+	probeValue []byte
+}
+
+// fixedRate returns the lag phase's load.
+func (c *Config) fixedRate() fixedRate {
+	return fixedRate{rate: c.Rate, duration: c.Duration, batchInterval: c.BatchInterval,
+		lagSamples: c.LagSamples, probeValue: newValue(c.ValueSize)}
+}
+
+// writeFixedRate sends fr.rate commands from src per second to addr for
+// fr.duration, in a batch every fr.batchInterval, and at most
+// fr.lagSamples times per second makes a batch's first command the probe
+// SET lag:<seq>, recording in sentAt[seq] when it went out (since base); it
+// sends at most len(sentAt) probes. A second goroutine reads the replies so
+// the writer never waits for the server; writeFixedRate returns once every
+// reply has arrived. The load is bounded by count as well as by time.
+func writeFixedRate(ctx context.Context, addr string, fr fixedRate, src cmdSource, base time.Time, sentAt []time.Duration) (res writeResult, err error) {
 	d := net.Dialer{Timeout: dialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -116,7 +166,7 @@ func writeFixedRate(ctx context.Context, addr string, cfg *Config, base time.Tim
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	nc.SetDeadline(time.Now().Add(cfg.Duration + ioGrace))
+	nc.SetDeadline(time.Now().Add(fr.duration + ioGrace))
 
 	var (
 		acked   atomic.Int64
@@ -126,7 +176,7 @@ func writeFixedRate(ctx context.Context, addr string, cfg *Config, base time.Tim
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
-		readErr = countOK(nc, &acked, &closing)
+		readErr = countReplies(nc, &acked, &closing)
 	}()
 	defer func() {
 		closing.Store(true)
@@ -137,26 +187,25 @@ func writeFixedRate(ctx context.Context, addr string, cfg *Config, base time.Tim
 		}
 	}()
 
-	value := newValue(cfg.ValueSize)
-	perSecond := float64(cfg.Rate)
-	maxBurst := max(1, int64(perSecond*cfg.BatchInterval.Seconds()*maxBurstBatches))
-	maxWrites := int64(cfg.Duration.Seconds() * min(perSecond, maxOpsPerSecond))
+	perSecond := float64(fr.rate)
+	maxBurst := max(1, int64(perSecond*fr.batchInterval.Seconds()*maxBurstBatches))
+	maxWrites := int64(fr.duration.Seconds() * min(perSecond, maxOpsPerSecond))
 	// Every probeBatches-th batch starts with a probe. The ticker drops
 	// ticks when the writer runs late, so on a loaded machine there are
 	// somewhat fewer batches, and probes, than asked for.
-	probeBatches := max(1, int64(math.Round(float64(time.Second)/float64(cfg.LagSamples)/float64(cfg.BatchInterval))))
-	ticker := time.NewTicker(cfg.BatchInterval)
+	probeBatches := int64(math.MaxInt64)
+	if fr.lagSamples > 0 {
+		probeBatches = max(1, int64(math.Round(float64(time.Second)/float64(fr.lagSamples)/float64(fr.batchInterval))))
+	}
+	ticker := time.NewTicker(fr.batchInterval)
 	defer ticker.Stop()
 
-	var (
-		buf  []byte
-		next int
-	)
+	var buf []byte
 	start := time.Now()
 	for {
 		now := time.Now()
 		el := now.Sub(start)
-		if el >= cfg.Duration || res.writes >= maxWrites {
+		if el >= fr.duration || res.writes >= maxWrites {
 			break
 		}
 		n := min(int64(perSecond*el.Seconds())-res.writes, maxBurst, maxWrites-res.writes)
@@ -166,14 +215,11 @@ func writeFixedRate(ctx context.Context, addr string, cfg *Config, base time.Tim
 			probe := -1
 			if res.batches%probeBatches == 0 && res.probes < len(sentAt) {
 				probe = res.probes
-				buf = appendProbe(buf, probe, value)
+				buf = appendProbe(buf, probe, fr.probeValue)
 				k--
 			}
 			for range k {
-				buf = appendSet(buf, next, value)
-				if next++; next >= cfg.Keyspace {
-					next = 0
-				}
+				buf = src.appendNext(buf)
 			}
 			if probe >= 0 {
 				sentAt[probe] = time.Since(base)
@@ -194,20 +240,32 @@ func writeFixedRate(ctx context.Context, addr string, cfg *Config, base time.Tim
 	res.elapsed = time.Since(start)
 
 	// Every reply must arrive before the connection is closed.
+	if err := waitAcked(ctx, addr, &acked, res.writes, readDone, &readErr); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// waitAcked waits until acked reaches want, the reader ends (readDone; its
+// error in *readErr), ctx ends or ioGrace passes.
+func waitAcked(ctx context.Context, addr string, acked *atomic.Int64, want int64, readDone <-chan struct{}, readErr *error) error {
 	timeout := time.NewTimer(ioGrace)
 	defer timeout.Stop()
-	for acked.Load() < res.writes {
+	for acked.Load() < want {
 		select {
 		case <-readDone:
-			return res, fmt.Errorf("writer on %s: %d of %d replies: %w", addr, acked.Load(), res.writes, readErr)
+			if acked.Load() >= want {
+				return nil
+			}
+			return fmt.Errorf("writer on %s: %d of %d replies: %w", addr, acked.Load(), want, *readErr)
 		case <-ctx.Done():
-			return res, ctx.Err()
+			return ctx.Err()
 		case <-timeout.C:
-			return res, fmt.Errorf("writer on %s: %d of %d replies after %v", addr, acked.Load(), res.writes, ioGrace)
+			return fmt.Errorf("writer on %s: %d of %d replies after %v", addr, acked.Load(), want, ioGrace)
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // appendProbe appends SET lag:<seq> value.
@@ -221,24 +279,35 @@ func appendProbe(b []byte, seq int, value []byte) []byte {
 	return appendValue(b, value)
 }
 
-// countOK reads +OK replies from r, adding each to acked, until an error;
-// the error is nil when closing was set first.
-func countOK(r net.Conn, acked *atomic.Int64, closing *atomic.Bool) error {
+// countReplies reads replies from r, adding each to acked, until an error;
+// the error is nil when closing was set first. Only simple strings and
+// integers (+OK, :1) are accepted: an error reply, or any other type, ends
+// it with an error.
+func countReplies(r net.Conn, acked *atomic.Int64, closing *atomic.Bool) error {
 	buf := make([]byte, 64<<10)
-	pos := 0 // position within okReply
+	inReply := false // inside a reply, before its '\n'
 	for {
 		n, err := r.Read(buf)
-		var ok int64
-		for i, c := range buf[:n] {
-			if c != okReply[pos] {
-				return fmt.Errorf("read replies: %q: want +OK", buf[i:min(i+120, n)])
+		var got int64
+		for i := 0; i < n; i++ {
+			c := buf[i]
+			if !inReply {
+				if c != '+' && c != ':' {
+					acked.Add(got)
+					return fmt.Errorf("read replies: %q: want a simple string or an integer", buf[i:min(i+120, n)])
+				}
+				inReply = true
+				continue
 			}
-			if pos++; pos == len(okReply) {
-				pos = 0
-				ok++
+			j := bytes.IndexByte(buf[i:n], '\n')
+			if j < 0 {
+				break
 			}
+			i += j
+			inReply = false
+			got++
 		}
-		acked.Add(ok)
+		acked.Add(got)
 		if err != nil {
 			if closing.Load() {
 				return nil

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -134,7 +135,7 @@ func (e *env) start(name, dir, bin string, args []string) (*process, error) {
 // startServer starts a process listening on a free loopback port (args
 // builds its arguments from the address) and waits until it answers PING.
 // It retries on a new port when the process exits before answering.
-func (e *env) startServer(ctx context.Context, name, bin string, args func(host, port string) []string) (*server, error) {
+func (e *env) startServer(ctx context.Context, name, bin string, args func(host, port string) ([]string, error)) (*server, error) {
 	dir := filepath.Join(e.dir, name)
 	var lastErr error
 	for range startAttempts {
@@ -143,7 +144,11 @@ func (e *env) startServer(ctx context.Context, name, bin string, args func(host,
 			return nil, err
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		p, err := e.start(name, dir, bin, args("127.0.0.1", strconv.Itoa(port)))
+		argv, err := args("127.0.0.1", strconv.Itoa(port))
+		if err != nil {
+			return nil, err
+		}
+		p, err := e.start(name, dir, bin, argv)
 		if err != nil {
 			return nil, err
 		}
@@ -166,9 +171,10 @@ func (e *env) startServer(ctx context.Context, name, bin string, args func(host,
 
 // startRedis starts a redis-server for benchmarking: no persistence, DEBUG
 // allowed from loopback, diskless sync without delay. replicaOf, when set,
-// is its master's address.
-func (e *env) startRedis(ctx context.Context, name, replicaOf string) (*server, error) {
-	return e.startServer(ctx, name, e.redisBin, func(host, port string) []string {
+// is its master's address; extra are more configuration arguments
+// ("--name", "value"...), which win over the defaults.
+func (e *env) startRedis(ctx context.Context, name, replicaOf string, extra ...string) (*server, error) {
+	return e.startServer(ctx, name, e.redisBin, func(host, port string) ([]string, error) {
 		a := []string{
 			"--bind", host, "--port", port,
 			"--dir", ".", "--logfile", "",
@@ -181,23 +187,78 @@ func (e *env) startRedis(ctx context.Context, name, replicaOf string) (*server, 
 			h, p, _ := net.SplitHostPort(replicaOf)
 			a = append(a, "--replicaof", h, p)
 		}
-		return a
+		return append(a, extra...), nil
 	})
 }
 
-// startRelay starts "arbor relay" following upstream (host:port) with its
-// store in its own data directory and warn-level logs.
+// relaySpec describes one "arbor relay" process.
+type relaySpec struct {
+	// upstream is the --upstream URL: redis://host:port or
+	// arbor://host:port.
+	upstream string
+	// site is its --site; empty leaves it out.
+	site string
+	// grpc gives it a gRPC service (for child relays) on a free loopback
+	// port.
+	grpc bool
+	// args are more arguments, before the env's relay arguments.
+	args []string
+}
+
+// relayServer is a started relay.
+type relayServer struct {
+	*server
+	// grpcAddr is the address of its gRPC service; empty without one.
+	grpcAddr string
+}
+
+// startRelay starts "arbor relay" following the Redis master at upstream
+// (host:port) with its store in its own data directory and warn-level logs.
 func (e *env) startRelay(ctx context.Context, name, upstream string) (*server, error) {
-	return e.startServer(ctx, name, e.relayBin, func(host, port string) []string {
+	rs, err := e.startRelayWith(ctx, name, relaySpec{upstream: "redis://" + upstream})
+	if err != nil {
+		return nil, err
+	}
+	return rs.server, nil
+}
+
+// startRelayWith starts "arbor relay" as spec describes, with its store in
+// its own data directory and warn-level logs. A relay that follows a parent
+// relay, or serves gRPC, runs its gRPC links in plaintext.
+func (e *env) startRelayWith(ctx context.Context, name string, spec relaySpec) (*relayServer, error) {
+	var grpcAddr string
+	s, err := e.startServer(ctx, name, e.relayBin, func(host, port string) ([]string, error) {
 		a := []string{"relay",
 			"--id", name,
 			"--data-dir", "data",
-			"--upstream", "redis://" + upstream,
+			"--upstream", spec.upstream,
 			"--redis-addr", net.JoinHostPort(host, port),
 			"--log-level", "warn",
 		}
-		return append(a, e.relayArg...)
+		if spec.site != "" {
+			a = append(a, "--site", spec.site)
+		}
+		if spec.grpc {
+			gp, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			grpcAddr = net.JoinHostPort(host, strconv.Itoa(gp))
+			a = append(a, "--grpc-addr", grpcAddr)
+		}
+		if spec.grpc || strings.HasPrefix(spec.upstream, "arbor://") {
+			a = append(a, "--plaintext")
+		}
+		a = append(a, spec.args...)
+		return append(a, e.relayArg...), nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	if !spec.grpc {
+		grpcAddr = ""
+	}
+	return &relayServer{server: s, grpcAddr: grpcAddr}, nil
 }
 
 // waitReady polls PING until s answers, its process exits, ctx ends or

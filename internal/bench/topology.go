@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/arbor-fabric/arbor/internal/resp"
 )
 
 // masterOffset returns the master_repl_offset of s.
@@ -111,23 +113,38 @@ func waitCaughtUp(ctx context.Context, master *server, replicas ...*server) (int
 	return target, nil
 }
 
-// compareDigests compares the DEBUG DIGEST of a replica with its master's.
-// Both must be quiet (caught up, no load).
-func compareDigests(ctx context.Context, phase string, master, replica *server) (DigestCheck, error) {
-	md, err := query(ctx, master.addr, "DEBUG", "DIGEST")
+// compareDigests compares the DEBUG DIGEST of each replica with its
+// master's, read once. All must be quiet (caught up, no load).
+func compareDigests(ctx context.Context, phase string, master *server, replicas ...*server) ([]DigestCheck, error) {
+	md, err := digest(ctx, master.addr)
 	if err != nil {
-		return DigestCheck{}, err
+		return nil, err
 	}
-	rd, err := query(ctx, replica.addr, "DEBUG", "DIGEST")
+	out := make([]DigestCheck, 0, len(replicas))
+	for _, r := range replicas {
+		rd, err := digest(ctx, r.addr)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, DigestCheck{
+			Phase:         phase,
+			Replica:       r.name,
+			Master:        master.name,
+			ReplicaDigest: string(rd.Str),
+			MasterDigest:  string(md.Str),
+			Match:         string(rd.Str) == string(md.Str),
+		})
+	}
+	return out, nil
+}
+
+// digest runs DEBUG DIGEST on addr, allowing for a large dataset.
+func digest(ctx context.Context, addr string) (resp.Value, error) {
+	c, err := dial(ctx, addr)
 	if err != nil {
-		return DigestCheck{}, err
+		return resp.Value{}, err
 	}
-	return DigestCheck{
-		Phase:         phase,
-		Replica:       replica.name,
-		Master:        master.name,
-		ReplicaDigest: string(rd.Str),
-		MasterDigest:  string(md.Str),
-		Match:         string(rd.Str) == string(md.Str),
-	}, nil
+	defer c.close()
+	c.timeout = digestTimeout
+	return c.do("DEBUG", "DIGEST")
 }
