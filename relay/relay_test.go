@@ -231,6 +231,9 @@ func TestBacklogStaysBounded(t *testing.T) {
 	replicaOf(t, late, r.Port)
 	redistest.WaitInSync(t, syncTimeout, master, early, late, gone)
 	expectEq(t, "relay arbor_upstream_full_syncs", r.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
+	// The fresher snapshots came from the relay's in-sync replica: the
+	// master forked for the relay once, for its first full sync.
+	expectEq(t, "master sync_full", masterInt(t, master, "stats", "sync_full"), 1)
 	// Both the returning replica (outside the backlog) and the new one (a
 	// former master PSYNCs with its own ID, as Redis 7 does) are refused a
 	// partial resync, as a Redis master counts them.

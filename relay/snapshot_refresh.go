@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -18,8 +19,10 @@ const snapshotCheckInterval = 2 * time.Second
 
 // refreshSnapshots keeps the backlog within --backlog-size: the backlog may
 // not be trimmed past the snapshot (a full sync needs both), so when the
-// snapshot pins it, the relay fetches a fresher RDB of the same history from
-// the upstream (REPLCONF rdb-only) and installs it.
+// snapshot pins it, the relay fetches a fresher RDB of the same history
+// (REPLCONF rdb-only) and installs it. It asks one of its own in-sync Redis
+// replicas first, so that the fork for the RDB happens there and never on
+// the master; the upstream is the fallback.
 func (r *Relay) refreshSnapshots(ctx context.Context) {
 	t := time.NewTicker(snapshotCheckInterval)
 	defer t.Stop()
@@ -36,6 +39,16 @@ func (r *Relay) refreshSnapshots(ctx context.Context) {
 		st := r.store.State()
 		r.log.Info("backlog over its bound and pinned by the snapshot; fetching a fresher snapshot",
 			"backlog_bytes", st.BacklogBytes, "backlog_size", r.cfg.BacklogSize, "snapshot_offset", st.Snapshot.Offset)
+		if rep, ok := r.inSyncReplica(up); ok {
+			err := r.refreshSnapshot(ctx, rep)
+			if err == nil {
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("snapshot refresh from a replica failed; asking the upstream", "replica", rep.Addr, "err", err)
+		}
 		refresh := r.refreshSnapshot
 		if up.Kind == UpstreamRelay {
 			refresh = r.refreshFromRelay
@@ -46,6 +59,24 @@ func (r *Relay) refreshSnapshots(ctx context.Context) {
 	}
 }
 
+// inSyncReplica picks an online Redis replica of this relay that has acked
+// everything stored (a chained replica serves RDBs with the master's
+// replication ID and its own offset). It is reached at the address it
+// connected from and its listening port, with the upstream's credentials.
+func (r *Relay) inSyncReplica(up Upstream) (Upstream, bool) {
+	end := r.store.End()
+	for _, rp := range r.replicaList() {
+		if v, _ := rp.state.Load().(string); v != "online" || rp.sync || rp.listeningPort == 0 || rp.ackOffset.Load() < end-(1<<20) {
+			continue
+		}
+		return Upstream{Kind: UpstreamRedis, Addr: net.JoinHostPort(rp.addr, strconv.Itoa(rp.listeningPort)), User: up.User, Password: up.Password}, true
+	}
+	return Upstream{}, false
+}
+
+// refreshSnapshot fetches an RDB of the current history from a Redis server
+// (the master or one of the relay's own replicas) and installs it once the
+// stream reached its offset.
 func (r *Relay) refreshSnapshot(ctx context.Context, up Upstream) error {
 	linkCtx, closeLink := context.WithCancel(ctx)
 	u, wait, err := r.dialUpstream(linkCtx, up, true)
