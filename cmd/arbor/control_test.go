@@ -20,6 +20,7 @@ import (
 
 	"github.com/arbor-fabric/arbor/internal/etcdtest"
 	"github.com/arbor-fabric/arbor/internal/redistest"
+	"github.com/arbor-fabric/arbor/internal/statusview"
 	"github.com/arbor-fabric/arbor/topology"
 )
 
@@ -199,19 +200,19 @@ func (p *agentProcess) kill() {
 }
 
 // statusJSON runs `arbor status --json` in-process.
-func statusJSON(ctx context.Context, eflags []string) (*fabricView, error) {
+func statusJSON(ctx context.Context, eflags []string) (*statusview.Fabric, error) {
 	out, err := arbor(ctx, append([]string{"status", "--json"}, eflags...)...)
 	if err != nil {
 		return nil, err
 	}
-	var v fabricView
+	var v statusview.Fabric
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		return nil, fmt.Errorf("%v: %s", err, out)
 	}
 	return &v, nil
 }
 
-func findNode(v *fabricView, id string) *nodeView {
+func findNode(v *statusview.Fabric, id string) *statusview.Node {
 	for i := range v.Nodes {
 		if v.Nodes[i].ID == id {
 			return &v.Nodes[i]
@@ -367,13 +368,13 @@ func TestStatusWatch(t *testing.T) {
 		done <- root.ExecuteContext(wctx)
 		pw.Close()
 	}()
-	lines := make(chan fabricView)
+	lines := make(chan statusview.Fabric)
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
-			var v fabricView
+			var v statusview.Fabric
 			if json.Unmarshal(sc.Bytes(), &v) == nil {
 				select {
 				case lines <- v:
@@ -391,7 +392,7 @@ func TestStatusWatch(t *testing.T) {
 		for range lines {
 		}
 	}()
-	next := func(want func(*fabricView) bool) {
+	next := func(want func(*statusview.Fabric) bool) {
 		t.Helper()
 		for {
 			select {
@@ -407,13 +408,13 @@ func TestStatusWatch(t *testing.T) {
 			}
 		}
 	}
-	next(func(v *fabricView) bool { return v.TopologyValid && len(v.Relays) == 4 })
+	next(func(v *statusview.Fabric) bool { return v.TopologyValid && len(v.Relays) == 4 })
 	c.Etcdctl(t, "put", topology.RelayKey("watch", "relay-c"), `{"site":"C","upstream":"relay-q","redis_addr":"127.0.0.1:7120"}`)
-	next(func(v *fabricView) bool {
+	next(func(v *statusview.Fabric) bool {
 		return !v.TopologyValid && len(v.Refused) == 1 && strings.Contains(v.Refused[0].Problem, `"relay-q": no such relay`)
 	})
 	c.Etcdctl(t, "put", topology.RelayKey("watch", "relay-c"), `{"site":"C","upstream":"relay-b","grpc_addr":"127.0.0.1:7520","redis_addr":"127.0.0.1:7120"}`)
-	next(func(v *fabricView) bool {
+	next(func(v *statusview.Fabric) bool {
 		for _, r := range v.Relays {
 			if r.ID == "relay-c" {
 				return v.TopologyValid && r.Upstream == "relay-b"

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/arbor-fabric/arbor/internal/demo"
@@ -8,21 +10,41 @@ import (
 
 func newDemoCmd() *cobra.Command {
 	var o demo.Options
-	var logLevel string
+	var logLevel, etcd string
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the three-site seed topology on this machine, with a write load",
+		Short: "Run the three-site seed topology on this machine, with a write load and the control plane",
 		Long: `Run the seed topology of the design on this machine: site A with the master,
 two relays (relay-a1, relay-a2), a backup and two read replicas; sites B and C
 with a relay each and their backups and read replicas, all real redis-server
 processes on loopback. A write load runs on the master while a table shows
-every server's offset and lag; at the end every server's DEBUG DIGEST is
-checked against the master's. Needs redis-server (apt-get install redis-server).`,
+every server's offset, lag and what it follows; at the end every server's
+DEBUG DIGEST is checked against the master's. Needs redis-server
+(apt-get install redis-server).
+
+The control plane runs too: an etcd (--etcd-bin, else etcd on PATH, else built
+once from tools/go.mod and cached, about 90 s; or an existing one with
+--etcd), the seed topology applied to it (cluster "demo"), the relays taking
+their upstreams from it, and a node agent beside every redis-server pointing
+it at its site's relay. During the load relay-c is re-parented live through
+etcd from relay-a1 to relay-b, with no full sync; at the end the fabric is
+printed as ` + "`arbor status`" + ` shows it. The demo prints the ` + "`arbor status`" + ` command to
+watch it from another terminal. Without an etcd binary and without a Go
+toolchain to build one, or with --no-etcd, the topology is wired statically.`,
+		Example: `  arbor demo                          # 10 s of load, etcd run by the demo
+  arbor demo --duration 0             # until Ctrl-C
+  arbor demo --etcd 127.0.0.1:2379    # an existing etcd
+  arbor demo --no-etcd                # no control plane`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(logLevel, "text")
 			if err != nil {
 				return err
+			}
+			for _, e := range strings.Split(etcd, ",") {
+				if e = strings.TrimSpace(e); e != "" {
+					o.Etcd = append(o.Etcd, e)
+				}
 			}
 			o.Logger = logger
 			o.Out = cmd.OutOrStdout()
@@ -35,6 +57,13 @@ checked against the master's. Needs redis-server (apt-get install redis-server).
 	f.StringVar(&o.Dir, "dir", "", "directory for the servers' files (default: a temporary one)")
 	f.BoolVar(&o.Keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&o.RedisServer, "redis-server", "redis-server", "redis-server binary")
-	f.StringVar(&logLevel, "log-level", "warn", "relay log level")
+	f.StringVar(&o.EtcdBin, "etcd-bin", "", "etcd binary to run (default: etcd on PATH, else built from tools/go.mod)")
+	f.StringVar(&etcd, "etcd", "", "endpoints of a running etcd to use instead (comma-separated; no TLS or auth)")
+	f.BoolVar(&o.NoEtcd, "no-etcd", false, "no control plane: wire the topology statically")
+	f.StringVar(&o.Cluster, "cluster", demo.DefaultCluster, "cluster name in etcd (/arbor/<cluster>/)")
+	f.StringVar(&logLevel, "log-level", "warn", "relay and node agent log level")
+	cmd.MarkFlagsMutuallyExclusive("no-etcd", "etcd")
+	cmd.MarkFlagsMutuallyExclusive("no-etcd", "etcd-bin")
+	cmd.MarkFlagsMutuallyExclusive("etcd", "etcd-bin")
 	return cmd
 }

@@ -2,142 +2,21 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net/url"
-	"sync"
-	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
+	"github.com/arbor-fabric/arbor/internal/fabric"
 	"github.com/arbor-fabric/arbor/relay"
-	"github.com/arbor-fabric/arbor/topology"
 )
 
-// statusInterval is how often a relay refreshes its status in etcd.
-const statusInterval = time.Second
-
-// runRelayWithEtcd runs a relay whose upstream comes from the topology in
-// etcd: it follows the relay's key live (a new upstream is followed at once,
-// with a partial resync when the history allows), keeps the last good
-// topology when an edit is refused or etcd is down, and publishes the
-// relay's Status on a lease. cfg.Upstream, if set, is used until the
-// topology is read (and lends its credentials to a redis:// upstream the
-// topology names, since the topology holds none).
+// runRelayWithEtcd runs `arbor relay --etcd`: it connects to etcd as the
+// flags say (waiting for it while it cannot be reached) and runs the relay
+// under the control plane (fabric.RunRelay: upstream from the topology,
+// followed live, status on a lease).
 func runRelayWithEtcd(ctx context.Context, cfg relay.Config, ef *etcdFlags, log *slog.Logger) error {
 	cli, err := ef.connect(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	// The newest update, coalesced: the watcher never waits for the relay.
-	updates := make(chan topology.RelayUpdate, 1)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := topology.WatchRelay(ctx, cli, ef.cluster, cfg.ID, log, func(u topology.RelayUpdate) {
-			select {
-			case <-updates:
-			default:
-			}
-			updates <- u
-		}); err != nil {
-			log.Error("topology watch ended", "err", err)
-		}
-	}()
-
-	static := cfg.Upstream
-	var pending *topology.RelayUpdate
-	if static == "" {
-		log.Info("waiting for this relay's spec in the topology", "cluster", ef.cluster, "relay", cfg.ID)
-		for pending == nil || !pending.Found {
-			select {
-			case u := <-updates:
-				pending = &u
-				if !u.Found {
-					log.Error("relay is not in the topology in force; waiting for it", "cluster", ef.cluster, "relay", cfg.ID, "refused_edit", rejection(u))
-				}
-			case <-ctx.Done():
-				return nil
-			}
-		}
-		cfg.Upstream = withCredentials(pending.Upstream, static)
-	}
-	r, err := relay.New(cfg)
-	if err != nil {
-		return err
-	}
-	apply := func(u topology.RelayUpdate) {
-		r.SetTopology(u.Revision, rejection(u))
-		if u.Rejected != nil {
-			log.Error("topology edit refused; keeping the topology in force", "revision", u.Rejected.Revision, "err", u.Rejected.Err)
-		}
-		if !u.Found {
-			log.Error("relay is not in the topology in force; keeping its upstream", "relay", cfg.ID)
-			return
-		}
-		if err := r.SetUpstream(withCredentials(u.Upstream, static)); err != nil {
-			log.Error("topology names an upstream this relay cannot follow; keeping the current one", "upstream", u.Upstream, "err", err)
-		}
-	}
-	if pending != nil {
-		apply(*pending)
-	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case u := <-updates:
-				apply(u)
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		publishRelayStatus(ctx, cli, ef.cluster, r, log)
-	}()
-	err = r.Run(ctx)
-	cancel()
-	return err
-}
-
-func publishRelayStatus(ctx context.Context, cli *clientv3.Client, cluster string, r *relay.Relay, log *slog.Logger) {
-	p := topology.NewStatusPublisher(cli, topology.StatusConfig{
-		Cluster: cluster, Kind: topology.KindRelay, ID: r.ID(), Interval: statusInterval,
-		Value: func() any { return r.Status() }, Logger: log,
-	})
-	if err := p.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		log.Error("relay status publishing ended", "err", err)
-	}
-}
-
-func rejection(u topology.RelayUpdate) string {
-	if u.Rejected == nil {
-		return ""
-	}
-	return u.Rejected.String()
-}
-
-// withCredentials adds the user and password of the static --upstream to a
-// redis:// upstream from the topology, which holds no secrets.
-func withCredentials(upstream, static string) string {
-	su, err := url.Parse(static)
-	if err != nil || su.User == nil || su.Scheme != "redis" {
-		return upstream
-	}
-	u, err := url.Parse(upstream)
-	if err != nil || u.Scheme != "redis" || u.User != nil {
-		return upstream
-	}
-	u.User = su.User
-	return u.String()
+	return fabric.RunRelay(ctx, cfg, cli, ef.cluster, log)
 }

@@ -1,7 +1,15 @@
 // Package demo runs the seed topology of DESIGN.md on one machine: a Redis
 // master and relays in site A, relays in sites B and C, and the backups and
-// read replicas of every site running REPLICAOF their site's relay, with a
+// read replicas of every site replicating from their site's relay, with a
 // write load, a live table of offsets and a final digest check.
+//
+// By default the control plane runs too: an etcd (one given, on PATH, or
+// built from tools/go.mod; or an existing one), the seed topology applied
+// to it, the relays taking their upstreams from it (package fabric), a
+// node agent beside every redis-server pointing it where the topology says,
+// one live re-parenting through etcd during the load, and the fabric as
+// `arbor status` shows it at the end. Without etcd (Options.NoEtcd, or
+// when no etcd can be found or built) the topology is wired statically.
 package demo
 
 import (
@@ -23,9 +31,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/arbor-fabric/arbor/relay"
 )
+
+// DefaultCluster is the cluster name the demo's topology is applied under.
+const DefaultCluster = "demo"
 
 // Options configure a demo run.
 type Options struct {
@@ -41,12 +53,24 @@ type Options struct {
 	RedisServer string
 	// Out receives the demo's report.
 	Out io.Writer
-	// Logger receives the relays' logs.
+	// Logger receives the relays' and node agents' logs.
 	Logger *slog.Logger
+
+	// NoEtcd runs the static demo: relays and replicas wired directly,
+	// no control plane.
+	NoEtcd bool
+	// Etcd are the endpoints of a running etcd to use; empty runs one.
+	Etcd []string
+	// EtcdBin is the etcd binary to run; empty means etcd on PATH, else
+	// the one built from tools/go.mod (cached; the first build takes about
+	// 90 s). When none can be found or built, the demo runs static.
+	EtcdBin string
+	// Cluster is the cluster name in etcd; empty means DefaultCluster.
+	Cluster string
 }
 
-// node is one redis-server of the topology.
-type node struct {
+// server is one redis-server of the topology.
+type server struct {
 	name, site, role, follows string
 	port                      int
 	cmd                       *exec.Cmd
@@ -54,12 +78,19 @@ type node struct {
 	client                    *redis.Client
 }
 
+func (s *server) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
 type relayNode struct {
 	name, site, follows string
 	port                int
 	grpcAddr            string
+	client              *redis.Client // to its Redis side, for INFO
+	started             chan struct{} // closed once r is set
+	exited              chan struct{} // closed when the relay's goroutine returned
 	r                   *relay.Relay
 }
+
+func (rn *relayNode) redisAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(rn.port)) }
 
 // Run runs the demo until the load ends or ctx is cancelled, then checks
 // that every server holds the master's data and stops everything.
@@ -74,8 +105,14 @@ func Run(ctx context.Context, o Options) error {
 	if o.Out == nil {
 		o.Out = os.Stdout
 	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	if o.Rate <= 0 {
 		o.Rate = 2000
+	}
+	if o.Cluster == "" {
+		o.Cluster = DefaultCluster
 	}
 	if o.Dir == "" {
 		if o.Dir, err = os.MkdirTemp("", "arbor-demo-"); err != nil {
@@ -87,7 +124,23 @@ func Run(ctx context.Context, o Options) error {
 	}
 	d := &demo{o: o, bin: bin}
 	defer d.stop()
-	if err := d.start(ctx); err != nil {
+	fmt.Fprintf(d.o.Out, "Arbor demo: the seed topology on this machine (files in %s)\n", d.o.Dir)
+	if !o.NoEtcd {
+		err = d.startEtcd(ctx)
+	}
+	switch {
+	case err != nil:
+	case d.cli != nil:
+		err = d.startFabric(ctx)
+	default:
+		fmt.Fprintln(d.o.Out)
+		err = d.startStatic(ctx)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(d.o.Out, "Interrupted while starting; stopping.")
+			return nil
+		}
 		return err
 	}
 	return d.run(ctx)
@@ -96,11 +149,17 @@ func Run(ctx context.Context, o Options) error {
 type demo struct {
 	o      Options
 	bin    string
-	master *node
-	nodes  []*node
+	master *server
+	nodes  []*server // the master first
 	relays []*relayNode
 	wg     sync.WaitGroup
-	cancel context.CancelFunc
+	cancel context.CancelFunc // ends the relays and agents
+
+	// With the control plane.
+	etcd      *etcdProcess // nil with Options.Etcd
+	endpoints []string
+	cli       *clientv3.Client
+	ctl       *fabricState
 }
 
 func freePort() (int, error) {
@@ -112,7 +171,7 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ...string) (*node, error) {
+func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ...string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -125,13 +184,15 @@ func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ..
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "local",
 		"--logfile", filepath.Join(dir, "redis.log"), "--repl-diskless-sync-delay", "0"}, extra...)
 	cmd := exec.Command(d.bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group (a Ctrl-C goes to the demo only, which stops
+	// it), and killed should the demo die without stopping it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	n := &node{name: name, site: site, role: role, port: port, cmd: cmd, done: make(chan struct{})}
+	n := &server{name: name, site: site, role: role, port: port, cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(n.done) }()
-	n.client = redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Protocol: 2, DisableIdentity: true})
+	n.client = redis.NewClient(&redis.Options{Addr: n.addr(), Protocol: 2, DisableIdentity: true})
 	d.nodes = append(d.nodes, n)
 	deadline := time.Now().Add(10 * time.Second)
 	for n.client.Ping(ctx).Err() != nil {
@@ -141,41 +202,67 @@ func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ..
 		select {
 		case <-n.done:
 			return nil, fmt.Errorf("%s exited at start (see %s)", name, filepath.Join(dir, "redis.log"))
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	return n, nil
 }
 
-// startRelay starts a relay following upstream: a redis:// master or an
-// arbor:// parent relay.
-func (d *demo) startRelay(ctx context.Context, name, site, upstream, follows string) (*relayNode, error) {
+// relayConfig returns the configuration of a demo relay on free loopback
+// ports.
+func (d *demo) relayConfig(name, site string) (relay.Config, error) {
 	port, err := freePort()
 	if err != nil {
-		return nil, err
+		return relay.Config{}, err
 	}
 	gport, err := freePort()
 	if err != nil {
-		return nil, err
+		return relay.Config{}, err
 	}
 	cfg := relay.DefaultConfig()
 	cfg.ID, cfg.Site = name, site
 	cfg.DataDir = filepath.Join(d.o.Dir, name)
-	cfg.Upstream = upstream
 	cfg.RedisAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	cfg.GRPCAddr = fmt.Sprintf("127.0.0.1:%d", gport)
 	cfg.TLS.Plaintext = true // loopback only; production uses --tls-*
 	cfg.BacklogSize = 256 << 20
 	cfg.Logger = d.o.Logger
+	return cfg, nil
+}
+
+func newRelayNode(cfg relay.Config, follows string) *relayNode {
+	_, p, _ := net.SplitHostPort(cfg.RedisAddr)
+	port, _ := strconv.Atoi(p)
+	return &relayNode{
+		name: cfg.ID, site: cfg.Site, follows: follows, port: port, grpcAddr: cfg.GRPCAddr,
+		client:  redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Protocol: 2, DisableIdentity: true}),
+		started: make(chan struct{}),
+		exited:  make(chan struct{}),
+	}
+}
+
+// startRelay starts a relay following upstream: a redis:// master or an
+// arbor:// parent relay.
+func (d *demo) startRelay(ctx context.Context, name, site, upstream, follows string) (*relayNode, error) {
+	cfg, err := d.relayConfig(name, site)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Upstream = upstream
 	r, err := relay.New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	rn := &relayNode{name: name, site: site, follows: follows, port: port, grpcAddr: cfg.GRPCAddr, r: r}
+	rn := newRelayNode(cfg, follows)
+	rn.r = r
+	close(rn.started)
 	d.relays = append(d.relays, rn)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
+		defer close(rn.exited)
 		if err := r.Run(ctx); err != nil {
 			d.o.Logger.Error("relay stopped with an error", "relay", name, "err", err)
 		}
@@ -183,10 +270,11 @@ func (d *demo) startRelay(ctx context.Context, name, site, upstream, follows str
 	return rn, nil
 }
 
-func (d *demo) start(ctx context.Context) error {
+// startStatic starts the topology wired directly: relays given their
+// upstreams, replicas started with --replicaof their site's relay.
+func (d *demo) startStatic(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	fmt.Fprintf(d.o.Out, "Arbor demo: the seed topology on this machine (files in %s)\n\n", d.o.Dir)
 	m, err := d.startRedis(ctx, "A-Master", "A", "master", "--repl-backlog-size", "64mb")
 	if err != nil {
 		return err
@@ -246,10 +334,19 @@ func (d *demo) run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	// With the control plane, one live edit once the load runs.
+	var edit <-chan time.Time
+	if d.ctl != nil {
+		t := time.NewTimer(reparentDelay(d.o.Duration))
+		defer t.Stop()
+		edit = t.C
+	}
 	for done := false; !done; {
 		select {
 		case <-loadCtx.Done():
 			done = true
+		case <-edit:
+			d.reparent(ctx) // not loadCtx: the load may end meanwhile
 		case <-tick.C:
 			mu.Lock()
 			n := written
@@ -265,10 +362,16 @@ func (d *demo) run(ctx context.Context) error {
 	defer cancel()
 	err := d.converge(cctx)
 	d.table(cctx, "final")
+	if d.ctl != nil {
+		d.showFabric(cctx)
+	}
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(d.o.Out, "\nOK: all %d servers hold the master's data (DEBUG DIGEST equal).\n", len(d.nodes)-1)
+	if d.ctl != nil {
+		return d.fabricVerdict()
+	}
 	for _, rn := range d.relays[2:] {
 		st := rn.r.Status()
 		c := d.relays[0].r.Status().GetCompression()
@@ -314,23 +417,74 @@ func (d *demo) check(ctx context.Context) error {
 	return nil
 }
 
+// nameAt names the relay or server listening at addr (host:port, the Redis
+// or the gRPC side), or returns "".
+func (d *demo) nameAt(addr string) string {
+	for _, rn := range d.relays {
+		if addr == rn.redisAddr() || addr == rn.grpcAddr {
+			return rn.name
+		}
+	}
+	for _, n := range d.nodes {
+		if addr == n.addr() {
+			return n.name
+		}
+	}
+	return ""
+}
+
+// table prints every server's offset and lag, and what it follows as it
+// says itself (INFO), so a re-parenting shows at once.
 func (d *demo) table(ctx context.Context, title string) {
+	// The rows first, the master's offset last: a lag is then never
+	// negative.
+	type row struct {
+		site, name, role, follows string
+		off                       int64
+		syncs                     string
+	}
+	var rows []row
+	for _, rn := range d.relays {
+		info := infoMap(ctx, rn.client, "all")
+		follows := rn.follows
+		if up, ok := info["arbor_upstream"]; ok {
+			_, addr, _ := strings.Cut(up, "://")
+			if name := d.nameAt(addr); name != "" {
+				follows = name
+			}
+		}
+		syncs := fmt.Sprintf("%d full, %d partial", infoField(info, "arbor_upstream_full_syncs"), infoField(info, "arbor_upstream_partial_syncs"))
+		rows = append(rows, row{rn.site, rn.name, "relay", follows, infoField(info, "master_repl_offset"), syncs})
+	}
+	for _, n := range d.nodes[1:] {
+		info := infoMap(ctx, n.client, "replication")
+		follows := orDash(n.follows)
+		switch info["role"] {
+		case "slave":
+			if name := d.nameAt(net.JoinHostPort(info["master_host"], info["master_port"])); name != "" {
+				follows = name
+			}
+		case "master":
+			follows = "- (not yet pointed)"
+		}
+		rows = append(rows, row{n.site, n.name, n.role, follows, infoField(info, "master_repl_offset"), ""})
+	}
 	mOff := infoInt(ctx, d.master.client, "replication", "master_repl_offset")
 	w := tabwriter.NewWriter(d.o.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "\n[%s] %s  master offset %d\n", time.Now().Format("15:04:05"), title, mOff)
-	fmt.Fprintln(w, "SITE\tNAME\tROLE\tFOLLOWS\tOFFSET\tLAG BYTES")
-	fmt.Fprintf(w, "A\t%s\tmaster\t-\t%d\t-\n", d.master.name, mOff)
-	for _, rn := range d.relays {
-		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", rn.port), Protocol: 2, DisableIdentity: true})
-		off := infoInt(ctx, c, "replication", "master_repl_offset")
-		c.Close()
-		fmt.Fprintf(w, "%s\t%s\trelay\t%s\t%d\t%d\n", rn.site, rn.name, rn.follows, off, mOff-off)
-	}
-	for _, n := range d.nodes[1:] {
-		off := infoInt(ctx, n.client, "replication", "master_repl_offset")
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\n", n.site, n.name, n.role, n.follows, off, mOff-off)
+	fmt.Fprintln(w, "SITE\tNAME\tROLE\tFOLLOWS\tOFFSET\tLAG BYTES\tUPSTREAM SYNCS")
+	fmt.Fprintf(w, "A\t%s\tmaster\t-\t%d\t-\t\n", d.master.name, mOff)
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", r.site, r.name, r.role, r.follows, r.off, mOff-r.off, r.syncs)
 	}
 	w.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func ratio(raw, wire uint64) float64 {
@@ -340,18 +494,33 @@ func ratio(raw, wire uint64) float64 {
 	return float64(raw) / float64(wire)
 }
 
-func infoInt(ctx context.Context, c *redis.Client, section, key string) int64 {
+// infoMap runs INFO section and returns its fields; empty on error.
+func infoMap(ctx context.Context, c *redis.Client, section string) map[string]string {
+	m := map[string]string{}
 	text, err := c.Info(ctx, section).Result()
 	if err != nil {
-		return -1
+		return m
 	}
 	for _, line := range strings.Split(text, "\r\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(k, "#") {
+			m[k] = v
 		}
 	}
-	return -1
+	return m
+}
+
+// infoField returns a numeric INFO field, -1 if absent.
+func infoField(info map[string]string, key string) int64 {
+	v, ok := info[key]
+	if !ok {
+		return -1
+	}
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
+}
+
+func infoInt(ctx context.Context, c *redis.Client, section, key string) int64 {
+	return infoField(infoMap(ctx, c, section), key)
 }
 
 // writeLoad writes a mix of commands at about rate per second until ctx
@@ -395,12 +564,22 @@ func writeLoad(ctx context.Context, c *redis.Client, rate int, progress func(int
 	}
 }
 
-// stop stops the relays and kills every Redis server.
+// stop stops the relays and node agents, then etcd (if the demo runs it),
+// and kills every Redis server.
 func (d *demo) stop() {
 	if d.cancel != nil {
 		d.cancel()
 	}
 	d.wg.Wait()
+	for _, rn := range d.relays {
+		rn.client.Close()
+	}
+	if d.cli != nil {
+		d.cli.Close()
+	}
+	if d.etcd != nil {
+		d.etcd.stop()
+	}
 	for _, n := range d.nodes {
 		n.client.Close()
 		if n.cmd.Process != nil {

@@ -9,8 +9,9 @@
 // go.etcd.io/etcd/server/v3 and go.etcd.io/etcd/etcdctl/v3) the first time a
 // test needs them, and cached in the system temporary directory under a name
 // derived from tools/go.mod, tools/go.sum and the Go version, so parallel
-// test packages and later runs share one build. A cold build of the server
-// takes about a minute and a half on two cores.
+// test packages, `arbor demo` and later runs share one build (package
+// etcdbin). A cold build of the server takes about a minute and a half on
+// two cores.
 //
 // Every helper that takes a testing.TB may call t.Fatal and so must run on
 // the test goroutine. Processes are killed by the cleanups registered on t.
