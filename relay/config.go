@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/arbor-fabric/arbor/relay/store"
 )
 
@@ -33,8 +36,11 @@ type Config struct {
 	TLS TLSConfig
 	// Compression is the preferred codec for child links: zstd, s2 or none.
 	Compression string
-	// BatchDelay bounds how long stream bytes wait to be batched into one
-	// frame for a child relay; BatchBytes bounds a frame's size.
+	// BatchDelay bounds how long stream bytes may wait to be batched into
+	// one frame for a child relay (0: a frame takes what is there, so under
+	// load frames grow by themselves and at low rates nothing waits; zstd
+	// keeps its context across frames, so small frames cost little ratio);
+	// BatchBytes bounds a frame's size.
 	BatchDelay time.Duration
 	BatchBytes int
 	// SlowConsumerTimeout cuts a child whose link accepts nothing for this
@@ -58,6 +64,16 @@ type Config struct {
 	FutureOffsetWait time.Duration
 	// Logger receives the relay's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives the relay's metrics (see metrics.go); nil
+	// means none are recorded.
+	MeterProvider metric.MeterProvider
+	// TracerProvider receives the relay's spans (see tracing.go); nil means
+	// none are recorded, though trace contexts from a parent are still
+	// passed on to child relays.
+	TracerProvider trace.TracerProvider
+	// TraceEvery is how often a root relay (one that follows Redis) samples
+	// a stream frame of each child link for tracing; 0 samples none.
+	TraceEvery time.Duration
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -65,7 +81,7 @@ func DefaultConfig() Config {
 	return Config{
 		RedisAddr:           "127.0.0.1:6380",
 		Compression:         "zstd",
-		BatchDelay:          time.Millisecond,
+		BatchDelay:          0,
 		BatchBytes:          64 << 10,
 		SlowConsumerTimeout: 30 * time.Second,
 		MaxChildLag:         512 << 20,
@@ -73,6 +89,7 @@ func DefaultConfig() Config {
 		Fsync:               "everysec",
 		ReplTimeout:         60 * time.Second,
 		FutureOffsetWait:    10 * time.Second,
+		TraceEvery:          time.Second,
 	}
 }
 
@@ -129,6 +146,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FutureOffsetWait < 0 {
 		errs = append(errs, fmt.Errorf("future-offset-wait %v: must not be negative", c.FutureOffsetWait))
+	}
+	if c.TraceEvery < 0 {
+		errs = append(errs, fmt.Errorf("trace-every %v: must not be negative", c.TraceEvery))
 	}
 	return errors.Join(errs...)
 }

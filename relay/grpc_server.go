@@ -331,6 +331,9 @@ type feeder struct {
 	enc     *frameEncoder
 	log     interface{ Info(string, ...any) }
 	sending atomic.Int64 // unix nanos a Send began, 0 when not in one
+	// nextTrace is when the root may sample a frame of this link next
+	// (unix nanos); owned by stream.
+	nextTrace int64
 }
 
 func (f *feeder) send(m *arborv1.SyncResponse) error {
@@ -552,9 +555,11 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 			return err
 		}
 		origin, _ := r.timeline.originOf(start + int64(n) - 1)
-		if err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Stream{Stream: &arborv1.Stream{
-			StartOffset: start, Data: wire, Compression: f.enc.kind, RawLen: uint32(n), OriginTimeUnixNano: origin,
-		}}}); err != nil {
+		frame := &arborv1.Stream{StartOffset: start, Data: wire, Compression: f.enc.kind, RawLen: uint32(n), OriginTimeUnixNano: origin}
+		span := f.traceFrame(frame) // nil unless this frame is sampled
+		err = f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Stream{Stream: frame}})
+		endSpan(span, err)
+		if err != nil {
 			return err
 		}
 		lastSend = time.Now()

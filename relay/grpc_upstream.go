@@ -164,7 +164,7 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 		r.link.mu.Unlock()
 		switch f := m.Frame.(type) {
 		case *arborv1.SyncResponse_Stream:
-			if err := r.appendFrame(f.Stream, dec); err != nil {
+			if err := r.storeFrame(f.Stream, dec); err != nil {
 				return err
 			}
 		case *arborv1.SyncResponse_Heartbeat:

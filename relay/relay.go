@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay/store"
 )
@@ -25,6 +27,8 @@ type Relay struct {
 	grpcLn      net.Listener // nil without GRPCAddr
 	compression arborv1.Compression
 	timeline    *timeline
+	tracing     *tracing
+	metrics     metric.Registration // nil without a MeterProvider
 	started     time.Time
 	runID       string
 
@@ -128,7 +132,7 @@ func New(cfg Config) (*Relay, error) {
 			return nil, fmt.Errorf("listen grpc-addr: %w", err)
 		}
 	}
-	return &Relay{
+	r := &Relay{
 		cfg:         cfg,
 		log:         log,
 		upstream:    up,
@@ -138,11 +142,23 @@ func New(cfg Config) (*Relay, error) {
 		grpcLn:      grpcLn,
 		compression: comp,
 		timeline:    newTimeline(),
+		tracing:     newTracing(cfg),
 		started:     time.Now(),
 		runID:       newRunID(),
 		link:        linkState{state: "connect", downSince: time.Now()},
 		replicas:    make(map[int64]*replica),
-	}, nil
+	}
+	if cfg.MeterProvider != nil {
+		if r.metrics, err = r.registerMetrics(cfg.MeterProvider); err != nil {
+			if grpcLn != nil {
+				grpcLn.Close()
+			}
+			ln.Close()
+			st.Close()
+			return nil, fmt.Errorf("relay metrics: %w", err)
+		}
+	}
+	return r, nil
 }
 
 // ID returns the relay's ID.
@@ -223,6 +239,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	if r.grpcLn != nil {
 		srv, hs, err := r.newGRPCServer()
 		if err != nil {
+			if r.metrics != nil {
+				r.metrics.Unregister()
+			}
 			r.grpcLn.Close()
 			r.ln.Close()
 			r.store.Close()
@@ -253,6 +272,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.closeReplicas("relay shutting down")
 	wg.Wait()
 	r.bg.Wait()
+	if r.metrics != nil {
+		r.metrics.Unregister()
+	}
 	if err := r.store.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}

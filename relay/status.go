@@ -41,6 +41,9 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 			UpstreamPartialSyncs: uint64(r.stats.upstreamPartial.Load()),
 		},
 	}
+	if raw := r.stats.upstreamRawBytes.Load(); raw > 0 {
+		s.UpstreamBytes = &arborv1.CompressionStats{RawBytes: uint64(raw), WireBytes: uint64(r.stats.upstreamWireBytes.Load())}
+	}
 	if st.Snapshot != nil {
 		s.Snapshot = &arborv1.Snapshot{Replid: st.Snapshot.Replid, Offset: st.Snapshot.Offset, SizeBytes: st.Snapshot.Size, RdbVersion: int32(st.Snapshot.RDBVersion)}
 	}

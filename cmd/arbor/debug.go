@@ -11,9 +11,13 @@ import (
 	"time"
 )
 
-// serveDebug serves /debug/pprof on addr until ctx ends or stop is called.
-func serveDebug(ctx context.Context, addr string, log *slog.Logger) (stop func(), err error) {
+// serveDebug serves /debug/pprof, and metrics (if not nil) as /metrics, on
+// addr until ctx ends or stop is called.
+func serveDebug(ctx context.Context, addr string, log *slog.Logger, metrics http.Handler) (stop func(), err error) {
 	mux := http.NewServeMux()
+	if metrics != nil {
+		mux.Handle("/metrics", metrics)
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -55,7 +55,8 @@ flushed.`,
 	f.String("fsync", def.Fsync, "when to flush the stream to disk: always, everysec or no")
 	f.Duration("repl-timeout", def.ReplTimeout, "drop a replication link silent for this long")
 	f.Duration("future-offset-wait", def.FutureOffsetWait, "how long a replica asking for an offset not yet received waits before a full sync")
-	f.String("debug-addr", "", "address of an HTTP endpoint with /debug/pprof (empty: none)")
+	f.Duration("trace-every", def.TraceEvery, "how often a root relay samples a stream frame per child relay link for tracing (0: never); spans go to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set")
+	f.String("debug-addr", "", "address of an HTTP endpoint with /debug/pprof and Prometheus /metrics (empty: none)")
 	f.String("log-level", "info", "log level: debug, info, warn or error")
 	f.String("log-format", "text", "log format: text or json")
 	ef := addEtcdFlags(f)
@@ -68,8 +69,15 @@ flushed.`,
 			return err
 		}
 		logger.Info("arbor relay starting", "version", relay.Version)
-		if addr, _ := cmd.Flags().GetString("debug-addr"); addr != "" {
-			stop, err := serveDebug(cmd.Context(), addr, logger)
+		debugAddr, _ := cmd.Flags().GetString("debug-addr")
+		tel, err := startTelemetry(cmd.Context(), cfg.ID, debugAddr != "", logger)
+		if err != nil {
+			return err
+		}
+		defer tel.shutdown(cmd.Context(), logger)
+		tel.configure(&cfg)
+		if debugAddr != "" {
+			stop, err := serveDebug(cmd.Context(), debugAddr, logger, tel.metrics)
 			if err != nil {
 				return err
 			}
@@ -154,6 +162,7 @@ func relayConfig(fs *pflag.FlagSet) (relay.Config, *slog.Logger, error) {
 	cfg.Fsync = str("fsync")
 	cfg.ReplTimeout = dur("repl-timeout")
 	cfg.FutureOffsetWait = dur("future-offset-wait")
+	cfg.TraceEvery = dur("trace-every")
 	cfg.Logger = logger
 	return cfg, logger, nil
 }

@@ -1,0 +1,252 @@
+package relay_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/arbor-fabric/arbor/internal/redistest"
+	"github.com/arbor-fabric/arbor/relay"
+)
+
+func spanAttr(s sdktrace.ReadOnlySpan, k attribute.Key) (attribute.Value, bool) {
+	for _, a := range s.Attributes() {
+		if a.Key == k {
+			return a.Value, true
+		}
+	}
+	return attribute.Value{}, false
+}
+
+func spanInt(s sdktrace.ReadOnlySpan, k attribute.Key) int64 {
+	v, _ := spanAttr(s, k)
+	return v.AsInt64()
+}
+
+func spanStr(s sdktrace.ReadOnlySpan, k attribute.Key) string {
+	v, _ := spanAttr(s, k)
+	return v.AsString()
+}
+
+// hop is one sampled frame's path through the tree: the root's replicate
+// span, then per relay below it its store span and (but at the leaf) its
+// replicate span to the next.
+type hop struct {
+	replicate, store sdktrace.ReadOnlySpan
+}
+
+// findPaths finds the traces that go from the root through relays (ids,
+// the root first) to the leaf: replicate on ids[0] → store on ids[1] →
+// replicate on ids[1] → … → store on the last.
+func findPaths(spans []sdktrace.ReadOnlySpan, ids ...string) ([][]hop, error) {
+	byParent := map[trace.SpanID][]sdktrace.ReadOnlySpan{}
+	for _, s := range spans {
+		byParent[s.Parent().SpanID()] = append(byParent[s.Parent().SpanID()], s)
+	}
+	var roots int
+	var found [][]hop
+	for _, root := range spans {
+		if root.Name() != relay.SpanReplicate || root.Parent().IsValid() || spanStr(root, relay.AttrRelayID) != ids[0] ||
+			spanStr(root, relay.AttrChildID) != ids[1] {
+			continue
+		}
+		roots++
+		path := []hop{{replicate: root}}
+		cur := root
+		for i, id := range ids[1:] {
+			var next hop
+			for _, s := range byParent[cur.SpanContext().SpanID()] {
+				if s.Name() == relay.SpanStore && spanStr(s, relay.AttrRelayID) == id {
+					next.store = s
+				}
+			}
+			if next.store == nil {
+				break
+			}
+			if i+2 < len(ids) {
+				for _, s := range byParent[next.store.SpanContext().SpanID()] {
+					if s.Name() == relay.SpanReplicate && spanStr(s, relay.AttrChildID) == ids[i+2] {
+						next.replicate = s
+					}
+				}
+			}
+			path[len(path)-1].store = next.store
+			if next.replicate == nil {
+				break
+			}
+			path = append(path, hop{replicate: next.replicate})
+			cur = next.replicate
+		}
+		if len(path) == len(ids)-1 && path[len(path)-1].store != nil {
+			found = append(found, path)
+		}
+	}
+	if len(found) > 0 {
+		return found, nil
+	}
+	return nil, fmt.Errorf("no trace goes through %v (%d root spans of %d spans)", ids, roots, len(spans))
+}
+
+// TestReplicationTraces: relay-a (the root) → relay-b → relay-c, sharing
+// one span recorder. The root samples one frame per TraceEvery per child
+// link; relay-b stores it under the root's span and passes the context on
+// to relay-c, so one trace shows every hop with its offsets, timing and
+// lag.
+func TestReplicationTraces(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	const every = 200 * time.Millisecond
+	traced := func(c *relay.Config) { c.TracerProvider, c.TraceEvery = tp, every }
+
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
+	load(t, master, redistest.LoadOptions{SmallKeys: 500, Seed: 1})
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), traced)
+	b := treeRelay(t, "relay-b", "B", a.arborURL(), traced)
+	c := treeRelay(t, "relay-c", "C", b.arborURL(), traced)
+	rep := redistest.Start(t)
+	replicaOf(t, rep, c.Port)
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := redistest.WriteLoad(ctx, master.Client(), 100_000); err != nil {
+		t.Fatalf("write load: %v", err)
+	}
+	elapsed := time.Since(began)
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+
+	var paths [][]hop
+	redistest.WaitFor(t, 10*time.Second, func() error {
+		var err error
+		paths, err = findPaths(rec.Ended(), "relay-a", "relay-b", "relay-c")
+		return err
+	})
+	// The last one was sampled under load.
+	path := paths[len(paths)-1]
+	root := path[0].replicate
+	tid := root.SpanContext().TraceID()
+	for i, h := range path {
+		for _, s := range []sdktrace.ReadOnlySpan{h.replicate, h.store} {
+			if s.SpanContext().TraceID() != tid {
+				t.Errorf("hop %d: span %s in trace %s, want %s", i, s.Name(), s.SpanContext().TraceID(), tid)
+			}
+			if !s.SpanContext().IsSampled() {
+				t.Errorf("hop %d: span %s not sampled", i, s.Name())
+			}
+		}
+		rp, st := h.replicate, h.store
+		if rp.SpanKind() != trace.SpanKindProducer || st.SpanKind() != trace.SpanKindConsumer {
+			t.Errorf("hop %d: kinds %v, %v; want producer, consumer", i, rp.SpanKind(), st.SpanKind())
+		}
+		if st.Parent().SpanID() != rp.SpanContext().SpanID() {
+			t.Errorf("hop %d: store span's parent %s, want the replicate span %s", i, st.Parent().SpanID(), rp.SpanContext().SpanID())
+		}
+		// The stored frame ends inside the frame sent on this hop (the
+		// root's frame is the very one relay-b stores).
+		sStart, sEnd := spanInt(rp, relay.AttrOffsetStart), spanInt(rp, relay.AttrOffsetEnd)
+		mEnd := spanInt(st, relay.AttrOffsetEnd)
+		if !(sStart < mEnd && mEnd <= sEnd) {
+			t.Errorf("hop %d: sent [%d, %d), stored a frame ending at %d", i, sStart, sEnd, mEnd)
+		}
+		if spanInt(rp, relay.AttrFrameBytes) != sEnd-sStart || spanInt(rp, relay.AttrWireBytes) <= 0 {
+			t.Errorf("hop %d: frame bytes %d (wire %d), want %d", i, spanInt(rp, relay.AttrFrameBytes), spanInt(rp, relay.AttrWireBytes), sEnd-sStart)
+		}
+		if _, ok := spanAttr(st, relay.AttrLagMs); !ok {
+			t.Errorf("hop %d: store span has no %s", i, relay.AttrLagMs)
+		}
+		if lag := spanInt(st, relay.AttrLagMs); lag < 0 || lag > 10_000 {
+			t.Errorf("hop %d: lag %d ms", i, lag)
+		}
+		if rp.StartTime().After(rp.EndTime()) || st.StartTime().After(st.EndTime()) || st.StartTime().Before(rp.StartTime()) {
+			t.Errorf("hop %d: replicate %v–%v, store %v–%v: out of order", i, rp.StartTime(), rp.EndTime(), st.StartTime(), st.EndTime())
+		}
+	}
+	if h := path[0]; spanStr(h.replicate, relay.AttrChildSite) != "B" || spanStr(h.store, relay.AttrRelaySite) != "B" ||
+		spanInt(h.replicate, relay.AttrOffsetStart) != spanInt(h.store, relay.AttrOffsetStart) {
+		t.Errorf("root hop: child site %q, store site %q, offsets %d and %d",
+			spanStr(h.replicate, relay.AttrChildSite), spanStr(h.store, relay.AttrRelaySite),
+			spanInt(h.replicate, relay.AttrOffsetStart), spanInt(h.store, relay.AttrOffsetStart))
+	}
+	if h := path[1]; spanStr(h.replicate, relay.AttrRelayID) != "relay-b" || spanStr(h.store, relay.AttrRelayID) != "relay-c" ||
+		spanStr(h.store, relay.AttrRelaySite) != "C" {
+		t.Errorf("second hop: replicate on %q, store on %q (site %q)",
+			spanStr(h.replicate, relay.AttrRelayID), spanStr(h.store, relay.AttrRelayID), spanStr(h.store, relay.AttrRelaySite))
+	}
+	// Sampling is bounded: at most one trace per TraceEvery per link, and
+	// only the root starts traces.
+	var roots, others int
+	for _, s := range rec.Ended() {
+		if s.Name() == relay.SpanReplicate && !s.Parent().IsValid() {
+			if spanStr(s, relay.AttrRelayID) == "relay-a" {
+				roots++
+			} else {
+				others++
+			}
+		}
+	}
+	t.Logf("relay-a started %d traces in %v, %d reach relay-c; the last: %d hops, root span %v (frame [%d, %d)), relay-c stored it %v after the root read it",
+		roots, time.Since(began), len(paths), len(path), root.EndTime().Sub(root.StartTime()),
+		spanInt(root, relay.AttrOffsetStart), spanInt(root, relay.AttrOffsetEnd), path[1].store.EndTime().Sub(root.StartTime()))
+	if limit := int(time.Since(began)/every) + 10; roots > limit || roots < int(elapsed/every)/2 {
+		t.Errorf("relay-a started %d traces in %v with one per %v: want about one per period", roots, time.Since(began), every)
+	}
+	if len(paths) < roots/2 {
+		t.Errorf("%d of %d traces reach relay-c; want most", len(paths), roots)
+	}
+	if others != 0 {
+		t.Errorf("%d traces started below the root, want none", others)
+	}
+}
+
+// TestTraceContextCrossesUntracedRelay: relay-b has no TracerProvider, yet
+// it passes the root's trace context on, so relay-c's store spans hang
+// under relay-a's replicate spans.
+func TestTraceContextCrossesUntracedRelay(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	traced := func(c *relay.Config) { c.TracerProvider, c.TraceEvery = tp, 100*time.Millisecond }
+
+	master := redistest.Start(t)
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), traced)
+	b := treeRelay(t, "relay-b", "B", a.arborURL())
+	c := treeRelay(t, "relay-c", "C", b.arborURL(), traced)
+	rep := redistest.Start(t)
+	replicaOf(t, rep, c.Port)
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := redistest.WriteLoad(ctx, master.Client(), 30_000); err != nil {
+		t.Fatalf("write load: %v", err)
+	}
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+	redistest.WaitFor(t, 10*time.Second, func() error {
+		spans := rec.Ended()
+		byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+		for _, s := range spans {
+			byID[s.SpanContext().SpanID()] = s
+		}
+		for _, s := range spans {
+			if s.Name() != relay.SpanStore {
+				continue
+			}
+			if id := spanStr(s, relay.AttrRelayID); id != "relay-c" {
+				return fmt.Errorf("a store span on %s, which has no tracer", id)
+			}
+			p, ok := byID[s.Parent().SpanID()]
+			if ok && p.Name() == relay.SpanReplicate && spanStr(p, relay.AttrRelayID) == "relay-a" &&
+				spanStr(p, relay.AttrChildID) == "relay-b" && p.SpanContext().TraceID() == s.SpanContext().TraceID() {
+				return nil
+			}
+		}
+		return fmt.Errorf("no relay-c store span under a relay-a replicate span among %d spans", len(spans))
+	})
+}
