@@ -59,14 +59,18 @@ func (r *Relay) refreshSnapshots(ctx context.Context) {
 	}
 }
 
-// inSyncReplica picks an online Redis replica of this relay that has acked
-// everything stored (a chained replica serves RDBs with the master's
-// replication ID and its own offset). It is reached at the address it
-// connected from and its listening port, with the upstream's credentials.
+// inSyncReplica picks an online Redis replica of this relay whose acked
+// offset is past the current snapshot (so its RDB lets the backlog shrink;
+// a chained replica serves RDBs with the master's replication ID and its own
+// offset). It is reached at the address it connected from and its listening
+// port, with the upstream's credentials.
 func (r *Relay) inSyncReplica(up Upstream) (Upstream, bool) {
-	end := r.store.End()
+	st := r.store.State()
+	if st.Snapshot == nil {
+		return Upstream{}, false
+	}
 	for _, rp := range r.replicaList() {
-		if v, _ := rp.state.Load().(string); v != "online" || rp.sync || rp.listeningPort == 0 || rp.ackOffset.Load() < end-(1<<20) {
+		if v, _ := rp.state.Load().(string); v != "online" || rp.sync || rp.listeningPort == 0 || rp.ackOffset.Load() <= st.Snapshot.Offset {
 			continue
 		}
 		return Upstream{Kind: UpstreamRedis, Addr: net.JoinHostPort(rp.addr, strconv.Itoa(rp.listeningPort)), User: up.User, Password: up.Password}, true
