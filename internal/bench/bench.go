@@ -29,6 +29,7 @@ type workspace struct {
 	relayBin  string
 	relayArgs []string
 	keep      bool
+	pin       bool // see pin.go
 	out       io.Writer
 }
 
@@ -77,6 +78,7 @@ func (w *workspace) newEnv(phase string) *env {
 		relayBin: w.relayBin,
 		relayArg: w.relayArgs,
 		progress: w.progress,
+		pin:      w.pin,
 	}
 }
 
@@ -121,6 +123,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer w.close()
+	if cfg.Pin {
+		if runtime.NumCPU() < 2 {
+			return nil, fmt.Errorf("--pin needs at least 2 CPUs, this machine has %d", runtime.NumCPU())
+		}
+		if err := pinSelf(); err != nil {
+			return nil, err
+		}
+		defer unpinSelf()
+		w.pin = true
+	}
 	r := &runner{workspace: w, cfg: cfg}
 
 	rep := &Report{Host: newHost(), Settings: newSettings(&cfg)}

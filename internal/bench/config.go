@@ -64,6 +64,9 @@ type Config struct {
 	Dir string
 	// Keep keeps the temporary directory (server logs, relay store).
 	Keep bool
+	// Pin runs the masters and the load generator on CPU 0 and every
+	// replication consumer on CPU 1, as if they were separate hosts.
+	Pin bool
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
 }

@@ -86,6 +86,7 @@ type env struct {
 	relayArg []string
 	progress func(format string, args ...any)
 	procs    []*process
+	pin      bool // pin masters to one CPU, consumers to another (see pin.go)
 }
 
 // close kills every process of the env, newest first.
@@ -122,6 +123,17 @@ func (e *env) start(name, dir, bin string, args []string) (*process, error) {
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	if e.pin {
+		cpu := consumerCPU
+		if isMaster(name) {
+			cpu = masterCPU
+		}
+		if err := pinProcess(cmd.Process.Pid, cpu); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return nil, err
+		}
 	}
 	p := &process{name: name, dir: dir, log: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {

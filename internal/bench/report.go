@@ -57,6 +57,8 @@ type Settings struct {
 	Clients         int      `json:"clients"`
 	Keyspace        int      `json:"keyspace"`
 	RelayArgs       []string `json:"relay_args,omitempty"`
+	// Pinned: masters and load generator on CPU 0, consumers on CPU 1.
+	Pinned bool `json:"pinned,omitempty"`
 }
 
 func newSettings(c *Config) Settings {
@@ -72,6 +74,7 @@ func newSettings(c *Config) Settings {
 		Clients:         c.Clients,
 		Keyspace:        c.Keyspace,
 		RelayArgs:       c.RelayArgs,
+		Pinned:          c.Pin,
 	}
 }
 
@@ -250,6 +253,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	p.f("value %d B, keyspace %d keys, %v per load\n", s.ValueSize, s.Keyspace, seconds(s.DurationSeconds))
 	if len(s.RelayArgs) > 0 {
 		p.f("relay args: %s\n", strings.Join(s.RelayArgs, " "))
+	}
+	if s.Pinned {
+		p.f("pinned: masters and load generator on CPU %d, replicas and relay on CPU %d (as if on separate hosts)\n", masterCPU, consumerCPU)
 	}
 	if t := r.Throughput; t != nil {
 		p.f("\n1. Master write throughput at saturation (%d clients x pipeline %d, SET)\n", s.Clients, s.Pipeline)
