@@ -34,8 +34,8 @@ proto: ## lint protos and regenerate Go code (buf, local plugins)
 proto-check: ## regenerate protos and fail on drift
 	scripts/check-proto.sh
 
-bench: build ## benchmark relay vs native replication
-	bin/arbor bench relay
+bench: build ## benchmark relay vs native replication (see README: Benchmarks)
+	bin/arbor bench relay --pin
 
 demo: build ## run the three-site demo
 	bin/arbor demo
