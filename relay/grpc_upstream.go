@@ -274,6 +274,8 @@ func (r *Relay) appendFrame(s *arborv1.Stream, dec *decoders) error {
 	}
 	end := s.GetStartOffset() + int64(len(data))
 	r.timeline.record(end, origin)
+	now := time.Now()
+	r.originLag.record(now, now.Sub(time.Unix(0, origin)))
 	r.noteMasterOffset(end)
 	r.stats.upstreamBytes.Add(int64(len(data)))
 	r.stats.upstreamRawBytes.Add(int64(len(data)))

@@ -162,6 +162,14 @@ func (r *Relay) infoArbor(b *strings.Builder) {
 	lastErr := r.link.lastErr
 	r.link.mu.Unlock()
 	kv(b, "arbor_upstream_last_error", strings.ReplaceAll(lastErr, "\r\n", " "))
+	// Root-to-here lag of the stream received from a parent relay over the
+	// last seconds: what the relay tree adds, link latency included.
+	p50, p99, mx, n := r.originLag.quantiles(time.Now())
+	kv(b, "arbor_tree_lag_window_seconds", lagWindowSeconds)
+	kv(b, "arbor_tree_lag_frames", n)
+	kv(b, "arbor_tree_lag_p50_us", p50.Microseconds())
+	kv(b, "arbor_tree_lag_p99_us", p99.Microseconds())
+	kv(b, "arbor_tree_lag_max_us", mx.Microseconds())
 	rev, refused := r.topology()
 	kv(b, "arbor_topology_revision", rev)
 	kv(b, "arbor_topology_error", strings.ReplaceAll(refused, "\r\n", " "))

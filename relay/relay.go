@@ -27,6 +27,7 @@ type Relay struct {
 	grpcLn      net.Listener // nil without GRPCAddr
 	compression arborv1.Compression
 	timeline    *timeline
+	originLag   lagWindow // root-to-here lag of frames from a parent relay
 	tracing     *tracing
 	metrics     metric.Registration // nil without a MeterProvider
 	started     time.Time

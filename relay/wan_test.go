@@ -92,6 +92,16 @@ func TestLinkCutWhileStreaming(t *testing.T) {
 		t.Errorf("relay-b arbor_upstream_partial_syncs %d, want at least 3 (one per cut)", n)
 	}
 	expectEq(t, "relay-b's replica full syncs", b.InfoInt(t, "stats", "sync_full"), 1)
+	// relay-b measures how long bytes took from relay-a: never less than
+	// the link's 5 ms.
+	load(t, master, redistest.LoadOptions{SmallKeys: 500, Seed: 20})
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+	if n := b.InfoInt(t, "arbor", "arbor_tree_lag_frames"); n == 0 {
+		t.Error("relay-b counted no frames in its tree lag window")
+	}
+	if p50 := b.InfoInt(t, "arbor", "arbor_tree_lag_p50_us"); p50 < 5000 {
+		t.Errorf("relay-b tree lag p50 %d µs, below the link's 5 ms latency", p50)
+	}
 }
 
 // TestPausedChildDoesNotSlowOthers: relay-c's link is paused (a stalled
