@@ -452,6 +452,17 @@ func (t *treeRunner) lagPhase(ctx context.Context, tr *tree, rep *TreeReport, ph
 	res.ArborBeyondLinkP50 = res.Arbor.P50 - res.LinkLatencyMs
 	res.PerRelayHopP99 = res.ArborBeyondLinkP99 / float64(res.RelayHops)
 	res.PerRelayHopP50 = res.ArborBeyondLinkP50 / float64(res.RelayHops)
+	// The relays' own measurement: how long bytes took from relay-a's
+	// receipt to being stored at relay-b (INFO arbor, last 10 s).
+	if ai, err := infoOn(ctx, tr.sites[0].relay.addr, "arbor"); err == nil {
+		p50, _ := infoInt(ai, "arbor_tree_lag_p50_us")
+		p99, _ := infoInt(ai, "arbor_tree_lag_p99_us")
+		mx, _ := infoInt(ai, "arbor_tree_lag_max_us")
+		n, _ := infoInt(ai, "arbor_tree_lag_frames")
+		res.RelayPath = &RelayPathLag{Frames: n, P50: float64(p50) / 1000, P99: float64(p99) / 1000, Max: float64(mx) / 1000}
+		res.RelayPath.PerHopP50 = (res.RelayPath.P50 - res.LinkLatencyMs) / float64(res.RelayHops)
+		res.RelayPath.PerHopP99 = (res.RelayPath.P99 - res.LinkLatencyMs) / float64(res.RelayHops)
+	}
 	t.progress("lag: %d writes at %.0f/s, %d probes; site B S-2 p99 native %.3f ms, Arbor %.3f ms (link %v)",
 		res.Writes, res.AchievedRate, res.Probes, res.Native.P99, res.Arbor.P99, t.cfg.Latency)
 	if err := t.checkDigests(ctx, rep, phase, tr.master, tr.redisReplicas()...); err != nil {

@@ -188,8 +188,12 @@ type TreeLagResult struct {
 	// the link's latency to its relay hops: (Arbor - link) / RelayHops.
 	PerRelayHopP50 float64 `json:"per_relay_hop_p50_ms"`
 	PerRelayHopP99 float64 `json:"per_relay_hop_p99_ms"`
-	CatchUpMs      float64 `json:"catch_up_ms"`
-	Usage          Usage   `json:"usage"`
+	// RelayPath is the relays' own measurement of the Arbor path, without
+	// the probes' Redis hops: relay-a's receipt of bytes from the master to
+	// relay-b having stored them (nil if it could not be read).
+	RelayPath *RelayPathLag `json:"relay_path,omitempty"`
+	CatchUpMs float64       `json:"catch_up_ms"`
+	Usage     Usage         `json:"usage"`
 }
 
 // FullSyncResult is the result of TreePhaseFullSync.
@@ -230,6 +234,19 @@ type FullSyncResult struct {
 	Ratio float64 `json:"ratio"`
 }
 
+// RelayPathLag is what relay-b reports (INFO arbor_tree_lag_*) for the
+// last 10 s: the time from relay-a receiving stream bytes from the master
+// to relay-b storing them, link latency included, in ms; PerHop* subtract
+// the link's latency and split the rest between the two relays.
+type RelayPathLag struct {
+	Frames    int64   `json:"frames"`
+	P50       float64 `json:"p50_ms"`
+	P99       float64 `json:"p99_ms"`
+	Max       float64 `json:"max_ms"`
+	PerHopP50 float64 `json:"per_hop_p50_ms"`
+	PerHopP99 float64 `json:"per_hop_p99_ms"`
+}
+
 // targets checks the phases that ran.
 func (r *TreeReport) targets() []Target {
 	var ts []Target
@@ -237,7 +254,11 @@ func (r *TreeReport) targets() []Target {
 		ts = append(ts, atMost("inter-site bytes Arbor/native (steady load)", b.Total.Ratio, TargetTreeBytesRatio, ""))
 	}
 	if l := r.Lag; l != nil {
-		ts = append(ts, atMost(fmt.Sprintf("lag per relay hop beyond the link, p99 (at %.0f writes/s)", l.AchievedRate),
+		if rp := l.RelayPath; rp != nil && rp.Frames > 0 {
+			ts = append(ts, atMost(fmt.Sprintf("lag added per relay hop beyond the link, p99, relays' own clocks (at %.0f writes/s)", l.AchievedRate),
+				rp.PerHopP99, TargetHopP99, "ms"))
+		}
+		ts = append(ts, atMost(fmt.Sprintf("lag per relay hop beyond the link, p99, end to end incl. B-2 (at %.0f writes/s)", l.AchievedRate),
 			l.PerRelayHopP99, TargetHopP99, "ms"))
 	}
 	if f := r.FullSync; f != nil {
@@ -324,6 +345,12 @@ func (r *TreeReport) WriteText(w io.Writer) error {
 		tw.Flush()
 		p.f("  per relay hop beyond the link: p50 %.3f ms, p99 %.3f ms = (Arbor p99 %.3f - link %.1f) / %d relay hops\n",
 			l.PerRelayHopP50, l.PerRelayHopP99, l.Arbor.P99, l.LinkLatencyMs, l.RelayHops)
+		if rp := l.RelayPath; rp != nil {
+			p.f("  relays' own clocks (relay-a got the bytes from M -> relay-b stored them; %d frames, last 10 s): p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+				rp.Frames, rp.P50, rp.P99, rp.Max)
+			p.f("  per relay hop beyond the link by the relays' clocks: p50 %.3f ms, p99 %.3f ms = (p99 - link %.1f) / %d relay hops\n",
+				rp.PerHopP50, rp.PerHopP99, l.LinkLatencyMs, l.RelayHops)
+		}
 		p.f("  native chain beyond the link: p99 %.3f ms over %d redis-server hops (%.3f ms per hop)\n",
 			l.NativeBeyondLinkP99, l.NativeRedisHops, l.NativeBeyondLinkP99/float64(l.NativeRedisHops))
 		p.f("  method: SET lag:<seq> probes go into the load at the master; the time each one's keyspace notification\n")
