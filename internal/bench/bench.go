@@ -347,42 +347,9 @@ func (r *runner) lag(ctx context.Context, rep *Report) (*LagResult, error) {
 	}
 
 	probes := int(r.cfg.Duration.Seconds()*float64(r.cfg.LagSamples)) + 1
-	subs := make([]*subscriber, 0, 2)
-	defer func() {
-		for _, s := range subs {
-			s.close()
-		}
-	}()
-	for _, s := range []*server{nr, rr} {
-		sub, err := subscribe(ctx, s.name, s.addr, probes)
-		if err != nil {
-			return nil, err
-		}
-		subs = append(subs, sub)
-	}
-	base := time.Now()
-	subErrs := make(chan error, len(subs))
-	for _, s := range subs {
-		go func() { subErrs <- s.run(base) }()
-	}
-	// waitSubs closes the subscribers and collects their results; after
-	// it the recvAt slices belong to this goroutine.
-	waited := false
-	waitSubs := func() error {
-		if waited {
-			return nil
-		}
-		waited = true
-		var first error
-		for _, s := range subs {
-			s.close()
-		}
-		for range subs {
-			if err := <-subErrs; err != nil && first == nil {
-				first = err
-			}
-		}
-		return first
+	subs, base, waitSubs, err := startSubscribers(ctx, probes, nr, rr)
+	if err != nil {
+		return nil, err
 	}
 	defer waitSubs()
 

@@ -316,3 +316,43 @@ func countReplies(r net.Conn, acked *atomic.Int64, closing *atomic.Bool) error {
 		}
 	}
 }
+
+// startSubscribers subscribes to the lag probes on each server and runs the
+// subscribers; times are measured from base. wait closes them and collects their results
+// (after it the subscribers' recvAt slices belong to the caller); it may be
+// called more than once.
+func startSubscribers(ctx context.Context, probes int, servers ...*server) (subs []*subscriber, base time.Time, wait func() error, err error) {
+	for _, s := range servers {
+		sub, err := subscribe(ctx, s.name, s.addr, probes)
+		if err != nil {
+			for _, o := range subs {
+				o.close()
+			}
+			return nil, time.Time{}, nil, err
+		}
+		subs = append(subs, sub)
+	}
+	base = time.Now()
+	errs := make(chan error, len(subs))
+	for _, s := range subs {
+		go func() { errs <- s.run(base) }()
+	}
+	waited := false
+	wait = func() error {
+		if waited {
+			return nil
+		}
+		waited = true
+		for _, s := range subs {
+			s.close()
+		}
+		var first error
+		for range subs {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	return subs, base, wait, nil
+}

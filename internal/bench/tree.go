@@ -342,42 +342,9 @@ func (t *treeRunner) lagPhase(ctx context.Context, tr *tree, rep *TreeReport, ph
 	}
 	samples := min(t.cfg.LagSamples, rate)
 	probes := int(t.cfg.Duration.Seconds()*float64(samples)) + 1
-	var subs []*subscriber
-	defer func() {
-		for _, s := range subs {
-			s.close()
-		}
-	}()
-	for _, s := range []*server{b.native2, b.arbor2} {
-		sub, err := subscribe(ctx, s.name, s.addr, probes)
-		if err != nil {
-			return nil, err
-		}
-		subs = append(subs, sub)
-	}
-	base := time.Now()
-	subErrs := make(chan error, len(subs))
-	for _, s := range subs {
-		go func() { subErrs <- s.run(base) }()
-	}
-	// waitSubs closes the subscribers and collects their results; after
-	// it the recvAt slices belong to this goroutine.
-	waited := false
-	waitSubs := func() error {
-		if waited {
-			return nil
-		}
-		waited = true
-		var first error
-		for _, s := range subs {
-			s.close()
-		}
-		for range subs {
-			if err := <-subErrs; err != nil && first == nil {
-				first = err
-			}
-		}
-		return first
+	subs, base, waitSubs, err := startSubscribers(ctx, probes, b.native2, b.arbor2)
+	if err != nil {
+		return nil, err
 	}
 	defer waitSubs()
 

@@ -298,7 +298,7 @@ func TestRunTreeSmoke(t *testing.T) {
 	if got, want := len(rep.Digests), 8+8+8+2; got != want {
 		t.Errorf("digest checks: got %d, want %d", got, want)
 	}
-	if len(rep.Targets) != 3 {
+	if len(rep.Targets) != 4 { // bytes, lag by the relays and end to end, full sync
 		t.Errorf("targets: %v", rep.Targets)
 	}
 	if _, err := json.Marshal(rep); err != nil {
