@@ -33,14 +33,13 @@ func (w tlogWriter) Write(p []byte) (int, error) {
 // standing in for two relays' Redis sides (R1, R2), and a node N whose
 // agent the test runs.
 type fabric struct {
-	etcd       *etcdtest.Cluster
-	cli        *clientv3.Client
-	cluster    string
-	m, r1, r2  *redistest.Server
-	n          *redistest.Server
-	topology   *topology.Topology
-	ctx        context.Context
-	agentsDone []chan struct{}
+	etcd      *etcdtest.Cluster
+	cli       *clientv3.Client
+	cluster   string
+	m, r1, r2 *redistest.Server
+	n         *redistest.Server
+	topology  *topology.Topology
+	ctx       context.Context
 }
 
 func newFabric(t *testing.T, members int) *fabric {

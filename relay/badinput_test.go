@@ -28,7 +28,6 @@ type fakeMaster struct {
 	sessions []func(c net.Conn, psync []string) error
 	wg       sync.WaitGroup
 	mu       sync.Mutex
-	psyncs   [][]string
 	errs     []error
 	stop     chan struct{}
 }
@@ -92,9 +91,6 @@ func (f *fakeMaster) session(i int, c net.Conn) error {
 			}
 		case "PSYNC":
 			ps := []string{string(args[1]), string(args[2])}
-			f.mu.Lock()
-			f.psyncs = append(f.psyncs, ps)
-			f.mu.Unlock()
 			if i >= len(f.sessions) {
 				c.Write([]byte("-LOADING please wait\r\n"))
 				return nil
@@ -112,12 +108,6 @@ func (f *fakeMaster) session(i int, c net.Conn) error {
 			return fmt.Errorf("unexpected command %q", args[0])
 		}
 	}
-}
-
-func (f *fakeMaster) psyncsSeen() [][]string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([][]string(nil), f.psyncs...)
 }
 
 func setCmd(k, v string) string {

@@ -49,7 +49,7 @@ func (m *metricReader) collect() map[string]sample {
 	add := func(name, unit string, attrs attribute.Set, v float64) {
 		var kv []string
 		for _, a := range attrs.ToSlice() {
-			kv = append(kv, string(a.Key)+"="+a.Value.Emit())
+			kv = append(kv, string(a.Key)+"="+a.Value.String())
 		}
 		out[name+"{"+strings.Join(kv, ",")+"}"] = sample{unit: unit, value: v}
 	}

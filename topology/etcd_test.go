@@ -265,8 +265,7 @@ func TestWatcherRelistsAfterCompaction(t *testing.T) {
 
 	m0.Kill()
 	c.WaitHealthy(t, 20*time.Second)
-	var put func(string, string)
-	put = func(k, v string) {
+	put := func(k, v string) {
 		t.Helper()
 		redistest.WaitFor(t, 10*time.Second, func() error {
 			_, err := all.Put(ctx, k, v)

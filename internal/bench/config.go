@@ -162,5 +162,3 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-func (c *Config) has(phase string) bool { return slices.Contains(c.Phases, phase) }

@@ -196,15 +196,15 @@ func CacheDir(tools string) (string, error) {
 	return dir, nil
 }
 
-// goCommand finds the go command: on PATH, else in the GOROOT this program
-// was built with. The error wraps ErrUnavailable.
+// goCommand finds the go command: on PATH, else where Go is installed on
+// this kind of machine (/usr/local/go). The error wraps ErrUnavailable.
 func goCommand() (string, error) {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p, nil
 	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	const p = "/usr/local/go/bin/go"
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%w: no go command on PATH or in %s", ErrUnavailable, runtime.GOROOT())
+		return "", fmt.Errorf("%w: no go command on PATH or at %s", ErrUnavailable, p)
 	}
 	return p, nil
 }
