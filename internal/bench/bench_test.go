@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,10 +143,53 @@ func TestRunSmoke(t *testing.T) {
 		t.Errorf("report does not marshal: %v", err)
 	}
 
+	checkNothingLeft(t, cfg.Dir)
+}
+
+// lockedBuffer collects a run's progress lines, written by the run's
+// goroutine and read by the test's.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitProgress polls the progress lines until one contains want (the run
+// reached that point), failing if the run ends or a minute passes first.
+func waitProgress(t *testing.T, progress *lockedBuffer, want string, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(progress.String(), want) {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended before %q: %v\n%s", want, err, progress.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the progress after a minute:\n%s", want, progress.String())
+		}
+	}
+}
+
+// checkNothingLeft fails if a run left child processes or its temporary
+// directory behind.
+func checkNothingLeft(t *testing.T, dir string) {
+	t.Helper()
 	if pids := children(t); len(pids) > 0 {
 		t.Errorf("child processes left running: %v", pids)
 	}
-	if left, _ := filepath.Glob(filepath.Join(cfg.Dir, "arbor-bench-*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(dir, "arbor-bench-*")); len(left) > 0 {
 		t.Errorf("temporary directories left: %v", left)
 	}
 }
@@ -164,7 +208,7 @@ func TestRunCanceled(t *testing.T) {
 	cfg.Dir = t.TempDir()
 	cfg.Duration = time.Minute
 	cfg.Keyspace = 1000
-	var progress bytes.Buffer
+	var progress lockedBuffer
 	cfg.Progress = &progress
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -174,8 +218,8 @@ func TestRunCanceled(t *testing.T) {
 		_, err := Run(ctx, cfg)
 		done <- err
 	}()
-	// Cancel once the load has started.
-	time.Sleep(4 * time.Second)
+	// Cancel once the first load has started.
+	waitProgress(t, &progress, "prefilled", done)
 	cancel()
 	select {
 	case err := <-done:
@@ -185,10 +229,5 @@ func TestRunCanceled(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("Run did not return 30s after cancel; progress:\n%s", progress.String())
 	}
-	if pids := children(t); len(pids) > 0 {
-		t.Errorf("child processes left running: %v", pids)
-	}
-	if left, _ := filepath.Glob(filepath.Join(cfg.Dir, "arbor-bench-*")); len(left) > 0 {
-		t.Errorf("temporary directories left: %v", left)
-	}
+	checkNothingLeft(t, cfg.Dir)
 }

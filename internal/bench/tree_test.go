@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -304,12 +303,7 @@ func TestRunTreeSmoke(t *testing.T) {
 	if _, err := json.Marshal(rep); err != nil {
 		t.Errorf("report does not marshal: %v", err)
 	}
-	if pids := children(t); len(pids) > 0 {
-		t.Errorf("child processes left running: %v", pids)
-	}
-	if left, _ := filepath.Glob(filepath.Join(cfg.Dir, "arbor-bench-*")); len(left) > 0 {
-		t.Errorf("temporary directories left: %v", left)
-	}
+	checkNothingLeft(t, cfg.Dir)
 }
 
 // TestRunTreeCanceled cancels a tree run during its first load and checks
@@ -328,7 +322,7 @@ func TestRunTreeCanceled(t *testing.T) {
 	cfg.Duration = time.Minute
 	cfg.BytesRate = 1000
 	cfg.Keyspace = 1000
-	var progress bytes.Buffer
+	var progress lockedBuffer
 	cfg.Progress = &progress
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -338,7 +332,8 @@ func TestRunTreeCanceled(t *testing.T) {
 		_, err := RunTree(ctx, cfg)
 		done <- err
 	}()
-	time.Sleep(6 * time.Second)
+	// Cancel once the first load has started.
+	waitProgress(t, &progress, "writing ", done)
 	cancel()
 	select {
 	case err := <-done:
@@ -348,10 +343,5 @@ func TestRunTreeCanceled(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("RunTree did not return 30s after cancel; progress:\n%s", progress.String())
 	}
-	if pids := children(t); len(pids) > 0 {
-		t.Errorf("child processes left running: %v", pids)
-	}
-	if left, _ := filepath.Glob(filepath.Join(cfg.Dir, "arbor-bench-*")); len(left) > 0 {
-		t.Errorf("temporary directories left: %v", left)
-	}
+	checkNothingLeft(t, cfg.Dir)
 }
