@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -110,6 +111,25 @@ func (f *fakeMaster) session(i int, c net.Conn) error {
 	}
 }
 
+// waitAck reads what the relay sends on its upstream link until a
+// REPLCONF ACK of at least off (the relay acks every second).
+func waitAck(c net.Conn, off int64) error {
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	rd := resp.NewReader(bufio.NewReader(c))
+	for {
+		args, err := rd.ReadCommand()
+		if err != nil {
+			return fmt.Errorf("waiting for an ACK of %d: %w", off, err)
+		}
+		if len(args) == 3 && strings.EqualFold(string(args[1]), "ack") {
+			if n, _ := strconv.ParseInt(string(args[2]), 10, 64); n >= off {
+				return nil
+			}
+		}
+	}
+}
+
 func setCmd(k, v string) string {
 	return string(resp.AppendCommand(nil, "SET", k, v))
 }
@@ -141,7 +161,11 @@ func TestBadUpstream(t *testing.T) {
 			fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\n", fakeReplid, len(good))
 			c.Write(good)
 			c.Write([]byte(first))
-			time.Sleep(200 * time.Millisecond) // let the good bytes be stored on their own
+			// The relay acks what it stored: once it acks the good bytes,
+			// the garbage arrives in a read of its own.
+			if err := waitAck(c, int64(len(first))); err != nil {
+				return err
+			}
 			c.Write([]byte("*3\r\n$3\r\nSET\r\n$1\r\nb\r\nthis is not RESP\r\n"))
 			return nil
 		},

@@ -509,9 +509,16 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 			return &slowConsumerError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER,
 				msg: fmt.Sprintf("child %s fell %d bytes behind (bound %d)", f.c.id, lag, r.cfg.MaxChildLag)}
 		}
-		waitCtx, cancel := context.WithTimeout(ctx, heartbeatEvery)
-		n, err := reader.Read(waitCtx, buf)
-		cancel()
+		var n int
+		var err error
+		if reader.Buffered() > 0 {
+			// Busy stream: no wait, so no heartbeat timer for this read.
+			n, err = reader.Read(ctx, buf)
+		} else {
+			waitCtx, cancel := context.WithTimeout(ctx, heartbeatEvery)
+			n, err = reader.Read(waitCtx, buf)
+			cancel()
+		}
 		var sw *store.ReplidSwitchError
 		switch {
 		case errors.As(err, &sw):

@@ -42,17 +42,13 @@ var errUnknownHistory = errors.New("parent does not know this relay's history")
 // (resumable) full sync, then stream frames into the store, acking what is
 // stored, until an error or ctx ends.
 func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
-	conn, err := r.dialRelay(up)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, end, err := r.openSync(ctx, up)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := arborv1.NewRelayServiceClient(conn).Sync(ctx)
-	if err != nil {
-		return fmt.Errorf("parent relay %s: %w", up.Addr, err)
-	}
+	defer end()
 	st := r.store.State()
 	sub := &arborv1.Subscribe{
 		RelayId: r.cfg.ID, Site: r.cfg.Site, Replid: "?", Offset: 0,
@@ -187,11 +183,12 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 	}
 }
 
-// dialRelay returns a client connection to a parent relay.
-func (r *Relay) dialRelay(up Upstream) (*grpc.ClientConn, error) {
+// openSync dials a parent relay and opens a Sync stream on it; end ends
+// the stream and closes the connection.
+func (r *Relay) openSync(ctx context.Context, up Upstream) (stream arborv1.RelayService_SyncClient, end func(), err error) {
 	creds, err := r.cfg.TLS.clientCredentials()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	conn, err := grpc.NewClient(up.Addr,
 		grpc.WithTransportCredentials(creds),
@@ -201,9 +198,16 @@ func (r *Relay) dialRelay(up Upstream) (*grpc.ClientConn, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("parent relay %s: %w", up.Addr, err)
+		return nil, nil, fmt.Errorf("parent relay %s: %w", up.Addr, err)
 	}
-	return conn, nil
+	sctx, cancel := context.WithCancel(ctx)
+	stream, err = arborv1.NewRelayServiceClient(conn).Sync(sctx)
+	if err != nil {
+		cancel()
+		conn.Close()
+		return nil, nil, fmt.Errorf("parent relay %s: %w", up.Addr, err)
+	}
+	return stream, func() { cancel(); conn.Close() }, nil
 }
 
 func (r *Relay) acceptedCompressions() []arborv1.Compression {
@@ -259,25 +263,15 @@ func (r *Relay) appendFrame(s *arborv1.Stream, dec *decoders) error {
 	if err != nil {
 		return fmt.Errorf("stream frame at %d: %w", s.GetStartOffset(), err)
 	}
-	if _, err := r.store.Append(data); err != nil {
-		var se *store.StreamError
-		if errors.As(err, &se) {
-			r.stats.rejectedStreams.Add(1)
-			r.log.Error("parent relay sent bytes that are not a replication stream; dropping the link, nothing of them stored",
-				"offset", se.Offset, "err", se.Err)
-		}
-		return err
-	}
+	now := time.Now()
 	origin := s.GetOriginTimeUnixNano()
 	if origin == 0 {
-		origin = time.Now().UnixNano()
+		origin = now.UnixNano()
 	}
-	end := s.GetStartOffset() + int64(len(data))
-	r.timeline.record(end, origin)
-	now := time.Now()
+	if _, err := r.storeStream(data, s.GetStartOffset()+int64(len(data)), origin, "parent relay"); err != nil {
+		return err
+	}
 	r.originLag.record(now, now.Sub(time.Unix(0, origin)))
-	r.noteMasterOffset(end)
-	r.stats.upstreamBytes.Add(int64(len(data)))
 	r.stats.upstreamRawBytes.Add(int64(len(data)))
 	r.stats.upstreamWireBytes.Add(int64(len(s.GetData())))
 	return nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/arbor-fabric/arbor/internal/resp"
@@ -99,43 +98,33 @@ func (r *Relay) refreshSnapshot(ctx context.Context, up Upstream) error {
 	if err != nil {
 		return fmt.Errorf("read PSYNC reply: %w", err)
 	}
-	f := strings.Fields(line)
-	if len(f) != 3 || f[0] != "+FULLRESYNC" || len(f[1]) != 40 {
+	replid, off, ok := parseFullResync(line)
+	if !ok {
 		return fmt.Errorf("upstream answered %q to an rdb-only PSYNC", line)
 	}
-	off, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil {
-		return fmt.Errorf("upstream answered %q to an rdb-only PSYNC", line)
-	}
-	if st := r.store.State(); f[1] != st.Replid {
-		return fmt.Errorf("upstream history %s is not the stored %s; the main link handles that", f[1], st.Replid)
+	if st := r.store.State(); replid != st.Replid {
+		return fmt.Errorf("upstream history %s is not the stored %s; the main link handles that", replid, st.Replid)
 	}
 	w, err := r.store.NewSnapshotWriter()
 	if err != nil {
 		return err
 	}
-	if _, err := r.readRDB(u, w, f[1], off, false); err != nil {
+	if _, err := r.readRDB(u, w, replid, off, false); err != nil {
 		w.Abort()
 		return err
 	}
 	closeLink() // the RDB is all this link was for
-	return r.installWhenReached(ctx, w, f[1], off)
+	return r.installWhenReached(ctx, w, replid, off)
 }
 
 // refreshFromRelay fetches the parent relay's snapshot (Subscribe with
 // snapshot_only) when it is newer than ours.
 func (r *Relay) refreshFromRelay(ctx context.Context, up Upstream) error {
-	conn, err := r.dialRelay(up)
+	stream, end, err := r.openSync(ctx, up)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := arborv1.NewRelayServiceClient(conn).Sync(sctx)
-	if err != nil {
-		return err
-	}
+	defer end()
 	if err := stream.Send(&arborv1.SyncRequest{Frame: &arborv1.SyncRequest_Subscribe{Subscribe: &arborv1.Subscribe{
 		RelayId: r.cfg.ID, Site: r.cfg.Site, Replid: "?", SnapshotOnly: true, AcceptedCompressions: r.acceptedCompressions(),
 	}}}); err != nil {
@@ -164,7 +153,7 @@ func (r *Relay) refreshFromRelay(ctx context.Context, up Upstream) error {
 		w.Abort()
 		return err
 	}
-	cancel()
+	end() // the snapshot is all this stream was for
 	return r.installWhenReached(ctx, w, fs.GetReplid(), fs.GetOffset())
 }
 

@@ -172,13 +172,13 @@ func (r *Relay) syncOnce(ctx context.Context, up Upstream) error {
 	}
 	fields := append(strings.Fields(line), "")
 	switch {
-	case fields[0] == "+FULLRESYNC" && len(fields) == 4:
-		off, err := strconv.ParseInt(fields[2], 10, 64)
-		if err != nil || len(fields[1]) != 40 || off < 0 {
+	case fields[0] == "+FULLRESYNC":
+		replid, off, ok := parseFullResync(line)
+		if !ok {
 			return fmt.Errorf("upstream sent a bad FULLRESYNC line %q", line)
 		}
 		r.link.set("sync")
-		if err := r.receiveRDB(u, fields[1], off); err != nil {
+		if err := r.receiveRDB(u, replid, off); err != nil {
 			return err
 		}
 		r.stats.upstreamFull.Add(1)
@@ -201,6 +201,16 @@ func (r *Relay) syncOnce(ctx context.Context, up Upstream) error {
 	}
 	r.link.set("connected")
 	return r.stream(ctx, u)
+}
+
+// parseFullResync parses "+FULLRESYNC <40-char replid> <offset>".
+func parseFullResync(line string) (replid string, off int64, ok bool) {
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != "+FULLRESYNC" || len(f[1]) != 40 {
+		return "", 0, false
+	}
+	off, err := strconv.ParseInt(f[2], 10, 64)
+	return f[1], off, err == nil && off >= 0
 }
 
 // handshake sends PING, then AUTH and REPLCONF pipelined, and checks the
@@ -405,6 +415,27 @@ func copyUntilMark(u *upstreamConn, w io.Writer, mark []byte) error {
 	}
 }
 
+// storeStream appends stream bytes from the upstream (a Redis master or a
+// parent relay) that end at offset end and were first received by the root
+// relay at origin (unix nanos), and keeps the relay's books on them. Bytes
+// that are not a valid stream are refused whole, counted and logged.
+func (r *Relay) storeStream(p []byte, end, origin int64, from string) (getAck bool, err error) {
+	getAck, err = r.store.Append(p)
+	if err != nil {
+		var se *store.StreamError
+		if errors.As(err, &se) {
+			r.stats.rejectedStreams.Add(1)
+			r.log.Error(from+" sent bytes that are not a replication stream; dropping the link, nothing of them stored",
+				"offset", se.Offset, "err", se.Err)
+		}
+		return false, err
+	}
+	r.timeline.record(end, origin)
+	r.noteMasterOffset(end)
+	r.stats.upstreamBytes.Add(int64(len(p)))
+	return getAck, nil
+}
+
 func ackCommand(off int64) []byte {
 	return resp.AppendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))
 }
@@ -424,29 +455,20 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 		cancel()
 	}()
 	buf := make([]byte, streamReadSize)
+	end := r.store.End() // this goroutine is the only appender
 	for {
 		u.deadline()
 		n, err := u.br.Read(buf)
 		if n > 0 {
+			now := time.Now()
 			r.link.mu.Lock()
-			r.link.lastIO = time.Now()
+			r.link.lastIO = now
 			r.link.mu.Unlock()
-			getAck, aerr := r.store.Append(buf[:n])
-			if aerr == nil {
-				end := r.store.End()
-				r.timeline.record(end, time.Now().UnixNano())
-				r.noteMasterOffset(end)
-			}
+			getAck, aerr := r.storeStream(buf[:n], end+int64(n), now.UnixNano(), "upstream")
 			if aerr != nil {
-				var se *store.StreamError
-				if errors.As(aerr, &se) {
-					r.stats.rejectedStreams.Add(1)
-					r.log.Error("upstream sent bytes that are not a replication stream; dropping the link, nothing of them stored",
-						"offset", se.Offset, "err", se.Err)
-				}
 				return aerr
 			}
-			r.stats.upstreamBytes.Add(int64(n))
+			end += int64(n)
 			if getAck {
 				select {
 				case ackNow <- struct{}{}:
