@@ -96,6 +96,15 @@ func (e *frameEncoder) encode(p []byte) ([]byte, error) {
 	return p, nil
 }
 
+// reset starts a new compression stream: the next frame depends on no
+// earlier one (the receiver resets its decoder for it).
+func (e *frameEncoder) reset() {
+	if e.zw != nil {
+		e.buf.Reset()
+		e.zw.Reset(&e.buf)
+	}
+}
+
 func (e *frameEncoder) close() {
 	if e.zw != nil {
 		e.zw.Close()
@@ -117,23 +126,54 @@ type frameDecoder struct {
 func newFrameDecoder(kind arborv1.Compression) (*frameDecoder, error) {
 	d := &frameDecoder{kind: kind}
 	if kind == arborv1.Compression_COMPRESSION_ZSTD {
-		pr, pw := io.Pipe()
-		zr, err := zstd.NewReader(pr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20), zstd.WithDecoderLowmem(true))
+		zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20), zstd.WithDecoderLowmem(true))
 		if err != nil {
 			return nil, err
 		}
-		d.zr, d.pw = zr, pw
-		d.frames, d.done = make(chan []byte), make(chan struct{})
-		go func() {
-			defer close(d.done)
-			for f := range d.frames {
-				if _, err := pw.Write(f); err != nil {
-					return
-				}
-			}
-		}()
+		d.zr = zr
+		if err := d.startPipe(); err != nil {
+			zr.Close()
+			return nil, err
+		}
 	}
 	return d, nil
+}
+
+// startPipe gives the zstd decoder a new pipe, fed frame by frame by a
+// goroutine that ends with stopPipe.
+func (d *frameDecoder) startPipe() error {
+	pr, pw := io.Pipe()
+	if err := d.zr.Reset(pr); err != nil {
+		return err
+	}
+	d.pw = pw
+	d.frames, d.done = make(chan []byte), make(chan struct{})
+	frames, done := d.frames, d.done
+	go func() {
+		defer close(done)
+		for f := range frames {
+			if _, err := pw.Write(f); err != nil {
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+func (d *frameDecoder) stopPipe() {
+	close(d.frames)
+	d.pw.CloseWithError(io.ErrClosedPipe)
+	<-d.done
+}
+
+// reset drops the decoder's state: the next frame begins a new compression
+// stream (Stream.compression_reset).
+func (d *frameDecoder) reset() error {
+	if d.zr == nil {
+		return nil
+	}
+	d.stopPipe()
+	return d.startPipe()
 }
 
 // decode returns the rawLen bytes carried by frame; valid until the next
@@ -177,9 +217,7 @@ func (d *frameDecoder) decode(frame []byte, kind arborv1.Compression, rawLen int
 
 func (d *frameDecoder) close() {
 	if d.zr != nil {
-		close(d.frames)
-		d.pw.CloseWithError(io.ErrClosedPipe)
-		<-d.done
+		d.stopPipe()
 		d.zr.Close()
 	}
 }

@@ -50,6 +50,10 @@ type childLink struct {
 	ackTime        atomic.Int64
 	rawBytes       atomic.Uint64
 	wireBytes      atomic.Uint64
+	sharedRawBytes atomic.Uint64
+	// shares: the child honours Stream.compression_reset, so it may be
+	// sent a fanout's frames (fanout.go).
+	shares bool
 
 	cancel context.CancelCauseFunc // ends the link's Sync
 
@@ -166,6 +170,7 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 	c := &childLink{
 		id: sub.GetRelayId(), site: sub.GetSite(), addr: addr,
 		compression: negotiate(r.compression, sub.GetAcceptedCompressions()),
+		shares:      sub.GetAcceptsCompressionReset(),
 	}
 	c.acked.Store(sub.GetOffset())
 	c.ackTime.Store(time.Now().UnixNano())
@@ -241,7 +246,6 @@ func (r *Relay) serveChild(ctx context.Context, cancel context.CancelCauseFunc, 
 	if err != nil {
 		return err
 	}
-	defer reader.Close()
 	c.state.Store(int32(arborv1.LinkState_LINK_STATE_STREAMING))
 	wg.Add(1)
 	go func() {
@@ -334,6 +338,22 @@ type feeder struct {
 	// nextTrace is when the root may sample a frame of this link next
 	// (unix nanos); owned by stream.
 	nextTrace int64
+
+	// Owned by stream:
+	buf      []byte
+	gen      uint64 // generation of the history the link streams
+	lastSend time.Time
+	// resetNext: the link's next own frame begins a new compression stream
+	// (it was sending a fanout's frames).
+	resetNext bool
+	// fo is the fanout of the link's codec when the child honours resets.
+	// member: the link is one of fo's members and sends its frames from
+	// frame seq on; until then joinAt ≥ 0 is where that frame starts, and
+	// the link sends its own frames up to there.
+	fo     *fanout
+	member bool
+	seq    uint64
+	joinAt int64
 }
 
 func (f *feeder) send(m *arborv1.SyncResponse) error {
@@ -497,90 +517,194 @@ func (f *feeder) fullSync(ctx context.Context, resume *arborv1.ResumeRdb) (*stor
 }
 
 // stream sends the stream from reader in frames batched by size and time,
-// heartbeats when idle, and replid switches at their exact offset.
+// heartbeats when idle, and replid switches at their exact offset. It owns
+// reader. A link whose child honours compression resets sends a fanout's
+// frames while it keeps up (fanout.go) and its own otherwise.
 func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 	r := f.r
-	buf := make([]byte, r.cfg.BatchBytes)
-	lastSend := time.Now()
+	f.buf = make([]byte, r.cfg.BatchBytes)
+	f.gen = reader.Generation()
 	f.c.sent.Store(reader.Pos())
+	if f.c.shares && f.enc.kind != arborv1.Compression_COMPRESSION_NONE {
+		f.fo = r.fanoutFor(f.enc.kind)
+	}
+	defer func() {
+		if reader != nil {
+			reader.Close()
+		}
+		if f.member {
+			f.fo.leave()
+		}
+	}()
+	f.lastSend = time.Now()
+	f.joinAt = -1
 	for {
-		if lag := r.store.End() - reader.Pos(); lag > r.cfg.MaxChildLag {
+		pos := f.c.sent.Load()
+		if lag := r.store.End() - pos; lag > r.cfg.MaxChildLag {
 			f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER, fmt.Sprintf("%d bytes behind, bound %d", lag, r.cfg.MaxChildLag))
 			return &slowConsumerError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER,
 				msg: fmt.Sprintf("child %s fell %d bytes behind (bound %d)", f.c.id, lag, r.cfg.MaxChildLag)}
 		}
-		var n int
-		var err error
-		if reader.Buffered() > 0 {
-			// Busy stream: no wait, so no heartbeat timer for this read.
-			n, err = reader.Read(ctx, buf)
-		} else {
-			waitCtx, cancel := context.WithTimeout(ctx, heartbeatEvery)
-			n, err = reader.Read(waitCtx, buf)
-			cancel()
-		}
-		var sw *store.ReplidSwitchError
-		switch {
-		case errors.As(err, &sw):
-			if err := f.sendSwitch(sw); err != nil {
-				return err
-			}
-			continue
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			if time.Since(lastSend) >= heartbeatEvery {
-				if err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Heartbeat{Heartbeat: &arborv1.Heartbeat{
-					MasterOffset: r.store.End(), OriginTimeUnixNano: time.Now().UnixNano(),
-				}}}); err != nil {
+		if f.member && f.joinAt < 0 {
+			err := f.sharedStep(ctx)
+			if !errors.Is(err, errLeftFanout) {
+				if err != nil {
 					return err
 				}
-				lastSend = time.Now()
+				continue
 			}
-			continue
-		case errors.Is(err, store.ErrTrimmed):
-			f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_BACKLOG_EXCEEDED, "fell behind the backlog")
-			return err
-		case err != nil:
-			return err
-		}
-		// Batch: if the frame is small, give the stream up to BatchDelay to
-		// add more, so frames are not one command each.
-		var pending *store.ReplidSwitchError
-		if n < len(buf) && r.cfg.BatchDelay > 0 {
-			wctx, cancel := context.WithTimeout(ctx, r.cfg.BatchDelay)
-			for n < len(buf) {
-				m, err := reader.Read(wctx, buf[n:])
-				n += m
-				if errors.As(err, &pending) || err != nil {
-					break
+			// Behind the shared frames, or the fanout started over: go on
+			// alone from here, from a new compression stream.
+			f.fo.leave()
+			f.member = false
+			if reader, err = r.store.NewReader(f.gen, f.c.sent.Load()); err != nil {
+				if errors.Is(err, store.ErrOutOfRange) {
+					f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_BACKLOG_EXCEEDED, "fell behind the backlog")
 				}
-			}
-			cancel()
-		}
-		start := reader.Pos() - int64(n)
-		wire, err := f.enc.encode(buf[:n])
-		if err != nil {
-			return err
-		}
-		origin, _ := r.timeline.originOf(start + int64(n) - 1)
-		frame := &arborv1.Stream{StartOffset: start, Data: wire, Compression: f.enc.kind, RawLen: uint32(n), OriginTimeUnixNano: origin}
-		span := f.traceFrame(frame) // nil unless this frame is sampled
-		err = f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Stream{Stream: frame}})
-		endSpan(span, err)
-		if err != nil {
-			return err
-		}
-		lastSend = time.Now()
-		f.c.sent.Store(reader.Pos())
-		f.c.rawBytes.Add(uint64(n))
-		f.c.wireBytes.Add(uint64(len(wire)))
-		r.stats.rawBytes.Add(uint64(n))
-		r.stats.wireBytes.Add(uint64(len(wire)))
-		if pending != nil {
-			if err := f.sendSwitch(pending); err != nil {
 				return err
 			}
+			f.resetNext = true
+			continue
+		}
+		if err := f.ownStep(ctx, reader); err != nil {
+			return err
+		}
+		if f.fo == nil {
+			continue
+		}
+		if !f.member && reader.Buffered() == 0 {
+			// Caught up: try to join the fanout at its next frame.
+			seq, at, ok, err := f.fo.join(f.gen, reader.Pos())
+			if err != nil {
+				return err
+			}
+			if ok {
+				f.member, f.seq, f.joinAt = true, seq, at
+			}
+		}
+		if f.member && reader.Pos() == f.joinAt {
+			// Sent everything before the fanout's first frame for this
+			// link: from here on, its frames.
+			reader.Close()
+			reader = nil
+			f.joinAt = -1
 		}
 	}
+}
+
+// ownStep reads, compresses and sends one frame of the link's own (or a
+// heartbeat when the stream is idle, or a replid switch). While the link
+// is joining a fanout it reads no further than the fanout's first frame.
+func (f *feeder) ownStep(ctx context.Context, reader *store.Reader) error {
+	r := f.r
+	buf := f.buf
+	if f.joinAt >= 0 {
+		buf = buf[:min(int64(len(buf)), f.joinAt-reader.Pos())]
+	}
+	var n int
+	var pending *store.ReplidSwitchError
+	var err error
+	if reader.Buffered() > 0 {
+		// Busy stream: no wait, so no heartbeat timer for this read.
+		n, pending, err = r.readBatch(ctx, reader, buf)
+	} else {
+		waitCtx, cancel := context.WithTimeout(ctx, heartbeatEvery)
+		n, pending, err = r.readBatch(waitCtx, reader, buf)
+		cancel()
+	}
+	var sw *store.ReplidSwitchError
+	switch {
+	case errors.As(err, &sw):
+		return f.sendSwitch(sw)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return f.heartbeat()
+	case errors.Is(err, store.ErrTrimmed):
+		f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_BACKLOG_EXCEEDED, "fell behind the backlog")
+		return err
+	case err != nil:
+		return err
+	}
+	start := reader.Pos() - int64(n)
+	if f.resetNext {
+		f.enc.reset()
+	}
+	wire, err := f.enc.encode(buf[:n])
+	if err != nil {
+		return err
+	}
+	origin, _ := r.timeline.originOf(start + int64(n) - 1)
+	if err := f.sendFrame(&sharedFrame{start: start, rawLen: n, data: wire, reset: f.resetNext, origin: origin}, false); err != nil {
+		return err
+	}
+	f.resetNext = false
+	if pending != nil {
+		return f.sendSwitch(pending)
+	}
+	return nil
+}
+
+// sharedStep sends the link's next frame of the fanout, or a heartbeat
+// when the stream is idle. errLeftFanout means the link must go on alone.
+func (f *feeder) sharedStep(ctx context.Context) error {
+	fr, ok, err := f.fo.frame(f.seq)
+	if !ok && err == nil {
+		waitCtx, cancel := context.WithTimeout(ctx, heartbeatEvery)
+		fr, err = f.fo.next(waitCtx, f.seq)
+		cancel()
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return f.heartbeat()
+	case err != nil:
+		return err
+	}
+	if fr.start != f.c.sent.Load() {
+		// Not where this link is: never send it (the child would refuse
+		// it); go on alone.
+		return errLeftFanout
+	}
+	f.seq++
+	if fr.sw != nil {
+		return f.sendSwitch(fr.sw)
+	}
+	return f.sendFrame(fr, true)
+}
+
+// sendFrame sends one stream frame and counts it.
+func (f *feeder) sendFrame(fr *sharedFrame, shared bool) error {
+	r := f.r
+	frame := &arborv1.Stream{StartOffset: fr.start, Data: fr.data, Compression: f.enc.kind, RawLen: uint32(fr.rawLen),
+		OriginTimeUnixNano: fr.origin, CompressionReset: fr.reset}
+	span := f.traceFrame(frame) // nil unless this frame is sampled
+	err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Stream{Stream: frame}})
+	endSpan(span, err)
+	if err != nil {
+		return err
+	}
+	f.lastSend = time.Now()
+	f.c.sent.Store(fr.start + int64(fr.rawLen))
+	f.c.rawBytes.Add(uint64(fr.rawLen))
+	f.c.wireBytes.Add(uint64(len(fr.data)))
+	r.stats.rawBytes.Add(uint64(fr.rawLen))
+	r.stats.wireBytes.Add(uint64(len(fr.data)))
+	if shared {
+		f.c.sharedRawBytes.Add(uint64(fr.rawLen))
+		r.stats.sharedRawBytes.Add(uint64(fr.rawLen))
+	}
+	return nil
+}
+
+// heartbeat tells an idle child the link is alive, at most once per
+// heartbeatEvery.
+func (f *feeder) heartbeat() error {
+	if time.Since(f.lastSend) < heartbeatEvery {
+		return nil
+	}
+	err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Heartbeat{Heartbeat: &arborv1.Heartbeat{
+		MasterOffset: f.r.store.End(), OriginTimeUnixNano: time.Now().UnixNano(),
+	}}})
+	f.lastSend = time.Now()
+	return err
 }
 
 // sendSwitch passes a replication ID switch on at its exact offset; a

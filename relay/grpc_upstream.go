@@ -53,7 +53,9 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 	sub := &arborv1.Subscribe{
 		RelayId: r.cfg.ID, Site: r.cfg.Site, Replid: "?", Offset: 0,
 		AcceptedCompressions: r.acceptedCompressions(),
-		DownstreamRelayIds:   r.descendants(),
+		// This relay's appendFrame honours Stream.compression_reset.
+		AcceptsCompressionReset: true,
+		DownstreamRelayIds:      r.descendants(),
 	}
 	if st.HasData() && !r.forceFullSync.Load() {
 		sub.Replid, sub.Offset = st.Replid, st.End
@@ -248,6 +250,15 @@ func (d *decoders) decode(data []byte, kind arborv1.Compression, rawLen uint32) 
 	return fd.decode(data, kind, int(rawLen))
 }
 
+// reset drops the state of kind's decoder (Stream.compression_reset).
+func (d *decoders) reset(kind arborv1.Compression) error {
+	fd, err := d.get(kind)
+	if err != nil {
+		return err
+	}
+	return fd.reset()
+}
+
 func (d *decoders) close() {
 	for _, fd := range d.m {
 		fd.close()
@@ -258,6 +269,11 @@ func (d *decoders) close() {
 func (r *Relay) appendFrame(s *arborv1.Stream, dec *decoders) error {
 	if end := r.store.End(); s.GetStartOffset() != end {
 		return fmt.Errorf("stream frame starts at %d, this relay holds %d", s.GetStartOffset(), end)
+	}
+	if s.GetCompressionReset() {
+		if err := dec.reset(s.GetCompression()); err != nil {
+			return fmt.Errorf("stream frame at %d: compression reset: %w", s.GetStartOffset(), err)
+		}
 	}
 	data, err := dec.decode(s.GetData(), s.GetCompression(), s.GetRawLen())
 	if err != nil {

@@ -47,16 +47,18 @@ type Relay struct {
 	bg sync.WaitGroup // child relay links, which may outlive their RPC handler briefly
 
 	mu       sync.Mutex
-	replicas map[int64]*replica // guarded by mu
-	nextID   int64              // guarded by mu
-	children []*childLink       // guarded by mu: child relays attached over Sync
-	chain    []string           // guarded by mu: relays above this one, parent first
+	replicas map[int64]*replica              // guarded by mu
+	nextID   int64                           // guarded by mu
+	children []*childLink                    // guarded by mu: child relays attached over Sync
+	fanouts  map[arborv1.Compression]*fanout // guarded by mu: see fanout.go
+	chain    []string                        // guarded by mu: relays above this one, parent first
 }
 
 // stats are the relay's counters, read by INFO and tests.
 type stats struct {
 	rawBytes          atomic.Uint64 // bytes sent to child relays before compression
 	wireBytes         atomic.Uint64 // ... and after
+	sharedRawBytes    atomic.Uint64 // of rawBytes, those sent in frames of a fanout
 	upstreamWireBytes atomic.Int64  // bytes received from a parent relay, compressed
 	upstreamRawBytes  atomic.Int64  // ... and decompressed (stream and RDB)
 	fullSyncs         atomic.Int64  // full syncs served to replicas

@@ -31,7 +31,7 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 		StoredOffset: st.End,
 		AckedOffset:  st.End,
 		Backlog:      &arborv1.Backlog{StartOffset: st.Start, EndOffset: st.End, SizeBytes: st.BacklogBytes, LimitBytes: r.cfg.BacklogSize},
-		Compression:  &arborv1.CompressionStats{RawBytes: r.stats.rawBytes.Load(), WireBytes: r.stats.wireBytes.Load()},
+		Compression:  &arborv1.CompressionStats{RawBytes: r.stats.rawBytes.Load(), WireBytes: r.stats.wireBytes.Load(), SharedRawBytes: r.stats.sharedRawBytes.Load()},
 		LastError:    lastErr,
 		Counters: &arborv1.SyncCounters{
 			FullSyncsServed:      uint64(r.stats.fullSyncs.Load()),
@@ -54,7 +54,7 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 			AckedOffset: acked, LagBytes: max(0, st.End-acked), LagMs: r.timeline.lag(acked, st.End, now).Milliseconds(),
 			State:       arborv1.LinkState(c.state.Load()),
 			Compression: compressionName(c.compression),
-			Bytes:       &arborv1.CompressionStats{RawBytes: c.rawBytes.Load(), WireBytes: c.wireBytes.Load()},
+			Bytes:       &arborv1.CompressionStats{RawBytes: c.rawBytes.Load(), WireBytes: c.wireBytes.Load(), SharedRawBytes: c.sharedRawBytes.Load()},
 		})
 	}
 	for _, rp := range r.replicaList() {

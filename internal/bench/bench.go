@@ -29,7 +29,7 @@ type workspace struct {
 	relayBin  string
 	relayArgs []string
 	keep      bool
-	pin       bool // see pin.go
+	pin       placement // nil: no pinning (see pin.go)
 	out       io.Writer
 }
 
@@ -124,14 +124,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer w.close()
 	if cfg.Pin {
-		if runtime.NumCPU() < 2 {
-			return nil, fmt.Errorf("--pin needs at least 2 CPUs, this machine has %d", runtime.NumCPU())
-		}
-		if err := pinSelf(); err != nil {
+		unpin, err := pinAll()
+		if err != nil {
 			return nil, err
 		}
-		defer unpinSelf()
-		w.pin = true
+		defer unpin()
+		w.pin = consumersApart
 	}
 	r := &runner{workspace: w, cfg: cfg}
 

@@ -23,6 +23,41 @@ const (
 // isMaster tells which processes of a phase are masters.
 func isMaster(name string) bool { return name == "master" || strings.HasSuffix(name, "-master") }
 
+// placement picks the CPU a process of a phase runs on.
+type placement func(name string) int
+
+// consumersApart is "arbor bench relay --pin": masters on masterCPU, every
+// replication consumer on consumerCPU.
+func consumersApart(name string) int {
+	if isMaster(name) {
+		return masterCPU
+	}
+	return consumerCPU
+}
+
+// relaysApart is "arbor bench tree --pin": the relays on consumerCPU,
+// everything else (master, every redis replica, the load generator with
+// its link bridges) on masterCPU, so the relays' own cost per hop is
+// measured without the 8 replicas and the master taking their CPU.
+func relaysApart(name string) int {
+	if strings.HasPrefix(name, "relay-") || name == "relay" {
+		return consumerCPU
+	}
+	return masterCPU
+}
+
+// pinAll pins this process to masterCPU and returns a function that undoes
+// it; it fails on a machine with fewer than 2 CPUs.
+func pinAll() (func(), error) {
+	if runtime.NumCPU() < 2 {
+		return nil, fmt.Errorf("--pin needs at least 2 CPUs, this machine has %d", runtime.NumCPU())
+	}
+	if err := pinSelf(); err != nil {
+		return nil, err
+	}
+	return unpinSelf, nil
+}
+
 // pinProcess sets the CPU affinity of every thread of process pid.
 func pinProcess(pid, cpu int) error {
 	var set unix.CPUSet

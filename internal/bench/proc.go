@@ -86,7 +86,7 @@ type env struct {
 	relayArg []string
 	progress func(format string, args ...any)
 	procs    []*process
-	pin      bool // pin masters to one CPU, consumers to another (see pin.go)
+	pin      placement // nil: no pinning (see pin.go)
 }
 
 // close kills every process of the env, newest first.
@@ -124,12 +124,8 @@ func (e *env) start(name, dir, bin string, args []string) (*process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	if e.pin {
-		cpu := consumerCPU
-		if isMaster(name) {
-			cpu = masterCPU
-		}
-		if err := pinProcess(cmd.Process.Pid, cpu); err != nil {
+	if e.pin != nil {
+		if err := pinProcess(cmd.Process.Pid, e.pin(name)); err != nil {
 			cmd.Process.Kill()
 			cmd.Wait()
 			return nil, err

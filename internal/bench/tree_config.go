@@ -80,6 +80,10 @@ type TreeConfig struct {
 	Dir string
 	// Keep keeps the temporary directory (server logs, relay stores).
 	Keep bool
+	// Pin puts the relays on CPU 1 and everything else (master, replicas,
+	// the load generator with its link bridges) on CPU 0, as if the relays
+	// ran on hosts of their own.
+	Pin bool
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
 }

@@ -53,6 +53,8 @@ type TreeSettings struct {
 	DatasetSize     int64    `json:"dataset_size"`
 	Seed            uint64   `json:"seed"`
 	RelayArgs       []string `json:"relay_args,omitempty"`
+	// Pinned: relays on CPU 1, everything else on CPU 0.
+	Pinned bool `json:"pinned,omitempty"`
 }
 
 func newTreeSettings(c *TreeConfig) TreeSettings {
@@ -72,6 +74,7 @@ func newTreeSettings(c *TreeConfig) TreeSettings {
 		DatasetSize:     c.DatasetSize,
 		Seed:            c.Seed,
 		RelayArgs:       c.RelayArgs,
+		Pinned:          c.Pin,
 	}
 }
 
@@ -306,6 +309,9 @@ func (r *TreeReport) WriteText(w io.Writer) error {
 	p.f("workload: %s (JSON profiles, log lines, INCR counters, HSET sessions), %d keys per kind; masters with client-output-buffer-limit replica 0 0 0\n", s.Mix, s.Keyspace)
 	if len(s.RelayArgs) > 0 {
 		p.f("relay args: %s\n", strings.Join(s.RelayArgs, " "))
+	}
+	if s.Pinned {
+		p.f("pinned: the 3 relays on CPU %d; master, replicas, load generator and link bridges on CPU %d (as if the relays ran on hosts of their own)\n", consumerCPU, masterCPU)
 	}
 	if b := r.Bytes; b != nil {
 		p.f("\n1. Inter-site bytes per MiB of master stream: %d writes/s for %.1f s (achieved %.0f/s, %d writes), %s of stream, one master feeding both paths\n",

@@ -73,6 +73,9 @@ func (s *Store) readableLocked(gen uint64) error {
 // Pos returns the position of the next byte Read returns.
 func (r *Reader) Pos() int64 { return r.pos }
 
+// Generation returns the generation of the history the reader reads.
+func (r *Reader) Generation() uint64 { return r.gen }
+
 // Close releases the reader's file and its hold on the backlog.
 func (r *Reader) Close() error {
 	r.s.readersMu.Lock()

@@ -477,9 +477,13 @@ type Subscribe struct {
 	// FullSyncEnd, then the parent ends the stream. A child uses it to
 	// replace an old snapshot that keeps its backlog from being trimmed; it
 	// is not attached as a child by it.
-	SnapshotOnly  bool `protobuf:"varint,7,opt,name=snapshot_only,json=snapshotOnly,proto3" json:"snapshot_only,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SnapshotOnly bool `protobuf:"varint,7,opt,name=snapshot_only,json=snapshotOnly,proto3" json:"snapshot_only,omitempty"`
+	// The child honours Stream.compression_reset. The parent may then send it
+	// frames it compressed once for all of its children that keep up, instead
+	// of compressing the stream again for each link.
+	AcceptsCompressionReset bool `protobuf:"varint,8,opt,name=accepts_compression_reset,json=acceptsCompressionReset,proto3" json:"accepts_compression_reset,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *Subscribe) Reset() {
@@ -557,6 +561,13 @@ func (x *Subscribe) GetDownstreamRelayIds() []string {
 func (x *Subscribe) GetSnapshotOnly() bool {
 	if x != nil {
 		return x.SnapshotOnly
+	}
+	return false
+}
+
+func (x *Subscribe) GetAcceptsCompressionReset() bool {
+	if x != nil {
+		return x.AcceptsCompressionReset
 	}
 	return false
 }
@@ -1141,9 +1152,13 @@ type Stream struct {
 	OriginTimeUnixNano int64 `protobuf:"varint,5,opt,name=origin_time_unix_nano,json=originTimeUnixNano,proto3" json:"origin_time_unix_nano,omitempty"`
 	// Trace propagation fields (W3C traceparent and tracestate) when the
 	// bytes belong to a sampled trace; usually empty.
-	TraceContext  map[string]string `protobuf:"bytes,6,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TraceContext map[string]string `protobuf:"bytes,6,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// data begins a new compression stream: the receiver drops its decoder's
+	// state (the zstd window of earlier frames) before decoding it. Sent only
+	// to a child that set Subscribe.accepts_compression_reset.
+	CompressionReset bool `protobuf:"varint,7,opt,name=compression_reset,json=compressionReset,proto3" json:"compression_reset,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Stream) Reset() {
@@ -1216,6 +1231,13 @@ func (x *Stream) GetTraceContext() map[string]string {
 		return x.TraceContext
 	}
 	return nil
+}
+
+func (x *Stream) GetCompressionReset() bool {
+	if x != nil {
+		return x.CompressionReset
+	}
+	return false
 }
 
 // Heartbeat tells an idle child that the parent is alive and how far the
@@ -1447,7 +1469,7 @@ const file_arbor_v1_relay_proto_rawDesc = "" +
 	"\n" +
 	"disconnect\x18\b \x01(\v2\x14.arbor.v1.DisconnectH\x00R\n" +
 	"disconnectB\a\n" +
-	"\x05frame\"\x8d\x02\n" +
+	"\x05frame\"\xc9\x02\n" +
 	"\tSubscribe\x12\x19\n" +
 	"\brelay_id\x18\x01 \x01(\tR\arelayId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x16\n" +
@@ -1455,7 +1477,8 @@ const file_arbor_v1_relay_proto_rawDesc = "" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12J\n" +
 	"\x15accepted_compressions\x18\x05 \x03(\x0e2\x15.arbor.v1.CompressionR\x14acceptedCompressions\x120\n" +
 	"\x14downstream_relay_ids\x18\x06 \x03(\tR\x12downstreamRelayIds\x12#\n" +
-	"\rsnapshot_only\x18\a \x01(\bR\fsnapshotOnly\"K\n" +
+	"\rsnapshot_only\x18\a \x01(\bR\fsnapshotOnly\x12:\n" +
+	"\x19accepts_compression_reset\x18\b \x01(\bR\x17acceptsCompressionReset\"K\n" +
 	"\x03Ack\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12,\n" +
 	"\asubtree\x18\x02 \x03(\v2\x12.arbor.v1.ChildAckR\asubtree\"z\n" +
@@ -1501,14 +1524,15 @@ const file_arbor_v1_relay_proto_rawDesc = "" +
 	"\vFullSyncEnd\x12\x1b\n" +
 	"\trdb_crc64\x18\x01 \x01(\x06R\brdbCrc64\x12\x1f\n" +
 	"\vchunk_count\x18\x02 \x01(\rR\n" +
-	"chunkCount\"\xce\x02\n" +
+	"chunkCount\"\xfb\x02\n" +
 	"\x06Stream\x12!\n" +
 	"\fstart_offset\x18\x01 \x01(\x03R\vstartOffset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x127\n" +
 	"\vcompression\x18\x03 \x01(\x0e2\x15.arbor.v1.CompressionR\vcompression\x12\x17\n" +
 	"\araw_len\x18\x04 \x01(\rR\x06rawLen\x121\n" +
 	"\x15origin_time_unix_nano\x18\x05 \x01(\x03R\x12originTimeUnixNano\x12G\n" +
-	"\rtrace_context\x18\x06 \x03(\v2\".arbor.v1.Stream.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\rtrace_context\x18\x06 \x03(\v2\".arbor.v1.Stream.TraceContextEntryR\ftraceContext\x12+\n" +
+	"\x11compression_reset\x18\a \x01(\bR\x10compressionReset\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +

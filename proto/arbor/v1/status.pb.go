@@ -561,9 +561,12 @@ type CompressionStats struct {
 	// Stream and RDB bytes before compression.
 	RawBytes uint64 `protobuf:"varint,1,opt,name=raw_bytes,json=rawBytes,proto3" json:"raw_bytes,omitempty"`
 	// The same bytes as sent on the wire, after compression.
-	WireBytes     uint64 `protobuf:"varint,2,opt,name=wire_bytes,json=wireBytes,proto3" json:"wire_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	WireBytes uint64 `protobuf:"varint,2,opt,name=wire_bytes,json=wireBytes,proto3" json:"wire_bytes,omitempty"`
+	// Of raw_bytes, the stream bytes sent in frames compressed once for every
+	// child relay that keeps up, rather than for one link alone.
+	SharedRawBytes uint64 `protobuf:"varint,3,opt,name=shared_raw_bytes,json=sharedRawBytes,proto3" json:"shared_raw_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CompressionStats) Reset() {
@@ -606,6 +609,13 @@ func (x *CompressionStats) GetRawBytes() uint64 {
 func (x *CompressionStats) GetWireBytes() uint64 {
 	if x != nil {
 		return x.WireBytes
+	}
+	return 0
+}
+
+func (x *CompressionStats) GetSharedRawBytes() uint64 {
+	if x != nil {
+		return x.SharedRawBytes
 	}
 	return 0
 }
@@ -934,11 +944,12 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x1f\n" +
 	"\vlimit_bytes\x18\x04 \x01(\x03R\n" +
-	"limitBytes\"N\n" +
+	"limitBytes\"x\n" +
 	"\x10CompressionStats\x12\x1b\n" +
 	"\traw_bytes\x18\x01 \x01(\x04R\brawBytes\x12\x1d\n" +
 	"\n" +
-	"wire_bytes\x18\x02 \x01(\x04R\twireBytes\"\x86\x02\n" +
+	"wire_bytes\x18\x02 \x01(\x04R\twireBytes\x12(\n" +
+	"\x10shared_raw_bytes\x18\x03 \x01(\x04R\x0esharedRawBytes\"\x86\x02\n" +
 	"\fSyncCounters\x12*\n" +
 	"\x11full_syncs_served\x18\x01 \x01(\x04R\x0ffullSyncsServed\x120\n" +
 	"\x14partial_syncs_served\x18\x02 \x01(\x04R\x12partialSyncsServed\x122\n" +

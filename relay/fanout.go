@@ -1,0 +1,291 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/arbor-fabric/arbor/relay/store"
+)
+
+// A fanout compresses the live stream once for every child relay link on one
+// codec that keeps up, instead of once per link: with zstd that is most of a
+// relay's CPU per child.
+//
+// The frames it makes are kept in a short queue (fanoutQueueBytes of wire
+// bytes). A link that is caught up joins it at the next frame, which the
+// fanout starts as a new compression stream (Stream.compression_reset), so
+// the child's decoder needs no earlier frame of the fanout. A member sends
+// the queue's frames in order; one that falls behind the queue leaves and
+// goes on with its own reader and encoder (again from a reset), so a slow
+// child never holds the others back nor the fanout's memory.
+//
+// There is no goroutine of its own: the member that asks first for a frame
+// nobody made yet reads and compresses it (the others wait for it), so a
+// frame costs no extra hand-off between goroutines.
+type fanout struct {
+	r    *Relay
+	kind arborv1.Compression
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when a frame is added or the fanout is reset
+	reader  *store.Reader // nil while the fanout has no members
+	enc     *frameEncoder
+	buf     []byte
+	pos     int64 // stream offset the next frame starts at
+	first   uint64
+	frames  []*sharedFrame // frames[i] has sequence number first+i
+	queued  int            // wire bytes held by frames
+	// producing: a member is reading and compressing frame first+len(frames).
+	producing bool
+	// resetNext: the next frame begins a new compression stream (a member
+	// joins at it).
+	resetNext bool
+	members   int
+}
+
+// sharedFrame is one frame of a fanout: stream bytes compressed once, or a
+// replication ID switch at start. Its fields never change once published.
+type sharedFrame struct {
+	start  int64
+	rawLen int
+	data   []byte
+	reset  bool
+	origin int64
+	sw     *store.ReplidSwitchError
+}
+
+const (
+	// fanoutQueueBytes bounds the compressed frames a fanout keeps for
+	// members that lag a little behind the others.
+	fanoutQueueBytes = 8 << 20
+	// fanoutJoinGap is how far behind the fanout's next frame a link may
+	// be and still join it: it sends the gap itself first.
+	fanoutJoinGap = 1 << 20
+)
+
+// errLeftFanout says a member is no longer served by its fanout: it fell
+// behind the queue, or the fanout met an error and started over.
+var errLeftFanout = errors.New("left the shared frames")
+
+func newFanout(r *Relay, kind arborv1.Compression) *fanout {
+	return &fanout{r: r, kind: kind, changed: make(chan struct{})}
+}
+
+// fanoutFor returns the relay's fanout for kind, making it on first use.
+func (r *Relay) fanoutFor(kind arborv1.Compression) *fanout {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fanouts == nil {
+		r.fanouts = make(map[arborv1.Compression]*fanout)
+	}
+	fo := r.fanouts[kind]
+	if fo == nil {
+		fo = newFanout(r, kind)
+		r.fanouts[kind] = fo
+	}
+	return fo
+}
+
+// join makes a link that has sent the stream up to pos a member. It
+// returns the sequence number of the member's first frame and the offset
+// that frame starts at (at ≥ pos: the link sends [pos, at) itself first),
+// or ok false when the link cannot join now (the fanout is behind pos,
+// too far ahead, or in the middle of a frame); the link tries again later.
+func (fo *fanout) join(gen uint64, pos int64) (seq uint64, at int64, ok bool, err error) {
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	if fo.members == 0 && !fo.producing {
+		// Nobody is served: start over at pos.
+		reader, err := fo.r.store.NewReader(gen, pos)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		if fo.enc == nil {
+			if fo.enc, err = newFrameEncoder(fo.kind); err != nil {
+				reader.Close()
+				return 0, 0, false, err
+			}
+		}
+		fo.dropLocked()
+		fo.reader, fo.pos = reader, pos
+		if len(fo.buf) == 0 {
+			fo.buf = make([]byte, fo.r.cfg.BatchBytes)
+		}
+	}
+	if fo.reader == nil || fo.producing || fo.pos < pos || fo.pos-pos > fanoutJoinGap || fo.reader.Generation() != gen {
+		return 0, 0, false, nil
+	}
+	fo.resetNext = true
+	fo.members++
+	return fo.first + uint64(len(fo.frames)), fo.pos, true, nil
+}
+
+// leave ends a membership; the last member out frees the reader and queue.
+func (fo *fanout) leave() {
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	fo.members--
+	if fo.members == 0 && !fo.producing {
+		fo.dropLocked()
+	}
+}
+
+// dropLocked forgets the reader and the queue; members waiting for a frame
+// learn that they left.
+func (fo *fanout) dropLocked() {
+	if fo.reader != nil {
+		fo.reader.Close()
+		fo.reader = nil
+	}
+	fo.first += uint64(len(fo.frames))
+	fo.frames, fo.queued = nil, 0
+	fo.broadcastLocked()
+}
+
+func (fo *fanout) broadcastLocked() {
+	close(fo.changed)
+	fo.changed = make(chan struct{})
+}
+
+// frame returns frame seq if it is queued, without waiting; ok false means
+// it is not made yet. errLeftFanout means it never will be for this member.
+func (fo *fanout) frame(seq uint64) (f *sharedFrame, ok bool, err error) {
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	return fo.frameLocked(seq)
+}
+
+func (fo *fanout) frameLocked(seq uint64) (*sharedFrame, bool, error) {
+	next := fo.first + uint64(len(fo.frames))
+	switch {
+	case seq < fo.first || seq > next || fo.reader == nil:
+		return nil, false, errLeftFanout
+	case seq < next:
+		return fo.frames[seq-fo.first], true, nil
+	}
+	return nil, false, nil
+}
+
+// next returns frame seq, making it if nobody is (reading and compressing
+// what the store has after the previous frame, waiting for bytes until ctx
+// ends) or waiting for the member that is.
+func (fo *fanout) next(ctx context.Context, seq uint64) (*sharedFrame, error) {
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	for {
+		f, ok, err := fo.frameLocked(seq)
+		if ok || err != nil {
+			return f, err
+		}
+		if !fo.producing {
+			if err := fo.produce(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		ch := fo.changed
+		fo.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			fo.mu.Lock()
+			return nil, ctx.Err()
+		}
+		fo.mu.Lock()
+	}
+}
+
+// produce makes the next frame; fo.mu is held on entry and on return, and
+// released while it waits for bytes and compresses them. It fails with an
+// error of ctx; any other error starts the fanout over (errLeftFanout for
+// every member: each goes on alone, where the error shows again if it is
+// real).
+func (fo *fanout) produce(ctx context.Context) error {
+	fo.producing = true
+	reader, enc, reset := fo.reader, fo.enc, fo.resetNext
+	fo.mu.Unlock()
+	frames, err := fo.r.readFrame(ctx, reader, fo.buf, enc, reset)
+	fo.mu.Lock()
+	fo.producing = false
+	fo.broadcastLocked() // a frame, or another member may take over
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil || fo.members == 0:
+		fo.dropLocked()
+		return errLeftFanout
+	}
+	for _, f := range frames {
+		fo.frames = append(fo.frames, f)
+		fo.queued += len(f.data)
+		fo.pos = f.start + int64(f.rawLen)
+		if f.reset {
+			fo.resetNext = false
+		}
+	}
+	for len(fo.frames) > 1 && fo.queued > fanoutQueueBytes {
+		fo.queued -= len(fo.frames[0].data)
+		fo.frames[0] = nil
+		fo.frames = fo.frames[1:]
+		fo.first++
+	}
+	return nil
+}
+
+// readFrame reads the next frame's bytes from reader into buf (see
+// readBatch) and compresses them with enc, starting a new compression
+// stream first when reset is set. It returns the frame, followed by a
+// replid switch frame when the read stopped at one; a switch alone when the
+// reader is at one.
+func (r *Relay) readFrame(ctx context.Context, reader *store.Reader, buf []byte, enc *frameEncoder, reset bool) ([]*sharedFrame, error) {
+	start := reader.Pos()
+	n, pending, err := r.readBatch(ctx, reader, buf)
+	var sw *store.ReplidSwitchError
+	if errors.As(err, &sw) {
+		return []*sharedFrame{{start: start, sw: sw}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if reset {
+		enc.reset()
+	}
+	wire, err := enc.encode(buf[:n])
+	if err != nil {
+		return nil, err
+	}
+	origin, _ := r.timeline.originOf(start + int64(n) - 1)
+	frames := []*sharedFrame{{start: start, rawLen: n, data: bytes.Clone(wire), reset: reset, origin: origin}}
+	if pending != nil {
+		frames = append(frames, &sharedFrame{start: start + int64(n), sw: pending})
+	}
+	return frames, nil
+}
+
+// readBatch reads the next frame's bytes into buf: what the store holds
+// after reader's position (waiting until ctx ends for the first byte), and,
+// when that is less than buf and BatchDelay is set, what comes within
+// BatchDelay. An error is of the first read (a *store.ReplidSwitchError
+// when the reader is at a switch); pending is a switch met after n > 0
+// bytes.
+func (r *Relay) readBatch(ctx context.Context, reader *store.Reader, buf []byte) (n int, pending *store.ReplidSwitchError, err error) {
+	if n, err = reader.Read(ctx, buf); err != nil {
+		return 0, nil, err
+	}
+	if n < len(buf) && r.cfg.BatchDelay > 0 {
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.BatchDelay)
+		defer cancel()
+		for n < len(buf) {
+			m, err := reader.Read(wctx, buf[n:])
+			n += m
+			if err != nil {
+				errors.As(err, &pending)
+				break
+			}
+		}
+	}
+	return n, pending, nil
+}
