@@ -44,6 +44,8 @@ type fanout struct {
 	// joins at it).
 	resetNext bool
 	members   int
+	// queueBytes bounds queued (fanoutQueueBytes; tests set less).
+	queueBytes int
 }
 
 // sharedFrame is one frame of a fanout: stream bytes compressed once, or a
@@ -71,7 +73,7 @@ const (
 var errLeftFanout = errors.New("left the shared frames")
 
 func newFanout(r *Relay, kind arborv1.Compression) *fanout {
-	return &fanout{r: r, kind: kind, changed: make(chan struct{})}
+	return &fanout{r: r, kind: kind, changed: make(chan struct{}), queueBytes: fanoutQueueBytes}
 }
 
 // fanoutFor returns the relay's fanout for kind, making it on first use.
@@ -226,7 +228,7 @@ func (fo *fanout) produce(ctx context.Context) error {
 			fo.resetNext = false
 		}
 	}
-	for len(fo.frames) > 1 && fo.queued > fanoutQueueBytes {
+	for len(fo.frames) > 1 && fo.queued > fo.queueBytes {
 		fo.queued -= len(fo.frames[0].data)
 		fo.frames[0] = nil
 		fo.frames = fo.frames[1:]

@@ -350,10 +350,11 @@ type feeder struct {
 	// member: the link is one of fo's members and sends its frames from
 	// frame seq on; until then joinAt ≥ 0 is where that frame starts, and
 	// the link sends its own frames up to there.
-	fo     *fanout
-	member bool
-	seq    uint64
-	joinAt int64
+	fo         *fanout
+	member     bool
+	seq        uint64
+	joinAt     int64
+	leftShared int // times the link went on alone after sending shared frames
 }
 
 func (f *feeder) send(m *arborv1.SyncResponse) error {
@@ -557,6 +558,7 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 			// alone from here, from a new compression stream.
 			f.fo.leave()
 			f.member = false
+			f.leftShared++
 			if reader, err = r.store.NewReader(f.gen, f.c.sent.Load()); err != nil {
 				if errors.Is(err, store.ErrOutOfRange) {
 					f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_BACKLOG_EXCEEDED, "fell behind the backlog")
@@ -572,8 +574,9 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 		if f.fo == nil {
 			continue
 		}
-		if !f.member && reader.Buffered() == 0 {
-			// Caught up: try to join the fanout at its next frame.
+		if !f.member {
+			// Join the fanout at its next frame if it is at or a little
+			// ahead of this link (or serves nobody yet).
 			seq, at, ok, err := f.fo.join(f.gen, reader.Pos())
 			if err != nil {
 				return err

@@ -101,6 +101,21 @@ func TestTreeThreeSites(t *testing.T) {
 	expectEq(t, "master sync_full", masterInt(t, ts.master, "stats", "sync_full"), 1)
 	expectEq(t, "relay-b full syncs (relay-a restarted under it)", ts.b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 0)
 
+	// Both child relays keep up, so relay-a compresses the stream once for
+	// the two of them (its fanout) rather than once per link.
+	seed := int64(20)
+	redistest.WaitFor(t, syncTimeout, func() error {
+		load(t, ts.master, redistest.LoadOptions{SmallKeys: 200, Seed: seed})
+		seed++
+		for _, c := range ts.a.status(t).GetChildren() {
+			if c.GetKind() == arborv1.ChildKind_CHILD_KIND_RELAY && c.GetBytes().GetSharedRawBytes() == 0 {
+				return fmt.Errorf("%s: no stream bytes from shared frames yet (raw %d)", c.GetId(), c.GetBytes().GetRawBytes())
+			}
+		}
+		return nil
+	})
+	redistest.WaitInSync(t, syncTimeout, ts.master, ts.replicas...)
+
 	// Re-parent relay-c to relay-b under load.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer w.close()
 	if cfg.Pin {
-		unpin, err := pinAll()
+		unpin, err := pinSelfTo(masterCPU)
 		if err != nil {
 			return nil, err
 		}
@@ -326,21 +326,36 @@ func (r *runner) lag(ctx context.Context, rep *Report) (*LagResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	rl, err := e.startRelay(ctx, "relay", m.addr)
-	if err != nil {
-		return nil, err
+	// The relay path: "relay" follows the master; with more hops,
+	// "relay-2" ... follow the one before over gRPC.
+	var relays []*server
+	up := "redis://" + m.addr
+	for i := 1; i <= r.cfg.RelayHops; i++ {
+		name := "relay"
+		if i > 1 {
+			name = fmt.Sprintf("relay-%d", i)
+		}
+		rs, err := e.startRelayWith(ctx, name, relaySpec{upstream: up, grpc: i < r.cfg.RelayHops})
+		if err != nil {
+			return nil, err
+		}
+		relays = append(relays, rs.server)
+		up = "arbor://" + rs.grpcAddr
 	}
-	rr, err := e.startRedis(ctx, "relay-replica", rl.addr)
+	rl, last := relays[0], relays[len(relays)-1]
+	rr, err := e.startRedis(ctx, "relay-replica", last.addr)
 	if err != nil {
 		return nil, err
 	}
 	if err := noteRedisVersion(ctx, &rep.Host, m); err != nil {
 		return nil, err
 	}
-	if err := waitLinked(ctx, nr, rl, rr); err != nil {
+	path := append([]*server{nr}, relays...)
+	path = append(path, rr)
+	if err := waitLinked(ctx, path...); err != nil {
 		return nil, err
 	}
-	if _, err := waitCaughtUp(ctx, m, nr, rl, rr); err != nil {
+	if _, err := waitCaughtUp(ctx, m, path...); err != nil {
 		return nil, err
 	}
 
@@ -351,7 +366,11 @@ func (r *runner) lag(ctx context.Context, rep *Report) (*LagResult, error) {
 	}
 	defer waitSubs()
 
-	meter := newCPUMeter(m.process, nr.process, rl.process, rr.process)
+	procs := []*process{m.process}
+	for _, s := range path {
+		procs = append(procs, s.process)
+	}
+	meter := newCPUMeter(procs...)
 	off0, err := masterOffset(ctx, m)
 	if err != nil {
 		return nil, err
@@ -366,7 +385,7 @@ func (r *runner) lag(ctx context.Context, rep *Report) (*LagResult, error) {
 		return nil, err
 	}
 	loadEnd := time.Now()
-	off1, err := waitCaughtUp(ctx, m, nr, rl, rr)
+	off1, err := waitCaughtUp(ctx, m, path...)
 	if err != nil {
 		return nil, err
 	}
@@ -402,6 +421,8 @@ func (r *runner) lag(ctx context.Context, rep *Report) (*LagResult, error) {
 	res.Native, res.Relay, res.Paired = lagStats(sentAt[:wr.probes], subs[0], subs[1])
 	res.AddedP50 = res.Relay.P50 - res.Native.P50
 	res.AddedP99 = res.Relay.P99 - res.Native.P99
+	res.RelayHops = len(relays)
+	res.AddedP99PerHop = res.AddedP99 / float64(len(relays))
 	stream := off1 - off0
 	res.CPU = cpuComparison(
 		CPUUse{Process: "relay", Seconds: cpu["relay"].Seconds(), StreamBytes: stream},

@@ -43,6 +43,11 @@ type Config struct {
 	Rounds int
 	// Rate is the write rate of the lag phase, in SETs per second.
 	Rate int
+	// RelayHops is how many relays the lag phase's relay path runs
+	// through: the first follows the master, each next one the previous
+	// over gRPC (relay to relay, --compression as the relays default), and
+	// the relay's replica follows the last. 1 is the relay core alone.
+	RelayHops int
 	// BatchInterval is how often the lag phase sends a batch of writes.
 	BatchInterval time.Duration
 	// LagSamples is how many lag probes per second the lag phase aims
@@ -81,6 +86,7 @@ func DefaultConfig() Config {
 		Rate:          50000,
 		BatchInterval: time.Millisecond,
 		LagSamples:    1000,
+		RelayHops:     1,
 		ValueSize:     100,
 		Pipeline:      64,
 		Clients:       4,
@@ -144,6 +150,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchInterval < 100*time.Microsecond || c.BatchInterval > time.Second {
 		errs = append(errs, fmt.Errorf("batch-interval %v: must be between 100µs and 1s", c.BatchInterval))
+	}
+	if c.RelayHops < 1 || c.RelayHops > 8 {
+		errs = append(errs, fmt.Errorf("relay-hops %d: must be between 1 and 8", c.RelayHops))
 	}
 	if c.LagSamples < 1 || c.LagSamples > c.Rate {
 		errs = append(errs, fmt.Errorf("lag-samples %d: must be between 1 and the rate (%d)", c.LagSamples, c.Rate))

@@ -46,13 +46,14 @@ func relaysApart(name string) int {
 	return masterCPU
 }
 
-// pinAll pins this process to masterCPU and returns a function that undoes
+// pinSelfTo pins this process (the load generator, and in the tree
+// benchmark the link bridges) to cpu and returns a function that undoes
 // it; it fails on a machine with fewer than 2 CPUs.
-func pinAll() (func(), error) {
+func pinSelfTo(cpu int) (func(), error) {
 	if runtime.NumCPU() < 2 {
 		return nil, fmt.Errorf("--pin needs at least 2 CPUs, this machine has %d", runtime.NumCPU())
 	}
-	if err := pinSelf(); err != nil {
+	if err := pinProcess(os.Getpid(), cpu); err != nil {
 		return nil, err
 	}
 	return unpinSelf, nil
@@ -77,9 +78,6 @@ func pinProcess(pid, cpu int) error {
 	}
 	return nil
 }
-
-// pinSelf pins this process (the load generator) to the masters' CPU.
-func pinSelf() error { return pinProcess(os.Getpid(), masterCPU) }
 
 // unpinSelf lets this process run anywhere again.
 func unpinSelf() {

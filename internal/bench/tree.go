@@ -45,7 +45,7 @@ func RunTree(ctx context.Context, cfg TreeConfig) (*TreeReport, error) {
 	}
 	defer w.close()
 	if cfg.Pin {
-		unpin, err := pinAll()
+		unpin, err := pinSelfTo(masterCPU)
 		if err != nil {
 			return nil, err
 		}

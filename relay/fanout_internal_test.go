@@ -1,0 +1,208 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/arbor-fabric/arbor/internal/rdb"
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+)
+
+// fakeChild is the receiving end of one child link, decoding every frame
+// as a child relay does (resets included) and checking it continues the
+// stream. It is a stand-in for the gRPC stream in a unit test of the
+// feeder and the fanout; the tree tests run the real thing.
+type fakeChild struct {
+	grpc.ServerStream
+	ctx   context.Context
+	delay time.Duration // per frame, to make a slow child
+
+	mu     sync.Mutex
+	dec    *decoders
+	got    bytes.Buffer
+	end    int64
+	resets int
+	err    error
+}
+
+func (c *fakeChild) Context() context.Context { return c.ctx }
+
+func (c *fakeChild) Recv() (*arborv1.SyncRequest, error) {
+	<-c.ctx.Done()
+	return nil, c.ctx.Err()
+}
+
+func (c *fakeChild) Send(m *arborv1.SyncResponse) error {
+	s := m.GetStream()
+	if s == nil {
+		return nil
+	}
+	time.Sleep(c.delay)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	if s.GetStartOffset() != c.end {
+		c.err = fmt.Errorf("frame starts at %d, child holds %d", s.GetStartOffset(), c.end)
+		return c.err
+	}
+	if s.GetCompressionReset() {
+		c.resets++
+		if err := c.dec.reset(s.GetCompression()); err != nil {
+			c.err = err
+			return err
+		}
+	}
+	data, err := c.dec.decode(s.GetData(), s.GetCompression(), s.GetRawLen())
+	if err != nil {
+		c.err = fmt.Errorf("frame at %d: %w", s.GetStartOffset(), err)
+		return c.err
+	}
+	c.got.Write(data)
+	c.end += int64(len(data))
+	return nil
+}
+
+func (c *fakeChild) state() (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.end, c.err
+}
+
+// setCommands returns n SET commands as a master streams them.
+func setCommands(from, n int) []byte {
+	var b []byte
+	for i := from; i < from+n; i++ {
+		k := fmt.Sprintf("user:%d", i%5000)
+		v := fmt.Sprintf(`{"id":%d,"name":"user %d","tags":["a","b"],"visits":%d}`, i%5000, i%5000, i)
+		b = fmt.Appendf(b, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(k), k, len(v), v)
+	}
+	return b
+}
+
+// TestFanoutSharesAndSlowChildGoesAlone: three zstd links stream a live
+// store; the two fast ones send frames compressed once for both, the slow
+// one falls behind the fanout's queue, goes on with its own frames and
+// joins again; every child decodes exactly the stored stream.
+func TestFanoutSharesAndSlowChildGoesAlone(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.ID, cfg.DataDir, cfg.Upstream, cfg.RedisAddr = "relay-t", filepath.Join(dir, "data"), "redis://127.0.0.1:1", "127.0.0.1:0"
+	cfg.BatchBytes = 2 << 10
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.ln.Close()
+	defer r.store.Close()
+	w, err := r.store.NewSnapshotWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(rdb.Minimal(10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.ResetTo(w, "0123456789abcdef0123456789abcdef01234567", 0); err != nil {
+		t.Fatal(err)
+	}
+	r.fanoutFor(arborv1.Compression_COMPRESSION_ZSTD).queueBytes = 8 << 10
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type link struct {
+		child  *fakeChild
+		c      *childLink
+		left   int
+		done   chan error
+		sentTo int64
+	}
+	var links []*link
+	for i, delay := range []time.Duration{0, 0, 2 * time.Millisecond} {
+		ch := &fakeChild{ctx: ctx, delay: delay, dec: &decoders{}}
+		defer ch.dec.close()
+		c := &childLink{id: fmt.Sprintf("child-%d", i), compression: arborv1.Compression_COMPRESSION_ZSTD, shares: true, cancel: func(error) {}}
+		enc, err := newFrameEncoder(c.compression)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer enc.close()
+		f := &feeder{r: r, c: c, srv: ch, enc: enc, log: r.log}
+		reader, err := r.store.NewReader(r.store.State().Generation, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &link{child: ch, c: c, done: make(chan error, 1)}
+		links = append(links, l)
+		go func() {
+			err := f.stream(ctx, reader)
+			l.left = f.leftShared
+			l.done <- err
+		}()
+	}
+
+	var all []byte
+	for i := 0; i < 400; i++ {
+		p := setCommands(i*50, 50)
+		if _, err := r.store.Append(p); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, p...)
+		if i%20 == 0 {
+			time.Sleep(time.Millisecond) // let the fast links catch up and join
+		}
+	}
+	end := int64(len(all))
+	deadline := time.Now().Add(30 * time.Second)
+	for _, l := range links {
+		for {
+			got, err := l.child.state()
+			if err != nil {
+				t.Fatalf("%s: %v", l.c.id, err)
+			}
+			if got == end {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s holds %d of %d bytes", l.c.id, got, end)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	cancel()
+	for _, l := range links {
+		if err := <-l.done; err != context.Canceled {
+			t.Errorf("%s: stream ended with %v, want context.Canceled", l.c.id, err)
+		}
+		if !bytes.Equal(l.child.got.Bytes(), all) {
+			t.Errorf("%s: decoded stream differs from the stored one", l.c.id)
+		}
+		t.Logf("%s: raw %d, shared %d, wire %d, resets %d, went alone %d times", l.c.id,
+			l.c.rawBytes.Load(), l.c.sharedRawBytes.Load(), l.c.wireBytes.Load(), l.child.resets, l.left)
+	}
+	for _, l := range links[:2] {
+		if shared, raw := l.c.sharedRawBytes.Load(), l.c.rawBytes.Load(); shared < raw/2 {
+			t.Errorf("%s (fast): %d of %d bytes sent from shared frames, want most", l.c.id, shared, raw)
+		}
+	}
+	if slow := links[2]; slow.left == 0 || slow.c.sharedRawBytes.Load() == 0 {
+		t.Errorf("slow child: went alone %d times, %d shared bytes; want it to share, fall behind the queue and go alone",
+			slow.left, slow.c.sharedRawBytes.Load())
+	}
+	fo := r.fanoutFor(arborv1.Compression_COMPRESSION_ZSTD)
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	if fo.members != 0 || fo.reader != nil || len(fo.frames) != 0 {
+		t.Errorf("fanout after every link ended: %d members, reader %v, %d frames queued; want none", fo.members, fo.reader != nil, len(fo.frames))
+	}
+}
