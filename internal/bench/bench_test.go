@@ -231,3 +231,59 @@ func TestRunCanceled(t *testing.T) {
 	}
 	checkNothingLeft(t, cfg.Dir)
 }
+
+// TestRunLagThroughRelayHops: the lag phase through a chain of two relays
+// (the second follows the first over gRPC) gets every probe to the replica
+// at the chain's end, with the master's data, and checks the per-hop target.
+func TestRunLagThroughRelayHops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and relay processes; skipped with -short")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skipf("redis-server not found: %v", err)
+	}
+	cfg := DefaultConfig()
+	cfg.RelayBin = buildArbor(t)
+	cfg.Dir = t.TempDir()
+	cfg.Phases = []string{PhaseLag}
+	cfg.RelayHops = 2
+	cfg.Duration = time.Second
+	cfg.Rate = 5000
+	cfg.LagSamples = 200
+	cfg.Keyspace = 10000
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	t.Logf("progress:\n%s", progress.String())
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := rep.Err(); err != nil {
+		t.Errorf("report has correctness failures: %v", err)
+	}
+	lag := rep.Lag
+	if lag == nil {
+		t.Fatal("no lag result")
+	}
+	if lag.RelayHops != 2 {
+		t.Errorf("relay hops %d, want 2", lag.RelayHops)
+	}
+	if lag.Probes < 10 || lag.Relay.Count != lag.Probes || lag.Native.Count != lag.Probes {
+		t.Errorf("probes %d: native got %d, relay path got %d; want all", lag.Probes, lag.Native.Count, lag.Relay.Count)
+	}
+	if got, want := lag.AddedP99PerHop, lag.AddedP99/2; got != want {
+		t.Errorf("added p99 per hop %v, want %v", got, want)
+	}
+	if got, want := len(rep.Digests), 2; got != want {
+		t.Errorf("digest checks: got %d, want %d", got, want)
+	}
+	found := false
+	for _, tg := range rep.Targets {
+		found = found || strings.Contains(tg.Name, "per relay hop")
+	}
+	if !found {
+		t.Errorf("targets %v: no per relay hop target", rep.Targets)
+	}
+}
