@@ -153,11 +153,17 @@ func (fo *fanout) broadcastLocked() {
 }
 
 // frame returns frame seq if it is queued, without waiting; ok false means
-// it is not made yet. errLeftFanout means it never will be for this member.
-func (fo *fanout) frame(seq uint64) (f *sharedFrame, ok bool, err error) {
+// it is not made yet, and then busy tells whether the store already holds
+// bytes for it (next will not wait long). errLeftFanout means it never will
+// be for this member.
+func (fo *fanout) frame(seq uint64) (f *sharedFrame, ok, busy bool, err error) {
 	fo.mu.Lock()
 	defer fo.mu.Unlock()
-	return fo.frameLocked(seq)
+	f, ok, err = fo.frameLocked(seq)
+	if !ok && err == nil {
+		busy = fo.r.store.End() > fo.pos
+	}
+	return f, ok, busy, err
 }
 
 func (fo *fanout) frameLocked(seq uint64) (*sharedFrame, bool, error) {

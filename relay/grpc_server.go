@@ -649,8 +649,13 @@ func (f *feeder) ownStep(ctx context.Context, reader *store.Reader) error {
 // sharedStep sends the link's next frame of the fanout, or a heartbeat
 // when the stream is idle. errLeftFanout means the link must go on alone.
 func (f *feeder) sharedStep(ctx context.Context) error {
-	fr, ok, err := f.fo.frame(f.seq)
-	if !ok && err == nil {
+	fr, ok, busy, err := f.fo.frame(f.seq)
+	switch {
+	case ok || err != nil:
+	case busy:
+		// Bytes are waiting: no heartbeat timer for this frame.
+		fr, err = f.fo.next(ctx, f.seq)
+	default:
 		waitCtx, cancel := context.WithTimeout(ctx, heartbeatEvery)
 		fr, err = f.fo.next(waitCtx, f.seq)
 		cancel()

@@ -48,6 +48,9 @@ type Config struct {
 	// over gRPC (relay to relay, --compression as the relays default), and
 	// the relay's replica follows the last. 1 is the relay core alone.
 	RelayHops int
+	// LagRounds is how many times the lag phase runs (each a fresh set of
+	// processes); the report shows every round and takes the median one.
+	LagRounds int
 	// BatchInterval is how often the lag phase sends a batch of writes.
 	BatchInterval time.Duration
 	// LagSamples is how many lag probes per second the lag phase aims
@@ -87,6 +90,7 @@ func DefaultConfig() Config {
 		BatchInterval: time.Millisecond,
 		LagSamples:    1000,
 		RelayHops:     1,
+		LagRounds:     1,
 		ValueSize:     100,
 		Pipeline:      64,
 		Clients:       4,
@@ -150,6 +154,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchInterval < 100*time.Microsecond || c.BatchInterval > time.Second {
 		errs = append(errs, fmt.Errorf("batch-interval %v: must be between 100µs and 1s", c.BatchInterval))
+	}
+	if c.LagRounds < 1 || c.LagRounds > 25 {
+		errs = append(errs, fmt.Errorf("lag-rounds %d: must be between 1 and 25", c.LagRounds))
 	}
 	if c.RelayHops < 1 || c.RelayHops > 8 {
 		errs = append(errs, fmt.Errorf("relay-hops %d: must be between 1 and 8", c.RelayHops))

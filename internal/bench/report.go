@@ -57,6 +57,8 @@ type Settings struct {
 	Clients         int      `json:"clients"`
 	Keyspace        int      `json:"keyspace"`
 	RelayArgs       []string `json:"relay_args,omitempty"`
+	RelayHops       int      `json:"relay_hops"`
+	LagRounds       int      `json:"lag_rounds"`
 	// Pinned: masters and load generator on CPU 0, consumers on CPU 1.
 	Pinned bool `json:"pinned,omitempty"`
 }
@@ -74,6 +76,8 @@ func newSettings(c *Config) Settings {
 		Clients:         c.Clients,
 		Keyspace:        c.Keyspace,
 		RelayArgs:       c.RelayArgs,
+		RelayHops:       c.RelayHops,
+		LagRounds:       c.LagRounds,
 		Pinned:          c.Pin,
 	}
 }
@@ -143,6 +147,9 @@ type LagResult struct {
 	// AddedP99PerHop AddedP99 shared among them.
 	RelayHops      int     `json:"relay_hops"`
 	AddedP99PerHop float64 `json:"added_p99_per_hop_ms"`
+	// Rounds summarises every round when the phase ran more than once;
+	// this result is the median one.
+	Rounds []LagRound `json:"rounds,omitempty"`
 	// Paired is the distribution of relay minus native arrival, probe by
 	// probe.
 	Paired Dist `json:"paired_added"`
@@ -318,6 +325,20 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "  paired, probe by probe\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t\n", l.Paired.P50, l.Paired.P99, l.Paired.Max, l.Paired.Mean, l.Paired.Count)
 		tw.Flush()
+		if len(l.Rounds) > 1 {
+			p.f("  %d rounds (fresh processes each); the table above is the median round by added p99 per relay hop\n", len(l.Rounds))
+			tw := p.table()
+			fmt.Fprintln(tw, "  round\tachieved/s\tnative p99\trelay p99\tadded p99\tper relay hop\tpaired p99\tmachine busy\t")
+			for _, rd := range l.Rounds {
+				mark := ""
+				if rd.Median {
+					mark = "median"
+				}
+				fmt.Fprintf(tw, "  %d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f%%\t%s\n", rd.Round, rd.AchievedRate, rd.NativeP99, rd.RelayP99,
+					rd.AddedP99, rd.AddedP99PerHop, rd.PairedP99, 100*rd.HostBusy, mark)
+			}
+			tw.Flush()
+		}
 		p.f("\n3. CPU per GiB of replication stream during the lag phase (%.1f MiB of stream; machine %.0f%% busy, %.2f CPU s unattributed)\n",
 			float64(l.CPU.Uses[0].StreamBytes)/(1<<20), 100*l.HostBusy, l.OtherCPUSeconds)
 		p.noisy(l.OtherCPUSeconds, float64(l.Writes)/l.AchievedRate*float64(r.Host.CPUs))
@@ -396,6 +417,19 @@ func (p *printer) cpu(title string, c CPUResult) {
 	}
 	tw.Flush()
 	p.f("    ratio relay/native replica: %.3f\n", c.Ratio)
+}
+
+// LagRound summarises one round of the lag phase (in ms).
+type LagRound struct {
+	Round          int     `json:"round"`
+	AchievedRate   float64 `json:"achieved_rate"`
+	NativeP99      float64 `json:"native_p99_ms"`
+	RelayP99       float64 `json:"relay_p99_ms"`
+	AddedP99       float64 `json:"added_p99_ms"`
+	AddedP99PerHop float64 `json:"added_p99_per_hop_ms"`
+	PairedP99      float64 `json:"paired_p99_ms"`
+	HostBusy       float64 `json:"host_busy"`
+	Median         bool    `json:"median,omitempty"`
 }
 
 // relayPathName names the relay path of the lag phase.
