@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay/store"
@@ -46,6 +47,11 @@ type fanout struct {
 	members   int
 	// queueBytes bounds queued (fanoutQueueBytes; tests set less).
 	queueBytes int
+	// rejoinDelay is how long a member that fell behind goes alone
+	// before it may join again (each join restarts the compression stream
+	// of every member, so a child that keeps falling behind must not join
+	// at every frame).
+	rejoinDelay time.Duration
 }
 
 // sharedFrame is one frame of a fanout: stream bytes compressed once, or a
@@ -63,6 +69,8 @@ const (
 	// fanoutQueueBytes bounds the compressed frames a fanout keeps for
 	// members that lag a little behind the others.
 	fanoutQueueBytes = 8 << 20
+	// fanoutRejoinDelay is fanout.rejoinDelay's default.
+	fanoutRejoinDelay = time.Second
 	// fanoutJoinGap is how far behind the fanout's next frame a link may
 	// be and still join it: it sends the gap itself first.
 	fanoutJoinGap = 1 << 20
@@ -73,7 +81,7 @@ const (
 var errLeftFanout = errors.New("left the shared frames")
 
 func newFanout(r *Relay, kind arborv1.Compression) *fanout {
-	return &fanout{r: r, kind: kind, changed: make(chan struct{}), queueBytes: fanoutQueueBytes}
+	return &fanout{r: r, kind: kind, changed: make(chan struct{}), queueBytes: fanoutQueueBytes, rejoinDelay: fanoutRejoinDelay}
 }
 
 // fanoutFor returns the relay's fanout for kind, making it on first use.

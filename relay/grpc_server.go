@@ -354,7 +354,8 @@ type feeder struct {
 	member     bool
 	seq        uint64
 	joinAt     int64
-	leftShared int // times the link went on alone after sending shared frames
+	leftShared int       // times the link fell behind the shared frames and went on alone
+	joinAfter  time.Time // after falling behind, when the link may join again
 }
 
 func (f *feeder) send(m *arborv1.SyncResponse) error {
@@ -559,6 +560,7 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 			f.fo.leave()
 			f.member = false
 			f.leftShared++
+			f.joinAfter = time.Now().Add(f.fo.rejoinDelay)
 			if reader, err = r.store.NewReader(f.gen, f.c.sent.Load()); err != nil {
 				if errors.Is(err, store.ErrOutOfRange) {
 					f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_BACKLOG_EXCEEDED, "fell behind the backlog")
@@ -574,7 +576,7 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 		if f.fo == nil {
 			continue
 		}
-		if !f.member {
+		if !f.member && (f.leftShared == 0 || time.Now().After(f.joinAfter)) {
 			// Join the fanout at its next frame if it is at or a little
 			// ahead of this link (or serves nobody yet).
 			seq, at, ok, err := f.fo.join(f.gen, reader.Pos())
