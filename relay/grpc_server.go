@@ -394,7 +394,15 @@ func (f *feeder) begin(ctx context.Context, sub *arborv1.Subscribe, resume *arbo
 	r := f.r
 	st := r.store.State()
 	if !st.HasData() {
-		return nil, status.Errorf(codes.Unavailable, "relay %s holds no data yet", r.cfg.ID)
+		// A relay that has just started (a tree coming up) gets its data
+		// in a moment: wait for it rather than send the child into its
+		// reconnect backoff.
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.FutureOffsetWait)
+		st, _ = r.store.WaitFor(wctx, store.State.HasData)
+		cancel()
+		if !st.HasData() {
+			return nil, status.Errorf(codes.Unavailable, "relay %s holds no data yet (waited %v)", r.cfg.ID, r.cfg.FutureOffsetWait)
+		}
 	}
 	replid, off := sub.GetReplid(), sub.GetOffset()
 	if resume == nil && replid != "" && replid != "?" {

@@ -252,3 +252,24 @@ func TestDepthAndFanOut(t *testing.T) {
 	load(t, master, redistest.LoadOptions{SmallKeys: 500, Seed: 3})
 	redistest.WaitInSync(t, syncTimeout, master, reps...)
 }
+
+// TestChildWaitsForParentData: a child relay that subscribes while its
+// parent has no data yet (the master delays the parent's first RDB) waits
+// on the stream for it, instead of being refused into its reconnect
+// backoff, and a replica below it converges.
+func TestChildWaitsForParentData(t *testing.T) {
+	master := redistest.Start(t, "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "2")
+	load(t, master, redistest.LoadOptions{SmallKeys: 500, Seed: 1})
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master))
+	b := treeRelay(t, "relay-b", "B", a.arborURL())
+	rep := redistest.Start(t)
+	replicaOf(t, rep, b.Port)
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+	if !strings.Contains(a.logBuf.String(), "full sync to child relay") {
+		t.Error("relay-a's log shows no full sync to relay-b")
+	}
+	if logs := b.logBuf.String(); strings.Contains(logs, "holds no data yet") {
+		t.Errorf("relay-b was refused while relay-a waited for its first RDB; want it to wait:\n%s", logs)
+	}
+	expectEq(t, "relay-b arbor_upstream_full_syncs", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
+}

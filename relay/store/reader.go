@@ -223,12 +223,18 @@ func (r *Reader) readDisk(p []byte, path string, from indexEntry) (int, error) {
 // WaitEnd blocks until the store holds pos bytes (End ≥ pos), ctx ends, or
 // the store closes; it returns the state it saw last.
 func (s *Store) WaitEnd(ctx context.Context, pos int64) (State, error) {
+	return s.WaitFor(ctx, func(st State) bool { return st.End >= pos })
+}
+
+// WaitFor blocks until ok holds for the store's state, ctx ends, or the
+// store is closed; it returns the last state it saw.
+func (s *Store) WaitFor(ctx context.Context, ok func(State) bool) (State, error) {
 	for {
 		s.mu.RLock()
 		st, ch, closed := s.stateLocked(), s.changed, s.closed
 		s.mu.RUnlock()
 		switch {
-		case st.End >= pos:
+		case ok(st):
 			return st, nil
 		case closed:
 			return st, ErrClosed
