@@ -108,11 +108,19 @@ func TestLinkCutWhileStreaming(t *testing.T) {
 // WAN link); relay-b and the upstream keep going, relay-c is cut as a slow
 // consumer, and when its link is back it resumes from the backlog.
 func TestPausedChildDoesNotSlowOthers(t *testing.T) {
+	// none fills the paused link's windows quickly; with zstd relay-b and
+	// relay-c share relay-a's compressed frames until relay-c stalls.
+	for _, comp := range []string{"none", "zstd"} {
+		t.Run(comp, func(t *testing.T) { pausedChild(t, comp) })
+	}
+}
+
+func pausedChild(t *testing.T, compression string) {
 	master := redistest.Start(t, "--repl-backlog-size", "256mb")
 	load(t, master, redistest.LoadOptions{SmallKeys: 1000, Seed: 1})
 	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) {
 		c.SlowConsumerTimeout = 2 * time.Second
-		c.Compression = "none" // fill the paused link's windows quickly
+		c.Compression = compression
 	})
 	toC := bridgeTo(t, a)
 	b := treeRelay(t, "relay-b", "B", a.arborURL())
@@ -142,5 +150,12 @@ func TestPausedChildDoesNotSlowOthers(t *testing.T) {
 	expectEq(t, "relay-b arbor_upstream_partial_syncs (never cut)", b.InfoInt(t, "stats", "arbor_upstream_partial_syncs"), 0)
 	if !strings.Contains(a.logBuf.String(), "child relay-c accepted nothing for 2s") {
 		t.Error("relay-a did not cut relay-c as a slow consumer")
+	}
+	if compression == "zstd" {
+		for _, ch := range a.status(t).GetChildren() {
+			if ch.GetId() == "relay-b" && ch.GetBytes().GetSharedRawBytes() == 0 {
+				t.Error("relay-b got no shared frames from relay-a")
+			}
+		}
 	}
 }
