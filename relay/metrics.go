@@ -48,6 +48,7 @@ type instruments struct {
 	syncsRefused  metric.Int64ObservableCounter
 	syncsReceived metric.Int64ObservableCounter
 	linkSent      metric.Int64ObservableCounter
+	linkShared    metric.Int64ObservableCounter
 	linkReceived  metric.Int64ObservableCounter
 }
 
@@ -101,6 +102,8 @@ func (r *Relay) registerMetrics(mp metric.MeterProvider) (metric.Registration, e
 		"Full and partial syncs this relay made with its upstream.")
 	counter(&in.linkSent, "arbor.relay.link.sent", "By",
 		"Stream and RDB bytes sent to child relays, before (raw) and after (wire) compression.")
+	counter(&in.linkShared, "arbor.relay.link.shared", "By",
+		"Of the stream bytes sent to child relays, those sent in frames compressed once for every child that keeps up.")
 	counter(&in.linkReceived, "arbor.relay.link.received", "By",
 		"Stream and RDB bytes received from a parent relay, before (raw) and after (wire) decompression.")
 	if err := errors.Join(errs...); err != nil {
@@ -149,6 +152,7 @@ func (r *Relay) registerMetrics(mp metric.MeterProvider) (metric.Registration, e
 		o.ObserveInt64(in.syncsReceived, int64(cs.GetUpstreamPartialSyncs()), partial)
 		o.ObserveInt64(in.linkSent, int64(s.GetCompression().GetRawBytes()), raw)
 		o.ObserveInt64(in.linkSent, int64(s.GetCompression().GetWireBytes()), wire)
+		o.ObserveInt64(in.linkShared, int64(s.GetCompression().GetSharedRawBytes()), own)
 		o.ObserveInt64(in.linkReceived, int64(s.GetUpstreamBytes().GetRawBytes()), raw)
 		o.ObserveInt64(in.linkReceived, int64(s.GetUpstreamBytes().GetWireBytes()), wire)
 		return nil
@@ -156,7 +160,7 @@ func (r *Relay) registerMetrics(mp metric.MeterProvider) (metric.Registration, e
 	return m.RegisterCallback(observe,
 		in.storedOffset, in.masterOffset, in.upstreamLag, in.upstreamUp, in.backlogSize, in.backlogLimit,
 		in.childAcked, in.childLag, in.childLagTime, in.childSent, in.siteAcked, in.siteAtRisk,
-		in.syncsServed, in.syncsRefused, in.syncsReceived, in.linkSent, in.linkReceived)
+		in.syncsServed, in.syncsRefused, in.syncsReceived, in.linkSent, in.linkShared, in.linkReceived)
 }
 
 func childKindName(k arborv1.ChildKind) string {

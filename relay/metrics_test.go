@@ -166,6 +166,7 @@ func TestRelayMetrics(t *testing.T) {
 			expectPoint(mb, key("arbor.relay.syncs.received", "relay.id", "relay-b", "sync.kind", "partial"), "{sync}", 0),
 			expectPoint(ma, key("arbor.relay.link.sent", "encoding", "raw", "relay.id", "relay-a"), "By", float64(sa.GetCompression().GetRawBytes())),
 			expectPoint(ma, key("arbor.relay.link.sent", "encoding", "wire", "relay.id", "relay-a"), "By", float64(sa.GetCompression().GetWireBytes())),
+			expectPoint(ma, key("arbor.relay.link.shared", "relay.id", "relay-a"), "By", float64(sa.GetCompression().GetSharedRawBytes())),
 			expectPoint(mb, key("arbor.relay.link.received", "encoding", "raw", "relay.id", "relay-b"), "By", float64(sb.GetUpstreamBytes().GetRawBytes())),
 			expectPoint(mb, key("arbor.relay.link.received", "encoding", "wire", "relay.id", "relay-b"), "By", float64(sb.GetUpstreamBytes().GetWireBytes())),
 			expectPoint(ma, key("arbor.relay.child.sent", "child.id", "relay-b", "child.kind", "relay", "child.site", "B", "encoding", "wire", "relay.id", "relay-a"),
