@@ -36,9 +36,12 @@ type fanout struct {
 	enc     *frameEncoder
 	buf     []byte
 	pos     int64 // stream offset the next frame starts at
-	first   uint64
-	frames  []*sharedFrame // frames[i] has sequence number first+i
-	queued  int            // wire bytes held by frames
+	// replid is the replication ID a child knows after the frames made so
+	// far (the reader's when it was seated, then each switch frame's).
+	replid string
+	first  uint64
+	frames []*sharedFrame // frames[i] has sequence number first+i
+	queued int            // wire bytes held by frames
 	// producing: a member is reading and compressing frame first+len(frames).
 	producing bool
 	// resetNext: the next frame begins a new compression stream (a member
@@ -99,38 +102,43 @@ func (r *Relay) fanoutFor(kind arborv1.Compression) *fanout {
 	return fo
 }
 
-// join makes a link that has sent the stream up to pos a member. It
-// returns the sequence number of the member's first frame and the offset
-// that frame starts at (at ≥ pos: the link sends [pos, at) itself first),
-// or ok false when the link cannot join now (the fanout is behind pos,
-// too far ahead, or in the middle of a frame); the link tries again later.
-func (fo *fanout) join(gen uint64, pos int64) (seq uint64, at int64, ok bool, err error) {
+// join makes a link that has sent the stream up to pos, and whose child
+// knows replication ID known, a member. It
+// returns the sequence number of the member's first frame, the offset that
+// frame starts at (at ≥ pos: the link sends [pos, at) itself first) and
+// the replication ID the child must know by then (else a switch lies
+// between what the link sent and the fanout's frames, and the link must
+// leave again), or ok false when the link cannot join now (the fanout is
+// behind pos, too far ahead, or in the middle of a frame); the link tries
+// again later.
+func (fo *fanout) join(gen uint64, pos int64, known string) (seq uint64, at int64, replid string, ok bool, err error) {
 	fo.mu.Lock()
 	defer fo.mu.Unlock()
 	if fo.members == 0 && !fo.producing {
-		// Nobody is served: start over at pos.
-		reader, err := fo.r.store.NewReader(gen, pos)
+		// Nobody is served: start over at pos, from what the link's child
+		// knows.
+		reader, err := fo.r.store.NewReaderAs(gen, pos, known)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, "", false, err
 		}
 		if fo.enc == nil {
 			if fo.enc, err = newFrameEncoder(fo.kind); err != nil {
 				reader.Close()
-				return 0, 0, false, err
+				return 0, 0, "", false, err
 			}
 		}
 		fo.dropLocked()
-		fo.reader, fo.pos = reader, pos
+		fo.reader, fo.pos, fo.replid = reader, pos, reader.Replid()
 		if len(fo.buf) == 0 {
 			fo.buf = make([]byte, fo.r.cfg.BatchBytes)
 		}
 	}
 	if fo.reader == nil || fo.producing || fo.pos < pos || fo.pos-pos > fanoutJoinGap || fo.reader.Generation() != gen {
-		return 0, 0, false, nil
+		return 0, 0, "", false, nil
 	}
 	fo.resetNext = true
 	fo.members++
-	return fo.first + uint64(len(fo.frames)), fo.pos, true, nil
+	return fo.first + uint64(len(fo.frames)), fo.pos, fo.replid, true, nil
 }
 
 // leave ends a membership; the last member out frees the reader and queue.
@@ -238,6 +246,9 @@ func (fo *fanout) produce(ctx context.Context) error {
 		fo.frames = append(fo.frames, f)
 		fo.queued += len(f.data)
 		fo.pos = f.start + int64(f.rawLen)
+		if f.sw != nil {
+			fo.replid = f.sw.Replid
+		}
 		if f.reset {
 			fo.resetNext = false
 		}

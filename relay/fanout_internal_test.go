@@ -26,12 +26,13 @@ type fakeChild struct {
 	ctx   context.Context
 	delay time.Duration // per frame, to make a slow child
 
-	mu     sync.Mutex
-	dec    *decoders
-	got    bytes.Buffer
-	end    int64
-	resets int
-	err    error
+	mu       sync.Mutex
+	dec      *decoders
+	got      bytes.Buffer
+	end      int64
+	resets   int
+	switches []string // "replid@offset", in the order received
+	err      error
 }
 
 func (c *fakeChild) Context() context.Context { return c.ctx }
@@ -42,6 +43,15 @@ func (c *fakeChild) Recv() (*arborv1.SyncRequest, error) {
 }
 
 func (c *fakeChild) Send(m *arborv1.SyncResponse) error {
+	if sw := m.GetReplidSwitch(); sw != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if sw.GetAtOffset() != c.end && c.err == nil {
+			c.err = fmt.Errorf("replid switch at %d, child holds %d", sw.GetAtOffset(), c.end)
+		}
+		c.switches = append(c.switches, fmt.Sprintf("%s@%d", sw.GetNewReplid(), sw.GetAtOffset()))
+		return c.err
+	}
 	s := m.GetStream()
 	if s == nil {
 		return nil
@@ -79,23 +89,10 @@ func (c *fakeChild) state() (int64, error) {
 	return c.end, c.err
 }
 
-// setCommands returns n SET commands as a master streams them.
-func setCommands(from, n int) []byte {
-	var b []byte
-	for i := from; i < from+n; i++ {
-		k := fmt.Sprintf("user:%d", i%5000)
-		v := fmt.Sprintf(`{"id":%d,"name":"user %d","tags":["a","b"],"visits":%d}`, i%5000, i%5000, i)
-		b = fmt.Appendf(b, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(k), k, len(v), v)
-	}
-	return b
-}
-
-// TestFanoutSharesAndSlowChildGoesAlone: three zstd links stream a live
-// store; the two fast ones send frames compressed once for both, the slow
-// one falls behind the fanout's queue and goes on with its own frames (and
-// may join again); every child decodes exactly the stored stream, resets
-// and all.
-func TestFanoutSharesAndSlowChildGoesAlone(t *testing.T) {
+// fanoutTestRelay opens a relay's store in a temporary directory (the
+// relay is not run) with an empty snapshot at offset 0.
+func fanoutTestRelay(t *testing.T) *Relay {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.Upstream, cfg.RedisAddr = "relay-t", filepath.Join(dir, "data"), "redis://127.0.0.1:1", "127.0.0.1:0"
@@ -105,8 +102,10 @@ func TestFanoutSharesAndSlowChildGoesAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.ln.Close()
-	defer r.store.Close()
+	t.Cleanup(func() {
+		r.ln.Close()
+		r.store.Close()
+	})
 	w, err := r.store.NewSnapshotWriter()
 	if err != nil {
 		t.Fatal(err)
@@ -117,34 +116,29 @@ func TestFanoutSharesAndSlowChildGoesAlone(t *testing.T) {
 	if _, err := r.store.ResetTo(w, "0123456789abcdef0123456789abcdef01234567", 0); err != nil {
 		t.Fatal(err)
 	}
-	fo := r.fanoutFor(arborv1.Compression_COMPRESSION_ZSTD)
-	fo.queueBytes, fo.rejoinDelay = 8<<10, 20*time.Millisecond
+	return r
+}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type link struct {
-		child  *fakeChild
-		c      *childLink
-		left   int
-		done   chan error
-		sentTo int64
-	}
-	var links []*link
-	for i, delay := range []time.Duration{0, 0, 2 * time.Millisecond} {
+// startLinks streams r's store to one fake child per delay, each over its
+// own feeder of zstd frames that may share r's fanout.
+func startLinks(t *testing.T, ctx context.Context, r *Relay, delays ...time.Duration) []*testLink {
+	t.Helper()
+	var links []*testLink
+	for i, delay := range delays {
 		ch := &fakeChild{ctx: ctx, delay: delay, dec: &decoders{}}
-		defer ch.dec.close()
+		t.Cleanup(ch.dec.close)
 		c := &childLink{id: fmt.Sprintf("child-%d", i), compression: arborv1.Compression_COMPRESSION_ZSTD, shares: true, cancel: func(error) {}}
 		enc, err := newFrameEncoder(c.compression)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer enc.close()
+		t.Cleanup(enc.close)
 		f := &feeder{r: r, c: c, srv: ch, enc: enc, log: r.log}
 		reader, err := r.store.NewReader(r.store.State().Generation, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		l := &link{child: ch, c: c, done: make(chan error, 1)}
+		l := &testLink{child: ch, c: c, done: make(chan error, 1)}
 		links = append(links, l)
 		go func() {
 			err := f.stream(ctx, reader)
@@ -152,19 +146,20 @@ func TestFanoutSharesAndSlowChildGoesAlone(t *testing.T) {
 			l.done <- err
 		}()
 	}
+	return links
+}
 
-	var all []byte
-	for i := 0; i < 400; i++ {
-		p := setCommands(i*50, 50)
-		if _, err := r.store.Append(p); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, p...)
-		if i%20 == 0 {
-			time.Sleep(time.Millisecond) // let the fast links catch up and join
-		}
-	}
-	end := int64(len(all))
+type testLink struct {
+	child *fakeChild
+	c     *childLink
+	left  int
+	done  chan error
+}
+
+// waitLinks waits until every child holds end bytes (failing on a child's
+// error), then ends the links.
+func waitLinks(t *testing.T, cancel context.CancelFunc, links []*testLink, end int64) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for _, l := range links {
 		for {
@@ -186,6 +181,47 @@ func TestFanoutSharesAndSlowChildGoesAlone(t *testing.T) {
 		if err := <-l.done; err != context.Canceled {
 			t.Errorf("%s: stream ended with %v, want context.Canceled", l.c.id, err)
 		}
+	}
+}
+
+// setCommands returns n SET commands as a master streams them.
+func setCommands(from, n int) []byte {
+	var b []byte
+	for i := from; i < from+n; i++ {
+		k := fmt.Sprintf("user:%d", i%5000)
+		v := fmt.Sprintf(`{"id":%d,"name":"user %d","tags":["a","b"],"visits":%d}`, i%5000, i%5000, i)
+		b = fmt.Appendf(b, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(k), k, len(v), v)
+	}
+	return b
+}
+
+// TestFanoutSharesAndSlowChildGoesAlone: three zstd links stream a live
+// store; the two fast ones send frames compressed once for both, the slow
+// one falls behind the fanout's queue and goes on with its own frames (and
+// may join again); every child decodes exactly the stored stream, resets
+// and all.
+func TestFanoutSharesAndSlowChildGoesAlone(t *testing.T) {
+	r := fanoutTestRelay(t)
+	fo := r.fanoutFor(arborv1.Compression_COMPRESSION_ZSTD)
+	fo.queueBytes, fo.rejoinDelay = 8<<10, 20*time.Millisecond
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	links := startLinks(t, ctx, r, 0, 0, 2*time.Millisecond)
+
+	var all []byte
+	for i := 0; i < 400; i++ {
+		p := setCommands(i*50, 50)
+		if _, err := r.store.Append(p); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, p...)
+		if i%20 == 0 {
+			time.Sleep(time.Millisecond) // let the fast links catch up and join
+		}
+	}
+	waitLinks(t, cancel, links, int64(len(all)))
+	for _, l := range links {
 		if !bytes.Equal(l.child.got.Bytes(), all) {
 			t.Errorf("%s: decoded stream differs from the stored one", l.c.id)
 		}
@@ -204,5 +240,64 @@ func TestFanoutSharesAndSlowChildGoesAlone(t *testing.T) {
 	defer fo.mu.Unlock()
 	if fo.members != 0 || fo.reader != nil || len(fo.frames) != 0 {
 		t.Errorf("fanout after every link ended: %d members, reader %v, %d frames queued; want none", fo.members, fo.reader != nil, len(fo.frames))
+	}
+}
+
+// TestFanoutCarriesReplidSwitches: replication ID switches (failovers)
+// land while links join, share and fall behind; every child gets the
+// switches at their exact offsets, in order, and the exact stream.
+func TestFanoutCarriesReplidSwitches(t *testing.T) {
+	r := fanoutTestRelay(t)
+	fo := r.fanoutFor(arborv1.Compression_COMPRESSION_ZSTD)
+	fo.queueBytes, fo.rejoinDelay = 16<<10, 5*time.Millisecond
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	links := startLinks(t, ctx, r, 0, 0, time.Millisecond, 0)
+
+	var all []byte
+	var want []string
+	for i := 0; i < 300; i++ {
+		if i%30 == 29 {
+			id := fmt.Sprintf("%040x", i)
+			if err := r.store.SwitchReplid(id); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, fmt.Sprintf("%s@%d", id, len(all)))
+		}
+		p := setCommands(i*20, 20)
+		if _, err := r.store.Append(p); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, p...)
+		if i%10 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitLinks(t, cancel, links, int64(len(all)))
+	for _, l := range links {
+		if !bytes.Equal(l.child.got.Bytes(), all) {
+			t.Errorf("%s: decoded stream differs from the stored one", l.c.id)
+		}
+		// A reader more than one switch behind learns of the newest only
+		// (the store keeps one previous ID, as Redis does), so a child may
+		// miss some; what it gets must be real, in order, once each, and
+		// end with the newest.
+		got, i := l.child.switches, 0
+		for _, sw := range got {
+			for i < len(want) && want[i] != sw {
+				i++
+			}
+			if i == len(want) {
+				t.Errorf("%s: switches %v: %s is not one of %v, in order", l.c.id, got, sw, want)
+				break
+			}
+			i++
+		}
+		if len(got) == 0 || got[len(got)-1] != want[len(want)-1] {
+			t.Errorf("%s: switches %v, want the last to be %s", l.c.id, got, want[len(want)-1])
+		}
+		t.Logf("%s: shared %d of %d bytes, resets %d, went alone %d times, %d of %d switches", l.c.id,
+			l.c.sharedRawBytes.Load(), l.c.rawBytes.Load(), l.child.resets, l.left, len(got), len(want))
 	}
 }

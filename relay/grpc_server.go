@@ -342,6 +342,7 @@ type feeder struct {
 	// Owned by stream:
 	buf      []byte
 	gen      uint64 // generation of the history the link streams
+	known    string // the replication ID the child knows (of the bytes sent)
 	lastSend time.Time
 	// resetNext: the link's next own frame begins a new compression stream
 	// (it was sending a fanout's frames).
@@ -354,6 +355,7 @@ type feeder struct {
 	member     bool
 	seq        uint64
 	joinAt     int64
+	joinReplid string    // the replid the child must know when it starts on the fanout's frames
 	leftShared int       // times the link fell behind the shared frames and went on alone
 	joinAfter  time.Time // after falling behind, when the link may join again
 }
@@ -533,7 +535,7 @@ func (f *feeder) fullSync(ctx context.Context, resume *arborv1.ResumeRdb) (*stor
 func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 	r := f.r
 	f.buf = make([]byte, r.cfg.BatchBytes)
-	f.gen = reader.Generation()
+	f.gen, f.known = reader.Generation(), reader.Replid()
 	f.c.sent.Store(reader.Pos())
 	if f.c.shares && f.enc.kind != arborv1.Compression_COMPRESSION_NONE {
 		f.fo = r.fanoutFor(f.enc.kind)
@@ -569,7 +571,7 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 			f.member = false
 			f.leftShared++
 			f.joinAfter = time.Now().Add(f.fo.rejoinDelay)
-			if reader, err = r.store.NewReader(f.gen, f.c.sent.Load()); err != nil {
+			if reader, err = r.store.NewReaderAs(f.gen, f.c.sent.Load(), f.known); err != nil {
 				if errors.Is(err, store.ErrOutOfRange) {
 					f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_BACKLOG_EXCEEDED, "fell behind the backlog")
 				}
@@ -587,15 +589,23 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 		if !f.member && (f.leftShared == 0 || time.Now().After(f.joinAfter)) {
 			// Join the fanout at its next frame if it is at or a little
 			// ahead of this link (or serves nobody yet).
-			seq, at, ok, err := f.fo.join(f.gen, reader.Pos())
+			seq, at, replid, ok, err := f.fo.join(f.gen, reader.Pos(), f.known)
 			if err != nil {
 				return err
 			}
 			if ok {
-				f.member, f.seq, f.joinAt = true, seq, at
+				f.member, f.seq, f.joinAt, f.joinReplid = true, seq, at, replid
 			}
 		}
 		if f.member && reader.Pos() == f.joinAt {
+			if f.known != f.joinReplid {
+				// A replid switch at the join point that the child has
+				// not been sent (or the fanout will send again): stay
+				// alone until the next try.
+				f.fo.leave()
+				f.member, f.joinAt = false, -1
+				continue
+			}
 			// Sent everything before the fanout's first frame for this
 			// link: from here on, its frames.
 			reader.Close()
@@ -733,9 +743,13 @@ func (f *feeder) sendSwitch(sw *store.ReplidSwitchError) error {
 		return &slowConsumerError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_REPLID_CHANGED,
 			msg: fmt.Sprintf("replication id changed at %d, behind this link at %d; subscribe again", sw.At, sw.Pos)}
 	}
-	return f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_ReplidSwitch{ReplidSwitch: &arborv1.ReplidSwitch{
+	err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_ReplidSwitch{ReplidSwitch: &arborv1.ReplidSwitch{
 		NewReplid: sw.Replid, AtOffset: sw.At,
 	}}})
+	if err == nil {
+		f.known = sw.Replid
+	}
+	return err
 }
 
 // disconnect tells the child why it is cut, best effort (the stream may be

@@ -47,6 +47,18 @@ func (s *Store) NewReader(gen uint64, pos int64) (*Reader, error) {
 	return s.newReaderLocked(gen, pos), nil
 }
 
+// NewReaderAs is NewReader for a consumer that knows the bytes before pos
+// under replid: if that is not the store's current replication ID, Read
+// reports the switch to it (at its offset) as it would have to a reader
+// that had been reading all along.
+func (s *Store) NewReaderAs(gen uint64, pos int64, replid string) (*Reader, error) {
+	r, err := s.NewReader(gen, pos)
+	if err == nil {
+		r.replid = replid
+	}
+	return r, err
+}
+
 // newReaderLocked makes and registers a reader; the caller holds s.mu (for
 // reading is enough: readers has its own lock).
 func (s *Store) newReaderLocked(gen uint64, pos int64) *Reader {
@@ -72,6 +84,11 @@ func (s *Store) readableLocked(gen uint64) error {
 
 // Pos returns the position of the next byte Read returns.
 func (r *Reader) Pos() int64 { return r.pos }
+
+// Replid returns the replication ID of the bytes the reader has delivered
+// so far: the ID its consumer knows. It changes when Read reports a
+// *ReplidSwitchError.
+func (r *Reader) Replid() string { return r.replid }
 
 // Generation returns the generation of the history the reader reads.
 func (r *Reader) Generation() uint64 { return r.gen }
