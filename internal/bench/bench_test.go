@@ -273,8 +273,8 @@ func TestRunLagThroughRelayHops(t *testing.T) {
 	if lag.Probes < 10 || lag.Relay.Count != lag.Probes || lag.Native.Count != lag.Probes {
 		t.Errorf("probes %d: native got %d, relay path got %d; want all", lag.Probes, lag.Native.Count, lag.Relay.Count)
 	}
-	if got, want := lag.AddedP99PerHop, lag.AddedP99/2; got != want {
-		t.Errorf("added p99 per hop %v, want %v", got, want)
+	if got, want := lag.PerHopP99, lag.Paired.P99/2; got != want || got <= 0 {
+		t.Errorf("p99 per relay hop %v, want %v (paired p99 / 2), above 0", got, want)
 	}
 	if got, want := len(rep.Digests), 2; got != want {
 		t.Errorf("digest checks: got %d, want %d", got, want)
