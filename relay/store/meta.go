@@ -37,6 +37,10 @@ type meta struct {
 	// Replid2).
 	Replid2      string `json:"replid2,omitempty"`
 	SecondOffset int64  `json:"second_offset"`
+	// Switches are the newest replication ID switches of this history,
+	// oldest first (at most maxSwitches), so that a reader several
+	// switches behind learns each one at its offset, in turn.
+	Switches []Switch `json:"switches,omitempty"`
 	// Snapshot is the stored RDB; nil while the store holds nothing.
 	Snapshot *Snapshot `json:"snapshot,omitempty"`
 	// BacklogDir names the directory of the segments of this history. A new
@@ -45,6 +49,40 @@ type meta struct {
 	BacklogDir string `json:"backlog_dir"`
 	// Generation counts full syncs installed; it names BacklogDir.
 	Generation uint64 `json:"generation"`
+}
+
+// Switch is one change of replication ID: from At on, the history goes on
+// under To (Redis' shiftReplicationId at a promotion).
+type Switch struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	At   int64  `json:"at"`
+}
+
+// maxSwitches bounds meta.Switches.
+const maxSwitches = 16
+
+// recordSwitch appends a switch to the history, dropping the oldest beyond
+// maxSwitches.
+func (m *meta) recordSwitch(from, to string, at int64) {
+	if from == "" || from == to {
+		return
+	}
+	sw := append(m.Switches[:len(m.Switches):len(m.Switches)], Switch{From: from, To: to, At: at})
+	m.Switches = sw[max(0, len(sw)-maxSwitches):]
+}
+
+// nextSwitch returns the switch a reader that holds bytes under replid
+// meets next: the recorded one from replid, or, when the history no
+// longer has it (or never had: a store from before switches were kept),
+// the switch to the current ID at SecondOffset-1, as Redis' replid2 says.
+func (m *meta) nextSwitch(replid string) Switch {
+	for i := len(m.Switches) - 1; i >= 0; i-- {
+		if m.Switches[i].From == replid {
+			return m.Switches[i]
+		}
+	}
+	return Switch{From: replid, To: m.Replid, At: m.SecondOffset - 1}
 }
 
 func readMeta(dir string) (*meta, error) {

@@ -145,10 +145,12 @@ func (r *Reader) Read(ctx context.Context, p []byte) (int, error) {
 		}
 		if s.meta.Replid != r.replid {
 			// Reads never cross the offset where the replication ID
-			// switched: the consumer learns of it exactly there.
-			at := s.meta.SecondOffset - 1
+			// switched: the consumer learns of it exactly there, of each
+			// switch in turn.
+			sw := s.meta.nextSwitch(r.replid)
+			at := sw.At
 			if r.pos >= at {
-				r.replid = s.meta.Replid
+				r.replid = sw.To
 				s.mu.RUnlock()
 				return 0, &ReplidSwitchError{Replid: r.replid, At: at, Pos: r.pos}
 			}

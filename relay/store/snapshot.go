@@ -281,6 +281,12 @@ func (s *Store) AdoptIDs(replid, replid2 string, secondOffset int64) error {
 		return nil
 	}
 	m := s.meta
+	if secondOffset > 0 {
+		// The upstream continued under replid from secondOffset-1 on:
+		// exactly the switch from replid2, or, when this store missed
+		// switches in between, from its own ID to replid there.
+		m.recordSwitch(m.Replid, replid, secondOffset-1)
+	}
 	m.Replid, m.Replid2, m.SecondOffset = replid, replid2, secondOffset
 	if err := writeMeta(s.opts.Dir, &m); err != nil {
 		return fmt.Errorf("store: %w", err)

@@ -668,6 +668,7 @@ func (s *Store) SwitchReplid(newid string) error {
 		return nil
 	}
 	m := s.meta
+	m.recordSwitch(m.Replid, newid, s.end)
 	m.Replid2, m.SecondOffset, m.Replid = m.Replid, s.end+1, newid
 	if err := writeMeta(s.opts.Dir, &m); err != nil {
 		return fmt.Errorf("store: %w", err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -436,5 +437,78 @@ func TestReaderStopsAtReplidSwitch(t *testing.T) {
 	}
 	if n, err := r.Read(context.Background(), buf); err != nil || int64(n) != s.End()-at {
 		t.Fatalf("after the switch: %d bytes, %v; want %d", n, err, s.End()-at)
+	}
+}
+
+// TestReaderLearnsEverySwitch: a reader several replication ID switches
+// behind (a child relay that lagged through two failovers) gets each
+// switch at its own offset, in order, also after the store is reopened;
+// one that knows an ID older than the kept history falls back to the
+// newest switch (Redis' replid2 rule).
+func TestReaderLearnsEverySwitch(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, testOptions(t, dir))
+	fullSync(t, s, testReplid, 0)
+	ids := []string{testReplid, strings.Repeat("b", 40), strings.Repeat("c", 40), strings.Repeat("d", 40)}
+	var ats []int64
+	for i, id := range ids {
+		if i > 0 {
+			ats = append(ats, s.End())
+			if err := s.SwitchReplid(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		appendAll(t, s, commands(i*5, 5), 1000)
+	}
+	s.Close()
+	s = mustOpen(t, testOptions(t, dir))
+
+	r, err := s.NewReaderAs(s.State().Generation, 0, testReplid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]byte, 1<<20)
+	ctx := context.Background()
+	// readTo reads until the reader is at want; reads stop at switches.
+	readTo := func(r *Reader, want int64) error {
+		for r.Pos() < want {
+			if _, err := r.Read(ctx, buf); err != nil {
+				return err
+			}
+		}
+		if r.Pos() != want {
+			return fmt.Errorf("read past %d to %d", want, r.Pos())
+		}
+		return nil
+	}
+	for i, at := range ats {
+		if err := readTo(r, at); err != nil {
+			t.Fatalf("read %d: %v; want to stop at the switch at %d", i, err, at)
+		}
+		_, err := r.Read(ctx, buf)
+		var sw *ReplidSwitchError
+		if !errors.As(err, &sw) || sw.At != at || sw.Pos != at || sw.Replid != ids[i+1] {
+			t.Fatalf("switch %d: got %v, want %s at %d", i, err, ids[i+1], at)
+		}
+		if r.Replid() != ids[i+1] {
+			t.Fatalf("after switch %d the reader knows %s, want %s", i, r.Replid(), ids[i+1])
+		}
+	}
+	if err := readTo(r, s.End()); err != nil {
+		t.Fatalf("after the last switch: %v; want to read to the end %d", err, s.End())
+	}
+
+	old, err := s.NewReaderAs(s.State().Generation, 0, strings.Repeat("0", 40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := readTo(old, ats[2]); err != nil {
+		t.Fatalf("unknown ID: %v; want to read to the newest switch at %d", err, ats[2])
+	}
+	var sw *ReplidSwitchError
+	if _, err := old.Read(ctx, buf); !errors.As(err, &sw) || sw.Replid != ids[3] || sw.At != ats[2] {
+		t.Fatalf("unknown ID: got %v, want the switch to %s at %d", err, ids[3], ats[2])
 	}
 }
