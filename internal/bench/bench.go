@@ -135,14 +135,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer w.close()
-	if cfg.Pin {
-		unpin, err := pinSelfTo(masterCPU)
-		if err != nil {
-			return nil, err
-		}
-		defer unpin()
-		w.pin = consumersApart
+	unpin, err := w.pinBy(cfg.Pin, consumersApart)
+	if err != nil {
+		return nil, err
 	}
+	defer unpin()
 	r := &runner{workspace: w, cfg: cfg}
 
 	rep := &Report{Host: newHost(), Settings: newSettings(&cfg)}

@@ -66,24 +66,25 @@ func children(t *testing.T) []int {
 // TestRunSmoke runs the whole benchmark briefly and checks that it
 // measured something in every phase, that the replicas match their
 // masters, and that no process or directory is left behind.
-func TestRunSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts redis-server and relay processes; skipped with -short")
-	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skipf("redis-server not found: %v", err)
-	}
+// smallConfig is a Config for a run of seconds: 1 s loads at 5000
+// writes/s, with this tree's arbor binary.
+func smallConfig(t *testing.T) Config {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.RelayBin = buildArbor(t)
 	cfg.Dir = t.TempDir()
 	cfg.Duration = time.Second
-	cfg.Rounds = 2
 	cfg.Rate = 5000
 	cfg.LagSamples = 200
 	cfg.Keyspace = 10000
+	return cfg
+}
+
+// runSmall runs cfg, logging its progress; it fails the test if Run does.
+func runSmall(t *testing.T, cfg Config) *Report {
+	t.Helper()
 	var progress bytes.Buffer
 	cfg.Progress = &progress
-
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, cfg)
@@ -91,6 +92,19 @@ func TestRunSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	return rep
+}
+
+func TestRunSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and relay processes; skipped with -short")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skipf("redis-server not found: %v", err)
+	}
+	cfg := smallConfig(t)
+	cfg.Rounds = 2
+	rep := runSmall(t, cfg)
 	var text bytes.Buffer
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
@@ -242,24 +256,10 @@ func TestRunLagThroughRelayHops(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skipf("redis-server not found: %v", err)
 	}
-	cfg := DefaultConfig()
-	cfg.RelayBin = buildArbor(t)
-	cfg.Dir = t.TempDir()
+	cfg := smallConfig(t)
 	cfg.Phases = []string{PhaseLag}
 	cfg.RelayHops = 2
-	cfg.Duration = time.Second
-	cfg.Rate = 5000
-	cfg.LagSamples = 200
-	cfg.Keyspace = 10000
-	var progress bytes.Buffer
-	cfg.Progress = &progress
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, cfg)
-	t.Logf("progress:\n%s", progress.String())
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	rep := runSmall(t, cfg)
 	if err := rep.Err(); err != nil {
 		t.Errorf("report has correctness failures: %v", err)
 	}

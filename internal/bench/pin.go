@@ -46,6 +46,20 @@ func relaysApart(name string) int {
 	return masterCPU
 }
 
+// pin, when on, pins this process to masterCPU and the workspace's
+// processes by where; the returned function undoes the former.
+func (w *workspace) pinBy(on bool, where placement) (func(), error) {
+	if !on {
+		return func() {}, nil
+	}
+	unpin, err := pinSelfTo(masterCPU)
+	if err != nil {
+		return nil, err
+	}
+	w.pin = where
+	return unpin, nil
+}
+
 // pinSelfTo pins this process (the load generator, and in the tree
 // benchmark the link bridges) to cpu and returns a function that undoes
 // it; it fails on a machine with fewer than 2 CPUs.

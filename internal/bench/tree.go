@@ -44,14 +44,11 @@ func RunTree(ctx context.Context, cfg TreeConfig) (*TreeReport, error) {
 		return nil, err
 	}
 	defer w.close()
-	if cfg.Pin {
-		unpin, err := pinSelfTo(masterCPU)
-		if err != nil {
-			return nil, err
-		}
-		defer unpin()
-		w.pin = relaysApart
+	unpin, err := w.pinBy(cfg.Pin, relaysApart)
+	if err != nil {
+		return nil, err
 	}
+	defer unpin()
 	t := &treeRunner{workspace: w, cfg: cfg, gen: newDocGen(cfg.Mix, cfg.Keyspace, false, cfg.Seed)}
 	rep := &TreeReport{Host: newHost(), Settings: newTreeSettings(&cfg)}
 	if cfg.Keep {
