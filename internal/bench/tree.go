@@ -358,6 +358,7 @@ func (t *treeRunner) lagPhase(ctx context.Context, tr *tree, rep *TreeReport, ph
 	if err != nil {
 		return nil, err
 	}
+	b.arborLink.ResetCounters() // its lateness, for this phase
 	n0, a0 := snapshotLinks(tr)
 	if err := meter.begin(); err != nil {
 		return nil, err
@@ -434,6 +435,9 @@ func (t *treeRunner) lagPhase(ctx context.Context, tr *tree, rep *TreeReport, ph
 		res.RelayPath = &RelayPathLag{Frames: n, P50: float64(p50) / 1000, P99: float64(p99) / 1000, Max: float64(mx) / 1000}
 		res.RelayPath.PerHopP50 = (res.RelayPath.P50 - res.LinkLatencyMs) / float64(res.RelayHops)
 		res.RelayPath.PerHopP99 = (res.RelayPath.P99 - res.LinkLatencyMs) / float64(res.RelayHops)
+		// relay-a is the bridge's target: its bytes flow toward clients.
+		_, late := b.arborLink.Lateness()
+		res.RelayPath.LinkLate = &LinkLateness{Chunks: late.Chunks, P50: ms(late.P50), P99: ms(late.P99), Max: ms(late.Max)}
 	}
 	t.progress("lag: %d writes at %.0f/s, %d probes; site B S-2 p99 native %.3f ms, Arbor %.3f ms (link %v)",
 		res.Writes, res.AchievedRate, res.Probes, res.Native.P99, res.Arbor.P99, t.cfg.Latency)

@@ -26,9 +26,12 @@ type Bridge struct {
 	up, down   *limiter     // toward the target, toward the client
 	toTarget   atomic.Int64 // payload bytes written to targets
 	fromTarget atomic.Int64 // payload bytes written to clients
-	blackhole  atomic.Bool
-	resume     atomic.Pointer[chan struct{}] // non-nil while paused; closed by Restore
-	bufs       sync.Pool
+	// lateTo and lateFrom: how late chunks were written after their due
+	// time, toward the target and toward clients.
+	lateTo, lateFrom lateHist
+	blackhole        atomic.Bool
+	resume           atomic.Pointer[chan struct{}] // non-nil while paused; closed by Restore
+	bufs             sync.Pool
 
 	done      chan struct{} // closed by Close
 	wg        sync.WaitGroup
@@ -177,10 +180,19 @@ func (b *Bridge) BytesForwarded() (toTarget, fromTarget int64) {
 	return b.toTarget.Load(), b.fromTarget.Load()
 }
 
-// ResetCounters sets both byte counters to zero.
+// ResetCounters sets both byte counters, and the lateness counts, to zero.
 func (b *Bridge) ResetCounters() {
 	b.toTarget.Store(0)
 	b.fromTarget.Store(0)
+	b.lateTo.reset()
+	b.lateFrom.reset()
+}
+
+// Lateness tells how late the bridge delivered chunks after their due time,
+// toward the target and toward clients, since it started or since
+// ResetCounters: what the simulator adds beyond its configured latency.
+func (b *Bridge) Lateness() (toTarget, fromTarget Lateness) {
+	return b.lateTo.stats(), b.lateFrom.stats()
 }
 
 // Conns returns the number of open connections, counting those whose target
@@ -252,8 +264,8 @@ func (b *Bridge) serve(c net.Conn) {
 	b.mu.Unlock()
 
 	depth := b.cfg.queueBytes / b.cfg.bufferSize
-	up := &direction{l: l, src: c, dst: s, lim: b.up, count: &b.toTarget, q: make(chan chunk, depth)}
-	down := &direction{l: l, src: s, dst: c, lim: b.down, count: &b.fromTarget, q: make(chan chunk, depth)}
+	up := &direction{l: l, src: c, dst: s, lim: b.up, count: &b.toTarget, late: &b.lateTo, q: make(chan chunk, depth)}
+	down := &direction{l: l, src: s, dst: c, lim: b.down, count: &b.fromTarget, late: &b.lateFrom, q: make(chan chunk, depth)}
 	b.wg.Add(3)
 	go func() { defer b.wg.Done(); up.read() }()
 	go func() { defer b.wg.Done(); up.write() }()

@@ -508,3 +508,51 @@ func TestBridgeDialFailure(t *testing.T) {
 		t.Errorf("Conns: got %d, want 0", n)
 	}
 }
+
+// TestBridgeLateness: every chunk through each direction is counted in the
+// bridge's lateness, which ResetCounters clears.
+func TestBridgeLateness(t *testing.T) {
+	srv := startServer(t, echo)
+	b := newBridge(t, srv.Addr(), WithLatency(2*time.Millisecond))
+	c, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 5 {
+		pingPong(t, c)
+	}
+	to, from := b.Lateness()
+	if to.Chunks != 5 || from.Chunks != 5 {
+		t.Errorf("chunks counted: %d toward the target, %d back; want 5 each", to.Chunks, from.Chunks)
+	}
+	for _, l := range []Lateness{to, from} {
+		if l.P50 > l.P99 || l.P99 > l.Max {
+			t.Errorf("lateness %+v: want p50 <= p99 <= max", l)
+		}
+	}
+	b.ResetCounters()
+	if to, from := b.Lateness(); to.Chunks != 0 || from.Chunks != 0 || to.Max != 0 {
+		t.Errorf("after ResetCounters: %+v, %+v; want nothing counted", to, from)
+	}
+}
+
+func TestLateHistQuantiles(t *testing.T) {
+	var h lateHist
+	for i := 1; i <= 100; i++ {
+		h.record(time.Duration(i) * time.Millisecond)
+	}
+	l := h.stats()
+	if l.Chunks != 100 || l.Max != 100*time.Millisecond {
+		t.Fatalf("stats %+v: want 100 chunks, max 100ms", l)
+	}
+	// Buckets are 10% wide: quantiles are upper bounds within 10%.
+	for _, c := range []struct {
+		name      string
+		got, want time.Duration
+	}{{"p50", l.P50, 50 * time.Millisecond}, {"p99", l.P99, 99 * time.Millisecond}} {
+		if c.got < c.want || float64(c.got) > 1.1*float64(c.want) {
+			t.Errorf("%s = %v, want within [%v, +10%%]", c.name, c.got, c.want)
+		}
+	}
+}

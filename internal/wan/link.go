@@ -47,6 +47,7 @@ type direction struct {
 	src, dst net.Conn
 	lim      *limiter
 	count    *atomic.Int64
+	late     *lateHist
 	q        chan chunk // closed by read on EOF; drained by write
 }
 
@@ -134,6 +135,7 @@ func (d *direction) write() {
 			b.putBuf(c.buf)
 			continue
 		}
+		d.late.record(time.Since(c.due))
 		_, err := d.dst.Write((*c.buf)[:c.n])
 		b.putBuf(c.buf)
 		if err != nil {
