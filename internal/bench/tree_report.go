@@ -371,6 +371,8 @@ func (r *TreeReport) WriteText(w io.Writer) error {
 			if ll := rp.LinkLate; ll != nil {
 				p.f("  of which the link simulator's own lateness (site B's Arbor bridge delivering after the due time; %d chunks): p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
 					ll.Chunks, ll.P50, ll.P99, ll.Max)
+				p.f("  per relay hop beyond the link and its simulator's lateness, estimated: p50 %.3f ms, p99 %.3f ms = (p - link - lateness p) / %d (not judged: quantiles do not subtract exactly)\n",
+					(rp.P50-l.LinkLatencyMs-ll.P50)/float64(l.RelayHops), (rp.P99-l.LinkLatencyMs-ll.P99)/float64(l.RelayHops), l.RelayHops)
 			}
 		}
 		p.f("  native chain beyond the link: p99 %.3f ms over %d redis-server hops (%.3f ms per hop)\n",
