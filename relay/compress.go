@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -111,16 +112,30 @@ func (e *frameEncoder) close() {
 	}
 }
 
-// frameDecoder undoes a frameEncoder, frame by frame. The zstd decoder reads
-// the link's compressed bytes from a pipe fed by a goroutine that ends with
-// close.
+// frameDecoder undoes a frameEncoder, frame by frame. The zstd decoder
+// reads the link's compressed bytes synchronously from the current frame
+// (frameSource): every frame holds whole zstd blocks (the encoder flushes
+// each), so decoding a frame's raw length never reads past its end.
 type frameDecoder struct {
-	kind   arborv1.Compression
-	zr     *zstd.Decoder
-	frames chan []byte
-	done   chan struct{}
-	pw     *io.PipeWriter
-	out    []byte
+	kind arborv1.Compression
+	zr   *zstd.Decoder
+	src  frameSource
+	out  []byte
+}
+
+// frameSource serves the zstd decoder the bytes of the frame being
+// decoded. Running dry means the frame was shorter than its header said.
+type frameSource struct{ b []byte }
+
+var errFrameShort = errors.New("zstd data ends inside the frame")
+
+func (s *frameSource) Read(p []byte) (int, error) {
+	if len(s.b) == 0 {
+		return 0, errFrameShort
+	}
+	n := copy(p, s.b)
+	s.b = s.b[n:]
+	return n, nil
 }
 
 func newFrameDecoder(kind arborv1.Compression) (*frameDecoder, error) {
@@ -130,40 +145,13 @@ func newFrameDecoder(kind arborv1.Compression) (*frameDecoder, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.zr = zr
-		if err := d.startPipe(); err != nil {
+		if err := zr.Reset(&d.src); err != nil {
 			zr.Close()
 			return nil, err
 		}
+		d.zr = zr
 	}
 	return d, nil
-}
-
-// startPipe gives the zstd decoder a new pipe, fed frame by frame by a
-// goroutine that ends with stopPipe.
-func (d *frameDecoder) startPipe() error {
-	pr, pw := io.Pipe()
-	if err := d.zr.Reset(pr); err != nil {
-		return err
-	}
-	d.pw = pw
-	d.frames, d.done = make(chan []byte), make(chan struct{})
-	frames, done := d.frames, d.done
-	go func() {
-		defer close(done)
-		for f := range frames {
-			if _, err := pw.Write(f); err != nil {
-				return
-			}
-		}
-	}()
-	return nil
-}
-
-func (d *frameDecoder) stopPipe() {
-	close(d.frames)
-	d.pw.CloseWithError(io.ErrClosedPipe)
-	<-d.done
 }
 
 // reset drops the decoder's state: the next frame begins a new compression
@@ -172,8 +160,8 @@ func (d *frameDecoder) reset() error {
 	if d.zr == nil {
 		return nil
 	}
-	d.stopPipe()
-	return d.startPipe()
+	d.src.b = nil
+	return d.zr.Reset(&d.src)
 }
 
 // decode returns the rawLen bytes carried by frame; valid until the next
@@ -194,8 +182,14 @@ func (d *frameDecoder) decode(frame []byte, kind arborv1.Compression, rawLen int
 			d.out = make([]byte, rawLen)
 		}
 		out := d.out[:rawLen]
-		d.frames <- frame
+		if len(d.src.b) > 0 {
+			// Bytes the decoder did not need for the last frame's raw
+			// length (none with this encoder) come first.
+			frame = append(slices.Clip(d.src.b), frame...)
+		}
+		d.src.b = frame
 		if _, err := io.ReadFull(d.zr, out); err != nil {
+			// The decoder's state is unknown now: the link ends.
 			return nil, fmt.Errorf("zstd frame: %w", err)
 		}
 		return out, nil
@@ -217,7 +211,6 @@ func (d *frameDecoder) decode(frame []byte, kind arborv1.Compression, rawLen int
 
 func (d *frameDecoder) close() {
 	if d.zr != nil {
-		d.stopPipe()
 		d.zr.Close()
 	}
 }
