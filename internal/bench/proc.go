@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/arbor-fabric/arbor/internal/freeport"
 )
 
 const (
@@ -295,12 +297,6 @@ func waitReady(ctx context.Context, s *server) error {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort returns a loopback TCP port for a benchmark process (see
+// freeport).
+func freePort() (int, error) { return freeport.Get() }

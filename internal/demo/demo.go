@@ -33,6 +33,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/arbor-fabric/arbor/internal/freeport"
 	"github.com/arbor-fabric/arbor/relay"
 )
 
@@ -162,17 +163,8 @@ type demo struct {
 	ctl       *fabricState
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ...string) (*server, error) {
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}
@@ -213,11 +205,11 @@ func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ..
 // relayConfig returns the configuration of a demo relay on free loopback
 // ports.
 func (d *demo) relayConfig(name, site string) (relay.Config, error) {
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return relay.Config{}, err
 	}
-	gport, err := freePort()
+	gport, err := freeport.Get()
 	if err != nil {
 		return relay.Config{}, err
 	}

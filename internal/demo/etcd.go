@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/arbor-fabric/arbor/internal/etcdbin"
+	"github.com/arbor-fabric/arbor/internal/freeport"
 	"github.com/arbor-fabric/arbor/topology"
 )
 
@@ -122,11 +123,11 @@ func launchEtcd(ctx context.Context, bin, dir string) (*etcdProcess, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	cport, err := freePort()
+	cport, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}
-	pport, err := freePort()
+	pport, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}

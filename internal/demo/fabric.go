@@ -375,10 +375,10 @@ func settled(v *statusview.Fabric) bool {
 // fabricVerdict reports the re-parenting and how each remote site got the
 // stream.
 func (d *demo) fabricVerdict() error {
-	var raw, wire uint64
+	var raw, wire, shared uint64
 	for _, rn := range d.relays {
 		c := rn.r.Status().GetCompression()
-		raw, wire = raw+c.GetRawBytes(), wire+c.GetWireBytes()
+		raw, wire, shared = raw+c.GetRawBytes(), wire+c.GetWireBytes(), shared+c.GetSharedRawBytes()
 	}
 	for _, rn := range d.relays {
 		if rn.site == "A" {
@@ -390,7 +390,8 @@ func (d *demo) fabricVerdict() error {
 		}
 		fmt.Fprintf(d.o.Out, "Site %s pulled the stream once over gRPC (from %s): %d bytes stored.\n", rn.site, from, rn.r.Status().GetStoredOffset())
 	}
-	fmt.Fprintf(d.o.Out, "Relay-to-relay links carried %d bytes on the wire for %d raw (zstd, %.1fx).\n", wire, raw, ratio(raw, wire))
+	fmt.Fprintf(d.o.Out, "Relay-to-relay links carried %d bytes on the wire for %d raw (zstd, %.1fx); %d raw bytes went out in frames compressed once for all of a relay's children.\n",
+		wire, raw, ratio(raw, wire), shared)
 	switch {
 	case d.ctl.reparent != nil:
 		return fmt.Errorf("live re-parenting: %w", d.ctl.reparent)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+
+	"github.com/arbor-fabric/arbor/internal/freeport"
 )
 
 const (
@@ -163,15 +166,15 @@ func (c *Cluster) startAll() error {
 	return c.waitHealthy(readyTimeout)
 }
 
-// freeAddr returns a loopback host:port that was free a moment ago.
+// freeAddr returns a loopback host:port for a member (see freeport: a
+// 3-member cluster picks 6 ports before any member listens).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
-		t.Fatalf("etcdtest: free port: %v", err)
+		t.Fatalf("etcdtest: %v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // Endpoints returns every member's client URL.

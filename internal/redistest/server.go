@@ -18,6 +18,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/arbor-fabric/arbor/internal/freeport"
 )
 
 const (
@@ -33,17 +35,13 @@ const (
 	startAttempts = 5
 )
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. It
-// listens on port 0, closes the listener and returns the port it got.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that no other FreePort (or freeport.Get) of this process returned.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
 		t.Fatalf("FreePort: %v", err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatalf("FreePort: close: %v", err)
 	}
 	return port
 }
