@@ -260,7 +260,9 @@ func TestDepthAndFanOut(t *testing.T) {
 func TestChildWaitsForParentData(t *testing.T) {
 	master := redistest.Start(t, "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "2")
 	load(t, master, redistest.LoadOptions{SmallKeys: 500, Seed: 1})
-	a := treeRelay(t, "relay-a", "A", upstreamOf(master))
+	// relay-a waits for its data far longer than the master's 2 s delay
+	// can last, even on a busy machine.
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) { c.FutureOffsetWait = time.Minute })
 	b := treeRelay(t, "relay-b", "B", a.arborURL())
 	rep := redistest.Start(t)
 	replicaOf(t, rep, b.Port)
