@@ -16,9 +16,10 @@ import (
 // relay's CPU per child.
 //
 // The frames it makes are kept in a short queue (fanoutQueueBytes of wire
-// bytes). A link that is caught up joins it at the next frame, which the
-// fanout starts as a new compression stream (Stream.compression_reset), so
-// the child's decoder needs no earlier frame of the fanout. A member sends
+// bytes). A link at most fanoutJoinGap behind the fanout joins it at the
+// next frame (sending the gap itself first), which the fanout starts as a
+// new compression stream (Stream.compression_reset), so the child's decoder
+// needs no earlier frame of the fanout. A member sends
 // the queue's frames in order; one that falls behind the queue leaves and
 // goes on with its own reader and encoder (again from a reset), so a slow
 // child never holds the others back nor the fanout's memory.
@@ -102,15 +103,14 @@ func (r *Relay) fanoutFor(kind arborv1.Compression) *fanout {
 	return fo
 }
 
-// join makes a link that has sent the stream up to pos, and whose child
-// knows replication ID known, a member. It
-// returns the sequence number of the member's first frame, the offset that
-// frame starts at (at ≥ pos: the link sends [pos, at) itself first) and
-// the replication ID the child must know by then (else a switch lies
-// between what the link sent and the fanout's frames, and the link must
-// leave again), or ok false when the link cannot join now (the fanout is
-// behind pos, too far ahead, or in the middle of a frame); the link tries
-// again later.
+// join makes a member of a link that has sent the stream up to pos and
+// whose child knows replication ID known. It returns the sequence number of
+// the member's first frame, the offset that frame starts at (at ≥ pos: the
+// link sends [pos, at) itself first) and the replication ID the child must
+// know by then (else a switch lies between what the link sent and the
+// fanout's frames, and the link must leave again), or ok false when the
+// link cannot join now (the fanout is behind pos, too far ahead, or in the
+// middle of a frame); the link tries again later.
 func (fo *fanout) join(gen uint64, pos int64, known string) (seq uint64, at int64, replid string, ok bool, err error) {
 	fo.mu.Lock()
 	defer fo.mu.Unlock()
