@@ -1,46 +1,30 @@
 package wan
 
 import (
-	"math"
 	"sync/atomic"
 	"time"
+
+	"github.com/arbor-fabric/arbor/internal/loghist"
 )
 
 // Lateness describes how late a bridge delivered chunks after their due
 // time (arrival + latency): the simulator's own jitter (timers firing late,
 // the scheduler), which a real link does not add. Quantiles are upper
-// bounds of 10%-wide buckets.
+// bounds within 10% (loghist).
 type Lateness struct {
 	Chunks        int64
 	P50, P99, Max time.Duration
 }
 
-// lateHist counts lateness in buckets growing by 10% from 1 µs; safe for
-// concurrent use.
+// lateHist counts lateness in loghist buckets; safe for concurrent use.
 type lateHist struct {
-	counts [lateBuckets]atomic.Int64
+	counts [loghist.Buckets]atomic.Int64
 	max    atomic.Int64
-}
-
-const lateBuckets = 160 // 1 µs · 1.1^159 ≈ 3.8 ks
-
-var lateGrowth = math.Log(1.1)
-
-func lateBucket(d time.Duration) int {
-	us := float64(d) / float64(time.Microsecond)
-	if us <= 1 {
-		return 0
-	}
-	return min(lateBuckets-1, int(math.Log(us)/lateGrowth)+1)
-}
-
-func lateUpper(b int) time.Duration {
-	return time.Duration(math.Exp(float64(b)*lateGrowth) * float64(time.Microsecond))
 }
 
 func (h *lateHist) record(d time.Duration) {
 	d = max(d, 0)
-	h.counts[lateBucket(d)].Add(1)
+	h.counts[loghist.Bucket(d)].Add(1)
 	for {
 		m := h.max.Load()
 		if int64(d) <= m || h.max.CompareAndSwap(m, int64(d)) {
@@ -57,26 +41,14 @@ func (h *lateHist) reset() {
 }
 
 func (h *lateHist) stats() Lateness {
-	var counts [lateBuckets]int64
-	var n int64
+	var counts [loghist.Buckets]uint64
+	var n uint64
 	for i := range h.counts {
-		counts[i] = h.counts[i].Load()
+		counts[i] = uint64(h.counts[i].Load())
 		n += counts[i]
 	}
-	l := Lateness{Chunks: n, Max: time.Duration(h.max.Load())}
-	if n == 0 {
-		return l
-	}
-	quantile := func(q float64) time.Duration {
-		rank := int64(math.Ceil(q * float64(n)))
-		var seen int64
-		for b, c := range counts {
-			if seen += c; seen >= rank {
-				return min(lateUpper(b), l.Max)
-			}
-		}
-		return l.Max
-	}
-	l.P50, l.P99 = quantile(0.50), quantile(0.99)
+	l := Lateness{Chunks: int64(n), Max: time.Duration(h.max.Load())}
+	l.P50 = loghist.Quantile(&counts, n, 0.50, l.Max)
+	l.P99 = loghist.Quantile(&counts, n, 0.99, l.Max)
 	return l
 }
