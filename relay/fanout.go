@@ -103,15 +103,22 @@ func (r *Relay) fanoutFor(kind arborv1.Compression) *fanout {
 	return fo
 }
 
+// joinPoint is where a link joining a fanout starts on its frames: frame
+// seq, which begins at stream offset at, when the link's child knows
+// replication ID replid (else a switch lies between what the link sent
+// and the fanout's frames, and the link must leave again).
+type joinPoint struct {
+	seq    uint64
+	at     int64
+	replid string
+}
+
 // join makes a member of a link that has sent the stream up to pos and
-// whose child knows replication ID known. It returns the sequence number of
-// the member's first frame, the offset that frame starts at (at ≥ pos: the
-// link sends [pos, at) itself first) and the replication ID the child must
-// know by then (else a switch lies between what the link sent and the
-// fanout's frames, and the link must leave again), or ok false when the
-// link cannot join now (the fanout is behind pos, too far ahead, or in the
-// middle of a frame); the link tries again later.
-func (fo *fanout) join(gen uint64, pos int64, known string) (seq uint64, at int64, replid string, ok bool, err error) {
+// whose child knows replication ID known, and returns where it joins (at ≥
+// pos: the link sends [pos, at) itself first); ok false means the link
+// cannot join now (the fanout is behind pos, too far ahead, or in the
+// middle of a frame) and tries again later.
+func (fo *fanout) join(gen uint64, pos int64, known string) (jp joinPoint, ok bool, err error) {
 	fo.mu.Lock()
 	defer fo.mu.Unlock()
 	if fo.members == 0 && !fo.producing {
@@ -119,12 +126,12 @@ func (fo *fanout) join(gen uint64, pos int64, known string) (seq uint64, at int6
 		// knows.
 		reader, err := fo.r.store.NewReaderAs(gen, pos, known)
 		if err != nil {
-			return 0, 0, "", false, err
+			return joinPoint{}, false, err
 		}
 		if fo.enc == nil {
 			if fo.enc, err = newFrameEncoder(fo.kind); err != nil {
 				reader.Close()
-				return 0, 0, "", false, err
+				return joinPoint{}, false, err
 			}
 		}
 		fo.dropLocked()
@@ -134,11 +141,11 @@ func (fo *fanout) join(gen uint64, pos int64, known string) (seq uint64, at int6
 		}
 	}
 	if fo.reader == nil || fo.producing || fo.pos < pos || fo.pos-pos > fanoutJoinGap || fo.reader.Generation() != gen {
-		return 0, 0, "", false, nil
+		return joinPoint{}, false, nil
 	}
 	fo.resetNext = true
 	fo.members++
-	return fo.first + uint64(len(fo.frames)), fo.pos, fo.replid, true, nil
+	return joinPoint{seq: fo.first + uint64(len(fo.frames)), at: fo.pos, replid: fo.replid}, true, nil
 }
 
 // leave ends a membership; the last member out frees the reader and queue.

@@ -348,16 +348,15 @@ type feeder struct {
 	// (it was sending a fanout's frames).
 	resetNext bool
 	// fo is the fanout of the link's codec when the child honours resets.
-	// member: the link is one of fo's members and sends its frames from
-	// frame seq on; until then joinAt ≥ 0 is where that frame starts, and
-	// the link sends its own frames up to there.
+	// member: the link is one of fo's members. While joining is set it
+	// still sends its own frames, up to joining.at; then the fanout's,
+	// frame seq next.
 	fo         *fanout
 	member     bool
+	joining    *joinPoint
 	seq        uint64
-	joinAt     int64
-	joinReplid string    // the replid the child must know when it starts on the fanout's frames
 	leftShared int       // times the link fell behind the shared frames and went on alone
-	joinAfter  time.Time // after falling behind, when the link may join again
+	joinAfter  time.Time // after falling behind, the link joins again only once it sends past this
 }
 
 func (f *feeder) send(m *arborv1.SyncResponse) error {
@@ -549,7 +548,6 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 		}
 	}()
 	f.lastSend = time.Now()
-	f.joinAt = -1
 	for {
 		pos := f.c.sent.Load()
 		if lag := r.store.End() - pos; lag > r.cfg.MaxChildLag {
@@ -557,7 +555,7 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 			return &slowConsumerError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER,
 				msg: fmt.Sprintf("child %s fell %d bytes behind (bound %d)", f.c.id, lag, r.cfg.MaxChildLag)}
 		}
-		if f.member && f.joinAt < 0 {
+		if f.member && f.joining == nil {
 			err := f.sharedStep(ctx)
 			if !errors.Is(err, errLeftFanout) {
 				if err != nil {
@@ -586,31 +584,32 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 		if f.fo == nil {
 			continue
 		}
-		if !f.member && (f.leftShared == 0 || time.Now().After(f.joinAfter)) {
+		if !f.member && f.lastSend.After(f.joinAfter) {
 			// Join the fanout at its next frame if it is at or a little
 			// ahead of this link (or serves nobody yet).
-			seq, at, replid, ok, err := f.fo.join(f.gen, reader.Pos(), f.known)
+			jp, ok, err := f.fo.join(f.gen, reader.Pos(), f.known)
 			if err != nil {
 				return err
 			}
 			if ok {
-				f.member, f.seq, f.joinAt, f.joinReplid = true, seq, at, replid
+				f.member, f.joining = true, &jp
 			}
 		}
-		if f.member && reader.Pos() == f.joinAt {
-			if f.known != f.joinReplid {
+		if jp := f.joining; jp != nil && reader.Pos() == jp.at {
+			f.joining = nil
+			if f.known != jp.replid {
 				// A replid switch at the join point that the child has
 				// not been sent (or the fanout will send again): stay
 				// alone until the next try.
 				f.fo.leave()
-				f.member, f.joinAt = false, -1
+				f.member = false
 				continue
 			}
 			// Sent everything before the fanout's first frame for this
 			// link: from here on, its frames.
+			f.seq = jp.seq
 			reader.Close()
 			reader = nil
-			f.joinAt = -1
 		}
 	}
 }
@@ -621,8 +620,8 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 func (f *feeder) ownStep(ctx context.Context, reader *store.Reader) error {
 	r := f.r
 	buf := f.buf
-	if f.joinAt >= 0 {
-		buf = buf[:min(int64(len(buf)), f.joinAt-reader.Pos())]
+	if f.joining != nil {
+		buf = buf[:min(int64(len(buf)), f.joining.at-reader.Pos())]
 	}
 	var n int
 	var pending *store.ReplidSwitchError
