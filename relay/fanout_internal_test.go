@@ -119,6 +119,20 @@ func fanoutTestRelay(t *testing.T) *Relay {
 	return r
 }
 
+// startFanout opens a test relay whose zstd fanout keeps queueBytes of
+// frames and lets a member that fell behind join again after rejoinDelay,
+// and streams its store to one fake child per delay (startLinks). cancel
+// ends the links; waitLinks calls it.
+func startFanout(t *testing.T, queueBytes int, rejoinDelay time.Duration, delays ...time.Duration) (*Relay, *fanout, []*testLink, context.CancelFunc) {
+	t.Helper()
+	r := fanoutTestRelay(t)
+	fo := r.fanoutFor(arborv1.Compression_COMPRESSION_ZSTD)
+	fo.queueBytes, fo.rejoinDelay = queueBytes, rejoinDelay
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return r, fo, startLinks(t, ctx, r, delays...), cancel
+}
+
 // startLinks streams r's store to one fake child per delay, each over its
 // own feeder of zstd frames that may share r's fanout.
 func startLinks(t *testing.T, ctx context.Context, r *Relay, delays ...time.Duration) []*testLink {
@@ -201,13 +215,7 @@ func setCommands(from, n int) []byte {
 // may join again); every child decodes exactly the stored stream, resets
 // and all.
 func TestFanoutSharesAndSlowChildGoesAlone(t *testing.T) {
-	r := fanoutTestRelay(t)
-	fo := r.fanoutFor(arborv1.Compression_COMPRESSION_ZSTD)
-	fo.queueBytes, fo.rejoinDelay = 8<<10, 20*time.Millisecond
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	links := startLinks(t, ctx, r, 0, 0, 2*time.Millisecond)
+	r, fo, links, cancel := startFanout(t, 8<<10, 20*time.Millisecond, 0, 0, 2*time.Millisecond)
 
 	var all []byte
 	for i := 0; i < 400; i++ {
@@ -247,13 +255,7 @@ func TestFanoutSharesAndSlowChildGoesAlone(t *testing.T) {
 // land while links join, share and fall behind; every child gets every
 // switch once, at its exact offset, in order, and the exact stream.
 func TestFanoutCarriesReplidSwitches(t *testing.T) {
-	r := fanoutTestRelay(t)
-	fo := r.fanoutFor(arborv1.Compression_COMPRESSION_ZSTD)
-	fo.queueBytes, fo.rejoinDelay = 16<<10, 5*time.Millisecond
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	links := startLinks(t, ctx, r, 0, 0, time.Millisecond, 0)
+	r, _, links, cancel := startFanout(t, 16<<10, 5*time.Millisecond, 0, 0, time.Millisecond, 0)
 
 	var all []byte
 	var want []string

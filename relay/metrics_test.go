@@ -182,6 +182,9 @@ func TestRelayMetrics(t *testing.T) {
 	if raw, wire := sb.GetUpstreamBytes().GetRawBytes(), sb.GetUpstreamBytes().GetWireBytes(); wire == 0 || raw < wire {
 		t.Errorf("relay-b link bytes received: raw %d, wire %d; want compressed bytes", raw, wire)
 	}
+	if shared := a.status(t).GetCompression().GetSharedRawBytes(); shared == 0 {
+		t.Error("relay-a sent relay-b no shared frames, so arbor.relay.link.shared was only checked at 0")
+	}
 
 	// The link to relay-b stalls: relay-a sees relay-b fall behind, in
 	// bytes and in seconds, and site B's bytes at risk.

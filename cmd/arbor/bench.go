@@ -58,7 +58,7 @@ lag probes make the command fail.`,
 	f.Duration("duration", def.Duration, "length of each load: each throughput round and the fixed-rate lag load")
 	f.Int("rounds", def.Rounds, "throughput rounds per configuration (native and relay alternate)")
 	f.Int("rate", def.Rate, "writes per second of the fixed-rate lag phase")
-	f.Int("lag-rounds", def.LagRounds, "lag phase: how many times to run it; the report lists every round and judges the median (by added p99)")
+	f.Int("lag-rounds", def.LagRounds, "lag phase: how many times to run it (fresh processes each); the report lists every round and judges the median one by paired p99 per relay hop")
 	f.Int("relay-hops", def.RelayHops, "lag phase: relays on the relay path; the first follows the master, each next one the previous over gRPC (zstd), the replica the last")
 	f.Duration("batch-interval", def.BatchInterval, "lag phase: send one batch of writes this often")
 	f.Int("lag-samples", def.LagSamples, "lag phase: lag probes per second (part of --rate; at most one per batch)")

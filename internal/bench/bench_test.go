@@ -67,9 +67,16 @@ func children(t *testing.T) []int {
 // measured something in every phase, that the replicas match their
 // masters, and that no process or directory is left behind.
 // smallConfig is a Config for a run of seconds: 1 s loads at 5000
-// writes/s, with this tree's arbor binary.
+// writes/s, with this tree's arbor binary. It skips the test with -short or
+// without redis-server.
 func smallConfig(t *testing.T) Config {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts redis-server and relay processes; skipped with -short")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skipf("redis-server not found: %v", err)
+	}
 	cfg := DefaultConfig()
 	cfg.RelayBin = buildArbor(t)
 	cfg.Dir = t.TempDir()
@@ -96,12 +103,6 @@ func runSmall(t *testing.T, cfg Config) *Report {
 }
 
 func TestRunSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts redis-server and relay processes; skipped with -short")
-	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skipf("redis-server not found: %v", err)
-	}
 	cfg := smallConfig(t)
 	cfg.Rounds = 2
 	rep := runSmall(t, cfg)
@@ -250,12 +251,6 @@ func TestRunCanceled(t *testing.T) {
 // (the second follows the first over gRPC) gets every probe to the replica
 // at the chain's end, with the master's data, and checks the per-hop target.
 func TestRunLagThroughRelayHops(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts redis-server and relay processes; skipped with -short")
-	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skipf("redis-server not found: %v", err)
-	}
 	cfg := smallConfig(t)
 	cfg.Phases = []string{PhaseLag}
 	cfg.RelayHops = 2

@@ -46,30 +46,21 @@ func relaysApart(name string) int {
 	return masterCPU
 }
 
-// pin, when on, pins this process to masterCPU and the workspace's
-// processes by where; the returned function undoes the former.
+// pinBy, when on, pins this process (the load generator, and in the tree
+// benchmark the link bridges) to masterCPU and the workspace's processes
+// as where places them; the returned function unpins this process. It
+// fails on a machine with fewer than 2 CPUs.
 func (w *workspace) pinBy(on bool, where placement) (func(), error) {
 	if !on {
 		return func() {}, nil
 	}
-	unpin, err := pinSelfTo(masterCPU)
-	if err != nil {
-		return nil, err
-	}
-	w.pin = where
-	return unpin, nil
-}
-
-// pinSelfTo pins this process (the load generator, and in the tree
-// benchmark the link bridges) to cpu and returns a function that undoes
-// it; it fails on a machine with fewer than 2 CPUs.
-func pinSelfTo(cpu int) (func(), error) {
 	if runtime.NumCPU() < 2 {
 		return nil, fmt.Errorf("--pin needs at least 2 CPUs, this machine has %d", runtime.NumCPU())
 	}
-	if err := pinProcess(os.Getpid(), cpu); err != nil {
+	if err := pinProcess(os.Getpid(), masterCPU); err != nil {
 		return nil, err
 	}
+	w.pin = where
 	return unpinSelf, nil
 }
 
