@@ -2,20 +2,39 @@ package resp
 
 import (
 	"errors"
+	"math"
 	"strconv"
 )
 
-// Limits that protect the parsers against garbage input.
+// Limits that protect the Reader against garbage from clients. They are
+// Redis' own defaults for a client's command (proto-max-bulk-len 512mb) and
+// bound what one Reader call may buffer.
 const (
-	// MaxBulkLen is the largest bulk string length accepted; a larger
-	// declared length is a protocol error.
+	// MaxBulkLen is the largest bulk string length a Reader accepts; a
+	// larger declared length is a protocol error.
 	MaxBulkLen = 512 << 20
-	// MaxArgs is the largest multibulk element count accepted; a larger
-	// count is a protocol error.
+	// MaxArgs is the largest multibulk element count a Reader accepts; a
+	// larger count is a protocol error.
 	MaxArgs = 1 << 20
 	// MaxInlineLen is the longest line accepted (inline commands, reply
 	// lines and length headers); a longer line is a protocol error.
 	MaxInlineLen = 64 << 10
+)
+
+// Limits of the replication stream. A Redis replica takes from its master
+// any multibulk count up to INT_MAX and any bulk length (neither
+// proto-max-bulk-len nor the client limits apply to the master link), and a
+// relay must carry every stream its master produces: refusing one would
+// make it reconnect at the same offset, receive the same bytes and stall
+// for good. The StreamScanner counts instead of buffering, so these limits
+// cost no memory.
+const (
+	// MaxStreamArgs is the largest multibulk count in a stream: Redis'
+	// INT_MAX.
+	MaxStreamArgs = math.MaxInt32
+	// MaxStreamBulkLen is the largest bulk length in a stream: whatever
+	// fits a signed 64-bit length, as Redis parses it.
+	MaxStreamBulkLen = math.MaxInt64
 )
 
 // maxDepth bounds the nesting of arrays in ReadReply so that hostile input

@@ -30,7 +30,10 @@ var getAckArgs = [2]string{"REPLCONF", "GETACK"}
 // StreamScanner tracks command boundaries in a replication stream: the bytes
 // a master sends after the RDB. Commands are multibulk arrays of bulk strings;
 // stray "\n" or "\r\n" between commands are allowed and count as boundaries.
-// Bulk payloads are skipped by length and never copied.
+// Bulk payloads are skipped by length and never copied, so the memory a
+// StreamScanner needs does not grow with a command's argument count or size:
+// it accepts what a Redis replica accepts from its master (MaxStreamArgs,
+// MaxStreamBulkLen).
 //
 // The zero value is at a command boundary. A StreamScanner holds no
 // pointers, so copying it saves its state (to roll back a failed Feed, for
@@ -82,9 +85,9 @@ func (s *StreamScanner) Feed(p []byte) (n, lastBoundary int, getAck bool, err er
 			lastBoundary = i
 
 		case stArrLen, stBulkLen:
-			limit := int64(MaxArgs)
+			limit := int64(MaxStreamArgs)
 			if s.state == stBulkLen {
-				limit = MaxBulkLen
+				limit = MaxStreamBulkLen
 			}
 			for i < len(p) {
 				c := p[i]
@@ -92,10 +95,11 @@ func (s *StreamScanner) Feed(p []byte) (n, lastBoundary int, getAck bool, err er
 					if s.ndig > 0 && s.n == 0 {
 						return i, lastBoundary, getAck, s.fail("length with leading zero")
 					}
-					s.n = s.n*10 + int64(d)
-					if s.n > limit {
+					// n*10+d > limit, without overflowing int64.
+					if s.n > (limit-int64(d))/10 {
 						return i, lastBoundary, getAck, s.fail("length over limit %d", limit)
 					}
+					s.n = s.n*10 + int64(d)
 					s.ndig++
 					i++
 					continue
@@ -217,7 +221,7 @@ func (s *StreamScanner) Reset() { *s = StreamScanner{} }
 // scannerVersion is the first byte of the MarshalBinary encoding.
 const scannerVersion = 1
 
-// MarshalBinary encodes the state of s in at most 15 bytes, so a store can
+// MarshalBinary encodes the state of s in at most 23 bytes, so a store can
 // record it at a segment start. A scanner that hit a protocol error cannot be
 // marshaled.
 func (s *StreamScanner) MarshalBinary() ([]byte, error) {
@@ -243,14 +247,14 @@ func (s *StreamScanner) UnmarshalBinary(p []byte) error {
 		return errors.New("resp: bad stream scanner encoding")
 	}
 	t := StreamScanner{state: scanState(p[1]), match: p[2] == 1, ndig: p[3]}
-	if t.state >= stFailed || p[2] > 1 || t.ndig > 10 {
+	if t.state >= stFailed || p[2] > 1 || t.ndig > 19 {
 		return errors.New("resp: bad stream scanner encoding")
 	}
 	rest := p[4:]
 	var vals [3]int64
 	for j := range vals {
 		v, k := binary.Uvarint(rest)
-		if k <= 0 || v > MaxBulkLen {
+		if k <= 0 || v > MaxStreamBulkLen {
 			return errors.New("resp: bad stream scanner encoding")
 		}
 		vals[j] = int64(v)
@@ -272,7 +276,7 @@ func (s *StreamScanner) UnmarshalBinary(p []byte) error {
 func (s *StreamScanner) check() error {
 	inCommand := s.state >= stBulk && s.state <= stPayloadLF
 	switch {
-	case s.argc > MaxArgs:
+	case s.argc > MaxStreamArgs:
 		return fmt.Errorf("resp: bad stream scanner state: %d arguments", s.argc)
 	case inCommand && (s.argc == 0 || s.argi >= s.argc):
 		return fmt.Errorf("resp: bad stream scanner state: argument %d of %d", s.argi, s.argc)
@@ -280,7 +284,7 @@ func (s *StreamScanner) check() error {
 		return errors.New("resp: bad stream scanner state: match outside a 3-argument command")
 	case s.state == stPayload && (s.n == 0 || (s.match && s.argi < 2 && s.n > int64(len(getAckArgs[s.argi])))):
 		return fmt.Errorf("resp: bad stream scanner state: %d payload bytes left", s.n)
-	case s.state == stArrLen && s.n > MaxArgs:
+	case s.state == stArrLen && s.n > MaxStreamArgs:
 		return fmt.Errorf("resp: bad stream scanner state: array length %d", s.n)
 	}
 	return nil

@@ -90,14 +90,17 @@ func TestStreamScannerFeed(t *testing.T) {
 		{"getack longer arg", "*3\r\n$8\r\nREPLCONF\r\n$7\r\nGETACKS\r\n$1\r\n*\r\n", 38, 38, false, true},
 		{"getack wrong first", "*3\r\n$8\r\nREPLCONX\r\n$6\r\nGETACK\r\n$1\r\n*\r\n", 37, 37, false, true},
 		{"getack then command", "*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n*1\r\n$4\r\nPING\r\n", 51, 51, true, true},
-		{"max bulk len accepted", "*1\r\n$536870912\r\n", 16, -1, false, false},
-		{"max args accepted", "*1048576\r\n", 10, -1, false, false},
+		{"bulk over 512 MiB accepted", "*1\r\n$536870913\r\n", 16, -1, false, false},
+		{"max bulk len accepted", "*1\r\n$9223372036854775807\r\n", 26, -1, false, false},
+		{"args over 1M accepted", "*1048577\r\n", 10, -1, false, false},
+		{"max args accepted", "*2147483647\r\n", 13, -1, false, false},
 
 		{"inline", "PING\r\n", 0, -1, false, false},
 		{"null array", "*-1\r\n", 1, -1, false, false},
 		{"garbage after command", "*1\r\n$1\r\nx\r\nfoo", 11, 11, false, false},
-		{"bulk too long", "*1\r\n$536870913\r\n", 13, -1, false, false},
-		{"too many args", "*1048577\r\n", 7, -1, false, false},
+		{"bulk too long", "*1\r\n$9223372036854775808\r\n", 23, -1, false, false},
+		{"bulk len 20 digits", "*1\r\n$10000000000000000000\r\n", 24, -1, false, false},
+		{"too many args", "*2147483648\r\n", 10, -1, false, false},
 		{"non-digit bulk len", "*1\r\n$x\r\n", 5, -1, false, false},
 		{"non-digit array len", "*1x\r\n", 2, -1, false, false},
 		{"empty array len", "*\r\n", 1, -1, false, false},
@@ -162,6 +165,44 @@ func TestStreamScannerFeed(t *testing.T) {
 				t.Errorf("byte by byte: got acks %v, want ack %v", one.acks, tt.wantAck)
 			}
 		})
+	}
+}
+
+// TestStreamScannerHugeCommand: a command with more arguments than the
+// Reader's client limit and a bulk over 4 GiB pass, as Redis propagates
+// them, and scanning them allocates nothing: the scanner counts, it does
+// not buffer.
+func TestStreamScannerHugeCommand(t *testing.T) {
+	const args = MaxArgs + 100_000
+	const bulk = 5 << 30
+	arg := []byte("$1\r\nx\r\n")
+	zeros := make([]byte, 1<<20)
+	var s StreamScanner
+	feed := func(p []byte) int {
+		t.Helper()
+		n, last, _, err := s.Feed(p)
+		if err != nil || n != len(p) {
+			t.Fatalf("Feed: got (n %d, %v), want (%d, nil)", n, err, len(p))
+		}
+		return last
+	}
+	allocs := testing.AllocsPerRun(1, func() {
+		feed(AppendArrayHeader(make([]byte, 0, 16), args+1))
+		for range args {
+			if last := feed(arg); last != -1 {
+				t.Fatalf("got a boundary inside the command at %d", last)
+			}
+		}
+		feed([]byte("$5368709120\r\n"))
+		for range bulk / len(zeros) {
+			feed(zeros)
+		}
+		if last := feed([]byte("\r\n")); last != 2 || !s.AtBoundary() {
+			t.Fatalf("end of command: got last %d, AtBoundary %v; want 2, true", last, s.AtBoundary())
+		}
+	})
+	if allocs > 1 {
+		t.Errorf("scanning a %d-argument command allocated %v times, want at most 1 (the header)", args+1, allocs)
 	}
 }
 
