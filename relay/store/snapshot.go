@@ -69,6 +69,10 @@ func (w *SnapshotWriter) finish() (rdb.Summary, error) {
 // readers of them get ErrReset. The RDB is checked first; if it fails, the
 // store keeps what it had and the error says why.
 func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (Snapshot, error) {
+	if err := s.Err(); err != nil {
+		w.Abort()
+		return Snapshot{}, err
+	}
 	sum, err := w.finish()
 	if err != nil {
 		w.Abort()
@@ -98,7 +102,12 @@ func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (Snapsho
 	if err != nil {
 		return Snapshot{}, err
 	}
-	if err := syncDir(s.opts.Dir); err != nil {
+	// The new history's first segment and its directory must be on disk
+	// before meta names them, whatever the policy.
+	if err := s.syncNew(sg, dir); err != nil {
+		return Snapshot{}, err
+	}
+	if err := s.syncDir(s.opts.Dir); err != nil {
 		return Snapshot{}, fmt.Errorf("store: %w", err)
 	}
 
@@ -119,6 +128,7 @@ func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (Snapsho
 	s.tail.reset(offset)
 	s.scanner.Reset()
 	s.broadcastLocked()
+	s.durableMovedLocked()
 	s.mu.Unlock()
 
 	if len(old) > 0 {

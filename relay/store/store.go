@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,13 +23,23 @@ import (
 // FsyncPolicy says when appended stream bytes are flushed to stable storage.
 type FsyncPolicy int
 
-// Fsync policies, as Redis' appendfsync.
+// Fsync policies, as Redis' appendfsync. The policy also says what the
+// store's durable offset (Durable, State.Durable) means, and so what a relay
+// acknowledges upstream.
 const (
 	// FsyncEverySec flushes once a second from a background goroutine.
+	// Durable is the end of the last successful flush: at most about a
+	// second behind End (more while a flush stalls). Readers are served
+	// everything written, as Redis serves its replicas before its AOF
+	// fsync.
 	FsyncEverySec FsyncPolicy = iota
-	// FsyncAlways flushes before Append returns.
+	// FsyncAlways flushes every Append before its bytes count: End, what
+	// readers see and Durable move together, only after the flush, so
+	// nothing that a power loss could take is ever acknowledged or served.
 	FsyncAlways
-	// FsyncNo leaves flushing to the operating system.
+	// FsyncNo leaves flushing to the operating system. The store makes no
+	// promise about power loss, and Durable equals End: bytes handed to the
+	// operating system survive a crash of the process, not of the host.
 	FsyncNo
 )
 
@@ -73,6 +85,10 @@ type Options struct {
 	TailSize int
 	// Logger receives the store's logs. nil means slog.Default().
 	Logger *slog.Logger
+	// SyncFile flushes a stream file or directory to stable storage. nil
+	// means (*os.File).Sync; tests set it to inject slow or failing
+	// flushes.
+	SyncFile func(*os.File) error
 }
 
 // Errors returned by the store.
@@ -89,6 +105,24 @@ var (
 	// ErrClosed means the store was closed.
 	ErrClosed = errors.New("store: closed")
 )
+
+// SyncError reports a failed flush of stream bytes to stable storage. After
+// one the store is failed: what the flush covered is in an unknown state
+// (Linux may drop the dirty pages and report success to a later fsync: the
+// "fsyncgate" lesson), so the store never retries the flush, never moves
+// Durable again and refuses every further Append with this error until it
+// is reopened. With FsyncAlways the unflushed bytes were never counted
+// (End and readers did not move) and are cut from the segment.
+type SyncError struct {
+	Durable int64 // the durable offset, which stays where it was
+	Err     error
+}
+
+func (e *SyncError) Error() string {
+	return fmt.Sprintf("store: flush to disk failed; nothing after offset %d counts until the store is reopened: %v", e.Durable, e.Err)
+}
+
+func (e *SyncError) Unwrap() error { return e.Err }
 
 // StreamError reports upstream bytes that are not a valid replication
 // stream. None of the chunk that held them was stored.
@@ -109,7 +143,11 @@ type State struct {
 	Replid2      string
 	SecondOffset int64 // 1-based, as Redis' second_repl_offset; -1 if none
 	Start, End   int64 // the backlog window [Start, End)
-	Durable      int64 // bytes known flushed to disk
+	// Durable is the end of the bytes the store vouches for under its
+	// fsync policy: flushed to stable storage (FsyncAlways, FsyncEverySec),
+	// or written to the operating system (FsyncNo, where it equals End).
+	// A relay acknowledges this offset upstream, never End.
+	Durable      int64
 	Snapshot     *Snapshot
 	Generation   uint64 // changes with every full sync installed
 	BacklogBytes int64  // stream bytes held on disk
@@ -129,6 +167,11 @@ type Store struct {
 	segs    []*segment // ordered by start; the last one is active
 	end     int64
 	durable int64
+	// durableCh is closed and replaced whenever durable moves, the store
+	// fails or closes: what ack loops wait on.
+	durableCh chan struct{}
+	// failed is set by a failed flush (see SyncError) and never cleared.
+	failed  *SyncError
 	tail    ring
 	scanner resp.StreamScanner
 	changed chan struct{} // closed and replaced on every change
@@ -138,8 +181,10 @@ type Store struct {
 	readersMu sync.Mutex
 	readers   map[*Reader]struct{} // guarded by readersMu: open readers
 	// unsynced are rolled segment files the sync loop has yet to flush and
-	// close (FsyncEverySec).
-	unsynced []*os.File
+	// close (FsyncEverySec); unsyncedDirs the directories that got a new
+	// segment since its last flush.
+	unsynced     []*os.File
+	unsyncedDirs []string
 
 	stopSync chan struct{}
 	syncDone sync.WaitGroup
@@ -168,13 +213,14 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s := &Store{
-		opts:     opts,
-		log:      opts.Logger,
-		tail:     ring{buf: make([]byte, opts.TailSize)},
-		changed:  make(chan struct{}),
-		scratch:  make([]byte, 0, recHeaderSize+maxRecordPayload),
-		readers:  make(map[*Reader]struct{}),
-		stopSync: make(chan struct{}),
+		opts:      opts,
+		log:       opts.Logger,
+		tail:      ring{buf: make([]byte, opts.TailSize)},
+		changed:   make(chan struct{}),
+		durableCh: make(chan struct{}),
+		scratch:   make([]byte, 0, recHeaderSize+maxRecordPayload),
+		readers:   make(map[*Reader]struct{}),
+		stopSync:  make(chan struct{}),
 	}
 	if err := s.recover(); err != nil {
 		s.closeFiles()
@@ -264,6 +310,9 @@ func (s *Store) recover() error {
 	if len(s.segs) == 0 {
 		s.scanner.Reset()
 		sg, err := createSegment(dir, snap.Offset, nil)
+		if err == nil {
+			err = s.syncNew(sg, dir)
+		}
 		if err != nil {
 			return err
 		}
@@ -276,12 +325,44 @@ func (s *Store) recover() error {
 		}
 		last.f = f
 	}
+	if s.opts.Fsync != FsyncNo {
+		// What the files hold may still be only in the page cache (the
+		// relay died before its flush): flush it before counting it as
+		// durable.
+		if err := s.syncRecovered(dir); err != nil {
+			return err
+		}
+	}
 	s.end = s.segs[len(s.segs)-1].end()
 	s.durable = s.end
 	s.tail.reset(s.end)
 	s.removeStale(m.BacklogDir)
 	s.log.Info("store opened", "replid", s.meta.Replid, "snapshot_offset", snap.Offset,
 		"backlog_start", s.segs[0].start, "backlog_end", s.end, "segments", len(s.segs))
+	return nil
+}
+
+// syncRecovered flushes every segment found at open and their directory.
+func (s *Store) syncRecovered(dir string) error {
+	for _, sg := range s.segs {
+		f := sg.f
+		if f == nil {
+			var err error
+			if f, err = os.Open(sg.path); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+		}
+		err := s.sync(f)
+		if sg.f == nil {
+			f.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("store: fsync %s at open: %w", filepath.Base(sg.path), err)
+		}
+	}
+	if err := s.syncDir(dir); err != nil {
+		return fmt.Errorf("store: fsync %s at open: %w", dir, err)
+	}
 	return nil
 }
 
@@ -393,6 +474,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.stopSync)
 	s.broadcastLocked()
+	s.durableMovedLocked()
 	s.mu.Unlock()
 	s.syncDone.Wait()
 	err := s.syncOnce()
@@ -421,6 +503,88 @@ func (s *Store) activeLocked() *segment {
 func (s *Store) broadcastLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// durableMovedLocked wakes the waiters on the durable offset.
+func (s *Store) durableMovedLocked() {
+	close(s.durableCh)
+	s.durableCh = make(chan struct{})
+}
+
+// sync flushes f (a segment file or a directory) to stable storage.
+func (s *Store) sync(f *os.File) error {
+	if s.opts.SyncFile != nil {
+		return s.opts.SyncFile(f)
+	}
+	return f.Sync()
+}
+
+// syncDir flushes the directory dir, so that the files created in it
+// survive a power loss.
+func (s *Store) syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return s.sync(d)
+}
+
+// syncNew flushes a new segment's header and its directory entry: a new
+// history's first segment, whatever the policy (meta will point at it).
+func (s *Store) syncNew(sg *segment, dir string) error {
+	if err := s.sync(sg.f); err != nil {
+		sg.f.Close()
+		return fmt.Errorf("store: fsync %s: %w", filepath.Base(sg.path), err)
+	}
+	if err := s.syncDir(dir); err != nil {
+		sg.f.Close()
+		return fmt.Errorf("store: fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Durable returns the durable offset (see State.Durable) and a channel that
+// is closed when it next moves, or when the store fails or closes: an ack
+// loop acknowledges the offset, then waits on the channel.
+func (s *Store) Durable() (int64, <-chan struct{}) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.durable, s.durableCh
+}
+
+// WaitDurable blocks until the durable offset reaches pos, ctx ends, or the
+// store fails or closes; it returns the durable offset it saw last.
+func (s *Store) WaitDurable(ctx context.Context, pos int64) (int64, error) {
+	for {
+		s.mu.RLock()
+		d, ch, closed, failed := s.durable, s.durableCh, s.closed, s.failed
+		s.mu.RUnlock()
+		switch {
+		case d >= pos:
+			return d, nil
+		case failed != nil:
+			return d, failed
+		case closed:
+			return d, ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return d, ctx.Err()
+		}
+	}
+}
+
+// Err returns the *SyncError that failed the store, or nil while it is
+// healthy.
+func (s *Store) Err() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.failed == nil {
+		return nil
+	}
+	return s.failed
 }
 
 // State returns a consistent view of the store.
@@ -481,6 +645,8 @@ func (s *Store) NeedSnapshot() bool {
 // valid replication stream; if they do not, nothing of p is stored and a
 // *StreamError says where the stream went wrong. getAck reports a complete
 // REPLCONF GETACK in p, to which the caller should answer with an ACK now.
+// With FsyncAlways the bytes are flushed before they count; a failed flush
+// returns a *SyncError, and so does every Append after it.
 func (s *Store) Append(p []byte) (getAck bool, err error) {
 	if len(p) == 0 {
 		return false, nil
@@ -489,6 +655,9 @@ func (s *Store) Append(p []byte) (getAck bool, err error) {
 	defer s.mu.Unlock()
 	if s.closed {
 		return false, ErrClosed
+	}
+	if s.failed != nil {
+		return false, s.failed
 	}
 	if s.meta.Snapshot == nil {
 		return false, ErrEmpty
@@ -505,24 +674,56 @@ func (s *Store) Append(p []byte) (getAck bool, err error) {
 		s.scanner = saved
 		return false, &StreamError{Offset: s.end + int64(n), Err: err}
 	}
+	before := *active
 	for rest := p; len(rest) > 0; {
 		chunk := rest[:min(len(rest), maxRecordPayload)]
 		rest = rest[len(chunk):]
 		if err := s.writeRecordLocked(active, chunk); err != nil {
+			// Records written before the failed one stay in the file but
+			// not in the books: cut them, so the file holds what End says.
+			s.scanner = saved
+			s.cutBackLocked(active, before)
 			return false, err
+		}
+	}
+	if s.opts.Fsync == FsyncAlways {
+		if err := s.sync(active.f); err != nil {
+			s.scanner = saved
+			s.cutBackLocked(active, before)
+			return false, s.failLocked(err)
 		}
 	}
 	s.tail.write(p)
 	s.end += int64(len(p))
-	if s.opts.Fsync == FsyncAlways {
-		if err := active.f.Sync(); err != nil {
-			return false, fmt.Errorf("store: fsync: %w", err)
-		}
+	if s.opts.Fsync != FsyncEverySec {
 		s.durable = s.end
+		s.durableMovedLocked()
 	}
 	s.trimLocked()
 	s.broadcastLocked()
 	return getAck, nil
+}
+
+// cutBackLocked returns the active segment to what it was before an Append
+// that did not count: the file is truncated (which also drops the pages of
+// a failed flush from the cache) and the books restored.
+func (s *Store) cutBackLocked(sg *segment, before segment) {
+	if err := sg.f.Truncate(before.fileSize); err != nil {
+		s.log.Error("store: cannot cut bytes that did not count; the next open will check them", "segment", sg.path, "err", err)
+	}
+	sg.size, sg.fileSize, sg.index = before.size, before.fileSize, before.index
+}
+
+// failLocked records a failed flush; the store accepts nothing more.
+func (s *Store) failLocked(err error) *SyncError {
+	if s.failed == nil {
+		s.failed = &SyncError{Durable: s.durable, Err: err}
+		s.log.Error("store: flush to disk failed; refusing further stream bytes until the relay restarts",
+			"durable_offset", s.durable, "end", s.end, "policy", s.opts.Fsync.String(), "err", err)
+		s.durableMovedLocked()
+		s.broadcastLocked()
+	}
+	return s.failed
 }
 
 func (s *Store) writeRecordLocked(sg *segment, p []byte) error {
@@ -556,13 +757,27 @@ func (s *Store) rollLocked() (*segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	sg, err := createSegment(filepath.Dir(old.path), s.end, state)
+	dir := filepath.Dir(old.path)
+	sg, err := createSegment(dir, s.end, state)
 	if err != nil {
 		return nil, err
 	}
-	if s.opts.Fsync == FsyncEverySec {
+	switch s.opts.Fsync {
+	case FsyncEverySec:
 		s.unsynced = append(s.unsynced, old.f)
-	} else {
+		if !slices.Contains(s.unsyncedDirs, dir) {
+			s.unsyncedDirs = append(s.unsyncedDirs, dir)
+		}
+	case FsyncAlways:
+		// The new file's entry must be on disk before its bytes count
+		// (Append flushes the file itself).
+		if err := s.syncDir(dir); err != nil {
+			sg.f.Close()
+			os.Remove(sg.path)
+			return nil, s.failLocked(err)
+		}
+		old.f.Close()
+	default:
 		old.f.Close()
 	}
 	old.f = nil
@@ -619,19 +834,24 @@ func (s *Store) syncLoop() {
 			return
 		case <-t.C:
 		}
-		if err := s.syncOnce(); err != nil {
-			s.log.Error("store: fsync", "err", err)
-		}
+		// A failure is logged once, by failLocked, and fails the store.
+		_ = s.syncOnce()
 	}
 }
 
-// syncOnce flushes the segments closed since the last call and the active
-// one, then moves the durable offset. Only the sync loop and Close call it.
+// syncOnce flushes the segments closed since the last call, their
+// directories and the active segment, then moves the durable offset. Only
+// the sync loop and Close call it. A failed flush fails the store (see
+// SyncError): it is never retried.
 func (s *Store) syncOnce() error {
 	s.mu.Lock()
-	pending := s.unsynced
-	s.unsynced = nil
-	end := s.end
+	if s.failed != nil {
+		s.mu.Unlock()
+		return nil
+	}
+	pending, dirs := s.unsynced, s.unsyncedDirs
+	s.unsynced, s.unsyncedDirs = nil, nil
+	end, gen := s.end, s.meta.Generation
 	var f *os.File
 	if a := s.activeLocked(); a != nil {
 		f = a.f
@@ -639,22 +859,33 @@ func (s *Store) syncOnce() error {
 	s.mu.Unlock()
 	var err error
 	for _, p := range pending {
-		err = errors.Join(err, p.Sync(), p.Close())
+		err = errors.Join(err, s.sync(p), p.Close())
 	}
 	// A full sync may close f meanwhile; its history is gone anyway.
 	if f != nil {
-		if ferr := f.Sync(); !errors.Is(ferr, os.ErrClosed) {
+		if ferr := s.sync(f); !errors.Is(ferr, os.ErrClosed) {
 			err = errors.Join(err, ferr)
 		}
 	}
-	if err != nil {
-		return err
+	for _, d := range dirs {
+		if derr := s.syncDir(d); !errors.Is(derr, os.ErrNotExist) {
+			err = errors.Join(err, derr)
+		}
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen != s.meta.Generation {
+		// A full sync replaced the history meanwhile; its own durable
+		// offset stands.
+		return nil
+	}
+	if err != nil {
+		return s.failLocked(err)
+	}
 	if end > s.durable {
 		s.durable = end
+		s.durableMovedLocked()
 	}
-	s.mu.Unlock()
 	return nil
 }
 
