@@ -30,7 +30,6 @@ type Agent struct {
 	redis  *redis.Client
 
 	// Owned by Run's goroutine.
-	designated   bool   // this node was the designated master while its Redis was one
 	lastProblems string // last problems logged
 	lastAction   string // last steering action logged
 
@@ -220,7 +219,6 @@ func (a *Agent) steer(ctx context.Context, top *topology.Topology, info replInfo
 	}
 	if top.Master == a.cfg.ID {
 		if info.role == "master" {
-			a.designated = true
 			return ""
 		}
 		return fmt.Sprintf("designated master, but the redis replicates from %s: promotion is the election's job; not promoting", info.masterAddr)
@@ -229,17 +227,21 @@ func (a *Agent) steer(ctx context.Context, top *topology.Topology, info replInfo
 	if err != nil {
 		return err.Error() // cannot happen in a valid topology
 	}
-	switch {
-	case info.role == "master" && a.designated:
-		return fmt.Sprintf("the master designation moved to %q, but this redis is still a master: demoting a live master is the election's job (fencing); not demoting", top.Master)
-	case info.role == "slave" && info.masterAddr == want:
-		a.designated = false
-		return ""
-	}
-	a.designated = false
-	from := "master"
-	if info.role == "slave" {
-		from = info.masterAddr
+	from := info.masterAddr
+	switch info.role {
+	case "slave":
+		if info.masterAddr == want {
+			return ""
+		}
+	case "master":
+		from = "master"
+		why, err := a.liveMaster(ctx, info)
+		if err != nil {
+			return fmt.Sprintf("the redis is a master and the agent cannot tell whether it holds data (%v); not re-pointing it", err)
+		}
+		if why != "" {
+			return fmt.Sprintf("the designated master is %q, but this redis is a live master (%s): demoting a live master is the election's job (fencing); not demoting", top.Master, why)
+		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
 	defer cancel()
@@ -250,6 +252,53 @@ func (a *Agent) steer(ctx context.Context, top *topology.Topology, info replInfo
 	a.log.Info("redis re-pointed", "from", from, "to", want, "follow", n.Follow)
 	a.lastAction = "REPLICAOF " + want
 	return ""
+}
+
+// liveMaster tells a live master from a fresh one, for a Redis that says
+// role:master while another node is designated. It returns why the Redis
+// is live, or "" when it is fresh.
+//
+// REPLICAOF on a master throws away every write its replicas have not got:
+// a master demoted that way after a failover loses its unreplicated tail.
+// Only the election may demote one, through its fenced path. A freshly
+// started, empty redis-server is a master too, though, and must still be
+// pointed at what it follows. The agent keeps no memory of which it is (a
+// restarted agent would have lost it); it reads the Redis, and treats it
+// as live unless all of these are zero:
+//
+//   - master_repl_offset: it has fed a replication backlog (had replicas;
+//     a promoted replica keeps its offset);
+//   - connected_slaves;
+//   - keys in any database: a master that never had a replica has no
+//     backlog and counts no offset, however many writes it took;
+//   - function libraries (data that is no key).
+//
+// A Redis that took no write and never had a replica loses nothing by
+// following. A write landing between this check and the REPLICAOF is not
+// caught; only a fenced Redis (the election's) closes that window.
+func (a *Agent) liveMaster(ctx context.Context, info replInfo) (string, error) {
+	var why []string
+	if info.offset > 0 {
+		why = append(why, fmt.Sprintf("master_repl_offset %d", info.offset))
+	}
+	if info.replicas > 0 {
+		why = append(why, fmt.Sprintf("%d connected replicas", info.replicas))
+	}
+	if len(why) == 0 {
+		cctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+		defer cancel()
+		keys, libs, err := dataCount(cctx, a.redis)
+		if err != nil {
+			return "", err
+		}
+		if keys > 0 {
+			why = append(why, fmt.Sprintf("%d keys", keys))
+		}
+		if libs > 0 {
+			why = append(why, fmt.Sprintf("%d function libraries", libs))
+		}
+	}
+	return strings.Join(why, ", "), nil
 }
 
 // mismatches lists where the agent's own settings differ from the

@@ -11,9 +11,12 @@
 // otherwise leaves the Redis as it is: a Redis it cannot reach, a node
 // missing from the topology, a refused topology edit (the last good
 // topology stays in force), a designated master whose Redis is a replica
-// (promotion is the election's job), or a live master whose designation
-// moved away while the agent watched it (demoting it safely needs the
-// election's fencing).
+// (promotion is the election's job), or a live master that is not the
+// designated one (demoting it safely needs the election's fencing). Live
+// is read from the Redis each time, never remembered, so a restarted
+// agent keeps the rule: a master with a replication offset, connected
+// replicas, keys or function libraries is live; only a fresh, empty
+// redis-server is pointed at what it follows (see Agent.liveMaster).
 //
 // The agent is one owner loop (Agent.Run): a select on a ticker, topology
 // changes and the context. Candidate and Priority are recorded for the

@@ -381,14 +381,85 @@ func TestOffsetsLag(t *testing.T) {
 }
 
 func TestParseReplInfo(t *testing.T) {
-	r, err := parseReplInfo("# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:7100\r\nmaster_link_status:up\r\nmaster_sync_in_progress:0\r\nmaster_replid:abc\r\nmaster_repl_offset:42\r\n# Persistence\r\nloading:0\r\n")
+	r, err := parseReplInfo("# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:7100\r\nmaster_link_status:up\r\nmaster_sync_in_progress:0\r\nmaster_replid:abc\r\nmaster_repl_offset:42\r\nconnected_slaves:2\r\n# Persistence\r\nloading:0\r\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.role != "slave" || r.masterAddr != "127.0.0.1:7100" || !r.linkUp || r.syncing || r.replid != "abc" || r.offset != 42 || r.loading {
+	if r.role != "slave" || r.masterAddr != "127.0.0.1:7100" || !r.linkUp || r.syncing || r.replid != "abc" || r.offset != 42 || r.replicas != 2 || r.loading {
 		t.Fatalf("got %+v", r)
 	}
 	if _, err := parseReplInfo("role:sentinel\r\n"); err == nil {
 		t.Fatal("role sentinel accepted")
+	}
+}
+
+// TestAgentRestartKeepsLiveMaster: the "never demote a live master" rule
+// survives an agent restart, because it is read from the Redis and not
+// remembered. M's agent runs while M is the designated master and stops;
+// M takes more writes; the designation moves to N; a new agent for M
+// must leave it a master with its writes and report the conflict. X, a
+// standalone master with keys but no replica (master_repl_offset 0), is
+// live too. E, a freshly started empty redis-server, is still pointed at
+// the relay it follows.
+func TestAgentRestartKeepsLiveMaster(t *testing.T) {
+	f := newFabric(t, 1)
+	ctx := f.ctx
+	_, stop := f.runAgent(t, "m", f.m)
+	f.waitStatus(t, "m", 10*time.Second, func(st *arborv1.NodeStatus) error {
+		if st.GetRole() != arborv1.NodeRole_NODE_ROLE_MASTER || st.GetLastError() != "" {
+			return fmt.Errorf("m status %v", st)
+		}
+		return nil
+	})
+	stop() // the agent process exits
+
+	if err := redistest.LoadAllTypes(ctx, f.m.Client(), redistest.LoadOptions{SmallKeys: 100, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	mKeys, err := f.m.Client().DBSize(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := redistest.Start(t)
+	for i := range 20 {
+		if err := x.Client().Set(ctx, "x-"+strconv.Itoa(i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if off, err := x.InfoInt(ctx, "replication", "master_repl_offset"); err != nil || off != 0 {
+		t.Fatalf("x: master_repl_offset %d (%v), want 0: the keys must be what marks it live", off, err)
+	}
+	e := redistest.Start(t)
+	f.putNode(t, topology.NodeSpec{ID: "x", Site: "A", RedisAddr: x.Addr, Follow: "r1"})
+	f.putNode(t, topology.NodeSpec{ID: "e", Site: "A", RedisAddr: e.Addr, Follow: "r1"})
+	f.etcd.Etcdctl(t, "put", topology.MasterKey(f.cluster), `{"node":"n"}`)
+
+	f.runAgent(t, "m", f.m) // the restarted agent
+	f.runAgent(t, "x", x)
+	f.runAgent(t, "e", e)
+
+	waitFollows(t, ctx, e, f.r1, 15*time.Second)
+	for _, id := range []string{"m", "x"} {
+		f.waitStatus(t, id, 15*time.Second, func(st *arborv1.NodeStatus) error {
+			if !strings.Contains(st.GetLastError(), "live master") || !strings.Contains(st.GetLastError(), "not demoting") {
+				return fmt.Errorf("%s last_error %q, want the live-master conflict", id, st.GetLastError())
+			}
+			return nil
+		})
+	}
+	for _, c := range []struct {
+		s    *redistest.Server
+		keys int64
+	}{{f.m, mKeys}, {x, 20}} {
+		role, err := c.s.Client().Do(ctx, "ROLE").Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(role) == 0 || role[0] != "master" {
+			t.Fatalf("%s: ROLE %v, want master", c.s.Addr, role)
+		}
+		if n, err := c.s.Client().DBSize(ctx).Result(); err != nil || n != c.keys {
+			t.Fatalf("%s: DBSIZE %d (%v), want %d: writes lost", c.s.Addr, n, err, c.keys)
+		}
 	}
 }

@@ -20,6 +20,7 @@ type replInfo struct {
 	syncing    bool   // master_sync_in_progress:1; replicas only
 	replid     string
 	offset     int64
+	replicas   int  // connected_slaves
 	loading    bool // the Redis is loading its dataset
 }
 
@@ -77,6 +78,7 @@ func parseReplInfo(text string) (replInfo, error) {
 	}
 	r.offset = off
 	r.replid = m["master_replid"]
+	r.replicas, _ = strconv.Atoi(m["connected_slaves"])
 	r.loading = m["loading"] == "1"
 	if r.role == "slave" {
 		r.masterAddr = net.JoinHostPort(m["master_host"], m["master_port"])
@@ -84,6 +86,40 @@ func parseReplInfo(text string) (replInfo, error) {
 		r.syncing = m["master_sync_in_progress"] == "1"
 	}
 	return r, nil
+}
+
+// dataCount reads how many keys (all databases) and function libraries
+// the Redis holds, from INFO keyspace and memory.
+func dataCount(ctx context.Context, c *redis.Client) (keys, libraries int64, err error) {
+	text, err := c.Info(ctx, "keyspace", "memory").Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(text, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		switch {
+		case k == "number_of_libraries":
+			if libraries, err = strconv.ParseInt(v, 10, 64); err != nil {
+				return 0, 0, fmt.Errorf("INFO memory: number_of_libraries %q", v)
+			}
+		case strings.HasPrefix(k, "db"):
+			// db0:keys=12,expires=0,avg_ttl=0
+			f, _, _ := strings.Cut(v, ",")
+			n, ok := strings.CutPrefix(f, "keys=")
+			if !ok {
+				return 0, 0, fmt.Errorf("INFO keyspace: %s %q", k, v)
+			}
+			kn, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("INFO keyspace: %s %q", k, v)
+			}
+			keys += kn
+		}
+	}
+	return keys, libraries, nil
 }
 
 // replicaOf points the Redis at addr (host:port), or makes it a master

@@ -28,7 +28,10 @@ time), health and the last error.
 A bad topology edit is refused and the last good topology stays in force. What
 the agent cannot do (reach its Redis, promote a replica designated master,
 demote a live master: both the election's job) it reports in its status and
-logs and otherwise leaves the Redis alone. --candidate and --priority are
+logs and otherwise leaves the Redis alone. A Redis that is a master while
+another node is designated is live, and never re-pointed, if it has a
+replication offset, connected replicas, keys or function libraries; only a
+fresh, empty one is made to follow. --candidate and --priority are
 recorded for the election to come (the topology's values are the ones in
 force; a difference is reported).
 
