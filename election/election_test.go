@@ -1,0 +1,256 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+
+	"github.com/arbor-fabric/arbor/internal/etcdtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const testCluster = "electiontest"
+
+// checkFor polls cond every 20 ms until it holds or timeout passes.
+func checkFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func newSession(t *testing.T, ctx context.Context, cli *clientv3.Client, ttl, margin time.Duration) *Session {
+	t.Helper()
+	s, err := NewSession(ctx, cli, SessionConfig{TTL: ttl, FenceMargin: margin, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("new session: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close(ctx) })
+	return s
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestEpochsAndGuardedWrites: a second leader gets a larger epoch, and the
+// deposed first leader can no longer write the record or history.
+func TestEpochsAndGuardedWrites(t *testing.T) {
+	ctx := testCtx(t)
+	cli := etcdtest.Start(t, 1).Client(t)
+	s1 := newSession(t, ctx, cli, 5*time.Second, time.Second)
+	s2 := newSession(t, ctx, cli, 5*time.Second, time.Second)
+
+	l1, err := s1.Campaign(ctx, testCluster, "n1")
+	if err != nil {
+		t.Fatalf("campaign n1: %v", err)
+	}
+	if _, err := l1.PublishMaster(ctx, Master{Node: "n1", RedisAddr: "127.0.0.1:1", Reason: "bootstrap"}); err != nil {
+		t.Fatalf("n1 publish: %v", err)
+	}
+	st, err := ReadState(ctx, cli, testCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Live() || st.Leader != "n1" || st.Master.Epoch != l1.Epoch() {
+		t.Fatalf("state %+v master %+v: want n1 live at epoch %d", st, st.Master, l1.Epoch())
+	}
+
+	won := make(chan *Leader, 1)
+	errc := make(chan error, 1)
+	go func() {
+		l, err := s2.Campaign(ctx, testCluster, "n2")
+		errc <- err
+		won <- l
+	}()
+	// n2 queues behind n1 until n1 resigns.
+	checkFor(t, 20*time.Second, "n2's key queued", func() bool {
+		r, err := cli.Get(ctx, CampaignPrefix(testCluster), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && r.Count == 2
+	})
+	if err := l1.Resign(ctx); err != nil {
+		t.Fatalf("resign n1: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("campaign n2: %v", err)
+	}
+	l2 := <-won
+	if l2.Epoch() <= l1.Epoch() {
+		t.Fatalf("epoch of n2 %d, want > n1's %d", l2.Epoch(), l1.Epoch())
+	}
+	if _, err := l1.PublishMaster(ctx, Master{Node: "n1", RedisAddr: "127.0.0.1:1"}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("deposed n1 publish: got %v, want ErrNotLeader", err)
+	}
+	if err := l1.RecordHistory(ctx, History{Node: "n1"}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("deposed n1 history: got %v, want ErrNotLeader", err)
+	}
+	if _, err := l2.PublishMaster(ctx, Master{Node: "n2", RedisAddr: "127.0.0.1:2", Reason: "failover"}); err != nil {
+		t.Fatalf("n2 publish: %v", err)
+	}
+	if err := l2.RecordHistory(ctx, History{Node: "n2", Previous: "n1", Steps: []Step{{Name: "promote", Took: time.Millisecond}}}); err != nil {
+		t.Fatalf("n2 history: %v", err)
+	}
+	st, err = ReadState(ctx, cli, testCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Live() || st.Master.Node != "n2" || st.Master.Epoch != l2.Epoch() {
+		t.Fatalf("state %+v master %+v: want n2 live at epoch %d", st, st.Master, l2.Epoch())
+	}
+	hs, err := ReadHistory(ctx, cli, testCluster, 0)
+	if err != nil || len(hs) != 1 || hs[0].Epoch != l2.Epoch() || hs[0].Steps[0].Took != time.Millisecond {
+		t.Fatalf("history %+v, %v: want n2's entry", hs, err)
+	}
+
+	// A leader whose lease is revoked (expired) is deposed too, and its
+	// session ends.
+	if _, err := cli.Revoke(ctx, s2.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l2.PublishMaster(ctx, Master{Node: "n2", RedisAddr: "127.0.0.1:2"}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("n2 publish after its lease was revoked: got %v, want ErrNotLeader", err)
+	}
+	checkFor(t, 20*time.Second, "n2's session to end", func() bool {
+		select {
+		case <-s2.Done():
+			return true
+		default:
+			return false
+		}
+	})
+}
+
+// TestCampaignChecksItsKey: a campaign queued behind a leader whose own
+// lease is revoked meanwhile must not come back as a leader when the
+// leader resigns (etcd #11051).
+func TestCampaignChecksItsKey(t *testing.T) {
+	ctx := testCtx(t)
+	cli := etcdtest.Start(t, 1).Client(t)
+	s1 := newSession(t, ctx, cli, 5*time.Second, time.Second)
+	s2 := newSession(t, ctx, cli, 5*time.Second, time.Second)
+	l1, err := s1.Campaign(ctx, testCluster, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s2.Campaign(ctx, testCluster, "n2")
+		errc <- err
+	}()
+	checkFor(t, 20*time.Second, "n2's key queued", func() bool {
+		r, err := cli.Get(ctx, CampaignPrefix(testCluster), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && r.Count == 2
+	})
+	if _, err := cli.Revoke(ctx, s2.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l1.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = <-errc
+	if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrSessionLost) {
+		t.Fatalf("campaign with a revoked lease: got %v, want ErrNotLeader or ErrSessionLost", err)
+	}
+	st, err := ReadState(ctx, cli, testCluster)
+	if err != nil || st.Leader != "" {
+		t.Fatalf("state %+v, %v: want no leader (no phantom)", st, err)
+	}
+}
+
+// TestFenceDeadline: the deadline moves with each keepalive and stops
+// moving when etcd is gone; the session ends once it passes.
+func TestFenceDeadline(t *testing.T) {
+	ctx := testCtx(t)
+	etcd := etcdtest.Start(t, 1)
+	cli := etcd.Client(t)
+	const ttl, margin = 2 * time.Second, 500 * time.Millisecond
+	s := newSession(t, ctx, cli, ttl, margin)
+	made := time.Now()
+	d0 := s.FenceDeadline()
+	if d0.After(made.Add(ttl - margin)) {
+		t.Fatalf("first deadline %v after the session was made, want at most TTL-margin", d0.Sub(made))
+	}
+	checkFor(t, 20*time.Second, "two keepalives", func() bool { return s.Renewals() >= 2 })
+	d1 := s.FenceDeadline()
+	if !d1.After(d0) {
+		t.Fatalf("deadline did not move: %v then %v", d0, d1)
+	}
+
+	etcd.Members[0].Kill()
+	killed := time.Now()
+	checkFor(t, 30*time.Second, "the session to end", func() bool {
+		select {
+		case <-s.Done():
+			return true
+		default:
+			return false
+		}
+	})
+	ended := time.Now()
+	d2 := s.FenceDeadline()
+	if d2.After(killed.Add(ttl - margin)) {
+		t.Fatalf("deadline %v after the kill moved past kill+TTL-margin", d2.Sub(killed))
+	}
+	if ended.Before(d2) {
+		t.Fatalf("session ended %v before its deadline", d2.Sub(ended))
+	}
+	t.Logf("etcd killed; fence deadline %v after the kill, session ended %v after it", d2.Sub(killed), ended.Sub(killed))
+}
+
+// TestObserve: a follower sees the leader and the record change.
+func TestObserve(t *testing.T) {
+	ctx := testCtx(t)
+	cli := etcdtest.Start(t, 1).Client(t)
+	octx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := Observe(octx, cli, testCluster, slog.New(slog.DiscardHandler))
+	st := <-ch
+	if st.Leader != "" || st.Master != nil {
+		t.Fatalf("first state %+v: want empty", st)
+	}
+	s := newSession(t, ctx, cli, 5*time.Second, time.Second)
+	l, err := s.Campaign(ctx, testCluster, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.PublishMaster(ctx, Master{Node: "n1", RedisAddr: "127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	for !st.Live() {
+		select {
+		case st = <-ch:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no live state seen; last %+v", st)
+		}
+	}
+	if err := l.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for st.Live() {
+		select {
+		case st = <-ch:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("resign not seen; last %+v", st)
+		}
+	}
+	if st.Master == nil || st.Master.Node != "n1" || st.Leader != "" {
+		t.Fatalf("after resign %+v: want n1's record and no leader", st)
+	}
+	cancel()
+	for range ch {
+	}
+}
