@@ -14,6 +14,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/arbor-fabric/arbor/election"
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay"
 	"github.com/arbor-fabric/arbor/topology"
 )
@@ -44,7 +46,11 @@ type Relay struct {
 // follows the relay's key live (a new upstream is followed at once, with a
 // partial resync when the history allows), keeps the last good topology
 // when an edit is refused or etcd is down, and publishes the relay's
-// Status on a lease. cfg.Upstream, if set, is used until the topology is
+// Status on a lease. A relay whose upstream is "master" follows the
+// elected master's record (election.MasterKey) of the newest epoch when
+// there is one, else the topology's master key; a record of an older epoch
+// than one it followed, or one that does not parse, is refused (see
+// EpochFile) and shown in its status. cfg.Upstream, if set, is used until the topology is
 // read (see Relay.Config). RunRelay returns when ctx ends (nil) or the
 // relay fails, after every goroutine it started ended.
 func RunRelay(ctx context.Context, cfg relay.Config, cli *clientv3.Client, cluster string, log *slog.Logger) error {
@@ -79,6 +85,17 @@ func (f Relay) Run(ctx context.Context) error {
 		}
 	}()
 
+	// The elected master's record, for a relay whose spec says "master".
+	// It is read before the first upstream is chosen, so a root relay
+	// never starts on the topology's (bootstrap) master when a newer
+	// epoch names another.
+	gate := newMasterGate(cfg.DataDir, log)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		watchMaster(ctx, cli, cluster, gate, log)
+	}()
+
 	static := cfg.Upstream
 	var pending *topology.RelayUpdate
 	if static == "" {
@@ -94,7 +111,12 @@ func (f Relay) Run(ctx context.Context) error {
 				return nil
 			}
 		}
-		cfg.Upstream = withCredentials(pending.Upstream, static)
+		select {
+		case <-gate.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+		cfg.Upstream = withCredentials(upstreamOf(*pending, gate), static)
 	}
 	r, err := relay.New(cfg)
 	if err != nil {
@@ -102,6 +124,23 @@ func (f Relay) Run(ctx context.Context) error {
 	}
 	if f.Started != nil {
 		f.Started(r)
+	}
+	// spec is the last update that found the relay in the topology: a
+	// master record is followed only by a relay whose spec says "master".
+	var spec *topology.RelayUpdate
+	var logged *election.Master
+	follow := func() {
+		if spec == nil {
+			return
+		}
+		up := upstreamOf(*spec, gate)
+		if m, _ := gate.state(); m != nil && spec.Spec.Upstream == topology.UpstreamMaster && (logged == nil || *logged != *m) {
+			log.Info("following the elected master", "epoch", m.Epoch, "node", m.Node, "upstream", up)
+			logged = m
+		}
+		if err := r.SetUpstream(withCredentials(up, static)); err != nil {
+			log.Error("topology names an upstream this relay cannot follow; keeping the current one", "upstream", up, "err", err)
+		}
 	}
 	apply := func(u topology.RelayUpdate) {
 		r.SetTopology(u.Revision, rejection(u))
@@ -112,13 +151,16 @@ func (f Relay) Run(ctx context.Context) error {
 			log.Error("relay is not in the topology in force; keeping its upstream", "relay", cfg.ID)
 			return
 		}
-		if err := r.SetUpstream(withCredentials(u.Upstream, static)); err != nil {
-			log.Error("topology names an upstream this relay cannot follow; keeping the current one", "upstream", u.Upstream, "err", err)
-		}
+		spec = &u
+		follow()
 	}
 	if pending != nil {
 		apply(*pending)
 	}
+	pub := topology.NewStatusPublisher(cli, topology.StatusConfig{
+		Cluster: cluster, Kind: topology.KindRelay, ID: r.ID(), Interval: StatusInterval,
+		Value: func() any { return relayStatus(r, gate) }, Logger: log,
+	})
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -126,6 +168,9 @@ func (f Relay) Run(ctx context.Context) error {
 			select {
 			case u := <-updates:
 				apply(u)
+			case <-gate.Changed():
+				follow()
+				pub.Trigger()
 			case <-ctx.Done():
 				return
 			}
@@ -133,21 +178,37 @@ func (f Relay) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		publishRelayStatus(ctx, cli, cluster, r, log)
+		if err := pub.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("relay status publishing ended", "err", err)
+		}
 	}()
 	err = r.Run(ctx)
 	cancel()
 	return err
 }
 
-func publishRelayStatus(ctx context.Context, cli *clientv3.Client, cluster string, r *relay.Relay, log *slog.Logger) {
-	p := topology.NewStatusPublisher(cli, topology.StatusConfig{
-		Cluster: cluster, Kind: topology.KindRelay, ID: r.ID(), Interval: StatusInterval,
-		Value: func() any { return r.Status() }, Logger: log,
-	})
-	if err := p.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		log.Error("relay status publishing ended", "err", err)
+// relayStatus is the relay's Status with the master record it follows.
+func relayStatus(r *relay.Relay, gate *masterGate) *arborv1.RelayStatus {
+	st := r.Status()
+	m, refused := gate.state()
+	if m != nil {
+		st.MasterEpoch, st.MasterNode = m.Epoch, m.Node
 	}
+	st.MasterError = refused
+	return st
+}
+
+// upstreamOf is where a relay replicates from: for a relay whose spec says
+// "master", the master of the newest epoch's record when there is one,
+// else what the topology resolves (its master key's node, a parent relay,
+// a redis:// URL).
+func upstreamOf(u topology.RelayUpdate, gate *masterGate) string {
+	if u.Spec.Upstream == topology.UpstreamMaster {
+		if m, _ := gate.state(); m != nil {
+			return "redis://" + m.RedisAddr
+		}
+	}
+	return u.Upstream
 }
 
 func rejection(u topology.RelayUpdate) string {

@@ -232,6 +232,18 @@ type RelayStatus struct {
 	// With --etcd: why the newest topology edit was refused (the previous
 	// topology stays in force); empty when it was not.
 	TopologyError string `protobuf:"bytes,20,opt,name=topology_error,json=topologyError,proto3" json:"topology_error,omitempty"`
+	// With --etcd: the epoch of the elected master's record this relay
+	// accepted (the newest it has seen; it refuses older ones). A root relay
+	// (upstream "master") replicates from that master. Meaningful only when
+	// master_node is set: epoch 0 is the bootstrap master.
+	MasterEpoch int64 `protobuf:"varint,21,opt,name=master_epoch,json=masterEpoch,proto3" json:"master_epoch,omitempty"`
+	// With --etcd: the node of that record; empty while the relay has
+	// accepted no master record (a root relay then follows the topology's
+	// master key).
+	MasterNode string `protobuf:"bytes,22,opt,name=master_node,json=masterNode,proto3" json:"master_node,omitempty"`
+	// With --etcd: why the newest master record was refused (unparsable, or
+	// an epoch older than one already followed); empty when it was not.
+	MasterError   string `protobuf:"bytes,23,opt,name=master_error,json=masterError,proto3" json:"master_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,6 +414,27 @@ func (x *RelayStatus) GetTopologyRevision() int64 {
 func (x *RelayStatus) GetTopologyError() string {
 	if x != nil {
 		return x.TopologyError
+	}
+	return ""
+}
+
+func (x *RelayStatus) GetMasterEpoch() int64 {
+	if x != nil {
+		return x.MasterEpoch
+	}
+	return 0
+}
+
+func (x *RelayStatus) GetMasterNode() string {
+	if x != nil {
+		return x.MasterNode
+	}
+	return ""
+}
+
+func (x *RelayStatus) GetMasterError() string {
+	if x != nil {
+		return x.MasterError
 	}
 	return ""
 }
@@ -905,7 +938,7 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\n" +
 	"\x15arbor/v1/status.proto\x12\barbor.v1\"=\n" +
 	"\x0eStatusResponse\x12+\n" +
-	"\x05relay\x18\x01 \x01(\v2\x15.arbor.v1.RelayStatusR\x05relay\"\xad\x06\n" +
+	"\x05relay\x18\x01 \x01(\v2\x15.arbor.v1.RelayStatusR\x05relay\"\x94\a\n" +
 	"\vRelayStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1a\n" +
@@ -929,7 +962,11 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"last_error\x18\x11 \x01(\tR\tlastError\x12A\n" +
 	"\x0eupstream_bytes\x18\x12 \x01(\v2\x1a.arbor.v1.CompressionStatsR\rupstreamBytes\x12+\n" +
 	"\x11topology_revision\x18\x13 \x01(\x03R\x10topologyRevision\x12%\n" +
-	"\x0etopology_error\x18\x14 \x01(\tR\rtopologyError\"z\n" +
+	"\x0etopology_error\x18\x14 \x01(\tR\rtopologyError\x12!\n" +
+	"\fmaster_epoch\x18\x15 \x01(\x03R\vmasterEpoch\x12\x1f\n" +
+	"\vmaster_node\x18\x16 \x01(\tR\n" +
+	"masterNode\x12!\n" +
+	"\fmaster_error\x18\x17 \x01(\tR\vmasterError\"z\n" +
 	"\bSnapshot\x12\x16\n" +
 	"\x06replid\x18\x01 \x01(\tR\x06replid\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x1d\n" +
