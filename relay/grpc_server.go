@@ -285,6 +285,12 @@ func toStatus(err error) error {
 		return status.Error(codes.OutOfRange, "fell behind the backlog; subscribe again for a full sync")
 	case errors.Is(err, store.ErrCorrupt):
 		return status.Errorf(codes.DataLoss, "backlog record failed its check: %v", err)
+	case errors.Is(err, store.ErrHistoryDiverged):
+		// A child relay recognises "unknown history" and subscribes again
+		// for a full sync.
+		return status.Errorf(codes.FailedPrecondition, "unknown history (%v); subscribe with replid \"?\" for a full sync", err)
+	case errors.Is(err, store.ErrFuture):
+		return status.Errorf(codes.OutOfRange, "offset ahead of this relay's store (%v)", err)
 	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, errShuttingDown):
 		return status.Error(codes.Unavailable, "relay shutting down")
 	}
@@ -407,51 +413,36 @@ func (f *feeder) begin(ctx context.Context, sub *arborv1.Subscribe, resume *arbo
 	}
 	replid, off := sub.GetReplid(), sub.GetOffset()
 	if resume == nil && replid != "" && replid != "?" {
-		known := replid == st.Replid || (replid == st.Replid2 && off+1 <= st.SecondOffset)
-		if !known {
-			return nil, status.Errorf(codes.FailedPrecondition,
-				"unknown history: replid %s is neither %s nor %s; subscribe with replid \"?\" for a full sync", replid, st.Replid, st.Replid2)
-		}
-		if off > st.End {
-			var err error
-			if st, err = r.waitForStore(ctx, off); err != nil {
+		// The child holds off bytes of replid's history: the same rule,
+		// and the same wait for an offset ahead of the store, as for a
+		// Redis replica (continueAt).
+		reader, st, err := r.continueAt(ctx, replid, off, nil)
+		switch {
+		case err == nil:
+			// st is the state the reader serves from: the child is told
+			// the IDs of the bytes it will get, and any later switch
+			// reaches it as a ReplidSwitch at its offset.
+			err = f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Continue{Continue: &arborv1.Continue{
+				Replid: st.Replid, Replid2: st.Replid2, SecondOffset: st.SecondOffset - 1, Offset: off,
+				UpstreamRelayIds: r.chainForChildren(),
+			}}})
+			if err != nil {
+				reader.Close()
 				return nil, err
 			}
-			if off > st.End {
-				return nil, status.Errorf(codes.OutOfRange, "offset %d is ahead of %s's stored offset %d", off, r.cfg.ID, st.End)
-			}
+			r.stats.partialOK.Add(1)
+			f.log.Info("child relay continues", "replid", st.Replid, "offset", off, "backlog_bytes", st.End-off)
+			return reader, nil
+		case errors.Is(err, store.ErrOffsetNotCovered):
+			r.stats.partialErr.Add(1)
+			f.log.Info("child relay outside the backlog; full sync", "offset", off, "window_start", st.Start)
+		default:
+			// ErrHistoryDiverged and ErrFuture are refusals the child acts
+			// on (toStatus).
+			return nil, err
 		}
-		if off >= st.Start {
-			reader, err := r.store.NewReader(st.Generation, off)
-			if err == nil {
-				err = f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Continue{Continue: &arborv1.Continue{
-					Replid: st.Replid, Replid2: st.Replid2, SecondOffset: st.SecondOffset - 1, Offset: off,
-					UpstreamRelayIds: r.chainForChildren(),
-				}}})
-				if err != nil {
-					reader.Close()
-					return nil, err
-				}
-				r.stats.partialOK.Add(1)
-				f.log.Info("child relay continues", "replid", st.Replid, "offset", off, "backlog_bytes", st.End-off)
-				return reader, nil
-			}
-		}
-		r.stats.partialErr.Add(1)
-		f.log.Info("child relay outside the backlog; full sync", "offset", off, "window_start", st.Start)
 	}
 	return f.fullSync(ctx, resume)
-}
-
-// waitForStore waits up to FutureOffsetWait for the store to reach off.
-func (r *Relay) waitForStore(ctx context.Context, off int64) (store.State, error) {
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.FutureOffsetWait)
-	defer cancel()
-	st, err := r.store.WaitEnd(wctx, off)
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		err = nil // the caller refuses the offset
-	}
-	return st, err
 }
 
 // transferID names a snapshot for resumable transfers.
@@ -474,11 +465,10 @@ func (f *feeder) fullSync(ctx context.Context, resume *arborv1.ResumeRdb) (*stor
 	if resume != nil && resume.GetTransferId() == id && int64(resume.GetNextIndex())*rdbChunkSize <= fs.Snapshot.Size {
 		start = resume.GetNextIndex()
 	}
-	st := r.store.State()
 	err = f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_FullSync{FullSync: &arborv1.FullSync{
 		Replid: fs.Replid, Offset: fs.Snapshot.Offset, RdbSize: fs.Snapshot.Size, RdbVersion: int32(fs.Snapshot.RDBVersion),
 		ChunkSize: rdbChunkSize, TransferId: id, StartIndex: start, UpstreamRelayIds: r.chainForChildren(),
-		Replid2: st.Replid2, SecondOffset: st.SecondOffset - 1,
+		Replid2: fs.Replid2, SecondOffset: fs.SecondOffset - 1,
 	}}})
 	if err != nil {
 		fs.Stream.Close()

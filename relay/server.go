@@ -304,17 +304,18 @@ func (r *Relay) startReplica(ctx context.Context, c *client, br *bufio.Reader, a
 		}
 		var err error
 		stream, err = r.tryPartial(ctx, rp, replid, off)
-		if err != nil {
-			log.Info("replica link ended before it began", "err", err)
-			return
-		}
-		if stream != nil {
+		switch {
+		case err == nil:
 			r.stats.partialOK.Add(1)
 			log.Info("partial resync accepted", "replid", replid, "offset", off, "backlog_bytes", stream.Buffered())
-		} else if replid != "?" {
-			r.stats.partialErr.Add(1)
-			log.Info("partial resync refused; full sync", "replid", replid, "offset", off,
-				"relay_replid", st.Replid, "relay_replid2", st.Replid2, "window_start", st.Start+1, "window_end", st.End+1)
+		case continueRefused(err):
+			if replid != "?" {
+				r.stats.partialErr.Add(1)
+				log.Info("partial resync refused; full sync", "replid", replid, "offset", off, "reason", err)
+			}
+		default:
+			log.Info("replica link ended before it began", "err", err)
+			return
 		}
 	}
 	if stream == nil {
@@ -334,32 +335,23 @@ func (r *Relay) startReplica(ctx context.Context, c *client, br *bufio.Reader, a
 	log.Info("replica link closed", "reason", reason, "sent_offset", rp.sent.Load(), "acked_offset", rp.ackOffset.Load())
 }
 
-// tryPartial decides a PSYNC by Redis' rule: the id is the current one, or
-// the previous one up to the switch offset, and the offset is in the
-// backlog. An offset just ahead of the store (the relay lost an unflushed
-// tail, or is catching up) is waited for up to FutureOffsetWait. It replies
-// +CONTINUE and returns a reader, or returns nil for a full sync.
+// tryPartial decides a PSYNC <replid> <off> by the store's continuation
+// rule (store.Continue: Redis 7's rule; off is the replica's processed
+// offset + 1, so it holds off-1 bytes). An offset ahead of the store on its
+// current history is waited for (continueAt). It replies +CONTINUE with the
+// replication ID of the state the reader serves from and returns the
+// reader, or returns an error for which continueRefused is true when the
+// replica needs a full sync.
 func (r *Relay) tryPartial(ctx context.Context, rp *replica, replid string, off int64) (*store.Reader, error) {
-	st := r.store.State()
-	known := replid == st.Replid || (replid == st.Replid2 && off <= st.SecondOffset)
-	if !known || off < 1 || off-1 < st.Start {
-		return nil, nil
+	keepalive := func() error {
+		// The replica skips newlines while it waits for the PSYNC reply.
+		rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+		_, err := rp.conn.Write([]byte{'\n'})
+		return err
 	}
-	if off-1 > st.End {
-		if replid != st.Replid {
-			return nil, nil
-		}
-		var err error
-		if st, err = r.waitForOffset(ctx, rp, off-1); err != nil {
-			return nil, err
-		}
-		if off-1 > st.End {
-			return nil, nil
-		}
-	}
-	stream, err := r.store.NewReader(st.Generation, off-1)
+	stream, st, err := r.continueAt(ctx, replid, off-1, keepalive)
 	if err != nil {
-		return nil, nil
+		return nil, err
 	}
 	line := "+CONTINUE\r\n"
 	if rp.capaPsync2 {
@@ -373,10 +365,17 @@ func (r *Relay) tryPartial(ctx context.Context, rp *replica, replid string, off 
 	return stream, nil
 }
 
-// waitForOffset waits up to FutureOffsetWait until the store reaches pos,
-// sending each second the newline keepalive a replica skips while it waits
-// for the PSYNC reply.
-func (r *Relay) waitForOffset(ctx context.Context, rp *replica, pos int64) (store.State, error) {
+// continueAt decides whether a consumer (a Redis replica or a child relay)
+// that holds pos bytes of replid's history may continue, and opens its
+// reader (store.Continue). A consumer ahead of the store on its current
+// history (the relay lost an unflushed tail, or the consumer comes from a
+// relay further ahead) is waited for up to FutureOffsetWait, as x-pipe's
+// keeper does, with tick run every second meanwhile (nil: none). The
+// decision is taken again on each state the store reaches, never carried
+// over the wait: if the upstream full-resyncs or switches ID below pos
+// meanwhile, the answer is ErrHistoryDiverged, not a continuation onto
+// another history.
+func (r *Relay) continueAt(ctx context.Context, replid string, pos int64, tick func() error) (*store.Reader, store.State, error) {
 	deadline := time.Now().Add(r.cfg.FutureOffsetWait)
 	for {
 		next := time.Now().Add(time.Second)
@@ -384,19 +383,25 @@ func (r *Relay) waitForOffset(ctx context.Context, rp *replica, pos int64) (stor
 			next = deadline
 		}
 		wctx, cancel := context.WithDeadline(ctx, next)
-		st, err := r.store.WaitEnd(wctx, pos)
+		reader, st, err := r.store.WaitContinue(wctx, replid, pos)
 		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) || !time.Now().Before(deadline) {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				err = nil // not there in time: the caller does a full sync
+		switch {
+		case !errors.Is(err, store.ErrFuture) || !time.Now().Before(deadline):
+			return reader, st, err
+		case ctx.Err() != nil:
+			return nil, st, ctx.Err()
+		case tick != nil:
+			if err := tick(); err != nil {
+				return nil, st, err
 			}
-			return st, err
-		}
-		rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
-		if _, err := rp.conn.Write([]byte{'\n'}); err != nil {
-			return st, err
 		}
 	}
+}
+
+// continueRefused tells whether a continueAt error means the consumer
+// needs a full sync (rather than that the link failed).
+func continueRefused(err error) bool {
+	return errors.Is(err, store.ErrHistoryDiverged) || errors.Is(err, store.ErrOffsetNotCovered) || errors.Is(err, store.ErrFuture)
 }
 
 // fullSync sends +FULLRESYNC (not for SYNC) and the stored RDB in the $len

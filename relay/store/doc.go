@@ -7,6 +7,9 @@
 // offset 0 in this package's 0-based positions and the store's End is the
 // number of bytes of the history it holds, so a Redis replica that reports
 // master_repl_offset N (and asks PSYNC <id> N+1) is served from position N.
+// Continue holds the one continuation rule (Redis 7's PSYNC rule in these
+// positions) and opens the consumer's reader under the same lock, so a
+// consumer is never continued onto a history it did not come from.
 //
 // Every record on disk carries a CRC32C. Open checks every segment and cuts a
 // torn or corrupt tail; readers check every record they read back from disk,

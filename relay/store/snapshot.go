@@ -149,10 +149,14 @@ func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (Snapsho
 type FullSync struct {
 	Snapshot Snapshot
 	// Replid is the current replication ID (the history the snapshot belongs
-	// to may have continued under a newer ID since).
-	Replid string
-	File   *os.File
-	Stream *Reader
+	// to may have continued under a newer ID since); Replid2 and
+	// SecondOffset are the previous one and its State.SecondOffset, all
+	// taken with the reader.
+	Replid       string
+	Replid2      string
+	SecondOffset int64
+	File         *os.File
+	Stream       *Reader
 }
 
 // Close releases the file and the reader.
@@ -177,10 +181,12 @@ func (s *Store) OpenFullSync() (*FullSync, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	return &FullSync{
-		Snapshot: snap,
-		Replid:   s.meta.Replid,
-		File:     f,
-		Stream:   s.newReaderLocked(s.meta.Generation, snap.Offset),
+		Snapshot:     snap,
+		Replid:       s.meta.Replid,
+		Replid2:      s.meta.Replid2,
+		SecondOffset: s.meta.SecondOffset,
+		File:         f,
+		Stream:       s.newReaderLocked(s.meta.Generation, snap.Offset),
 	}, nil
 }
 
