@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -54,8 +55,19 @@ type Config struct {
 	RedisPassword string
 	// BacklogSize bounds the stream bytes kept on disk.
 	BacklogSize int64
-	// Fsync is the flush policy of the store: always, everysec or no.
+	// Fsync is the flush policy of the store: always, everysec or no. It
+	// also says what the relay's acks upstream mean: the relay acks only
+	// what the store counts as durable (store.State.Durable): flushed to
+	// disk with always (survives a power loss), flushed at most about a
+	// second ago with everysec, and merely written to the operating system
+	// with no (survives a crash of the relay, not of its host).
 	Fsync string
+	// AckPolicy is what a root relay acks to its Redis master: "local"
+	// (what it durably stored) or "remote" (what a relay in another site
+	// durably stored; see AckRemote). Only meaningful when the upstream is
+	// a Redis master: a relay that follows a parent relay always acks its
+	// own durable offset, and "remote" with an arbor:// upstream is refused.
+	AckPolicy string
 	// ReplTimeout is how long a replication link may stay silent before it
 	// is dropped (Redis' repl-timeout).
 	ReplTimeout time.Duration
@@ -74,6 +86,10 @@ type Config struct {
 	// TraceEvery is how often a root relay (one that follows Redis) samples
 	// a stream frame of each child link for tracing; 0 samples none.
 	TraceEvery time.Duration
+
+	// syncFile replaces the store's flush (store.Options.SyncFile); set by
+	// tests only (export_test.go).
+	syncFile func(*os.File) error
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -87,6 +103,7 @@ func DefaultConfig() Config {
 		MaxChildLag:         512 << 20,
 		BacklogSize:         1 << 30,
 		Fsync:               "everysec",
+		AckPolicy:           "local",
 		ReplTimeout:         60 * time.Second,
 		FutureOffsetWait:    10 * time.Second,
 		TraceEvery:          time.Second,
@@ -115,6 +132,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := store.ParseFsync(c.Fsync); err != nil {
 		errs = append(errs, fmt.Errorf("fsync: %w", err))
+	}
+	if p, err := ParseAckPolicy(c.AckPolicy); err != nil {
+		errs = append(errs, fmt.Errorf("ack-policy: %w", err))
+	} else if up, err := ParseUpstream(c.Upstream); err == nil && p == AckRemote && up.Kind != UpstreamRedis {
+		errs = append(errs, fmt.Errorf("ack-policy remote: only for a root relay (a redis:// upstream), not one that follows %s", up))
 	}
 	if c.ReplTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("repl-timeout %v: must be at least 1s", c.ReplTimeout))

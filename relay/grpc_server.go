@@ -47,6 +47,7 @@ type childLink struct {
 	state          atomic.Int32 // arborv1.LinkState
 	sent           atomic.Int64 // stream offset sent up to
 	acked          atomic.Int64
+	hasAcked       atomic.Bool // an Ack arrived on this link (acked was the subscribe offset before)
 	ackTime        atomic.Int64
 	rawBytes       atomic.Uint64
 	wireBytes      atomic.Uint64
@@ -772,6 +773,8 @@ func (r *Relay) readChildAcks(stream arborv1.RelayService_SyncServer, c *childLi
 		c.acked.Store(ack.GetOffset())
 		c.ackTime.Store(time.Now().UnixNano())
 		c.setSubtree(ack.GetSubtree())
+		c.hasAcked.Store(true)
+		r.noteChildAck()
 	}
 }
 

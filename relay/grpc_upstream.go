@@ -438,14 +438,17 @@ func (r *Relay) adoptIDs(replid, replid2 string, second int64) error {
 	return nil
 }
 
-// sendAcks sends what the relay has stored, and the acks of its own
-// children, every second.
+// sendAcks sends the relay's durable offset (never merely what it wrote:
+// the parent's site figures, a root's AckRemote and the failover catch-up
+// read it as "this site holds it") and the acks of its own subtree, every
+// second, after each flush of the store, and when a child acks.
 func (r *Relay) sendAcks(ctx context.Context, stream arborv1.RelayService_SyncClient) {
 	t := time.NewTicker(ackInterval)
 	defer t.Stop()
 	for {
+		durable, moved := r.store.Durable()
 		if err := stream.Send(&arborv1.SyncRequest{Frame: &arborv1.SyncRequest_Ack{Ack: &arborv1.Ack{
-			Offset: r.store.End(), Subtree: r.subtreeAcks(),
+			Offset: durable, Subtree: r.subtreeAcks(),
 		}}}); err != nil {
 			return
 		}
@@ -453,6 +456,8 @@ func (r *Relay) sendAcks(ctx context.Context, stream arborv1.RelayService_SyncCl
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-moved:
+		case <-r.childAcked:
 		}
 	}
 }
@@ -466,7 +471,13 @@ func (r *Relay) subtreeAcks() []*arborv1.ChildAck {
 			Kind: arborv1.ChildKind_CHILD_KIND_REDIS, AckedOffset: rp.ackOffset.Load()})
 	}
 	for _, c := range r.childList() {
-		out = append(out, &arborv1.ChildAck{Id: c.id, Site: c.site, Kind: arborv1.ChildKind_CHILD_KIND_RELAY, AckedOffset: c.acked.Load()})
+		acked := c.acked.Load()
+		if !c.hasAcked.Load() {
+			// The offset it subscribed with is what it wrote, maybe of
+			// another history (before a full sync): not an ack.
+			acked = 0
+		}
+		out = append(out, &arborv1.ChildAck{Id: c.id, Site: c.site, Kind: arborv1.ChildKind_CHILD_KIND_RELAY, AckedOffset: acked})
 		out = append(out, c.getSubtree()...)
 	}
 	return out

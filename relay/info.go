@@ -153,6 +153,13 @@ func (r *Relay) infoArbor(b *strings.Builder) {
 	kv(b, "arbor_backlog_start", st.Start)
 	kv(b, "arbor_backlog_bytes", st.BacklogBytes)
 	kv(b, "arbor_fsync", r.cfg.Fsync)
+	kv(b, "arbor_ack_policy", r.ackPolicy.String())
+	kv(b, "arbor_acked_offset", r.upstreamAck(st, r.currentUpstream().Kind == UpstreamRedis))
+	storeErr := ""
+	if err := r.store.Err(); err != nil {
+		storeErr = err.Error()
+	}
+	kv(b, "arbor_store_error", strings.ReplaceAll(storeErr, "\r\n", " "))
 	if st.Snapshot != nil {
 		kv(b, "arbor_snapshot_offset", st.Snapshot.Offset)
 		kv(b, "arbor_snapshot_bytes", st.Snapshot.Size)

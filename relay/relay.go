@@ -37,6 +37,10 @@ type Relay struct {
 	link          linkState
 	masterOffset  atomic.Int64 // the newest master offset heard of
 	forceFullSync atomic.Bool  // the parent did not know our history
+	ackPolicy     AckPolicy
+	// childAcked is a coalescing notify (size 1) from the child relays'
+	// ack readers to the upstream session's ack loop (see noteChildAck).
+	childAcked chan struct{}
 
 	upMu      sync.Mutex
 	topoRev   int64         // guarded by upMu: revision of the topology in force
@@ -113,11 +117,13 @@ func New(cfg Config) (*Relay, error) {
 	up, _ := ParseUpstream(cfg.Upstream)
 	fsync, _ := store.ParseFsync(cfg.Fsync)
 	comp, _ := ParseCompression(cfg.Compression)
+	ackPolicy, _ := ParseAckPolicy(cfg.AckPolicy)
 	st, err := store.Open(store.Options{
 		Dir:         cfg.DataDir,
 		BacklogSize: cfg.BacklogSize,
 		Fsync:       fsync,
 		Logger:      log,
+		SyncFile:    cfg.syncFile,
 	})
 	if err != nil {
 		return nil, err
@@ -144,6 +150,8 @@ func New(cfg Config) (*Relay, error) {
 		ln:          ln,
 		grpcLn:      grpcLn,
 		compression: comp,
+		ackPolicy:   ackPolicy,
+		childAcked:  make(chan struct{}, 1),
 		timeline:    newTimeline(),
 		tracing:     newTracing(cfg),
 		started:     time.Now(),

@@ -29,7 +29,7 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 		SecondOffset: st.SecondOffset - 1,
 		MasterOffset: master,
 		StoredOffset: st.End,
-		AckedOffset:  st.End,
+		AckedOffset:  r.upstreamAck(st, r.currentUpstream().Kind == UpstreamRedis),
 		Backlog:      &arborv1.Backlog{StartOffset: st.Start, EndOffset: st.End, SizeBytes: st.BacklogBytes, LimitBytes: r.cfg.BacklogSize},
 		Compression:  &arborv1.CompressionStats{RawBytes: r.stats.rawBytes.Load(), WireBytes: r.stats.wireBytes.Load(), SharedRawBytes: r.stats.sharedRawBytes.Load()},
 		LastError:    lastErr,
@@ -69,13 +69,13 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 			State: state,
 		})
 	}
-	s.SiteAcks = r.siteAcks(st.End, master)
+	s.SiteAcks = r.siteAcks(st.Durable, master)
 	s.TopologyRevision, s.TopologyError = r.topology()
 	return s
 }
 
 // siteAcks gives, per site, the furthest offset acked by anything in it
-// (this relay counts for its own site with what it stored), and what would
+// (this relay counts for its own site with what it durably stored), and what would
 // be lost if the site vanished: the master's offset minus the best copy
 // outside it.
 func (r *Relay) siteAcks(stored, master int64) []*arborv1.SiteAck {

@@ -68,6 +68,16 @@ func (r *Relay) runUpstream(ctx context.Context) {
 			continue
 		}
 		r.link.setErr(err)
+		var se *store.SyncError
+		if errors.As(err, &se) {
+			// After a failed flush nothing the store would take counts
+			// (see store.SyncError): stop following, keep serving and
+			// acking what is durable, and say so until a restart.
+			r.log.Error("store failed to flush to disk; not following the upstream any more: fix the disk and restart the relay",
+				"durable_offset", se.Durable, "err", se.Err)
+			<-ctx.Done()
+			return
+		}
 		var rl *retryLater
 		switch {
 		case errors.Is(err, errUnknownHistory):
@@ -300,7 +310,7 @@ func (r *Relay) receiveRDB(u *upstreamConn, replid string, offset int64) error {
 		"seconds", time.Since(began).Seconds())
 	if eof {
 		u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
-		if _, err := u.conn.Write(ackCommand(offset)); err != nil {
+		if _, err := u.conn.Write(ackCommand(r.upstreamAck(r.store.State(), true))); err != nil {
 			return fmt.Errorf("send first ACK: %w", err)
 		}
 	}
@@ -441,7 +451,7 @@ func ackCommand(off int64) []byte {
 }
 
 // stream appends the upstream's command stream to the store and ACKs what
-// is stored, every second and at once after a REPLCONF GETACK.
+// is durably stored (see ackLoop).
 func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 	ackNow := make(chan struct{}, 1)
 	var wg sync.WaitGroup
@@ -485,23 +495,40 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 	}
 }
 
+// ackLoop sends REPLCONF ACK with the offset upstreamAck gives: the
+// durable offset (or, with AckRemote, what another site durably holds),
+// never merely what was written, because the master's WAIT and
+// min-replicas-to-write read these acks as "replicated". It acks every
+// second (the master's liveness check of its replicas), at once after a
+// REPLCONF GETACK, and whenever the acked offset moves: after each flush of
+// the store, or a child's ack under AckRemote, so a WAIT returns as soon as
+// the bytes are durable.
 func (r *Relay) ackLoop(ctx context.Context, u *upstreamConn, ackNow <-chan struct{}) {
 	t := time.NewTicker(ackInterval)
 	defer t.Stop()
+	last, force := int64(-1), true
 	for {
+		_, moved := r.store.Durable()
+		off := r.upstreamAck(r.store.State(), true)
+		if force || off != last {
+			u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
+			if _, err := u.conn.Write(ackCommand(off)); err != nil {
+				if ctx.Err() == nil {
+					r.log.Warn("send ACK upstream", "err", err)
+				}
+				return
+			}
+			last, force = off, false
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			force = true
 		case <-ackNow:
-		}
-		st := r.store.State()
-		u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
-		if _, err := u.conn.Write(ackCommand(st.End)); err != nil {
-			if ctx.Err() == nil {
-				r.log.Warn("send ACK upstream", "err", err)
-			}
-			return
+			force = true
+		case <-moved:
+		case <-r.childAcked:
 		}
 	}
 }

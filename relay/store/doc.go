@@ -16,5 +16,10 @@
 // so the store never hands out bytes it cannot vouch for. Readers of recent
 // bytes are served from an in-memory tail.
 //
+// End is what was written; Durable is what the fsync policy vouches for
+// (flushed, or with FsyncNo written to the operating system), the offset a
+// relay acknowledges upstream. A failed flush fails the store for good
+// (SyncError) rather than trusting a later flush.
+//
 // One goroutine appends (the upstream link); any number read concurrently.
 package store
