@@ -19,6 +19,7 @@ const watchRedrawEvery = 250 * time.Millisecond
 
 func newStatusCmd() *cobra.Command {
 	var asJSON, watch bool
+	var history int
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the fabric as a tree: master, relays, nodes, lag, health, refused edits",
@@ -27,6 +28,12 @@ it (with their site and upstream), the nodes under the relay (or node) they
 follow, each with its role, offset, lag behind the master (bytes and time) and
 health as its agent last published it, and the problems of a refused topology
 edit (the components keep running on the last good topology meanwhile).
+
+Above the tree, the election: the epoch, the elected master and since when,
+whether its leader still holds the election, which relays follow which epoch
+(STALE ones named, with why), the candidates ranked as the election would rank
+them if the master failed now (rank and why each is or is not eligible), and
+the last --history failovers with their steps' timings.
 
 --json prints the same as one JSON object (one per line with --watch), for
 scripts; --watch follows the fabric live, redrawing on every change.`,
@@ -37,6 +44,7 @@ scripts; --watch follows the fabric live, redrawing on every change.`,
 	ef := addEtcdFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&watch, "watch", false, "follow live: redraw on every change until interrupted")
+	cmd.Flags().IntVar(&history, "history", statusview.DefaultHistory, "how many of the newest failovers to show (0: all)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cli, err := ef.client()
 		if err != nil {
@@ -45,7 +53,7 @@ scripts; --watch follows the fabric live, redrawing on every change.`,
 		defer cli.Close()
 		out := cmd.OutOrStdout()
 		show := func(ctx context.Context) error {
-			v, err := statusview.Read(ctx, cli, ef.cluster)
+			v, err := statusview.ReadHistory(ctx, cli, ef.cluster, history)
 			if err != nil {
 				return err
 			}

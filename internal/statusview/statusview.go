@@ -39,6 +39,9 @@ type Fabric struct {
 	Nodes         []Node    `json:"nodes"`
 	// StatusProblems lists status values that could not be read.
 	StatusProblems []Problem `json:"status_problems,omitempty"`
+	// Election is the master of the newest epoch, which relays follow
+	// it, the candidates and the last failovers.
+	Election *Election `json:"election"`
 }
 
 // Problem is one problem of a refused topology edit or an unreadable
@@ -72,6 +75,20 @@ type Relay struct {
 	LagBytes     int64  `json:"lag_bytes"`
 	Children     int    `json:"children"`
 	LastError    string `json:"last_error,omitempty"`
+	// Replid2 and SecondOffset are the previous replication ID and the
+	// last offset of its history the relay serves.
+	Replid2      string `json:"replid2,omitempty"`
+	SecondOffset int64  `json:"second_offset,omitempty"`
+	// LiveUpstream is the upstream the relay follows now (a URL).
+	LiveUpstream string `json:"live_upstream,omitempty"`
+	// MasterEpoch and MasterNode are the master record the relay accepted
+	// (MasterNode "" if none); MasterError its last refusal of one.
+	MasterEpoch int64  `json:"master_epoch"`
+	MasterNode  string `json:"master_node,omitempty"`
+	MasterError string `json:"master_error,omitempty"`
+	// StaleEpoch says why the relay is not on the newest epoch; "" if it
+	// is (or there is no master record).
+	StaleEpoch string `json:"stale_epoch,omitempty"`
 }
 
 // Node is one node: its spec in the topology and its agent's live status.
@@ -97,9 +114,15 @@ type Node struct {
 	LastError string `json:"last_error,omitempty"`
 }
 
-// Read reads the topology and the statuses of a cluster (bounded by
-// ReadTimeout).
+// Read reads the topology, the statuses and the election of a cluster,
+// with the DefaultHistory newest history entries (bounded by ReadTimeout).
 func Read(ctx context.Context, cli *clientv3.Client, cluster string) (*Fabric, error) {
+	return ReadHistory(ctx, cli, cluster, DefaultHistory)
+}
+
+// ReadHistory is Read with the history newest history entries (all if
+// history ≤ 0).
+func ReadHistory(ctx context.Context, cli *clientv3.Client, cluster string, history int) (*Fabric, error) {
 	ctx, cancel := context.WithTimeout(ctx, ReadTimeout)
 	defer cancel()
 	top, rev, err := topology.Load(ctx, cli, cluster)
@@ -150,6 +173,9 @@ func Read(ctx context.Context, cli *clientv3.Client, cluster string) (*Fabric, e
 			r.LagBytes = max(0, r.MasterOffset-r.StoredOffset)
 			r.Children = len(st.GetChildren())
 			r.LastError = st.GetLastError()
+			r.Replid2, r.SecondOffset = st.GetReplid2(), st.GetSecondOffset()
+			r.LiveUpstream = st.GetUpstream()
+			r.MasterEpoch, r.MasterNode, r.MasterError = st.GetMasterEpoch(), st.GetMasterNode(), st.GetMasterError()
 		}
 		v.Relays = append(v.Relays, r)
 	}
@@ -175,6 +201,9 @@ func Read(ctx context.Context, cli *clientv3.Client, cluster string) (*Fabric, e
 			n.LastError = st.GetLastError()
 		}
 		v.Nodes = append(v.Nodes, n)
+	}
+	if err := v.readElection(ctx, cli, top, history); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
@@ -222,6 +251,7 @@ func (v *Fabric) Render(w io.Writer) {
 			fmt.Fprintf(w, "  ! %s: %s\n", key, p.Problem)
 		}
 	}
+	v.renderElection(w)
 	relays := map[string]*Relay{}
 	nodes := map[string]*Node{}
 	children := map[string][]string{} // parent -> relay ids then node ids; "" is the root
@@ -364,6 +394,12 @@ func (r *Relay) line() string {
 		return b.String()
 	}
 	fmt.Fprintf(&b, "  link %s  stored %d  lag %s  children %d", orDash(r.Link), r.StoredOffset, bytesStr(r.LagBytes), r.Children)
+	if r.MasterNode != "" {
+		fmt.Fprintf(&b, "  epoch %d", r.MasterEpoch)
+	}
+	if r.StaleEpoch != "" {
+		b.WriteString("  STALE")
+	}
 	if r.LastError != "" {
 		fmt.Fprintf(&b, "  ! %s", clip(r.LastError))
 	}
