@@ -64,9 +64,11 @@ type Config struct {
 	Fsync string
 	// AckPolicy is what a root relay acks to its Redis master: "local"
 	// (what it durably stored) or "remote" (what a relay in another site
-	// durably stored; see AckRemote). Only meaningful when the upstream is
-	// a Redis master: a relay that follows a parent relay always acks its
-	// own durable offset, and "remote" with an arbor:// upstream is refused.
+	// durably stored; see AckRemote). It applies while the relay follows a
+	// Redis master: while it follows a parent relay it acks its own durable
+	// offset whatever the policy, so a relay that becomes a root in a
+	// failover (the topology repoints it at the new master) takes the
+	// policy up then.
 	AckPolicy string
 	// ReplTimeout is how long a replication link may stay silent before it
 	// is dropped (Redis' repl-timeout).
@@ -133,10 +135,8 @@ func (c *Config) Validate() error {
 	if _, err := store.ParseFsync(c.Fsync); err != nil {
 		errs = append(errs, fmt.Errorf("fsync: %w", err))
 	}
-	if p, err := ParseAckPolicy(c.AckPolicy); err != nil {
+	if _, err := ParseAckPolicy(c.AckPolicy); err != nil {
 		errs = append(errs, fmt.Errorf("ack-policy: %w", err))
-	} else if up, err := ParseUpstream(c.Upstream); err == nil && p == AckRemote && up.Kind != UpstreamRedis {
-		errs = append(errs, fmt.Errorf("ack-policy remote: only for a root relay (a redis:// upstream), not one that follows %s", up))
 	}
 	if c.ReplTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("repl-timeout %v: must be at least 1s", c.ReplTimeout))

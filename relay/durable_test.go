@@ -314,7 +314,8 @@ func TestAckPolicyRemote(t *testing.T) {
 	})
 }
 
-// TestAckPolicyValidate: remote is for root relays only.
+// TestAckPolicyValidate: local or remote, with any upstream (remote applies
+// while the relay follows Redis).
 func TestAckPolicyValidate(t *testing.T) {
 	for _, tc := range []struct {
 		upstream, policy string
@@ -323,7 +324,7 @@ func TestAckPolicyValidate(t *testing.T) {
 		{"redis://127.0.0.1:6379", "local", true},
 		{"redis://127.0.0.1:6379", "remote", true},
 		{"arbor://127.0.0.1:7480", "local", true},
-		{"arbor://127.0.0.1:7480", "remote", false},
+		{"arbor://127.0.0.1:7480", "remote", true},
 		{"redis://127.0.0.1:6379", "everywhere", false},
 	} {
 		cfg := relay.DefaultConfig()

@@ -53,7 +53,7 @@ flushed.`,
 	f.String("redis-password", "", "password Redis clients and replicas must AUTH with (or $"+redisPasswordEnv+")")
 	f.String("backlog-size", "1GiB", "bound on the stream kept on disk (e.g. 512MiB, 4GiB)")
 	f.String("fsync", def.Fsync, "when to flush the stream to disk, and so what the relay's acks upstream mean: always (flush every write before it counts: acks survive a power loss, slowest), everysec (acks what was flushed, at most about 1s behind), no (never flush: acks mean only \"written to the OS\", lost with the host)")
-	f.String("ack-policy", def.AckPolicy, "what a root relay (redis:// upstream) acks to its master: local (what it durably stored) or remote (only what a relay in another site durably stored, so WAIT 1 on the master means \"survives the loss of this site\"); remote is refused with an arbor:// upstream")
+	f.String("ack-policy", def.AckPolicy, "what a root relay (redis:// upstream) acks to its master: local (what it durably stored) or remote (only what a relay in another site durably stored, so WAIT 1 on the master means \"survives the loss of this site\"); a relay following a parent relay acks its own durable offset whatever the policy")
 	f.Duration("repl-timeout", def.ReplTimeout, "drop a replication link silent for this long")
 	f.Duration("future-offset-wait", def.FutureOffsetWait, "how long a replica asking for an offset not yet received waits before a full sync")
 	f.Duration("trace-every", def.TraceEvery, "how often a root relay samples a stream frame per child relay link for tracing (0: never); spans go to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set")
