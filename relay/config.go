@@ -47,6 +47,10 @@ type Config struct {
 	// SlowConsumerTimeout cuts a child whose link accepts nothing for this
 	// long.
 	SlowConsumerTimeout time.Duration
+	// SubscribeTimeout bounds the wait for the first frame of a Sync
+	// stream (Subscribe or ResumeRdb): a peer that opens a stream and sends
+	// nothing is cut.
+	SubscribeTimeout time.Duration
 	// MaxChildLag cuts a child relay that falls this many bytes behind; it
 	// resumes from the backlog (or gets a full sync beyond it).
 	MaxChildLag int64
@@ -102,6 +106,7 @@ func DefaultConfig() Config {
 		BatchDelay:          0,
 		BatchBytes:          64 << 10,
 		SlowConsumerTimeout: 30 * time.Second,
+		SubscribeTimeout:    10 * time.Second,
 		MaxChildLag:         512 << 20,
 		BacklogSize:         1 << 30,
 		Fsync:               "everysec",
@@ -162,6 +167,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SlowConsumerTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("slow-consumer-timeout %v: must be at least 1s", c.SlowConsumerTimeout))
+	}
+	if c.SubscribeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("subscribe-timeout %v: must be positive", c.SubscribeTimeout))
 	}
 	if c.MaxChildLag < 1<<20 {
 		errs = append(errs, fmt.Errorf("max-child-lag %d: must be at least 1 MiB", c.MaxChildLag))

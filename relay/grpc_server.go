@@ -149,9 +149,9 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 	r := g.r
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
-	first, err := stream.Recv()
+	first, err := r.recvSubscribe(stream)
 	if err != nil {
-		return err
+		return toStatus(err)
 	}
 	sub, resume := first.GetSubscribe(), first.GetResumeRdb()
 	if resume != nil {
@@ -177,9 +177,6 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 	c.ackTime.Store(time.Now().UnixNano())
 	c.state.Store(int32(arborv1.LinkState_LINK_STATE_CONNECTING))
 	c.cancel = cancel
-	if sub.GetSnapshotOnly() {
-		return toStatus(r.serveSnapshot(ctx, stream, c))
-	}
 	// The child is served on its own goroutine so that this handler can
 	// return (which resets the stream and unblocks a Send stuck on flow
 	// control) as soon as the link is cut. Relay.Run waits for it.
@@ -187,6 +184,10 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 	r.bg.Add(1)
 	go func() {
 		defer r.bg.Done()
+		if sub.GetSnapshotOnly() {
+			done <- r.serveSnapshot(ctx, cancel, stream, c)
+			return
+		}
 		done <- r.serveChild(ctx, cancel, stream, c, sub, resume)
 	}()
 	select {
@@ -200,14 +201,57 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 	}
 }
 
-// serveSnapshot sends the snapshot alone (Subscribe.snapshot_only).
-func (r *Relay) serveSnapshot(ctx context.Context, stream arborv1.RelayService_SyncServer, c *childLink) error {
+// recvSubscribe waits for the first frame of a Sync, up to
+// SubscribeTimeout: a peer that opens a stream and sends nothing must not
+// hold it (and a handler) forever. The receiving goroutine ends when the
+// handler returns, which ends the stream.
+func (r *Relay) recvSubscribe(stream arborv1.RelayService_SyncServer) (*arborv1.SyncRequest, error) {
+	type recv struct {
+		m   *arborv1.SyncRequest
+		err error
+	}
+	got := make(chan recv, 1)
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		m, err := stream.Recv()
+		got <- recv{m, err}
+	}()
+	t := time.NewTimer(r.cfg.SubscribeTimeout)
+	defer t.Stop()
+	select {
+	case g := <-got:
+		return g.m, g.err
+	case <-t.C:
+		r.log.Warn("sync stream sent no subscribe in time; ending it", "timeout", r.cfg.SubscribeTimeout)
+		return nil, &cutError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR,
+			msg: fmt.Sprintf("no subscribe within %v", r.cfg.SubscribeTimeout), err: errNoSubscribe}
+	}
+}
+
+// serveSnapshot sends the snapshot alone (Subscribe.snapshot_only), under
+// the same slow-consumer watchdog as a child's link; it cancels ctx with
+// the reason before returning.
+func (r *Relay) serveSnapshot(ctx context.Context, cancel context.CancelCauseFunc, stream arborv1.RelayService_SyncServer, c *childLink) (err error) {
 	enc, err := newFrameEncoder(c.compression)
 	if err != nil {
 		return status.Errorf(codes.Internal, "compression: %v", err)
 	}
 	defer enc.close()
 	f := &feeder{r: r, c: c, srv: stream, enc: enc, log: r.log.With("child", c.id, "snapshot_only", true)}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer func() {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
+		cancel(err)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.watchdog(ctx, cancel)
+	}()
 	reader, err := f.fullSync(ctx, nil)
 	if err != nil {
 		return err
@@ -260,26 +304,49 @@ func (r *Relay) serveChild(ctx context.Context, cancel context.CancelCauseFunc, 
 	return f.stream(ctx, reader)
 }
 
-// slowConsumerError cuts a child relay; it carries the typed reason.
-type slowConsumerError struct {
+// errNoSubscribe: a Sync stream sent no subscription within
+// SubscribeTimeout.
+var errNoSubscribe = errors.New("no subscribe in time")
+
+// cutError cuts a child relay's link; it carries the typed reason, which
+// toStatus sends in the status (message and details). err, when set, is
+// the domain error behind the cut.
+type cutError struct {
 	reason arborv1.DisconnectReason
 	msg    string
+	err    error
 }
 
-func (e *slowConsumerError) Error() string { return e.msg }
+func (e *cutError) Error() string { return e.msg }
+
+func (e *cutError) Unwrap() error { return e.err }
 
 // toStatus maps the errors that end a Sync to gRPC status codes: the one
-// table at this edge.
+// table at this edge. A cut carries its DisconnectReason as a status
+// detail (arbor.v1.Disconnect), so a child need not read the message.
 func toStatus(err error) error {
-	var sc *slowConsumerError
+	var cut *cutError
 	var st interface{ GRPCStatus() *status.Status }
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &st):
 		return err
-	case errors.As(err, &sc):
-		return status.Errorf(codes.ResourceExhausted, "%s: %s", sc.reason, sc.msg)
+	case errors.As(err, &cut):
+		code := codes.ResourceExhausted // slow consumer, backlog exceeded, replid changed
+		switch {
+		case errors.Is(err, errNoSubscribe):
+			code = codes.DeadlineExceeded
+		case cut.reason == arborv1.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR:
+			code = codes.InvalidArgument
+		case cut.reason == arborv1.DisconnectReason_DISCONNECT_REASON_CYCLE:
+			code = codes.FailedPrecondition
+		}
+		s := status.Newf(code, "%s: %s", cut.reason, cut.msg)
+		if d, derr := s.WithDetails(&arborv1.Disconnect{Reason: cut.reason, Message: cut.msg}); derr == nil {
+			s = d
+		}
+		return s.Err()
 	case errors.Is(err, store.ErrReset):
 		return status.Error(codes.Aborted, "history replaced by a full sync; subscribe again")
 	case errors.Is(err, store.ErrTrimmed):
@@ -386,7 +453,8 @@ func (f *feeder) watchdog(ctx context.Context, cancel context.CancelCauseFunc) {
 		case <-t.C:
 		}
 		if began := f.sending.Load(); began != 0 && time.Since(time.Unix(0, began)) > f.r.cfg.SlowConsumerTimeout {
-			cancel(&slowConsumerError{
+			f.log.Info("child relay accepts nothing; cutting it as a slow consumer", "timeout", f.r.cfg.SlowConsumerTimeout)
+			cancel(&cutError{
 				reason: arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER,
 				msg:    fmt.Sprintf("child %s accepted nothing for %v", f.c.id, f.r.cfg.SlowConsumerTimeout),
 			})
@@ -543,7 +611,7 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 		pos := f.c.sent.Load()
 		if lag := r.store.End() - pos; lag > r.cfg.MaxChildLag {
 			f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER, fmt.Sprintf("%d bytes behind, bound %d", lag, r.cfg.MaxChildLag))
-			return &slowConsumerError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER,
+			return &cutError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER,
 				msg: fmt.Sprintf("child %s fell %d bytes behind (bound %d)", f.c.id, lag, r.cfg.MaxChildLag)}
 		}
 		if f.member && f.joining == nil {
@@ -730,7 +798,7 @@ func (f *feeder) heartbeat() error {
 // over instead.
 func (f *feeder) sendSwitch(sw *store.ReplidSwitchError) error {
 	if sw.Pos != sw.At {
-		return &slowConsumerError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_REPLID_CHANGED,
+		return &cutError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_REPLID_CHANGED,
 			msg: fmt.Sprintf("replication id changed at %d, behind this link at %d; subscribe again", sw.At, sw.Pos)}
 	}
 	err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_ReplidSwitch{ReplidSwitch: &arborv1.ReplidSwitch{

@@ -49,6 +49,7 @@ flushed.`,
 	f.String("compression", def.Compression, "preferred compression for child relay links: zstd, s2 or none")
 	f.Duration("batch-delay", def.BatchDelay, "how long stream bytes may wait to be batched into one frame for a child relay")
 	f.Duration("slow-consumer-timeout", def.SlowConsumerTimeout, "cut a child relay whose link accepts nothing for this long")
+	f.Duration("subscribe-timeout", def.SubscribeTimeout, "end a Sync stream that sends no subscription within this long")
 	f.String("max-child-lag", "512MiB", "cut a child relay that falls this far behind (it resumes from the backlog)")
 	f.String("redis-password", "", "password Redis clients and replicas must AUTH with (or $"+redisPasswordEnv+")")
 	f.String("backlog-size", "1GiB", "bound on the stream kept on disk (e.g. 512MiB, 4GiB)")
@@ -152,6 +153,7 @@ func relayConfig(fs *pflag.FlagSet) (relay.Config, *slog.Logger, error) {
 	cfg.Compression = str("compression")
 	cfg.BatchDelay = dur("batch-delay")
 	cfg.SlowConsumerTimeout = dur("slow-consumer-timeout")
+	cfg.SubscribeTimeout = dur("subscribe-timeout")
 	if cfg.MaxChildLag, err = parseSize(str("max-child-lag")); err != nil {
 		return relay.Config{}, nil, fmt.Errorf("max-child-lag: %w", err)
 	}
