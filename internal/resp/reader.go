@@ -14,16 +14,28 @@ const bulkChunk = 1 << 20
 
 // Reader reads RESP from a buffered reader. Not safe for concurrent use.
 type Reader struct {
-	br   *bufio.Reader
-	line []byte   // holds lines that do not fit in br's buffer
-	buf  []byte   // holds the arguments of the last command
-	ends []int    // end offsets of the arguments in buf
-	args [][]byte // the last command, slices of buf
+	br         *bufio.Reader
+	maxArgs    int64    // ReadCommand's multibulk count limit
+	maxBulkLen int64    // ReadCommand's bulk length limit
+	line       []byte   // holds lines that do not fit in br's buffer
+	buf        []byte   // holds the arguments of the last command
+	ends       []int    // end offsets of the arguments in buf
+	args       [][]byte // the last command, slices of buf
 }
 
-// NewReader returns a Reader that reads from br.
+// NewReader returns a Reader that reads from br, with ReadCommand limited
+// to MaxArgs arguments of MaxBulkLen bytes.
 func NewReader(br *bufio.Reader) *Reader {
-	return &Reader{br: br}
+	return &Reader{br: br, maxArgs: MaxArgs, maxBulkLen: MaxBulkLen}
+}
+
+// SetCommandLimits sets the largest multibulk count and bulk length that
+// the following ReadCommand calls accept (Redis' limits for a client that
+// has not authenticated are 10 and 16384). Each header is checked before
+// the bytes it announces are read, so a client over a limit costs no more
+// than its header. Values above MaxArgs and MaxBulkLen are capped to them.
+func (r *Reader) SetCommandLimits(maxArgs, maxBulkLen int64) {
+	r.maxArgs, r.maxBulkLen = min(maxArgs, MaxArgs), min(maxBulkLen, MaxBulkLen)
 }
 
 // ReadLine reads one line, ended by CRLF or a bare LF, and returns it without
@@ -47,18 +59,20 @@ func (r *Reader) ReadLine() ([]byte, error) {
 		line = line[:n-1]
 	}
 	if len(line) > MaxInlineLen {
-		return nil, fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, MaxInlineLen)
+		return nil, ErrLineLimit
 	}
 	return line, nil
 }
 
 // readLongLine continues a line whose start (head) filled br's buffer. It
-// returns the whole line including its LF, copied into r.line.
+// returns the whole line including its LF, copied into r.line. It fails as
+// soon as more than MaxInlineLen bytes (and a CR) came without a LF, as
+// Redis does, rather than waiting for the line to end.
 func (r *Reader) readLongLine(head []byte) ([]byte, error) {
 	r.line = append(r.line[:0], head...)
 	for {
-		if len(r.line) > MaxInlineLen+2 {
-			return nil, fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, MaxInlineLen)
+		if len(r.line) > MaxInlineLen+1 {
+			return nil, ErrLineLimit
 		}
 		more, err := r.br.ReadSlice('\n')
 		r.line = append(r.line, more...)
@@ -96,7 +110,7 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := parseCount(line, TypeArray, MaxArgs)
+	n, err := parseCount(line, TypeArray, r.maxArgs)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +124,7 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 		if err != nil {
 			return nil, eofInside(err)
 		}
-		l, err := parseCount(line, TypeBulk, MaxBulkLen)
+		l, err := parseCount(line, TypeBulk, r.maxBulkLen)
 		if err != nil {
 			return nil, err
 		}
@@ -286,8 +300,10 @@ func parseCount(line []byte, typ byte, limit int64) (int64, error) {
 	switch {
 	case !ok:
 		return 0, fmt.Errorf("%w: bad length %q", ErrProtocol, truncate(line[1:]))
+	case n > limit && typ == TypeArray:
+		return 0, fmt.Errorf("%w (%d > %d)", ErrArgsLimit, n, limit)
 	case n > limit:
-		return 0, fmt.Errorf("%w: length %d over limit %d", ErrProtocol, n, limit)
+		return 0, fmt.Errorf("%w (%d > %d)", ErrBulkLimit, n, limit)
 	case n < -1 && typ == TypeBulk:
 		return 0, fmt.Errorf("%w: bad bulk length %d", ErrProtocol, n)
 	}

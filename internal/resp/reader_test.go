@@ -76,10 +76,11 @@ func TestReadCommandErrors(t *testing.T) {
 		{"bad bulk length", "*1\r\n$abc\r\n", ErrProtocol},
 		{"negative bulk", "*1\r\n$-1\r\n", ErrProtocol},
 		{"missing crlf", "*1\r\n$3\r\nfooXY", ErrProtocol},
-		{"too many args", "*1048577\r\n", ErrProtocol},
-		{"bulk too long", "*1\r\n$536870913\r\n", ErrProtocol},
-		{"inline too long", long + "\r\n", ErrProtocol},
-		{"header too long", "*1\r\n$" + long + "\r\n", ErrProtocol},
+		{"too many args", "*1048577\r\n", ErrArgsLimit},
+		{"bulk too long", "*1\r\n$536870913\r\n", ErrBulkLimit},
+		{"inline too long", long + "\r\n", ErrLineLimit},
+		{"header too long", "*1\r\n$" + long + "\r\n", ErrLineLimit},
+		{"inline never ends", long + long, ErrLineLimit},
 		{"truncated payload", "*1\r\n$10\r\nabc", io.ErrUnexpectedEOF},
 		{"truncated args", "*2\r\n$1\r\na\r\n", io.ErrUnexpectedEOF},
 		{"truncated line", "PING", io.ErrUnexpectedEOF},
@@ -95,6 +96,54 @@ func TestReadCommandErrors(t *testing.T) {
 				t.Fatalf("got (%q, %v), want error %v", strs(got), err, tt.want)
 			}
 		})
+	}
+}
+
+// failReader fails the test if the Reader reads past what it was given.
+type failReader struct{ t *testing.T }
+
+func (f failReader) Read([]byte) (int, error) {
+	f.t.Error("the reader read past a header over its limit")
+	return 0, io.EOF
+}
+
+// TestSetCommandLimits: with Redis' limits for an unauthenticated client,
+// a header over them fails with the matching error before any byte after
+// it is read; commands within them pass.
+func TestSetCommandLimits(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want error // nil: the command passes
+	}{
+		{"10 args", "*10\r\n" + strings.Repeat("$1\r\nx\r\n", 10), nil},
+		{"11 args", "*11\r\n", ErrArgsLimit},
+		{"huge count", "*2147483648\r\n", ErrArgsLimit},
+		{"16384-byte arg", "*1\r\n$16384\r\n" + strings.Repeat("y", 16384) + "\r\n", nil},
+		{"16385-byte arg", "*1\r\n$16385\r\n", ErrBulkLimit},
+		{"second arg over", "*2\r\n$4\r\nAUTH\r\n$536870912\r\n", ErrBulkLimit},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewReader(bufio.NewReader(io.MultiReader(strings.NewReader(tt.in), failReader{t})))
+			r.SetCommandLimits(10, 16384)
+			args, err := r.ReadCommand()
+			if tt.want == nil {
+				if err != nil || len(args) == 0 {
+					t.Fatalf("got (%d args, %v), want the command", len(args), err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) || !errors.Is(err, ErrProtocol) {
+				t.Fatalf("got %v, want %v (an ErrProtocol)", err, tt.want)
+			}
+		})
+	}
+	// Limits above the defaults are capped to them.
+	r := newTestReader("*1048577\r\n")
+	r.SetCommandLimits(1<<40, 1<<40)
+	if _, err := r.ReadCommand(); !errors.Is(err, ErrArgsLimit) {
+		t.Errorf("count over MaxArgs with a higher limit set: got %v, want ErrArgsLimit", err)
 	}
 }
 

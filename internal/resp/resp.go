@@ -2,6 +2,7 @@ package resp
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 )
@@ -44,6 +45,19 @@ const maxDepth = 64
 // ErrProtocol is wrapped by every parse error of this package, so
 // errors.Is(err, ErrProtocol) tells garbage input from I/O errors.
 var ErrProtocol = errors.New("resp: protocol error")
+
+// Errors for input over a Reader's limits. Each wraps ErrProtocol; a server
+// matches them to answer as Redis does ("invalid multibulk length",
+// "unauthenticated bulk length", "too big inline request", ...).
+var (
+	// ErrArgsLimit: a multibulk count over the limit.
+	ErrArgsLimit = fmt.Errorf("%w: multibulk length over limit", ErrProtocol)
+	// ErrBulkLimit: a bulk length over the limit.
+	ErrBulkLimit = fmt.Errorf("%w: bulk length over limit", ErrProtocol)
+	// ErrLineLimit: a line (inline command, reply or length header) longer
+	// than MaxInlineLen.
+	ErrLineLimit = fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, MaxInlineLen)
+)
 
 // Reply type bytes, as they appear on the wire.
 const (
