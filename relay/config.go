@@ -80,6 +80,22 @@ type Config struct {
 	// FutureOffsetWait is how long a replica that asks for an offset the
 	// relay has not received yet waits for it before a full sync.
 	FutureOffsetWait time.Duration
+	// HandshakeTimeout bounds each command of a Redis connection that is
+	// not (yet) a replication link: a client that sends nothing, or does
+	// not finish a command, for this long is closed. A replica's handshake
+	// takes milliseconds; the bound keeps silent and slow connections from
+	// holding slots of MaxClients. Redis closes idle clients only when
+	// `timeout` is set, but the relay serves no application clients, so
+	// an idle INFO client is dropped too (redis-cli reconnects). Once a
+	// connection has sent PSYNC or SYNC, ReplTimeout applies instead.
+	HandshakeTimeout time.Duration
+	// MaxClients caps the connections on the Redis port, replicas
+	// included, as Redis' maxclients: one more is answered "-ERR max number
+	// of clients reached" and closed. Redis' default is 10000; the relay's
+	// clients are a site's replicas and a few tools, and a lower cap bounds
+	// the memory that connections can hold before AUTH (about 200 KiB
+	// each: a 16 KiB read buffer and 10 arguments of 16 KiB).
+	MaxClients int
 	// Logger receives the relay's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// MeterProvider receives the relay's metrics (see metrics.go); nil
@@ -113,6 +129,8 @@ func DefaultConfig() Config {
 		AckPolicy:           "local",
 		ReplTimeout:         60 * time.Second,
 		FutureOffsetWait:    10 * time.Second,
+		HandshakeTimeout:    60 * time.Second,
+		MaxClients:          1000,
 		TraceEvery:          time.Second,
 	}
 }
@@ -176,6 +194,12 @@ func (c *Config) Validate() error {
 	}
 	if c.FutureOffsetWait < 0 {
 		errs = append(errs, fmt.Errorf("future-offset-wait %v: must not be negative", c.FutureOffsetWait))
+	}
+	if c.HandshakeTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("handshake-timeout %v: must be at least 100ms", c.HandshakeTimeout))
+	}
+	if c.MaxClients < 1 {
+		errs = append(errs, fmt.Errorf("max-clients %d: must be at least 1", c.MaxClients))
 	}
 	if c.TraceEvery < 0 {
 		errs = append(errs, fmt.Errorf("trace-every %v: must not be negative", c.TraceEvery))

@@ -64,6 +64,7 @@ func (r *Relay) infoServer(b *strings.Builder) {
 
 func (r *Relay) infoClients(b *strings.Builder) {
 	kv(b, "connected_clients", r.stats.connectedClients.Load())
+	kv(b, "maxclients", r.cfg.MaxClients)
 }
 
 // infoReplication describes the relay as Redis describes a replica that has
@@ -133,6 +134,7 @@ func (r *Relay) infoReplication(b *strings.Builder) {
 func (r *Relay) infoStats(b *strings.Builder) {
 	kv(b, "total_connections_received", r.stats.totalConnections.Load())
 	kv(b, "total_commands_processed", r.stats.totalCommands.Load())
+	kv(b, "rejected_connections", r.stats.rejectedConnections.Load())
 	kv(b, "sync_full", r.stats.fullSyncs.Load())
 	kv(b, "sync_partial_ok", r.stats.partialOK.Load())
 	kv(b, "sync_partial_err", r.stats.partialErr.Load())

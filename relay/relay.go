@@ -74,8 +74,10 @@ type stats struct {
 	connectedClients  atomic.Int64
 	rejectedStreams   atomic.Int64 // upstream sessions ended by invalid bytes
 	totalConnections  atomic.Int64
-	totalCommands     atomic.Int64
-	replicaOutputByte atomic.Int64
+	// rejectedConnections counts connections refused over MaxClients.
+	rejectedConnections atomic.Int64
+	totalCommands       atomic.Int64
+	replicaOutputByte   atomic.Int64
 }
 
 // linkState is what INFO says of the upstream link.

@@ -57,8 +57,18 @@ type client struct {
 	out           []byte
 }
 
+// Redis' limits for a client that has not authenticated (networking.c): a
+// larger multibulk count or bulk length is a protocol error before any of
+// the command is buffered, so a client that does not know the password
+// cannot make the relay hold more than a few KiB for it.
+const (
+	unauthMaxArgs    = 10
+	unauthMaxBulkLen = 16 << 10
+)
+
 // serveRedis accepts Redis connections until ctx ends and waits for their
-// handlers.
+// handlers. Beyond MaxClients connections, a new one is refused as Redis
+// refuses it.
 func (r *Relay) serveRedis(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -92,10 +102,18 @@ func (r *Relay) serveRedis(ctx context.Context) {
 			}
 			continue
 		}
-		mu.Lock()
-		conns[conn] = struct{}{}
-		mu.Unlock()
 		r.stats.totalConnections.Add(1)
+		mu.Lock()
+		full := len(conns) >= r.cfg.MaxClients
+		if !full {
+			conns[conn] = struct{}{}
+		}
+		mu.Unlock()
+		if full {
+			r.stats.rejectedConnections.Add(1)
+			refuseConn(conn)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -110,18 +128,41 @@ func (r *Relay) serveRedis(ctx context.Context) {
 	}
 }
 
+// refuseConn answers a connection over MaxClients with Redis' error and
+// closes it. The write goes to an empty socket buffer, so it does not
+// block; the deadline only keeps the accept loop safe if it ever did.
+func refuseConn(conn net.Conn) {
+	conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	conn.Write(resp.AppendError(nil, "ERR max number of clients reached"))
+	conn.Close()
+}
+
 // handleConn serves one Redis connection: a few commands, and PSYNC/SYNC,
-// after which the connection is a replication link.
+// after which the connection is a replication link. Until then each
+// command must arrive within HandshakeTimeout, and a client that has not
+// authenticated is held to Redis' unauthenticated limits.
 func (r *Relay) handleConn(ctx context.Context, conn net.Conn) {
 	br := bufio.NewReaderSize(conn, 16<<10)
 	rd := resp.NewReader(br)
 	c := &client{conn: conn, authed: r.cfg.RedisPassword == ""}
 	for {
+		if !c.authed {
+			rd.SetCommandLimits(unauthMaxArgs, unauthMaxBulkLen)
+		} else {
+			rd.SetCommandLimits(resp.MaxArgs, resp.MaxBulkLen)
+		}
+		conn.SetReadDeadline(time.Now().Add(r.cfg.HandshakeTimeout))
 		args, err := rd.ReadCommand()
 		if err != nil {
-			if errors.Is(err, resp.ErrProtocol) {
+			var ne net.Error
+			switch {
+			case errors.Is(err, resp.ErrProtocol):
 				r.log.Warn("redis client sent invalid protocol; closing", "remote", conn.RemoteAddr().String(), "err", err)
-				conn.Write(resp.AppendError(nil, "ERR Protocol error: "+strings.TrimPrefix(err.Error(), resp.ErrProtocol.Error()+": ")))
+				conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+				conn.Write(resp.AppendError(nil, protocolErrorReply(err, c.authed)))
+			case errors.As(err, &ne) && ne.Timeout():
+				r.log.Info("redis client sent no complete command in time; closing", "remote", conn.RemoteAddr().String(),
+					"handshake_timeout", r.cfg.HandshakeTimeout)
 			}
 			return
 		}
@@ -135,6 +176,9 @@ func (r *Relay) handleConn(ctx context.Context, conn net.Conn) {
 		case !c.authed && name != "auth" && name != "quit":
 			c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
 		case name == "psync" || name == "sync":
+			// From here ReplTimeout governs the link (a SYNC link sends
+			// nothing at all), not the handshake deadline.
+			conn.SetReadDeadline(time.Time{})
 			r.startReplica(ctx, c, br, args)
 			return
 		default:
@@ -150,6 +194,24 @@ func (r *Relay) handleConn(ctx context.Context, conn net.Conn) {
 			}
 		}
 	}
+}
+
+// protocolErrorReply is the error line Redis sends for invalid protocol
+// before it closes the connection (networking.c).
+func protocolErrorReply(err error, authed bool) string {
+	switch {
+	case errors.Is(err, resp.ErrArgsLimit) && !authed:
+		return "ERR Protocol error: unauthenticated multibulk length"
+	case errors.Is(err, resp.ErrArgsLimit):
+		return "ERR Protocol error: invalid multibulk length"
+	case errors.Is(err, resp.ErrBulkLimit) && !authed:
+		return "ERR Protocol error: unauthenticated bulk length"
+	case errors.Is(err, resp.ErrBulkLimit):
+		return "ERR Protocol error: invalid bulk length"
+	case errors.Is(err, resp.ErrLineLimit):
+		return "ERR Protocol error: too big inline request"
+	}
+	return "ERR Protocol error: " + strings.TrimPrefix(err.Error(), resp.ErrProtocol.Error()+": ")
 }
 
 // command runs one ordinary command, appending its reply to c.out. It

@@ -57,6 +57,8 @@ flushed.`,
 	f.String("ack-policy", def.AckPolicy, "what a root relay (redis:// upstream) acks to its master: local (what it durably stored) or remote (only what a relay in another site durably stored, so WAIT 1 on the master means \"survives the loss of this site\"); a relay following a parent relay acks its own durable offset whatever the policy")
 	f.Duration("repl-timeout", def.ReplTimeout, "drop a replication link silent for this long")
 	f.Duration("future-offset-wait", def.FutureOffsetWait, "how long a replica asking for an offset not yet received waits before a full sync")
+	f.Duration("handshake-timeout", def.HandshakeTimeout, "close a Redis connection that has not sent PSYNC or SYNC and sends no complete command for this long")
+	f.Int("max-clients", def.MaxClients, "cap on Redis connections, replicas included; one more gets \"-ERR max number of clients reached\"")
 	f.Duration("trace-every", def.TraceEvery, "how often a root relay samples a stream frame per child relay link for tracing (0: never); spans go to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set")
 	f.String("debug-addr", "", "address of an HTTP endpoint with /debug/pprof and Prometheus /metrics (empty: none)")
 	f.String("log-level", "info", "log level: debug, info, warn or error")
@@ -166,6 +168,8 @@ func relayConfig(fs *pflag.FlagSet) (relay.Config, *slog.Logger, error) {
 	cfg.AckPolicy = str("ack-policy")
 	cfg.ReplTimeout = dur("repl-timeout")
 	cfg.FutureOffsetWait = dur("future-offset-wait")
+	cfg.HandshakeTimeout = dur("handshake-timeout")
+	cfg.MaxClients, _ = fs.GetInt("max-clients")
 	cfg.TraceEvery = dur("trace-every")
 	cfg.Logger = logger
 	return cfg, logger, nil

@@ -1,0 +1,39 @@
+package relay_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/arbor-fabric/arbor/relay"
+)
+
+// TestConfigValidateClientLimits: the Redis port's client limits are
+// checked and a bad one is named.
+func TestConfigValidateClientLimits(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*relay.Config)
+		want string // "" for a valid config
+	}{
+		{"defaults", func(*relay.Config) {}, ""},
+		{"zero handshake timeout", func(c *relay.Config) { c.HandshakeTimeout = 0 }, "handshake-timeout"},
+		{"tiny handshake timeout", func(c *relay.Config) { c.HandshakeTimeout = time.Millisecond }, "handshake-timeout"},
+		{"zero max clients", func(c *relay.Config) { c.MaxClients = 0 }, "max-clients"},
+		{"one client", func(c *relay.Config) { c.MaxClients = 1 }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := relay.DefaultConfig()
+			cfg.ID, cfg.DataDir, cfg.Upstream = "r", t.TempDir(), "redis://127.0.0.1:6379"
+			tt.edit(&cfg)
+			err := cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("got %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("got %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}
