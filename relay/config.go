@@ -57,6 +57,21 @@ type Config struct {
 	// RedisPassword, when set, is required from Redis clients (AUTH), as
 	// requirepass; replicas set masterauth to it.
 	RedisPassword string
+	// SnapshotSources are the Redis servers (host:port) the operator trusts
+	// to serve a fresher RDB of the master's history when the snapshot pins
+	// the backlog over BacklogSize: typically the site's own backup nodes,
+	// replicas of this relay, so that the fork for the RDB happens there
+	// and not on the master. Only these are asked, never an address a
+	// replica announces; each RDB is checked (history, offset, CRC64, RDB
+	// version: see store.RefreshRules). Empty: the upstream alone is
+	// asked. Under etcd the runner sets them from the topology
+	// (SetSnapshotSources).
+	SnapshotSources []string
+	// SnapshotSourceUser and SnapshotSourcePassword authenticate the relay
+	// to the snapshot sources (AUTH; no password: no AUTH). The upstream's
+	// credentials are only ever sent to the upstream.
+	SnapshotSourceUser     string
+	SnapshotSourcePassword string
 	// BacklogSize bounds the stream bytes kept on disk.
 	BacklogSize int64
 	// Fsync is the flush policy of the store: always, everysec or no. It
@@ -151,6 +166,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.RedisAddr); err != nil {
 		errs = append(errs, fmt.Errorf("redis-addr %q: %w", c.RedisAddr, err))
+	}
+	if err := checkSnapshotSources(c.SnapshotSources); err != nil {
+		errs = append(errs, err)
 	}
 	if c.BacklogSize < 1<<20 {
 		errs = append(errs, fmt.Errorf("backlog-size %d: must be at least 1 MiB", c.BacklogSize))
@@ -263,4 +281,22 @@ func ParseUpstream(s string) (Upstream, error) {
 		}
 	}
 	return up, nil
+}
+
+// checkSnapshotSources checks that every snapshot source is a host:port.
+func checkSnapshotSources(addrs []string) error {
+	var errs []error
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err == nil && host == "" {
+			err = errors.New("no host")
+		}
+		if p, perr := strconv.Atoi(port); err == nil && (perr != nil || p <= 0 || p > 65535) {
+			err = fmt.Errorf("port %q: not a TCP port", port)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("snapshot-source %q: %w", a, err))
+		}
+	}
+	return errors.Join(errs...)
 }

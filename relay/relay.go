@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,7 @@ type Relay struct {
 	topoErr   string        // guarded by upMu: why the newest edit was refused
 	upstream  Upstream      // guarded by upMu
 	upChanged chan struct{} // closed and replaced by SetUpstream; guarded by upMu
+	snapSrcs  []string      // guarded by upMu: trusted snapshot sources (host:port); replaced, never modified
 
 	bg sync.WaitGroup // child relay links, which may outlive their RPC handler briefly
 
@@ -148,6 +150,7 @@ func New(cfg Config) (*Relay, error) {
 		log:         log,
 		upstream:    up,
 		upChanged:   make(chan struct{}),
+		snapSrcs:    slices.Clone(cfg.SnapshotSources),
 		store:       st,
 		ln:          ln,
 		grpcLn:      grpcLn,
@@ -209,6 +212,36 @@ func (r *Relay) SetUpstream(s string) error {
 	close(r.upChanged)
 	r.upChanged = make(chan struct{})
 	return nil
+}
+
+// SetSnapshotSources replaces the Redis servers (host:port) the relay may
+// fetch a fresher snapshot from (see Config.SnapshotSources).
+func (r *Relay) SetSnapshotSources(addrs []string) error {
+	if err := checkSnapshotSources(addrs); err != nil {
+		return err
+	}
+	addrs = slices.Clone(addrs)
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	if slices.Equal(addrs, r.snapSrcs) {
+		return nil
+	}
+	r.log.Info("snapshot sources set", "from", r.snapSrcs, "to", addrs)
+	r.snapSrcs = addrs
+	return nil
+}
+
+// snapshotSources returns the trusted snapshot sources, as upstreams with
+// the sources' own credentials.
+func (r *Relay) snapshotSources() []Upstream {
+	r.upMu.Lock()
+	addrs := r.snapSrcs
+	r.upMu.Unlock()
+	out := make([]Upstream, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, Upstream{Kind: UpstreamRedis, Addr: a, User: r.cfg.SnapshotSourceUser, Password: r.cfg.SnapshotSourcePassword})
+	}
+	return out
 }
 
 // SetTopology records the topology in force (its etcd revision) and why

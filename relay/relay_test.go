@@ -197,15 +197,20 @@ func TestRelayAnswersLikeRedis(t *testing.T) {
 }
 
 // TestBacklogStaysBounded: with a small --backlog-size, the relay fetches
-// fresher snapshots from the master (REPLCONF rdb-only) so the backlog can
-// be trimmed, and a replica that arrives later gets a full sync from the
-// fresh snapshot plus the backlog, and converges.
+// fresher snapshots (REPLCONF rdb-only) from its configured snapshot
+// source, with the source's own password, so the backlog can be trimmed,
+// and a replica that arrives later gets a full sync from the fresh
+// snapshot plus the backlog, and converges.
 func TestBacklogStaysBounded(t *testing.T) {
 	master := redistest.Start(t, "--repl-backlog-size", "64mb")
+	// early, a replica of the relay, is the trusted snapshot source; it
+	// requires a password the master does not have.
+	early := redistest.Start(t, "--requirepass", "source-secret")
 	cfg := newRelayConfig(t, upstreamOf(master))
 	cfg.BacklogSize = 1 << 20
+	cfg.SnapshotSources = []string{early.Addr}
+	cfg.SnapshotSourcePassword = "source-secret"
 	r := startRelay(t, cfg)
-	early := redistest.Start(t)
 	// gone keeps its RDB (disk loading) and comes back after the backlog
 	// moved past its offset: a replica outside the backlog.
 	gone := redistest.Start(t, "--repl-diskless-load", "disabled")
@@ -231,8 +236,8 @@ func TestBacklogStaysBounded(t *testing.T) {
 	replicaOf(t, late, r.Port)
 	redistest.WaitInSync(t, syncTimeout, master, early, late, gone)
 	expectEq(t, "relay arbor_upstream_full_syncs", r.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
-	// The fresher snapshots came from the relay's in-sync replica: the
-	// master forked for the relay once, for its first full sync.
+	// The fresher snapshots came from the snapshot source: the master
+	// forked for the relay once, for its first full sync.
 	expectEq(t, "master sync_full", masterInt(t, master, "stats", "sync_full"), 1)
 	// Both the returning replica (outside the backlog) and the new one (a
 	// former master PSYNCs with its own ID, as Redis 7 does) are refused a

@@ -3,8 +3,6 @@ package relay
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/arbor-fabric/arbor/internal/resp"
@@ -19,9 +17,18 @@ const snapshotCheckInterval = 2 * time.Second
 // refreshSnapshots keeps the backlog within --backlog-size: the backlog may
 // not be trimmed past the snapshot (a full sync needs both), so when the
 // snapshot pins it, the relay fetches a fresher RDB of the same history
-// (REPLCONF rdb-only) and installs it. It asks one of its own in-sync Redis
-// replicas first, so that the fork for the RDB happens there and never on
-// the master; the upstream is the fallback.
+// (REPLCONF rdb-only) and installs it.
+//
+// It asks the snapshot sources the operator configured first (the site's
+// own nodes), so that the fork for the RDB happens there and not on the
+// master; the upstream is the fallback. It never asks a replica at the
+// address the replica announces: REPLCONF listening-port and ip-address
+// are a client's claims, and an RDB the relay installs is served to every
+// full sync of its site and of the sites below it. A source gets its own
+// credentials, never the upstream's, and what it sends must fit the
+// history (replication ID, an offset inside the backlog), carry a CRC64
+// that matches, and be of an RDB version no newer than the snapshot's
+// (store.RefreshRules).
 func (r *Relay) refreshSnapshots(ctx context.Context) {
 	t := time.NewTicker(snapshotCheckInterval)
 	defer t.Stop()
@@ -38,49 +45,43 @@ func (r *Relay) refreshSnapshots(ctx context.Context) {
 		st := r.store.State()
 		r.log.Info("backlog over its bound and pinned by the snapshot; fetching a fresher snapshot",
 			"backlog_bytes", st.BacklogBytes, "backlog_size", r.cfg.BacklogSize, "snapshot_offset", st.Snapshot.Offset)
-		if rep, ok := r.inSyncReplica(up); ok {
-			err := r.refreshSnapshot(ctx, rep)
-			if err == nil {
-				continue
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			r.log.Warn("snapshot refresh from a replica failed; asking the upstream", "replica", rep.Addr, "err", err)
+		if r.refreshFromSources(ctx) || ctx.Err() != nil {
+			continue
 		}
-		refresh := r.refreshSnapshot
+		var err error
 		if up.Kind == UpstreamRelay {
-			refresh = r.refreshFromRelay
+			err = r.refreshFromRelay(ctx, up)
+		} else {
+			err = r.refreshSnapshot(ctx, up, store.RefreshRules{})
 		}
-		if err := refresh(ctx, up); err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil {
 			r.log.Warn("snapshot refresh failed; will retry", "err", err)
 		}
 	}
 }
 
-// inSyncReplica picks an online Redis replica of this relay whose acked
-// offset is past the current snapshot (so its RDB lets the backlog shrink;
-// a chained replica serves RDBs with the master's replication ID and its own
-// offset). It is reached at the address it connected from and its listening
-// port, with the upstream's credentials.
-func (r *Relay) inSyncReplica(up Upstream) (Upstream, bool) {
-	st := r.store.State()
-	if st.Snapshot == nil {
-		return Upstream{}, false
-	}
-	for _, rp := range r.replicaList() {
-		if v, _ := rp.state.Load().(string); v != "online" || rp.sync || rp.listeningPort == 0 || rp.ackOffset.Load() <= st.Snapshot.Offset {
-			continue
+// refreshFromSources tries the trusted snapshot sources in turn and
+// reports whether one of them refreshed the snapshot.
+func (r *Relay) refreshFromSources(ctx context.Context) bool {
+	rules := store.RefreshRules{NoNewerVersion: true, NeedCRC: true}
+	for _, src := range r.snapshotSources() {
+		err := r.refreshSnapshot(ctx, src, rules)
+		if err == nil {
+			return true
 		}
-		return Upstream{Kind: UpstreamRedis, Addr: net.JoinHostPort(rp.addr, strconv.Itoa(rp.listeningPort)), User: up.User, Password: up.Password}, true
+		if ctx.Err() != nil {
+			return false
+		}
+		r.log.Warn("snapshot refresh from a snapshot source failed; trying the next, then the upstream", "source", src.Addr, "err", err)
 	}
-	return Upstream{}, false
+	return false
 }
 
 // refreshSnapshot fetches an RDB of the current history from a Redis server
-// (the master or one of the relay's own replicas) and installs it once the
-// stream reached its offset.
-func (r *Relay) refreshSnapshot(ctx context.Context, up Upstream) error {
+// (the master, or a trusted snapshot source: a replica of the relay or of
+// the master serves RDBs with the master's replication ID and its own
+// offset) and installs it under rules once the stream reached its offset.
+func (r *Relay) refreshSnapshot(ctx context.Context, up Upstream, rules store.RefreshRules) error {
 	linkCtx, closeLink := context.WithCancel(ctx)
 	u, wait, err := r.dialUpstream(linkCtx, up, true)
 	if wait != nil {
@@ -100,10 +101,14 @@ func (r *Relay) refreshSnapshot(ctx context.Context, up Upstream) error {
 	}
 	replid, off, ok := parseFullResync(line)
 	if !ok {
-		return fmt.Errorf("upstream answered %q to an rdb-only PSYNC", line)
+		return fmt.Errorf("%s answered %q to an rdb-only PSYNC", up.Addr, line)
 	}
-	if st := r.store.State(); replid != st.Replid {
-		return fmt.Errorf("upstream history %s is not the stored %s; the main link handles that", replid, st.Replid)
+	st := r.store.State()
+	if replid != st.Replid {
+		return fmt.Errorf("%s serves history %s, not the stored %s; the main link handles a new history", up.Addr, replid, st.Replid)
+	}
+	if st.Snapshot != nil && off <= st.Snapshot.Offset {
+		return fmt.Errorf("%s is at offset %d, not past the snapshot's %d", up.Addr, off, st.Snapshot.Offset)
 	}
 	w, err := r.store.NewSnapshotWriter()
 	if err != nil {
@@ -114,7 +119,7 @@ func (r *Relay) refreshSnapshot(ctx context.Context, up Upstream) error {
 		return err
 	}
 	closeLink() // the RDB is all this link was for
-	return r.installWhenReached(ctx, w, replid, off)
+	return r.installWhenReached(ctx, w, replid, off, rules)
 }
 
 // refreshFromRelay fetches the parent relay's snapshot (Subscribe with
@@ -154,19 +159,24 @@ func (r *Relay) refreshFromRelay(ctx context.Context, up Upstream) error {
 		return err
 	}
 	end() // the snapshot is all this stream was for
-	return r.installWhenReached(ctx, w, fs.GetReplid(), fs.GetOffset())
+	// The parent is this relay's upstream, reached over mutual TLS: its
+	// snapshot is what a full sync from it would bring, so a newer RDB
+	// version (the master was upgraded in place) is taken, as the parent
+	// took it. Its content is checked as from any source: CRC64 when the
+	// RDB carries one, and it must carry one if ours did.
+	return r.installWhenReached(ctx, w, fs.GetReplid(), fs.GetOffset(), store.RefreshRules{NeedCRC: true})
 }
 
-// installWhenReached installs the fresher snapshot of offset off once the
-// stream has reached it.
-func (r *Relay) installWhenReached(ctx context.Context, w *store.SnapshotWriter, replid string, off int64) error {
+// installWhenReached installs the fresher snapshot of offset off under
+// rules once the stream has reached it.
+func (r *Relay) installWhenReached(ctx context.Context, w *store.SnapshotWriter, replid string, off int64, rules store.RefreshRules) error {
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.ReplTimeout)
 	defer cancel()
 	if _, err := r.store.WaitEnd(wctx, off); err != nil {
 		w.Abort()
 		return fmt.Errorf("stream did not reach the snapshot's offset %d: %w", off, err)
 	}
-	snap, err := r.store.InstallSnapshot(w, replid, off)
+	snap, err := r.store.InstallSnapshotWith(w, replid, off, rules)
 	if err != nil {
 		return err
 	}

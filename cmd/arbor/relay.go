@@ -13,7 +13,10 @@ import (
 	"github.com/arbor-fabric/arbor/relay"
 )
 
-const redisPasswordEnv = "ARBOR_REDIS_PASSWORD"
+const (
+	redisPasswordEnv          = "ARBOR_REDIS_PASSWORD"
+	snapshotSourcePasswordEnv = "ARBOR_SNAPSHOT_SOURCE_PASSWORD"
+)
 
 func newRelayCmd() *cobra.Command {
 	def := relay.DefaultConfig()
@@ -25,8 +28,8 @@ stores the RDB and the command stream under --data-dir, and serves stock
 redis-server replicas that run REPLICAOF <relay host> <relay port>.
 
 Settings come from flags, from a YAML file given with --config (keys are the
-flag names, e.g. "data-dir: /var/lib/arbor"), and for the password from the
-` + redisPasswordEnv + ` environment variable. A flag given on the command line
+flag names, e.g. "data-dir: /var/lib/arbor"), and for the passwords from the
+` + redisPasswordEnv + ` and ` + snapshotSourcePasswordEnv + ` environment variables. A flag given on the command line
 wins over the file. SIGINT or SIGTERM stop the relay gracefully, with the store
 flushed.`,
 		Example: `  arbor relay --id relay-a1 --site A --data-dir /var/lib/arbor/relay-a1 \
@@ -52,6 +55,9 @@ flushed.`,
 	f.Duration("subscribe-timeout", def.SubscribeTimeout, "end a Sync stream that sends no subscription within this long")
 	f.String("max-child-lag", "512MiB", "cut a child relay that falls this far behind (it resumes from the backlog)")
 	f.String("redis-password", "", "password Redis clients and replicas must AUTH with (or $"+redisPasswordEnv+")")
+	f.StringSlice("snapshot-source", nil, "Redis server (host:port) trusted to serve a fresher snapshot when the snapshot pins the backlog over --backlog-size, e.g. the site's backup nodes; repeat or comma-separate; none: the upstream is asked (under --etcd: the topology's nodes of this relay's site)")
+	f.String("snapshot-source-user", "", "user the relay AUTHs with at its snapshot sources")
+	f.String("snapshot-source-password", "", "password the relay AUTHs with at its snapshot sources (or $"+snapshotSourcePasswordEnv+"); the upstream's is never sent to them")
 	f.String("backlog-size", "1GiB", "bound on the stream kept on disk (e.g. 512MiB, 4GiB)")
 	f.String("fsync", def.Fsync, "when to flush the stream to disk, and so what the relay's acks upstream mean: always (flush every write before it counts: acks survive a power loss, slowest), everysec (acks what was flushed, at most about 1s behind), no (never flush: acks mean only \"written to the OS\", lost with the host)")
 	f.String("ack-policy", def.AckPolicy, "what a root relay (redis:// upstream) acks to its master: local (what it durably stored) or remote (only what a relay in another site durably stored, so WAIT 1 on the master means \"survives the loss of this site\"); a relay following a parent relay acks its own durable offset whatever the policy")
@@ -162,6 +168,12 @@ func relayConfig(fs *pflag.FlagSet) (relay.Config, *slog.Logger, error) {
 	cfg.RedisPassword = str("redis-password")
 	if cfg.RedisPassword == "" {
 		cfg.RedisPassword = os.Getenv(redisPasswordEnv)
+	}
+	cfg.SnapshotSources, _ = fs.GetStringSlice("snapshot-source")
+	cfg.SnapshotSourceUser = str("snapshot-source-user")
+	cfg.SnapshotSourcePassword = str("snapshot-source-password")
+	if cfg.SnapshotSourcePassword == "" {
+		cfg.SnapshotSourcePassword = os.Getenv(snapshotSourcePasswordEnv)
 	}
 	cfg.BacklogSize = size
 	cfg.Fsync = str("fsync")

@@ -2,6 +2,8 @@ package store
 
 import (
 	"bufio"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -190,11 +192,40 @@ func (s *Store) OpenFullSync() (*FullSync, error) {
 	}, nil
 }
 
+// ErrSnapshotRefused is returned (wrapped) by InstallSnapshotWith for an
+// RDB that breaks its RefreshRules.
+var ErrSnapshotRefused = errors.New("store: snapshot refused")
+
+// RefreshRules are what a fresher snapshot must meet, compared with the
+// snapshot it replaces (InstallSnapshotWith). The rules hold by induction: every snapshot descends, through
+// refreshes that kept them, from one the upstream sent in a full sync.
+type RefreshRules struct {
+	// NoNewerVersion refuses an RDB whose format version is newer than the
+	// replaced snapshot's. The site's replicas load what the master sends
+	// them; a source running a newer Redis (a rolling upgrade) writes an
+	// RDB they cannot load ("Can't handle RDB format version"), and every
+	// full sync from the relay would then fail, forever. Only the upstream
+	// may raise the version.
+	NoNewerVersion bool
+	// NeedCRC refuses an RDB without a checksum (a stored CRC64 of 0, "not
+	// computed": rdbchecksum no) unless the snapshot it replaces has none
+	// either (the master itself runs with rdbchecksum no), so that content
+	// is checked end to end whenever the master makes that possible.
+	NeedCRC bool
+}
+
 // InstallSnapshot replaces the snapshot with a fresher RDB of the same
 // history (the upstream's replid, at an offset inside the backlog window),
 // which lets the backlog be trimmed past the old snapshot. The backlog and
-// its readers are untouched.
+// its readers are untouched. It is InstallSnapshotWith with no rules: for
+// an RDB from the upstream itself.
 func (s *Store) InstallSnapshot(w *SnapshotWriter, replid string, offset int64) (Snapshot, error) {
+	return s.InstallSnapshotWith(w, replid, offset, RefreshRules{})
+}
+
+// InstallSnapshotWith is InstallSnapshot for an RDB that must also meet
+// rules; one that does not is discarded with ErrSnapshotRefused.
+func (s *Store) InstallSnapshotWith(w *SnapshotWriter, replid string, offset int64, rules RefreshRules) (Snapshot, error) {
 	sum, err := w.finish()
 	if err != nil {
 		w.Abort()
@@ -206,6 +237,24 @@ func (s *Store) InstallSnapshot(w *SnapshotWriter, replid string, offset int64) 
 	if replid != st.Replid || offset < st.Start || offset > st.End {
 		w.Abort()
 		return Snapshot{}, fmt.Errorf("%w: snapshot %s@%d does not fit the history %s [%d, %d]", ErrOutOfRange, replid, offset, st.Replid, st.Start, st.End)
+	}
+	if cur := s.meta.Snapshot; cur != nil {
+		if rules.NoNewerVersion && sum.Version > cur.RDBVersion {
+			w.Abort()
+			return Snapshot{}, fmt.Errorf("%w: rdb version %d is newer than the snapshot's %d (the site's replicas may not load it)",
+				ErrSnapshotRefused, sum.Version, cur.RDBVersion)
+		}
+		if rules.NeedCRC && !sum.CRCChecked {
+			stored, err := s.storedCRCLocked(cur)
+			if err != nil {
+				w.Abort()
+				return Snapshot{}, err
+			}
+			if stored != 0 {
+				w.Abort()
+				return Snapshot{}, fmt.Errorf("%w: the rdb carries no checksum (rdbchecksum no), the snapshot it would replace does", ErrSnapshotRefused)
+			}
+		}
 	}
 	snap := Snapshot{
 		File:       fmt.Sprintf("snapshot-%d-%d.rdb", s.meta.Generation, offset),
@@ -310,4 +359,19 @@ func (s *Store) AdoptIDs(replid, replid2 string, secondOffset int64) error {
 	s.meta = m
 	s.broadcastLocked()
 	return nil
+}
+
+// storedCRCLocked reads the CRC64 stored at the end of snapshot snap's RDB
+// (0: the RDB carries none). s.mu is held.
+func (s *Store) storedCRCLocked(snap *Snapshot) (uint64, error) {
+	f, err := os.Open(filepath.Join(s.opts.Dir, snap.File))
+	if err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	defer f.Close()
+	var b [8]byte
+	if _, err := f.ReadAt(b[:], snap.Size-8); err != nil {
+		return 0, fmt.Errorf("store: snapshot checksum: %w", err)
+	}
+	return binary.LittleEndian.Uint64(b[:]), nil
 }
