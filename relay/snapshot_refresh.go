@@ -14,6 +14,10 @@ import (
 // is held over its bound by an old snapshot.
 const snapshotCheckInterval = 2 * time.Second
 
+// sourceRetryAfter is how long a snapshot source that failed is not asked
+// again.
+const sourceRetryAfter = 30 * time.Second
+
 // refreshSnapshots keeps the backlog within --backlog-size: the backlog may
 // not be trimmed past the snapshot (a full sync needs both), so when the
 // snapshot pins it, the relay fetches a fresher RDB of the same history
@@ -32,6 +36,7 @@ const snapshotCheckInterval = 2 * time.Second
 func (r *Relay) refreshSnapshots(ctx context.Context) {
 	t := time.NewTicker(snapshotCheckInterval)
 	defer t.Stop()
+	failed := map[string]time.Time{} // source address -> when it failed last
 	for {
 		select {
 		case <-ctx.Done():
@@ -45,7 +50,7 @@ func (r *Relay) refreshSnapshots(ctx context.Context) {
 		st := r.store.State()
 		r.log.Info("backlog over its bound and pinned by the snapshot; fetching a fresher snapshot",
 			"backlog_bytes", st.BacklogBytes, "backlog_size", r.cfg.BacklogSize, "snapshot_offset", st.Snapshot.Offset)
-		if r.refreshFromSources(ctx) || ctx.Err() != nil {
+		if r.refreshFromSources(ctx, failed) || ctx.Err() != nil {
 			continue
 		}
 		var err error
@@ -61,17 +66,25 @@ func (r *Relay) refreshSnapshots(ctx context.Context) {
 }
 
 // refreshFromSources tries the trusted snapshot sources in turn and
-// reports whether one of them refreshed the snapshot.
-func (r *Relay) refreshFromSources(ctx context.Context) bool {
+// reports whether one of them refreshed the snapshot. A source that failed
+// is skipped for sourceRetryAfter (failed holds when): an rdb-only PSYNC
+// makes it fork even when its answer turns out to be of no use (another
+// history, an offset not past the snapshot).
+func (r *Relay) refreshFromSources(ctx context.Context, failed map[string]time.Time) bool {
 	rules := store.RefreshRules{NoNewerVersion: true, NeedCRC: true}
 	for _, src := range r.snapshotSources() {
+		if at, ok := failed[src.Addr]; ok && time.Since(at) < sourceRetryAfter {
+			continue
+		}
 		err := r.refreshSnapshot(ctx, src, rules)
 		if err == nil {
+			delete(failed, src.Addr)
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
+		failed[src.Addr] = time.Now()
 		r.log.Warn("snapshot refresh from a snapshot source failed; trying the next, then the upstream", "source", src.Addr, "err", err)
 	}
 	return false

@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -26,6 +27,9 @@ type RelayUpdate struct {
 	// topology in force is then older than the newest edit): for logs and
 	// the relay's Status.
 	Rejected *Rejection
+	// SnapshotSources are the Redis addresses the relay may fetch a
+	// fresher snapshot from (Topology.SnapshotSources).
+	SnapshotSources []string
 }
 
 // WatchRelay follows cluster's topology (with a Watcher) and calls onChange
@@ -84,11 +88,12 @@ func relayUpdate(w *Watcher, id string) RelayUpdate {
 		return u // cannot happen in a valid topology
 	}
 	u.Found, u.Spec, u.Upstream = true, spec, up
+	u.SnapshotSources = t.SnapshotSources(id)
 	return u
 }
 
 // sameRelayUpdate compares two updates but for their revision.
 func sameRelayUpdate(a, b RelayUpdate) bool {
-	a.Revision, b.Revision = 0, 0
-	return a == b
+	return a.Found == b.Found && a.Spec == b.Spec && a.Upstream == b.Upstream &&
+		a.Rejected == b.Rejected && slices.Equal(a.SnapshotSources, b.SnapshotSources)
 }

@@ -185,6 +185,36 @@ func (t *Topology) NodeUpstream(id string) (string, error) {
 	return "", fmt.Errorf("node %q: follow %q: no such relay or node", id, n.Follow)
 }
 
+// SnapshotSources returns the Redis addresses relay id may fetch a fresher
+// snapshot from: the redis_addr of every node of its site but the master
+// node (the relay's upstream covers the master), the nodes that follow the
+// relay first, then by id. Nil when the relay is unknown. These are the
+// operator's own nodes, unlike an address a replica announces.
+func (t *Topology) SnapshotSources(id string) []string {
+	r, ok := t.Relays[id]
+	if !ok {
+		return nil
+	}
+	var ids []string
+	for nid, n := range t.Nodes {
+		if n.Site == r.Site && nid != t.Master && n.RedisAddr != "" {
+			ids = append(ids, nid)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		fi, fj := t.Nodes[ids[i]].Follow == id, t.Nodes[ids[j]].Follow == id
+		if fi != fj {
+			return fi
+		}
+		return ids[i] < ids[j]
+	})
+	var out []string
+	for _, nid := range ids {
+		out = append(out, t.Nodes[nid].RedisAddr)
+	}
+	return out
+}
+
 // hostPort checks a host:port address.
 func hostPort(addr string) error {
 	host, port, err := net.SplitHostPort(addr)

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,6 +58,25 @@ func TestSeedTopology(t *testing.T) {
 		got, err := top.NodeUpstream(c.node)
 		if err != nil || got != c.want {
 			t.Errorf("NodeUpstream(%s): got %q, %v; want %q", c.node, got, err, c.want)
+		}
+	}
+}
+
+// TestSnapshotSources: a relay's snapshot sources are its site's nodes
+// but the master, those that follow it first.
+func TestSnapshotSources(t *testing.T) {
+	top := seed(t)
+	for _, c := range []struct {
+		relay string
+		want  []string
+	}{
+		{"relay-a1", []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}},
+		{"relay-a2", []string{"127.0.0.1:7003", "127.0.0.1:7001", "127.0.0.1:7002"}},
+		{"relay-c", []string{"127.0.0.1:7020", "127.0.0.1:7021"}},
+		{"relay-x", nil},
+	} {
+		if got := top.SnapshotSources(c.relay); !slices.Equal(got, c.want) {
+			t.Errorf("SnapshotSources(%s) = %v, want %v", c.relay, got, c.want)
 		}
 	}
 }

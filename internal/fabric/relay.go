@@ -50,7 +50,9 @@ type Relay struct {
 // elected master's record (election.MasterKey) of the newest epoch when
 // there is one, else the topology's master key; a record of an older epoch
 // than one it followed, or one that does not parse, is refused (see
-// EpochFile) and shown in its status. cfg.Upstream, if set, is used until the topology is
+// EpochFile) and shown in its status. Without cfg.SnapshotSources, the
+// relay's snapshot sources are the topology's nodes of its site
+// (topology.Topology.SnapshotSources), followed live. cfg.Upstream, if set, is used until the topology is
 // read (see Relay.Config). RunRelay returns when ctx ends (nil) or the
 // relay fails, after every goroutine it started ended.
 func RunRelay(ctx context.Context, cfg relay.Config, cli *clientv3.Client, cluster string, log *slog.Logger) error {
@@ -153,6 +155,13 @@ func (f Relay) Run(ctx context.Context) error {
 		}
 		spec = &u
 		follow()
+		// Snapshot sources given in the configuration win; else the
+		// topology's nodes of the relay's site are the trusted ones.
+		if len(cfg.SnapshotSources) == 0 {
+			if err := r.SetSnapshotSources(u.SnapshotSources); err != nil {
+				log.Error("topology names snapshot sources this relay cannot use; keeping the current ones", "sources", u.SnapshotSources, "err", err)
+			}
+		}
 	}
 	if pending != nil {
 		apply(*pending)
