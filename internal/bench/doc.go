@@ -26,4 +26,15 @@
 // profiles, log lines, counters, hashes). It measures inter-site bytes per
 // MiB of master stream, the lag of S-2 in site B on both paths, and the
 // time to full-sync a filled master over a limited link.
+//
+// RunFailover ("arbor bench failover") measures what a master's death
+// costs under a failover system: the same shape (a master, a backup that
+// may be promoted, two read replicas that may not) is started fresh for
+// every run, a writer loop writes to whatever address the system names as
+// the master, the master's redis-server is killed with SIGKILL, and the run
+// times how long until a write is accepted on the new master and until
+// every replica streams from it again, then counts the acknowledged writes
+// the new master lacks and the full syncs it served. Each system is a
+// FailoverSystem: Redis Sentinel is one; Arbor's election plugs in the same
+// way.
 package bench

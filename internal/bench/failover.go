@@ -1,0 +1,507 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+)
+
+// Failover benchmark defaults.
+const (
+	// DefaultFailoverRuns is how many times each system fails over.
+	DefaultFailoverRuns = 20
+	// DefaultDownAfter is Sentinel's down-after-milliseconds of the tuned
+	// configuration; SentinelDefaultDownAfter is Sentinel's own default.
+	DefaultDownAfter         = time.Second
+	SentinelDefaultDownAfter = 30 * time.Second
+	// failoverWriteEvery paces the writer loop (one SET, or one attempt,
+	// per tick): it bounds the resolution of "first write accepted".
+	failoverWriteEvery = time.Millisecond
+	// failoverWarmup is how long the writer writes to the master before it
+	// is killed.
+	failoverWarmup = 500 * time.Millisecond
+	// failoverSlack bounds a run beyond the system's own detection time.
+	failoverSlack = 90 * time.Second
+)
+
+// ErrNoSentinel is returned when the redis-sentinel binary is missing.
+var ErrNoSentinel = errors.New("redis-sentinel not found (Debian: apt-get install redis-sentinel)")
+
+// FailoverConfig configures RunFailover.
+type FailoverConfig struct {
+	// Runs is how many failovers each system goes through (fresh
+	// processes each).
+	Runs int
+	// DownAfter is Sentinel's down-after-milliseconds.
+	DownAfter time.Duration
+	// SentinelDefault also runs Sentinel with its default
+	// down-after-milliseconds (30 s): about 35 s per run.
+	SentinelDefault bool
+	// RedisServer and RedisSentinel are the binaries.
+	RedisServer, RedisSentinel string
+	// Dir is the parent of the temporary directory ("": the system's);
+	// Keep keeps it.
+	Dir  string
+	Keep bool
+	// Progress receives progress lines; nil discards them.
+	Progress io.Writer
+}
+
+// DefaultFailoverConfig returns the defaults.
+func DefaultFailoverConfig() FailoverConfig {
+	return FailoverConfig{
+		Runs:          DefaultFailoverRuns,
+		DownAfter:     DefaultDownAfter,
+		RedisServer:   "redis-server",
+		RedisSentinel: "redis-sentinel",
+	}
+}
+
+// Validate checks the settings.
+func (c *FailoverConfig) Validate() error {
+	var errs []error
+	if c.Runs < 1 {
+		errs = append(errs, fmt.Errorf("runs: %d, want at least 1", c.Runs))
+	}
+	if c.DownAfter < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("down-after: %v, want at least 100ms", c.DownAfter))
+	}
+	return errors.Join(errs...)
+}
+
+// FailoverSystem is one failover system under test.
+type FailoverSystem interface {
+	// Name names the system in the report.
+	Name() string
+	// Start starts a fresh master, backup and two replicas with the
+	// system's failover machinery in e, and returns once the system is
+	// ready to fail the master over.
+	Start(ctx context.Context, e *env) (FailoverSetup, error)
+}
+
+// FailoverSetup is one running set-up of a FailoverSystem.
+type FailoverSetup interface {
+	// MasterAddr returns the address the system tells clients to write to
+	// now (it may be the dead master's for a while).
+	MasterAddr(ctx context.Context) (string, error)
+	// Master is the master's redis-server at the start: the run kills it.
+	Master() *server
+	// Others are the other redis-servers: the backup and the replicas.
+	Others() []*server
+	// Close releases what the set-up holds besides its processes (the
+	// env kills those).
+	Close()
+}
+
+// FailoverReport is the result of RunFailover.
+type FailoverReport struct {
+	Host    Host             `json:"host"`
+	Runs    int              `json:"runs"`
+	Systems []FailoverResult `json:"systems"`
+	// NotBuilt names the systems the benchmark cannot run yet, and why.
+	NotBuilt []NotBuilt `json:"not_built,omitempty"`
+	// Ratios compare each system's p50/p99 with the first one's.
+	Ratios []FailoverRatio `json:"ratios,omitempty"`
+	Dir    string          `json:"dir,omitempty"`
+}
+
+// NotBuilt is a system the benchmark has no side for yet.
+type NotBuilt struct {
+	Name string `json:"name"`
+	Why  string `json:"why"`
+}
+
+// FailoverResult is one system's runs.
+type FailoverResult struct {
+	Name string `json:"name"`
+	// Settings of the system, for people (e.g. down-after-milliseconds).
+	Settings string `json:"settings"`
+	// WriteAccepted: master killed → first write accepted on the new
+	// master (ms).
+	WriteAccepted Dist `json:"write_accepted"`
+	// ReplicasStreaming: master killed → every replica streaming from the
+	// new master (master_link_status:up, pointing at it).
+	ReplicasStreaming Dist `json:"replicas_streaming"`
+	// AckedWrites and LostWrites sum over the runs: writes acknowledged
+	// (by the old or the new master) and, of those, the ones the new
+	// master lacks afterwards. MaxLostInRun is the worst run.
+	AckedWrites  int64 `json:"acked_writes"`
+	LostWrites   int64 `json:"lost_writes"`
+	MaxLostInRun int64 `json:"max_lost_in_run"`
+	// FullSyncs sums the full syncs the new masters served (sync_full);
+	// PartialSyncs the partial ones (sync_partial_ok).
+	FullSyncs    int64         `json:"full_syncs"`
+	PartialSyncs int64         `json:"partial_syncs"`
+	PerRun       []FailoverRun `json:"per_run"`
+}
+
+// FailoverRun is one failover.
+type FailoverRun struct {
+	WriteAcceptedMs     float64 `json:"write_accepted_ms"`
+	ReplicasStreamingMs float64 `json:"replicas_streaming_ms"`
+	NewMaster           string  `json:"new_master"`
+	Acked               int64   `json:"acked"`
+	Lost                int64   `json:"lost"`
+	FullSyncs           int64   `json:"full_syncs"`
+	PartialSyncs        int64   `json:"partial_syncs"`
+}
+
+// FailoverRatio is a system's p50 and p99 over the reference system's.
+type FailoverRatio struct {
+	System    string  `json:"system"`
+	Reference string  `json:"reference"`
+	WriteP50  float64 `json:"write_accepted_p50"`
+	WriteP99  float64 `json:"write_accepted_p99"`
+	StreamP50 float64 `json:"replicas_streaming_p50"`
+	StreamP99 float64 `json:"replicas_streaming_p99"`
+}
+
+// ArborNotBuilt says why the benchmark has no Arbor side yet.
+const ArborNotBuilt = "not built yet: the node agents' candidate/master roles that promote a backup are not on main; " +
+	"plug them in as a FailoverSystem (a master + backup with candidate: true, relays under internal/fabric, etcd)"
+
+// RunFailover runs cfg.Runs failovers of each system and reports them.
+// Every process is killed, and the temporary directory removed (unless
+// cfg.Keep), before it returns.
+func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bench config: %w", err)
+	}
+	sentinelBin, err := exec.LookPath(cfg.RedisSentinel)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoSentinel, err)
+	}
+	w, err := newWorkspace(cfg.RedisServer, "", cfg.Dir, cfg.Keep, nil, cfg.Progress)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	systems := []FailoverSystem{&sentinelSystem{bin: sentinelBin, downAfter: cfg.DownAfter}}
+	if cfg.SentinelDefault {
+		systems = append(systems, &sentinelSystem{bin: sentinelBin, downAfter: SentinelDefaultDownAfter})
+	}
+	rep := &FailoverReport{Host: newHost(), Runs: cfg.Runs,
+		NotBuilt: []NotBuilt{{Name: "arbor", Why: ArborNotBuilt}}}
+	if cfg.Keep {
+		rep.Dir = w.root
+	}
+	for _, sys := range systems {
+		res, err := w.failoverRuns(ctx, sys, cfg.Runs, &rep.Host)
+		if res != nil {
+			rep.Systems = append(rep.Systems, *res)
+		}
+		if err != nil {
+			return rep, fmt.Errorf("%s: %w", sys.Name(), err)
+		}
+	}
+	if len(rep.Systems) > 1 {
+		ref := rep.Systems[0]
+		for _, s := range rep.Systems[1:] {
+			rep.Ratios = append(rep.Ratios, FailoverRatio{System: s.Name, Reference: ref.Name,
+				WriteP50: ratio(s.WriteAccepted.P50, ref.WriteAccepted.P50), WriteP99: ratio(s.WriteAccepted.P99, ref.WriteAccepted.P99),
+				StreamP50: ratio(s.ReplicasStreaming.P50, ref.ReplicasStreaming.P50), StreamP99: ratio(s.ReplicasStreaming.P99, ref.ReplicasStreaming.P99)})
+		}
+	}
+	return rep, nil
+}
+
+// failoverRuns runs one system n times.
+func (w *workspace) failoverRuns(ctx context.Context, sys FailoverSystem, n int, host *Host) (*FailoverResult, error) {
+	res := &FailoverResult{Name: sys.Name()}
+	if s, ok := sys.(interface{ settings() string }); ok {
+		res.Settings = s.settings()
+	}
+	var writes, streams []time.Duration
+	defer func() {
+		res.WriteAccepted, res.ReplicasStreaming = summarize(writes), summarize(streams)
+	}()
+	for i := range n {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		e := w.newEnv(fmt.Sprintf("%s-%02d", sys.Name(), i+1))
+		run, err := w.failoverOnce(ctx, sys, e, host)
+		e.close()
+		if err != nil {
+			return res, fmt.Errorf("run %d: %w", i+1, err)
+		}
+		w.progress("%s run %d/%d: write accepted after %.0f ms, replicas streaming after %.0f ms, %d/%d acked writes lost, %d full syncs",
+			sys.Name(), i+1, n, run.WriteAcceptedMs, run.ReplicasStreamingMs, run.Lost, run.Acked, run.FullSyncs)
+		res.PerRun = append(res.PerRun, run)
+		writes = append(writes, seconds(run.WriteAcceptedMs/1000))
+		streams = append(streams, seconds(run.ReplicasStreamingMs/1000))
+		res.AckedWrites += run.Acked
+		res.LostWrites += run.Lost
+		res.MaxLostInRun = max(res.MaxLostInRun, run.Lost)
+		res.FullSyncs += run.FullSyncs
+		res.PartialSyncs += run.PartialSyncs
+	}
+	return res, nil
+}
+
+// failoverOnce starts sys in e, kills its master under a writer and
+// measures the failover.
+func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env, host *Host) (FailoverRun, error) {
+	var run FailoverRun
+	setup, err := sys.Start(ctx, e)
+	if err != nil {
+		return run, err
+	}
+	defer setup.Close()
+	if err := noteRedisVersion(ctx, host, setup.Master()); err != nil {
+		return run, err
+	}
+	oldMaster := setup.Master().addr
+	wctx, cancel := context.WithTimeout(ctx, failoverSlack)
+	defer cancel()
+	wr := &failoverWriter{setup: setup, old: oldMaster, newSeen: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		wr.run(wctx)
+	}()
+	stopWriter := func() {
+		cancel()
+		wg.Wait()
+	}
+	defer stopWriter()
+
+	// Let the writer write to the master, then kill it.
+	select {
+	case <-time.After(failoverWarmup):
+	case <-ctx.Done():
+		return run, ctx.Err()
+	}
+	if wr.acked.Load() == 0 {
+		return run, fmt.Errorf("the writer had no write acknowledged by the master %s in %v: %v", oldMaster, failoverWarmup, wr.lastErr())
+	}
+	killed := time.Now()
+	setup.Master().kill()
+
+	// Master killed → first write accepted elsewhere.
+	newMaster, at, err := wr.waitNewMaster(wctx)
+	if err != nil {
+		return run, fmt.Errorf("no write accepted on a new master: %w (last writer error: %v)", err, wr.lastErr())
+	}
+	run.NewMaster = newMaster
+	run.WriteAcceptedMs = ms(at.Sub(killed))
+
+	// → every other server streaming from the new master.
+	var replicas []*server
+	for _, s := range setup.Others() {
+		if s.addr != newMaster {
+			replicas = append(replicas, s)
+		}
+	}
+	streamingAt, err := waitStreaming(wctx, newMaster, replicas)
+	if err != nil {
+		return run, err
+	}
+	run.ReplicasStreamingMs = ms(streamingAt.Sub(killed))
+
+	stopWriter()
+	keys := wr.ackedKeys()
+	run.Acked = int64(len(keys))
+	if run.Lost, err = countMissing(ctx, newMaster, keys); err != nil {
+		return run, err
+	}
+	m, err := infoOn(ctx, newMaster, "stats")
+	if err != nil {
+		return run, err
+	}
+	run.FullSyncs, _ = infoInt(m, "sync_full")
+	run.PartialSyncs, _ = infoInt(m, "sync_partial_ok")
+	return run, nil
+}
+
+// failoverWriter writes fo:<seq> to whatever address the system names as
+// the master, one attempt per failoverWriteEvery, and records every
+// acknowledged key with the server that acknowledged it.
+type failoverWriter struct {
+	setup FailoverSetup
+	old   string // the master at the start
+
+	acked atomic.Int64
+	mu    sync.Mutex
+	keys  []string
+	first struct {
+		addr string
+		at   time.Time
+	}
+	err     error
+	newSeen chan struct{} // closed at the first write acked by another server
+}
+
+func (wr *failoverWriter) run(ctx context.Context) {
+	tick := time.NewTicker(failoverWriteEvery)
+	defer tick.Stop()
+	var (
+		c    *conn
+		addr string
+		seq  int
+	)
+	defer func() {
+		if c != nil {
+			c.close()
+		}
+	}()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now, err := wr.setup.MasterAddr(ctx)
+		if err == nil && now != addr && c != nil {
+			c.close()
+			c = nil
+		}
+		if err == nil && c == nil {
+			addr = now
+			dctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			c, err = dial(dctx, addr)
+			cancel()
+			if c != nil {
+				c.timeout = 200 * time.Millisecond
+			}
+		}
+		if err == nil {
+			key := "fo:" + strconv.Itoa(seq)
+			if _, err = c.do("SET", key, strconv.Itoa(seq)); err == nil {
+				seq++
+				wr.ack(key, addr)
+				continue
+			}
+			c.close()
+			c = nil
+		}
+		wr.mu.Lock()
+		wr.err = err
+		wr.mu.Unlock()
+	}
+}
+
+func (wr *failoverWriter) ack(key, addr string) {
+	wr.acked.Add(1)
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	wr.keys = append(wr.keys, key)
+	if addr != wr.old && wr.first.addr == "" {
+		wr.first.addr, wr.first.at = addr, time.Now()
+		close(wr.newSeen)
+	}
+}
+
+func (wr *failoverWriter) lastErr() error {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	return wr.err
+}
+
+func (wr *failoverWriter) ackedKeys() []string {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	return slices.Clone(wr.keys)
+}
+
+// waitNewMaster waits for the first write acknowledged by a server other
+// than the old master.
+func (wr *failoverWriter) waitNewMaster(ctx context.Context) (string, time.Time, error) {
+	select {
+	case <-wr.newSeen:
+		wr.mu.Lock()
+		defer wr.mu.Unlock()
+		return wr.first.addr, wr.first.at, nil
+	case <-ctx.Done():
+		return "", time.Time{}, ctx.Err()
+	}
+}
+
+// waitStreaming polls until every replica replicates from master with its
+// link up, and returns when it first saw that.
+func waitStreaming(ctx context.Context, master string, replicas []*server) (time.Time, error) {
+	host, port, _ := strings.Cut(master, ":")
+	var last string
+	for {
+		ok := true
+		for _, r := range replicas {
+			m, err := infoOn(ctx, r.addr, "replication")
+			switch {
+			case err != nil:
+				ok, last = false, err.Error()
+			case m["role"] != "slave" || m["master_host"] != host || m["master_port"] != port || m["master_link_status"] != "up":
+				ok = false
+				last = fmt.Sprintf("%s: role %s master %s:%s link %s", r.addr, m["role"], m["master_host"], m["master_port"], m["master_link_status"])
+			}
+			if !ok {
+				break
+			}
+		}
+		if ok {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("replicas not streaming from the new master %s: %w (last: %s)", master, ctx.Err(), last)
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// countMissing counts the keys addr lacks.
+func countMissing(ctx context.Context, addr string, keys []string) (int64, error) {
+	c, err := dial(ctx, addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.close()
+	var missing int64
+	for batch := range slices.Chunk(keys, 500) {
+		v, err := c.do(append([]string{"EXISTS"}, batch...)...)
+		if err != nil {
+			return 0, err
+		}
+		missing += int64(len(batch)) - v.Int
+	}
+	return missing, nil
+}
+
+// WriteText writes the report as tables.
+func (r *FailoverReport) WriteText(out io.Writer) error {
+	fmt.Fprintf(out, "failover benchmark: %d runs per system · %d CPUs · redis %s · %s\n", r.Runs, r.Host.CPUs, r.Host.RedisVersion, r.Host.GoVersion)
+	fmt.Fprintf(out, "each run: fresh master + backup + 2 replicas; a writer SETs to the address the system names (1 attempt/ms); kill -9 of the master's redis-server\n\n")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "system\tsettings\twrite accepted p50\tp99\treplicas streaming p50\tp99\tacked writes lost\tworst run\tfull syncs\tpartial syncs\n")
+	for _, s := range r.Systems {
+		fmt.Fprintf(tw, "%s\t%s\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f ms\t%d of %d\t%d\t%d\t%d\n", s.Name, s.Settings,
+			s.WriteAccepted.P50, s.WriteAccepted.P99, s.ReplicasStreaming.P50, s.ReplicasStreaming.P99,
+			s.LostWrites, s.AckedWrites, s.MaxLostInRun, s.FullSyncs, s.PartialSyncs)
+	}
+	for _, nb := range r.NotBuilt {
+		fmt.Fprintf(tw, "%s\t%s\n", nb.Name, "NOT BUILT YET")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, nb := range r.NotBuilt {
+		fmt.Fprintf(out, "\n%s: %s\n", nb.Name, nb.Why)
+	}
+	for _, q := range r.Ratios {
+		fmt.Fprintf(out, "%s / %s: write accepted p50 %.2fx p99 %.2fx, replicas streaming p50 %.2fx p99 %.2fx\n",
+			q.System, q.Reference, q.WriteP50, q.WriteP99, q.StreamP50, q.StreamP99)
+	}
+	if r.Dir != "" {
+		fmt.Fprintf(out, "kept %s\n", r.Dir)
+	}
+	return nil
+}

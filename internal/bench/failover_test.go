@@ -1,0 +1,63 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFailoverSentinelSmoke runs the failover benchmark once with real
+// redis-sentinel processes: the backup is promoted, a write is accepted on
+// it, both replicas stream from it again, and the report says so (and that
+// the Arbor side is not built yet).
+func TestFailoverSentinelSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs four redis-servers and three redis-sentinels")
+	}
+	if _, err := exec.LookPath("redis-sentinel"); err != nil {
+		t.Skip("redis-sentinel is not installed (Debian: apt-get install redis-sentinel)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := DefaultFailoverConfig()
+	cfg.Runs = 1
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	rep, err := RunFailover(ctx, cfg)
+	if err != nil {
+		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
+	}
+	if len(rep.Systems) != 1 || len(rep.Systems[0].PerRun) != 1 {
+		t.Fatalf("report: %+v", rep)
+	}
+	s := rep.Systems[0]
+	run := s.PerRun[0]
+	if run.WriteAcceptedMs <= 0 || run.ReplicasStreamingMs <= 0 || run.NewMaster == "" || run.Acked == 0 {
+		t.Errorf("run: %+v", run)
+	}
+	if s.WriteAccepted.Count != 1 || s.ReplicasStreaming.Count != 1 {
+		t.Errorf("distributions: %+v %+v", s.WriteAccepted, s.ReplicasStreaming)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", out.String())
+	for _, want := range []string{"sentinel  3 sentinels, quorum 2, down-after-milliseconds 1000", "arbor", "NOT BUILT YET"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+func TestFailoverNoSentinel(t *testing.T) {
+	cfg := DefaultFailoverConfig()
+	cfg.RedisSentinel = "no-such-redis-sentinel"
+	if _, err := RunFailover(context.Background(), cfg); !errors.Is(err, ErrNoSentinel) {
+		t.Fatalf("without redis-sentinel: %v, want ErrNoSentinel", err)
+	}
+}
