@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,7 +40,8 @@ func rec(epoch int64, node, addr string) []byte {
 
 // TestMasterGate: the gate follows the newest epoch, refuses an older one
 // and garbage (keeping the last good record), keeps its floor in the data
-// directory for the same etcd cluster only.
+// directory for the same etcd cluster only; the elected master is left out
+// of the snapshot sources.
 func TestMasterGate(t *testing.T) {
 	dir := t.TempDir()
 	g := newMasterGate(dir, discardLog())
@@ -62,6 +64,15 @@ func TestMasterGate(t *testing.T) {
 	g.offer(masterValue{Present: true, Value: rec(5, "b", "127.0.0.1:3"), EtcdClusterID: 7, Revision: 13})
 	if m, refused := g.state(); m.RedisAddr != "127.0.0.1:3" || refused != "" {
 		t.Fatalf("same epoch, new address: %+v, refused %q", m, refused)
+	}
+	// The elected master is no snapshot source (an RDB from it would fork
+	// it), whatever the topology's master key says.
+	u := topology.RelayUpdate{SnapshotSources: []string{"127.0.0.1:3", "127.0.0.1:9"}}
+	if got := snapshotSources(u, g); !slices.Equal(got, []string{"127.0.0.1:9"}) {
+		t.Errorf("snapshot sources %v, want the elected master's left out", got)
+	}
+	if got := snapshotSources(u, newMasterGate("", discardLog())); !slices.Equal(got, u.SnapshotSources) {
+		t.Errorf("snapshot sources without a record: %v", got)
 	}
 	g.offer(masterValue{Present: false, EtcdClusterID: 7, Revision: 14})
 	if m, _ := g.state(); m == nil || m.Epoch != 5 {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -143,6 +144,14 @@ func (f Relay) Run(ctx context.Context) error {
 		if err := r.SetUpstream(withCredentials(up, static)); err != nil {
 			log.Error("topology names an upstream this relay cannot follow; keeping the current one", "upstream", up, "err", err)
 		}
+		// Snapshot sources given in the configuration win; else the
+		// topology's nodes of the relay's site are the trusted ones.
+		if len(cfg.SnapshotSources) == 0 {
+			srcs := snapshotSources(*spec, gate)
+			if err := r.SetSnapshotSources(srcs); err != nil {
+				log.Error("topology names snapshot sources this relay cannot use; keeping the current ones", "sources", srcs, "err", err)
+			}
+		}
 	}
 	apply := func(u topology.RelayUpdate) {
 		r.SetTopology(u.Revision, rejection(u))
@@ -155,13 +164,6 @@ func (f Relay) Run(ctx context.Context) error {
 		}
 		spec = &u
 		follow()
-		// Snapshot sources given in the configuration win; else the
-		// topology's nodes of the relay's site are the trusted ones.
-		if len(cfg.SnapshotSources) == 0 {
-			if err := r.SetSnapshotSources(u.SnapshotSources); err != nil {
-				log.Error("topology names snapshot sources this relay cannot use; keeping the current ones", "sources", u.SnapshotSources, "err", err)
-			}
-		}
 	}
 	if pending != nil {
 		apply(*pending)
@@ -205,6 +207,18 @@ func relayStatus(r *relay.Relay, gate *masterGate) *arborv1.RelayStatus {
 	}
 	st.MasterError = refused
 	return st
+}
+
+// snapshotSources are the topology's snapshot sources of the relay but
+// the elected master: the topology leaves out the node its master key
+// names (the upstream covers the master, and an RDB from it forks it),
+// and after a failover the master is another node.
+func snapshotSources(u topology.RelayUpdate, gate *masterGate) []string {
+	m, _ := gate.state()
+	if m == nil {
+		return u.SnapshotSources
+	}
+	return slices.DeleteFunc(slices.Clone(u.SnapshotSources), func(a string) bool { return a == m.RedisAddr })
 }
 
 // upstreamOf is where a relay replicates from: for a relay whose spec says
