@@ -105,13 +105,16 @@ func (l *Leader) commit(ctx context.Context, what string, ops ...clientv3.Op) er
 }
 
 // PublishMaster writes m as the master record, with m.Epoch set to the
-// leader's epoch, guarded on the epoch. It returns the record written.
-func (l *Leader) PublishMaster(ctx context.Context, m Master) (Master, error) {
+// leader's epoch, and the operations also (such as the topology's master
+// key) in one transaction guarded on the epoch. It returns the record
+// written.
+func (l *Leader) PublishMaster(ctx context.Context, m Master, also ...clientv3.Op) (Master, error) {
 	m.Epoch = l.epoch
 	if m.At.IsZero() {
 		m.At = time.Now()
 	}
-	if err := l.commit(ctx, "master record", clientv3.OpPut(MasterKey(l.cluster), string(m.Marshal()))); err != nil {
+	ops := append([]clientv3.Op{clientv3.OpPut(MasterKey(l.cluster), string(m.Marshal()))}, also...)
+	if err := l.commit(ctx, "master record", ops...); err != nil {
 		return Master{}, err
 	}
 	return m, nil

@@ -208,13 +208,20 @@ func (s *Session) keepAlive(ctx context.Context) {
 	}
 }
 
+// Orphan stops the keepalives without revoking the lease: it (and a
+// leader key on it) expires a TTL later, as if the holder had died. It
+// waits for the keepalive loop.
+func (s *Session) Orphan() {
+	s.cancel()
+	s.loopWG.Wait()
+	s.ses.Orphan()
+}
+
 // Close stops the keepalives and revokes the lease (which deletes every
 // key on it, such as a leader key), within the TTL (the lease expires by
 // then anyway) and ctx. It waits for the keepalive loop.
 func (s *Session) Close(ctx context.Context) error {
-	s.cancel()
-	s.loopWG.Wait()
-	s.ses.Orphan()
+	s.Orphan()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.TTL)
 	defer cancel()
 	if _, err := s.cli.Revoke(ctx, s.id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {

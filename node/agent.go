@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/arbor-fabric/arbor/election"
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/topology"
 )
@@ -30,8 +31,9 @@ type Agent struct {
 	redis  *redis.Client
 
 	// Owned by Run's goroutine.
-	lastProblems string // last problems logged
-	lastAction   string // last steering action logged
+	lastProblems string   // last problems logged
+	lastAction   string   // last steering action logged
+	el           *elector // the election role (idle unless cfg.Elect)
 
 	mu     sync.Mutex
 	status *arborv1.NodeStatus // guarded by mu; replaced, never modified
@@ -54,6 +56,7 @@ func New(cfg Config, cli *clientv3.Client) (*Agent, error) {
 		target: target,
 		redis:  newRedisClient(target, cfg.RedisTimeout),
 		status: &arborv1.NodeStatus{Id: cfg.ID, Site: cfg.Site, LastError: "starting"},
+		el:     newElector(),
 	}
 	return a, nil
 }
@@ -67,13 +70,25 @@ func (a *Agent) Status() *arborv1.NodeStatus {
 
 // Run checks and steers the Redis and publishes its status until ctx
 // ends; then it stops its goroutines, withdraws the status (revoking its
-// lease) and returns nil. The Redis is left as it is.
+// lease) and returns nil. The Redis is left as it is; so is the election
+// lease of a leader (it expires a TTL later, as if the agent had died:
+// stopping an agent is no switchover).
+//
+// Run is the owner loop of the agent's role (follower, campaigning,
+// leader): one select on the check ticker, topology changes, election
+// changes, a campaign's result and the leader's session ending.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	var states <-chan election.State
 	defer func() {
 		cancel()
 		wg.Wait()
+		if states != nil {
+			for range states { // Observe's goroutine ends with ctx
+			}
+		}
+		a.el.shutdown(ctx)
 		a.redis.Close()
 		a.log.Info("node agent stopped")
 	}()
@@ -91,6 +106,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { w.Run(ctx) })
 	wg.Go(func() { off.run(ctx) })
+	if a.cfg.Elect {
+		states = election.Observe(ctx, a.cli, a.cfg.Cluster, a.log)
+	}
 
 	a.log.Info("node agent running", "cluster", a.cfg.Cluster, "redis", a.target.addr, "site", a.cfg.Site,
 		"candidate", a.cfg.Candidate, "priority", a.cfg.Priority, "check_interval", a.cfg.CheckInterval)
@@ -106,7 +124,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer ticker.Stop()
 	started := false
 	for {
-		if a.step(ctx, w, off) && started {
+		if a.step(ctx, &wg, w, off) && started {
 			pub.Trigger()
 		}
 		if !started {
@@ -119,15 +137,33 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-ticker.C:
 		case <-w.Changes():
+		case st, ok := <-states:
+			if !ok {
+				return nil // ctx ended
+			}
+			a.el.observe(st)
+		case res := <-a.el.results:
+			a.campaignEnded(ctx, a.topology(w), res)
+			pub.Trigger()
+		case <-a.el.sessionDone():
+			a.fence(ctx, a.topology(w))
+			pub.Trigger()
 		}
 	}
+}
+
+// topology returns the topology in force with the elected master (see
+// elector.effective).
+func (a *Agent) topology(w *topology.Watcher) *topology.Topology {
+	top, _ := w.Current()
+	return a.el.effective(top)
 }
 
 // step is one round of the owner loop: check the Redis, steer it toward
 // the topology in force, and update the status. It reports whether the
 // status changed in a way worth publishing at once.
-func (a *Agent) step(ctx context.Context, w *topology.Watcher, off *offsets) bool {
-	top, _ := w.Current()
+func (a *Agent) step(ctx context.Context, wg *sync.WaitGroup, w *topology.Watcher, off *offsets) bool {
+	top := a.topology(w)
 	var problems []string
 	if rej := w.Rejected(); rej != nil {
 		problems = append(problems, "topology "+rej.String())
@@ -140,6 +176,11 @@ func (a *Agent) step(ctx context.Context, w *topology.Watcher, off *offsets) boo
 	}
 
 	info, err := a.probe(ctx)
+	if a.cfg.Elect {
+		if problem := a.elect(ctx, wg, top, info, err); problem != "" {
+			problems = append(problems, problem)
+		}
+	}
 	if err == nil {
 		if problem := a.steer(ctx, top, info); problem != "" {
 			problems = append(problems, problem)
@@ -235,6 +276,12 @@ func (a *Agent) steer(ctx context.Context, top *topology.Topology, info replInfo
 		}
 	case "master":
 		from = "master"
+		if rec := a.el.state.Master; a.cfg.Elect && rec != nil && rec.Node != a.cfg.ID && a.el.role != roleLeader {
+			// The election moved the master away (a newer epoch): this is
+			// a deposed or returning old master, and follows now.
+			a.log.Warn("election: demoting the redis; another node is master", "master", rec.Node, "epoch", rec.Epoch)
+			break
+		}
 		why, err := a.liveMaster(ctx, info)
 		if err != nil {
 			return fmt.Sprintf("the redis is a master and the agent cannot tell whether it holds data (%v); not re-pointing it", err)

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/arbor-fabric/arbor/election"
 )
 
 // Config configures an Agent. Build one with DefaultConfig and check it
@@ -24,8 +26,8 @@ type Config struct {
 	// Cluster names the cluster in etcd (/arbor/<Cluster>/...).
 	Cluster string
 	// Candidate and Priority are the node's wish to be elected master and
-	// its rank among candidates. They are recorded (logs, and checked
-	// against the topology) for the election to come.
+	// its rank among candidates, checked against the topology (whose
+	// values the election uses; a difference is reported).
 	Candidate bool
 	Priority  int
 	// CheckInterval is how often the agent checks its Redis and its place
@@ -39,6 +41,40 @@ type Config struct {
 	// StatusTTL is the lease TTL of the status: it disappears this long
 	// after the agent died.
 	StatusTTL time.Duration
+	// Elect makes the agent take part in the master election (package
+	// election): the master's agent holds it (campaigns at start when its
+	// node is the topology's master and no record exists, or the record
+	// names it), and a candidate (the topology's candidate with priority
+	// > 0) campaigns when the record's master holds it no more. Off, the
+	// agent only steers its Redis by the topology, as before.
+	Elect bool
+	// LeaseTTL is the election lease's TTL (whole seconds): a dead agent
+	// or host is replaced about this long after its last keepalive.
+	LeaseTTL time.Duration
+	// FenceMargin is how long before its lease can expire on the server
+	// the master's agent pauses writes and demotes its Redis, when it
+	// could not renew the lease.
+	FenceMargin time.Duration
+	// DownAfter is how many failed checks in a row (one per
+	// CheckInterval) make the master's agent resign at once.
+	DownAfter int
+	// MaxLagBytes is how far behind the most advanced relay a candidate
+	// may be and still be promoted.
+	MaxLagBytes int64
+	// DeferStep is how long a candidate ranked k waits, times k-1, for a
+	// better candidate to take over before it campaigns itself.
+	DeferStep time.Duration
+	// CatchUpTimeout bounds the winner's wait to reach the most advanced
+	// root relay's stored offset before it is promoted; past it the
+	// winner resigns.
+	CatchUpTimeout time.Duration
+	// MinReplicas, if > 0, is set as min-replicas-to-write on the Redis
+	// while it is the elected master, with MinReplicasMaxLag (whole
+	// seconds) as min-replicas-max-lag: a master that fewer relays ack
+	// refuses writes on its own, even with its agent dead or paused.
+	// Relays send REPLCONF ACK every second and count as replicas.
+	MinReplicas       int
+	MinReplicasMaxLag time.Duration
 	// Logger receives the agent's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -50,7 +86,27 @@ func DefaultConfig() Config {
 		RedisTimeout:   time.Second,
 		StatusInterval: time.Second,
 		StatusTTL:      5 * time.Second,
+
+		LeaseTTL:          election.DefaultTTL,
+		FenceMargin:       election.DefaultFenceMargin,
+		DownAfter:         3,
+		MaxLagBytes:       election.DefaultMaxLagBytes,
+		DeferStep:         time.Second,
+		CatchUpTimeout:    5 * time.Second,
+		MinReplicasMaxLag: 2 * time.Second,
 	}
+}
+
+// FastProfile changes c to the fast election profile: a 2 s lease and a
+// 500 ms fence margin. A dead host is replaced in about 2-3 s instead of
+// 5-6 s; the cost is a keepalive every 667 ms per agent and a master that
+// fences itself when etcd does not answer for 1.5 s (an etcd leader
+// election, or a slow disk, can then demote a healthy master). etcd's
+// minimum lease TTL is 1.5x its election timeout, so etcd members must run
+// with --election-timeout at most 1333 ms.
+func (c *Config) FastProfile() {
+	c.LeaseTTL = election.FastTTL
+	c.FenceMargin = 500 * time.Millisecond
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -84,6 +140,27 @@ func (c *Config) Validate() error {
 	}
 	if c.StatusTTL < time.Second || c.StatusTTL%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("status-ttl %v: must be whole seconds, at least 1s", c.StatusTTL))
+	}
+	if err := (election.SessionConfig{TTL: c.LeaseTTL, FenceMargin: c.FenceMargin}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DownAfter < 1 {
+		errs = append(errs, fmt.Errorf("down-after %d: must be at least 1", c.DownAfter))
+	}
+	if c.MaxLagBytes < 0 {
+		errs = append(errs, fmt.Errorf("max-lag-bytes %d: must not be negative", c.MaxLagBytes))
+	}
+	if c.DeferStep < 0 {
+		errs = append(errs, fmt.Errorf("defer-step %v: must not be negative", c.DeferStep))
+	}
+	if c.CatchUpTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("catch-up-timeout %v: must be positive", c.CatchUpTimeout))
+	}
+	if c.MinReplicas < 0 {
+		errs = append(errs, fmt.Errorf("min-replicas %d: must not be negative", c.MinReplicas))
+	}
+	if c.MinReplicas > 0 && (c.MinReplicasMaxLag < time.Second || c.MinReplicasMaxLag%time.Second != 0 || c.MinReplicasMaxLag >= c.LeaseTTL) {
+		errs = append(errs, fmt.Errorf("min-replicas-max-lag %v: must be whole seconds, at least 1s, below the lease TTL %v", c.MinReplicasMaxLag, c.LeaseTTL))
 	}
 	return errors.Join(errs...)
 }

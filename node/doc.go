@@ -18,7 +18,18 @@
 // replicas, keys or function libraries is live; only a fresh, empty
 // redis-server is pointed at what it follows (see Agent.liveMaster).
 //
-// The agent is one owner loop (Agent.Run): a select on a ticker, topology
-// changes and the context. Candidate and Priority are recorded for the
-// election to come; the agent does not campaign yet.
+// With Config.Elect the agent also takes part in the master election
+// (package election; election.go here): the master's agent holds it and
+// resigns when its Redis fails DownAfter checks, or pauses and demotes its
+// Redis at the fence deadline when it cannot renew its lease; a candidate
+// ranks the nodes when the master no longer holds it, campaigns when its
+// turn comes, and promotes its Redis after catching up with the most
+// advanced root relay. The master the newest record names is the master
+// the agent steers by; a Redis that is a master while the record names
+// another node is demoted to what it follows.
+//
+// The agent is one owner loop (Agent.Run) over its role (follower,
+// campaigning, leader): a select on a ticker, topology changes, election
+// changes, a campaign's result, the leader's session ending and the
+// context. A campaign runs in its own goroutine and reports back.
 package node

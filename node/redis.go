@@ -34,6 +34,7 @@ func newRedisClient(t redisTarget, timeout time.Duration) *redis.Client {
 		Protocol:              2,
 		DisableIdentity:       true,
 		MaxRetries:            -1,
+		DialerRetries:         1, // one dial per check: a dead Redis is seen at once
 		DialTimeout:           timeout,
 		ReadTimeout:           timeout,
 		WriteTimeout:          timeout,

@@ -176,6 +176,10 @@ func encodeNode(n NodeSpec) ([]byte, error) {
 	})
 }
 
+// EncodeMaster encodes the value of MasterKey naming node (the election's
+// leader writes it beside its master record).
+func EncodeMaster(node string) ([]byte, error) { return encodeMaster(node) }
+
 func encodeMaster(node string) ([]byte, error) {
 	return json.Marshal(masterValue{Node: node})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -32,8 +33,22 @@ logs and otherwise leaves the Redis alone. A Redis that is a master while
 another node is designated is live, and never re-pointed, if it has a
 replication offset, connected replicas, keys or function libraries; only a
 fresh, empty one is made to follow. --candidate and --priority are
-recorded for the election to come (the topology's values are the ones in
-force; a difference is reported).
+checked against the topology (the topology's values are the ones in force; a
+difference is reported).
+
+With --elect the agent takes part in the master election (keys under
+/arbor/<cluster>/election/): the master's agent holds it on a lease of
+--lease-ttl, checks its Redis every --check-interval and resigns after
+--down-after failed checks; if it cannot renew the lease it pauses writes and
+demotes its Redis --fence-margin before the lease can expire. When the
+master's lease is gone, the best-ranked live candidate (same replication
+history within --max-lag-bytes, then priority, then the old master's site,
+then id) campaigns, catches up with the most advanced root relay, pauses the
+old master if it still answers as one, runs REPLICAOF NO ONE, and publishes
+the new master (epoch, node, replid, offset) and a history entry with the
+steps' timings; the same guarded transaction names it in topology/master. A
+Redis that is a master while the election names another node is demoted to
+what it follows.
 
 The Redis URL may carry a password (redis://:password@host:port); to keep it
 off the command line, leave --redis out and set $` + nodeRedisEnv + `.`,
@@ -47,12 +62,22 @@ off the command line, leave --redis out and set $` + nodeRedisEnv + `.`,
 	f.StringVar(&cfg.ID, "id", "", "node id in the topology (required)")
 	f.StringVar(&cfg.Site, "site", "", "site the node runs in")
 	f.StringVar(&cfg.Redis, "redis", "", "the node's Redis: redis://[user:password@]host:port (required, or $"+nodeRedisEnv+")")
-	f.BoolVar(&cfg.Candidate, "candidate", false, "the node may be elected master (recorded for the election)")
-	f.IntVar(&cfg.Priority, "priority", 0, "rank among candidates, higher wins; 0 = never (recorded for the election)")
+	f.BoolVar(&cfg.Candidate, "candidate", false, "the node may be elected master (checked against the topology, whose value is in force)")
+	f.IntVar(&cfg.Priority, "priority", 0, "rank among candidates, higher wins; 0 = never (checked against the topology, whose value is in force)")
 	f.DurationVar(&cfg.CheckInterval, "check-interval", def.CheckInterval, "how often the Redis is checked")
 	f.DurationVar(&cfg.RedisTimeout, "redis-timeout", def.RedisTimeout, "bound on one Redis command")
 	f.DurationVar(&cfg.StatusInterval, "status-interval", def.StatusInterval, "how often a changed status is written to etcd (role, link, health and errors at once)")
 	f.DurationVar(&cfg.StatusTTL, "status-ttl", def.StatusTTL, "lease TTL of the status (whole seconds): it disappears this long after the agent died")
+	f.BoolVar(&cfg.Elect, "elect", false, "take part in the master election: hold it while this node is the master, campaign as a candidate when the master loses it (automatic failover)")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", def.LeaseTTL, "election lease TTL (whole seconds): a dead agent or host is replaced about this long after its last keepalive")
+	f.DurationVar(&cfg.FenceMargin, "fence-margin", def.FenceMargin, "the master pauses writes and demotes its redis this long before its unrenewed lease can expire")
+	fast := f.Bool("fast", false, "fast election profile: --lease-ttl 2s --fence-margin 500ms (needs etcd --election-timeout <= 1333ms)")
+	f.IntVar(&cfg.DownAfter, "down-after", def.DownAfter, "failed checks in a row (one per --check-interval) after which the master's agent resigns")
+	f.Int64Var(&cfg.MaxLagBytes, "max-lag-bytes", def.MaxLagBytes, "a candidate further behind the most advanced relay is never promoted")
+	f.DurationVar(&cfg.DeferStep, "defer-step", def.DeferStep, "a candidate ranked k waits (k-1) times this for better ones before it campaigns")
+	f.DurationVar(&cfg.CatchUpTimeout, "catch-up-timeout", def.CatchUpTimeout, "bound on the winner's wait to reach the most advanced root relay's offset before promotion")
+	f.IntVar(&cfg.MinReplicas, "min-replicas", 0, "min-replicas-to-write set on the elected master (relays count; 0 = off): a master no relay acks refuses writes")
+	f.DurationVar(&cfg.MinReplicasMaxLag, "min-replicas-max-lag", def.MinReplicasMaxLag, "min-replicas-max-lag (whole seconds, below --lease-ttl) with --min-replicas")
 	logLevel := f.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := f.String("log-format", "text", "log format: text or json")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -65,6 +90,12 @@ off the command line, leave --redis out and set $` + nodeRedisEnv + `.`,
 		}
 		cfg.Cluster = ef.cluster
 		cfg.Logger = logger
+		if *fast {
+			if f.Changed("lease-ttl") || f.Changed("fence-margin") {
+				return errors.New("--fast sets --lease-ttl and --fence-margin; give one or the other")
+			}
+			cfg.FastProfile()
+		}
 		if err := cfg.Validate(); err != nil {
 			return err
 		}

@@ -1,0 +1,542 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/arbor-fabric/arbor/election"
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/arbor-fabric/arbor/topology"
+)
+
+// role is the agent's place in the election.
+type role int
+
+const (
+	// roleFollower: neither leading nor campaigning (a replica, a
+	// candidate waiting for its turn, or a master of the bootstrap
+	// topology without the election).
+	roleFollower role = iota
+	// roleCampaigning: a campaign goroutine is queued for the leader key.
+	roleCampaigning
+	// roleLeader: the agent holds the election; its Redis is the master.
+	roleLeader
+)
+
+func (r role) String() string {
+	return [...]string{"follower", "campaigning", "leader"}[r]
+}
+
+// campaignResult is what a campaign goroutine hands back to the owner
+// loop.
+type campaignResult struct {
+	ses    *election.Session
+	leader *election.Leader
+	reason string
+	err    error
+}
+
+// elector is the agent's election state. Owned by Run's goroutine; only
+// the campaign goroutine it starts touches the session it is handed, and
+// reports on results.
+type elector struct {
+	role    role
+	state   election.State // newest state seen (never an older epoch)
+	haveSt  bool
+	ses     *election.Session // while campaigning or leading
+	leader  *election.Leader  // while leading
+	stop    context.CancelFunc
+	results chan campaignResult // size 1: one campaign at a time
+
+	failures       int       // failed Redis checks in a row, while leading
+	leaderless     time.Time // when the record's master was first seen without the lease; zero otherwise
+	cooldownUntil  time.Time // no campaign before
+	minReplicasSet bool
+}
+
+func newElector() *elector {
+	return &elector{results: make(chan campaignResult, 1)}
+}
+
+// observe takes a new election state, ignoring one of an older epoch than
+// already seen (fencing rule (c)).
+func (e *elector) observe(st election.State) {
+	if e.haveSt && e.state.Master != nil && (st.Master == nil || st.Master.Epoch < e.state.Master.Epoch) {
+		// Keep the newer record; take the leader fields only.
+		e.state.Leader, e.state.LeaderEpoch, e.state.Revision = st.Leader, st.LeaderEpoch, st.Revision
+		return
+	}
+	e.state, e.haveSt = st, true
+}
+
+// sessionDone is the leader's session's Done, or nil.
+func (e *elector) sessionDone() <-chan struct{} {
+	if e.role != roleLeader {
+		return nil
+	}
+	return e.ses.Done()
+}
+
+// effective returns top with the master the election names: the newest
+// record's node, or the topology's own master before any record.
+func (e *elector) effective(top *topology.Topology) *topology.Topology {
+	if top == nil || e.state.Master == nil || e.state.Master.Node == top.Master {
+		return top
+	}
+	if _, ok := top.Nodes[e.state.Master.Node]; !ok {
+		return top
+	}
+	t := top.Clone()
+	t.Master = e.state.Master.Node
+	return t
+}
+
+// elect is the election part of one round of the owner loop, after the
+// Redis was probed (info, err). It returns a problem to report, or "".
+func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Topology, info replInfo, perr error) string {
+	e := a.el
+	me := a.cfg.ID
+	switch e.role {
+	case roleLeader:
+		if perr != nil {
+			e.failures++
+			if e.failures >= a.cfg.DownAfter {
+				a.log.Warn("election: the master's redis failed its checks; resigning", "checks", e.failures, "err", perr)
+				a.stepDown(ctx, true)
+				return ""
+			}
+			return ""
+		}
+		e.failures = 0
+		a.applyMinReplicas(ctx)
+		return ""
+	case roleCampaigning:
+		if e.state.Leader != "" && e.state.Leader != me {
+			// Someone else leads: withdraw instead of queueing behind it
+			// (the queue is first come; ranking decides, not the queue).
+			e.stop()
+		}
+		return ""
+	}
+	if !e.haveSt || top == nil || perr != nil || info.loading {
+		e.leaderless = time.Time{}
+		return ""
+	}
+	st := e.state
+	if st.Leader != "" {
+		e.leaderless = time.Time{}
+		return ""
+	}
+	if time.Now().Before(e.cooldownUntil) {
+		return ""
+	}
+	spec, ok := top.Nodes[me]
+	if !ok {
+		return ""
+	}
+	switch {
+	case st.Master == nil:
+		// Bootstrap: the topology's master takes the first epoch.
+		if top.Master == me && info.role == "master" {
+			a.campaign(ctx, wg, "bootstrap: the topology's master")
+		}
+		return ""
+	case st.Master.Node == me && info.role == "master":
+		a.campaign(ctx, wg, "re-election: the record's master, still a master")
+		return ""
+	case !spec.Candidate || spec.Priority <= 0:
+		return ""
+	}
+	if e.leaderless.IsZero() {
+		e.leaderless = time.Now()
+		a.log.Warn("election: the master holds the election no more", "master", st.Master.Node, "epoch", st.Master.Epoch)
+	}
+	ranking, err := a.rank(ctx, top, st, info)
+	if err != nil {
+		return fmt.Sprintf("election: cannot rank candidates: %v", err)
+	}
+	mine := myRank(ranking, me)
+	if !mine.Eligible() {
+		return "election: not eligible: " + mine.Reason
+	}
+	if wait := time.Duration(mine.Rank-1) * a.cfg.DeferStep; time.Since(e.leaderless) < wait {
+		return ""
+	}
+	a.campaign(ctx, wg, fmt.Sprintf("failover from %s (epoch %d): rank %d, %s", st.Master.Node, st.Master.Epoch, mine.Rank, mine.Reason))
+	return ""
+}
+
+func myRank(r []election.Ranked, id string) election.Ranked {
+	for _, x := range r {
+		if x.ID == id {
+			return x
+		}
+	}
+	return election.Ranked{ID: id, Reason: "not in the ranking"}
+}
+
+// campaign starts a campaign goroutine; its result comes on e.results.
+func (a *Agent) campaign(ctx context.Context, wg *sync.WaitGroup, reason string) {
+	e := a.el
+	ses, err := election.NewSession(ctx, a.cli, election.SessionConfig{TTL: a.cfg.LeaseTTL, FenceMargin: a.cfg.FenceMargin, Logger: a.log})
+	if err != nil {
+		a.log.Warn("election: no session", "err", err)
+		return
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	e.role, e.ses, e.stop = roleCampaigning, ses, cancel
+	a.log.Info("election: campaigning", "reason", reason)
+	wg.Go(func() {
+		l, err := ses.Campaign(cctx, a.cfg.Cluster, a.cfg.ID)
+		e.results <- campaignResult{ses: ses, leader: l, reason: reason, err: err}
+	})
+}
+
+// campaignEnded handles a campaign's result: on a win it takes over.
+func (a *Agent) campaignEnded(ctx context.Context, top *topology.Topology, res campaignResult) {
+	e := a.el
+	e.stop()
+	if res.err != nil {
+		if ctx.Err() == nil {
+			a.log.Info("election: campaign ended without a win", "err", res.err)
+		}
+		e.role, e.leader = roleFollower, nil
+		_ = res.ses.Close(ctx)
+		e.ses = nil
+		return
+	}
+	e.role, e.leader, e.failures, e.minReplicasSet = roleLeader, res.leader, 0, false
+	a.log.Info("election: won", "epoch", res.leader.Epoch(), "reason", res.reason)
+	if err := a.takeOver(ctx, top, res.reason); err != nil {
+		a.log.Error("election: take-over failed; resigning", "epoch", res.leader.Epoch(), "err", err)
+		a.stepDown(ctx, true)
+	}
+}
+
+// takeOver makes this node's Redis the master of the leader's epoch and
+// publishes the record: for a failover it catches up with the most
+// advanced root relay, probes the old master (pausing its writes if it
+// still is one), and promotes its Redis (REPLICAOF NO ONE).
+func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason string) error {
+	e := a.el
+	l := e.leader
+	old := e.state.Master
+	var steps []election.Step
+	step := func(name string, start time.Time, note string) {
+		steps = append(steps, election.Step{Name: name, Took: time.Since(start), Note: note})
+	}
+	if !e.leaderless.IsZero() {
+		step("detect+campaign", e.leaderless, "from the master's loss of the lease to this win")
+	}
+	if top == nil {
+		return errors.New("no topology")
+	}
+	spec := top.Nodes[a.cfg.ID]
+	info, err := a.probe(ctx)
+	if err != nil {
+		return fmt.Errorf("probe own redis: %w", err)
+	}
+	var ranking []election.Ranked
+	promote := !(info.role == "master" && (old == nil || old.Node == a.cfg.ID))
+	if promote {
+		// Re-check eligibility now that we lead (failover-notes §3.5).
+		t0 := time.Now()
+		ranking, err = a.rank(ctx, top, e.state, info)
+		if err != nil {
+			return fmt.Errorf("rank: %w", err)
+		}
+		if mine := myRank(ranking, a.cfg.ID); !mine.Eligible() {
+			return fmt.Errorf("no longer eligible: %s", mine.Reason)
+		}
+		step("recheck", t0, "")
+
+		t0 = time.Now()
+		note := a.fenceOldMaster(ctx, top, old)
+		step("probe-old-master", t0, note)
+
+		t0 = time.Now()
+		note, err = a.catchUp(ctx, top)
+		if err != nil {
+			return err
+		}
+		step("catch-up", t0, note)
+
+		t0 = time.Now()
+		pctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+		err = replicaOf(pctx, a.redis, "")
+		cancel()
+		if err != nil {
+			return fmt.Errorf("REPLICAOF NO ONE: %w", err)
+		}
+		if info, err = a.probe(ctx); err != nil {
+			return fmt.Errorf("probe after promotion: %w", err)
+		}
+		step("promote", t0, fmt.Sprintf("replid %s offset %d", info.replid, info.offset))
+	}
+	a.applyMinReplicas(ctx)
+
+	t0 := time.Now()
+	tm, err := topology.EncodeMaster(a.cfg.ID)
+	if err != nil {
+		return err
+	}
+	rec, err := l.PublishMaster(ctx, election.Master{
+		Node: a.cfg.ID, RedisAddr: spec.RedisAddr, Replid: info.replid, Offset: info.offset, Reason: reason,
+	}, clientv3.OpPut(topology.MasterKey(a.cfg.Cluster), string(tm)))
+	if err != nil {
+		return err
+	}
+	step("publish", t0, "")
+	h := election.History{Node: a.cfg.ID, Reason: reason, Replid: info.replid, Offset: info.offset, Steps: steps, Ranking: ranking}
+	if old != nil {
+		h.Previous, h.PreviousEpoch = old.Node, old.Epoch
+	}
+	if err := l.RecordHistory(ctx, h); err != nil {
+		a.log.Warn("election: history not written", "err", err)
+	}
+	e.observe(election.State{Revision: e.state.Revision, Leader: a.cfg.ID, LeaderEpoch: rec.Epoch, Master: &rec})
+	e.leaderless = time.Time{}
+	a.log.Info("election: master of epoch", "epoch", rec.Epoch, "replid", rec.Replid, "offset", rec.Offset, "steps", fmt.Sprint(steps))
+	return nil
+}
+
+// fenceOldMaster probes the old master's Redis: one that still answers as
+// a master (its agent lost the lease: we lead now) gets CLIENT PAUSE WRITE
+// for two lease TTLs, so it takes no write the relays will not have; its
+// agent (or the min-replicas backstop) demotes it.
+func (a *Agent) fenceOldMaster(ctx context.Context, top *topology.Topology, old *election.Master) string {
+	if old == nil || old.Node == a.cfg.ID {
+		return "no old master"
+	}
+	t := redisTarget{addr: old.RedisAddr}
+	if a.target.password != "" {
+		t.user, t.password = a.target.user, a.target.password // one cluster, one password
+	}
+	c := newRedisClient(t, min(a.cfg.RedisTimeout, 300*time.Millisecond))
+	defer c.Close()
+	pctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	defer cancel()
+	info, err := probe(pctx, c)
+	if err != nil {
+		return fmt.Sprintf("old master %s does not answer: %v", old.RedisAddr, err)
+	}
+	if info.role != "master" {
+		return fmt.Sprintf("old master %s is a replica", old.RedisAddr)
+	}
+	ms := strconv.FormatInt((2 * a.cfg.LeaseTTL).Milliseconds(), 10)
+	if err := c.Do(pctx, "CLIENT", "PAUSE", ms, "WRITE").Err(); err != nil {
+		return fmt.Sprintf("old master %s answers as master and could not be paused: %v", old.RedisAddr, err)
+	}
+	return fmt.Sprintf("old master %s answered as master at offset %d; writes paused for %s ms", old.RedisAddr, info.offset, ms)
+}
+
+// catchUp waits until the Redis has the most advanced root relay's stored
+// offset (a relay that follows the master directly), bounded by
+// CatchUpTimeout.
+func (a *Agent) catchUp(ctx context.Context, top *topology.Topology) (string, error) {
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	sts, err := topology.ReadStatus(rctx, a.cli, a.cfg.Cluster)
+	cancel()
+	if err != nil {
+		return "", err
+	}
+	info, err := a.probe(ctx)
+	if err != nil {
+		return "", err
+	}
+	var target int64
+	from := ""
+	for id, rs := range sts.Relays {
+		spec, ok := top.Relays[id]
+		if !ok || spec.Upstream != topology.UpstreamMaster || rs.GetStoredOffset() <= target {
+			continue
+		}
+		if rs.GetReplid() != info.replid && rs.GetReplid2() != info.replid {
+			continue
+		}
+		target, from = rs.GetStoredOffset(), id
+	}
+	if target == 0 || info.offset >= target {
+		return fmt.Sprintf("at offset %d, relay %q at %d", info.offset, from, target), nil
+	}
+	deadline := time.Now().Add(a.cfg.CatchUpTimeout)
+	for info.offset < target {
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("catch up: at offset %d after %v, relay %s stored %d", info.offset, a.cfg.CatchUpTimeout, from, target)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if info, err = a.probe(ctx); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("reached relay %s's offset %d", from, target), nil
+}
+
+// rank ranks the cluster's nodes for taking over from st's master, from
+// the statuses in etcd (this node's own from info).
+func (a *Agent) rank(ctx context.Context, top *topology.Topology, st election.State, info replInfo) ([]election.Ranked, error) {
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	sts, err := topology.ReadStatus(rctx, a.cli, a.cfg.Cluster)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	in := election.RankInput{MaxLagBytes: a.cfg.MaxLagBytes}
+	if st.Master != nil {
+		in.OldSite = top.Nodes[st.Master.Node].Site
+	}
+	for _, id := range top.NodeIDs() {
+		n := top.Nodes[id]
+		c := election.Candidate{ID: id, Site: n.Site, Candidate: n.Candidate, Priority: n.Priority}
+		if id == a.cfg.ID {
+			c.Alive, c.Healthy, c.Replid, c.Offset = true, !info.loading, info.replid, info.offset
+		} else if ns, ok := sts.Nodes[id]; ok {
+			c.Alive, c.Healthy, c.Replid, c.Offset = true, ns.GetHealthy(), ns.GetReplid(), ns.GetOffset()
+		}
+		in.Candidates = append(in.Candidates, c)
+	}
+	in.Ref = reference(sts, a.cfg.ID, info)
+	return election.Rank(in), nil
+}
+
+// reference picks the history to continue: the most advanced relay's
+// (stored offset), else the most advanced healthy node's.
+func reference(sts *topology.Statuses, self string, info replInfo) election.Reference {
+	var ref election.Reference
+	for _, rs := range sts.Relays {
+		if rs.GetReplid() == "" || rs.GetStoredOffset() <= ref.Offset {
+			continue
+		}
+		ref = election.Reference{Replid: rs.GetReplid(), Offset: rs.GetStoredOffset(), Replid2: rs.GetReplid2(), SecondOffset: rs.GetSecondOffset()}
+	}
+	if ref.Replid != "" {
+		return ref
+	}
+	consider := func(replid string, off int64) {
+		if replid != "" && off > ref.Offset {
+			ref = election.Reference{Replid: replid, Offset: off}
+		}
+	}
+	for id, ns := range sts.Nodes {
+		if id != self && ns.GetHealthy() && ns.GetRole() != arborv1.NodeRole_NODE_ROLE_UNSPECIFIED {
+			consider(ns.GetReplid(), ns.GetOffset())
+		}
+	}
+	consider(info.replid, info.offset)
+	return ref
+}
+
+// applyMinReplicas sets min-replicas-to-write on the elected master's
+// Redis, once per term, when configured.
+func (a *Agent) applyMinReplicas(ctx context.Context) {
+	e := a.el
+	if a.cfg.MinReplicas <= 0 || e.minReplicasSet {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	defer cancel()
+	err := a.redis.Do(cctx, "CONFIG", "SET",
+		"min-replicas-to-write", strconv.Itoa(a.cfg.MinReplicas),
+		"min-replicas-max-lag", strconv.Itoa(int(a.cfg.MinReplicasMaxLag/time.Second))).Err()
+	if err != nil {
+		a.log.Warn("election: min-replicas-to-write not set", "err", err)
+		return
+	}
+	e.minReplicasSet = true
+}
+
+// stepDown ends the leadership: it resigns (so a candidate may take over at
+// once) when resign is set, closes the session and waits a lease TTL
+// before this node campaigns again (no flapping).
+func (a *Agent) stepDown(ctx context.Context, resign bool) {
+	e := a.el
+	if e.leader != nil && resign {
+		rctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+		if err := e.leader.Resign(rctx); err != nil {
+			a.log.Warn("election: resign failed; the lease will expire", "err", err)
+		}
+		cancel()
+	}
+	if e.ses != nil {
+		_ = e.ses.Close(ctx)
+	}
+	e.role, e.leader, e.ses = roleFollower, nil, nil
+	e.cooldownUntil = time.Now().Add(a.cfg.LeaseTTL)
+}
+
+// fence runs when the leader's session ends without a renewal (fence
+// deadline passed, or the lease is gone): pause writes, then demote the
+// Redis to what the node follows, then resume (the Redis is a replica by
+// then, and refuses writes itself).
+func (a *Agent) fence(ctx context.Context, top *topology.Topology) {
+	a.log.Error("election: lease not renewed by the fence deadline; pausing writes and demoting the redis")
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	defer cancel()
+	pause := strconv.FormatInt((2 * a.cfg.LeaseTTL).Milliseconds(), 10)
+	if err := a.redis.Do(cctx, "CLIENT", "PAUSE", pause, "WRITE").Err(); err != nil {
+		a.log.Error("election: CLIENT PAUSE WRITE failed", "err", err)
+	}
+	if want := followAddr(top, a.cfg.ID); want != "" {
+		if err := replicaOf(cctx, a.redis, want); err != nil {
+			a.log.Error("election: demotion failed", "to", want, "err", err)
+		} else {
+			a.log.Warn("election: redis demoted", "to", want)
+		}
+	}
+	_ = a.redis.Do(cctx, "CLIENT", "UNPAUSE").Err()
+	a.el.minReplicasSet = false
+	a.stepDown(ctx, false)
+}
+
+// followAddr returns the Redis address of what node id follows when it is
+// no master (its Follow relay or node), or "".
+func followAddr(top *topology.Topology, id string) string {
+	if top == nil {
+		return ""
+	}
+	n, ok := top.Nodes[id]
+	if !ok {
+		return ""
+	}
+	if r, ok := top.Relays[n.Follow]; ok {
+		return r.RedisAddr
+	}
+	if o, ok := top.Nodes[n.Follow]; ok && o.ID != id {
+		return o.RedisAddr
+	}
+	return ""
+}
+
+// shutdown ends the election role when the agent stops: a campaign that
+// ended is withdrawn (its session revoked); a leader's session is
+// orphaned, not revoked, so its lease expires a TTL later as if the agent
+// had died (the Redis is left as it is). Call it after the campaign
+// goroutine ended.
+func (e *elector) shutdown(ctx context.Context) {
+	select {
+	case res := <-e.results:
+		_ = res.ses.Close(ctx)
+		if res.ses == e.ses {
+			e.ses = nil
+		}
+	default:
+	}
+	if e.stop != nil {
+		e.stop()
+	}
+	if e.ses != nil {
+		e.ses.Orphan()
+		e.ses = nil
+	}
+	e.role, e.leader = roleFollower, nil
+}
