@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -14,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -46,6 +48,10 @@ type childLink struct {
 	compression    arborv1.Compression
 	state          atomic.Int32 // arborv1.LinkState
 	sent           atomic.Int64 // stream offset sent up to
+	// offered bounds the child's acks: the end of the bytes handed to
+	// Send on this link (stored before the Send, so an ack can never
+	// outrun it).
+	offered        atomic.Int64
 	acked          atomic.Int64
 	hasAcked       atomic.Bool // an Ack arrived on this link (acked was the subscribe offset before)
 	ackTime        atomic.Int64
@@ -160,13 +166,25 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 	if sub == nil {
 		return status.Error(codes.InvalidArgument, "the first frame of Sync must be subscribe or resume_rdb")
 	}
+	addr := ""
+	var tlsState *tls.ConnectionState
+	if p, ok := peer.FromContext(ctx); ok {
+		addr = p.Addr.String()
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			tlsState = &ti.State
+		}
+	}
+	if !r.cfg.TLS.Plaintext {
+		// With mutual TLS a relay is who its certificate says; without TLS
+		// (--plaintext) the relay ID is taken on trust.
+		if err := checkPeerIdentity(sub.GetRelayId(), tlsState); err != nil {
+			r.log.Warn("child relay refused", "child", sub.GetRelayId(), "remote", addr, "err", err)
+			return toStatus(err)
+		}
+	}
 	if err := r.checkSubscribe(sub); err != nil {
 		r.log.Warn("child relay refused", "child", sub.GetRelayId(), "err", err)
 		return err
-	}
-	addr := ""
-	if p, ok := peer.FromContext(ctx); ok {
-		addr = p.Addr.String()
 	}
 	c := &childLink{
 		id: sub.GetRelayId(), site: sub.GetSite(), addr: addr,
@@ -291,6 +309,12 @@ func (r *Relay) serveChild(ctx context.Context, cancel context.CancelCauseFunc, 
 	if err != nil {
 		return err
 	}
+	// The child holds the stream up to here, no further (whatever offset it
+	// claimed when it subscribed); its acks are bounded by what is sent.
+	c.offered.Store(reader.Pos())
+	if c.acked.Load() > reader.Pos() {
+		c.acked.Store(reader.Pos())
+	}
 	c.state.Store(int32(arborv1.LinkState_LINK_STATE_STREAMING))
 	wg.Add(1)
 	go func() {
@@ -347,6 +371,8 @@ func toStatus(err error) error {
 			s = d
 		}
 		return s.Err()
+	case errors.As(err, new(*identityError)):
+		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, store.ErrReset):
 		return status.Error(codes.Aborted, "history replaced by a full sync; subscribe again")
 	case errors.Is(err, store.ErrTrimmed):
@@ -762,6 +788,7 @@ func (f *feeder) sendFrame(fr *sharedFrame, shared bool) error {
 	frame := &arborv1.Stream{StartOffset: fr.start, Data: fr.data, Compression: f.enc.kind, RawLen: uint32(fr.rawLen),
 		OriginTimeUnixNano: fr.origin, CompressionReset: fr.reset}
 	span := f.traceFrame(frame) // nil unless this frame is sampled
+	f.c.offered.Store(fr.start + int64(fr.rawLen))
 	err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Stream{Stream: frame}})
 	endSpan(span, err)
 	if err != nil {
@@ -835,15 +862,30 @@ func (r *Relay) readChildAcks(stream arborv1.RelayService_SyncServer, c *childLi
 		if ack == nil {
 			return status.Error(codes.InvalidArgument, "only ack frames may follow subscribe")
 		}
-		if ack.GetOffset() < 0 {
-			return status.Errorf(codes.InvalidArgument, "ack offset %d is negative", ack.GetOffset())
+		// An ack feeds the site figures (acked offsets, bytes at risk, lag)
+		// and the acks this relay passes up: one beyond what was sent on
+		// this link is a lie or a bug, and the link is cut.
+		if off, sent := ack.GetOffset(), c.offered.Load(); off < 0 || off > sent {
+			return &cutError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR,
+				msg: fmt.Sprintf("ack offset %d is outside the %d bytes sent on this link", off, sent)}
 		}
 		c.acked.Store(ack.GetOffset())
 		c.ackTime.Store(time.Now().UnixNano())
-		c.setSubtree(ack.GetSubtree())
+		c.setSubtree(boundSubtree(ack.GetSubtree(), c.offered.Load()))
 		c.hasAcked.Store(true)
 		r.noteChildAck()
 	}
+}
+
+// boundSubtree clamps the acks of a child's subtree to [0, sent]: nothing
+// below the child can hold more than was sent to it. They are clamped, not
+// refused, since a grandchild's last ack may briefly be from a history the
+// child has just replaced by a full sync at a lower offset.
+func boundSubtree(subtree []*arborv1.ChildAck, sent int64) []*arborv1.ChildAck {
+	for _, a := range subtree {
+		a.AckedOffset = min(max(a.GetAckedOffset(), 0), sent)
+	}
+	return subtree
 }
 
 // addChild registers c; an older link of the same relay (left half-open by

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -89,4 +91,50 @@ func (c *TLSConfig) clientCredentials() (credentials.TransportCredentials, error
 		ServerName:   c.ServerName,
 		MinVersion:   tls.VersionTLS13,
 	}), nil
+}
+
+// relayURIPrefix begins the URI SAN that names a relay in its certificate:
+// arbor://relay/<id>.
+const relayURIPrefix = "arbor://relay/"
+
+// identityError refuses a child relay whose certificate does not name the
+// relay ID it subscribed with.
+type identityError struct {
+	ID    string   // the relay ID claimed
+	Names []string // the IDs the certificate names
+}
+
+func (e *identityError) Error() string {
+	return fmt.Sprintf("relay id %q is not named by the peer's certificate (it names %v)", e.ID, e.Names)
+}
+
+// certRelayIDs returns the relay IDs a verified certificate names: each
+// URI SAN arbor://relay/<id>, each DNS SAN, and the subject's Common Name.
+func certRelayIDs(cert *x509.Certificate) []string {
+	var ids []string
+	for _, u := range cert.URIs {
+		if id, ok := strings.CutPrefix(u.String(), relayURIPrefix); ok && id != "" {
+			ids = append(ids, id)
+		}
+	}
+	ids = append(ids, cert.DNSNames...)
+	if cert.Subject.CommonName != "" {
+		ids = append(ids, cert.Subject.CommonName)
+	}
+	return ids
+}
+
+// checkPeerIdentity ties a claimed relay ID to the peer's verified
+// certificate (mutual TLS): without it any holder of a certificate from the
+// CA could subscribe as another relay and end that relay's link. state is
+// nil when the connection carries no TLS.
+func checkPeerIdentity(id string, state *tls.ConnectionState) error {
+	if state == nil || len(state.VerifiedChains) == 0 || len(state.VerifiedChains[0]) == 0 {
+		return &identityError{ID: id}
+	}
+	names := certRelayIDs(state.VerifiedChains[0][0])
+	if !slices.Contains(names, id) {
+		return &identityError{ID: id, Names: names}
+	}
+	return nil
 }
