@@ -314,10 +314,7 @@ func (a *Agent) fenceOldMaster(ctx context.Context, top *topology.Topology, old 
 	if old == nil || old.Node == a.cfg.ID {
 		return "no old master"
 	}
-	t := redisTarget{addr: old.RedisAddr}
-	if a.target.password != "" {
-		t.user, t.password = a.target.user, a.target.password // one cluster, one password
-	}
+	t := redisTarget{addr: old.RedisAddr, user: a.target.user, password: a.target.password} // one cluster, one password
 	c := newRedisClient(t, min(a.cfg.RedisTimeout, 300*time.Millisecond))
 	defer c.Close()
 	pctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
@@ -336,9 +333,11 @@ func (a *Agent) fenceOldMaster(ctx context.Context, top *topology.Topology, old 
 	return fmt.Sprintf("old master %s answered as master at offset %d; writes paused for %s ms", old.RedisAddr, info.offset, ms)
 }
 
-// catchUp waits until the Redis has the most advanced root relay's stored
-// offset (a relay that follows the master directly), bounded by
-// CatchUpTimeout.
+// catchUp waits until the Redis has the most advanced root relay's offset
+// (a relay that follows the master directly), bounded by CatchUpTimeout.
+// Each root relay is asked live (INFO on its Redis side: the stored end
+// of its stream); the status it published in etcd (up to a status
+// interval old) stands in for one that does not answer.
 func (a *Agent) catchUp(ctx context.Context, top *topology.Topology) (string, error) {
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
 	sts, err := topology.ReadStatus(rctx, a.cli, a.cfg.Cluster)
@@ -352,18 +351,26 @@ func (a *Agent) catchUp(ctx context.Context, top *topology.Topology) (string, er
 	}
 	var target int64
 	from := ""
-	for id, rs := range sts.Relays {
-		spec, ok := top.Relays[id]
-		if !ok || spec.Upstream != topology.UpstreamMaster || rs.GetStoredOffset() <= target {
+	for _, id := range top.RelayIDs() {
+		spec := top.Relays[id]
+		if spec.Upstream != topology.UpstreamMaster {
 			continue
 		}
-		if rs.GetReplid() != info.replid && rs.GetReplid2() != info.replid {
+		replid, replid2, off, how := a.relayPosition(ctx, spec.RedisAddr)
+		if how == "" {
+			rs, ok := sts.Relays[id]
+			if !ok {
+				continue
+			}
+			replid, replid2, off, how = rs.GetReplid(), rs.GetReplid2(), rs.GetStoredOffset(), "status"
+		}
+		if off <= target || (replid != info.replid && replid2 != info.replid) {
 			continue
 		}
-		target, from = rs.GetStoredOffset(), id
+		target, from = off, fmt.Sprintf("%s (%s)", id, how)
 	}
 	if target == 0 || info.offset >= target {
-		return fmt.Sprintf("at offset %d, relay %q at %d", info.offset, from, target), nil
+		return fmt.Sprintf("at offset %d, relay %s at %d", info.offset, from, target), nil
 	}
 	deadline := time.Now().Add(a.cfg.CatchUpTimeout)
 	for info.offset < target {
@@ -380,6 +387,22 @@ func (a *Agent) catchUp(ctx context.Context, top *topology.Topology) (string, er
 		}
 	}
 	return fmt.Sprintf("reached relay %s's offset %d", from, target), nil
+}
+
+// relayPosition asks a relay's Redis side for its history and stored
+// offset (INFO replication), with the agent's credentials (one cluster,
+// one password). how is "live", or "" if it did not answer.
+func (a *Agent) relayPosition(ctx context.Context, addr string) (replid, replid2 string, offset int64, how string) {
+	t := redisTarget{addr: addr, user: a.target.user, password: a.target.password}
+	c := newRedisClient(t, min(a.cfg.RedisTimeout, 300*time.Millisecond))
+	defer c.Close()
+	pctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	defer cancel()
+	info, err := probe(pctx, c)
+	if err != nil {
+		return "", "", 0, ""
+	}
+	return info.replid, info.replid2, info.offset, "live"
 }
 
 // rank ranks the cluster's nodes for taking over from st's master, from
@@ -468,7 +491,11 @@ func (a *Agent) stepDown(ctx context.Context, resign bool) {
 		cancel()
 	}
 	if e.ses != nil {
-		_ = e.ses.Close(ctx)
+		if resign {
+			_ = e.ses.Close(ctx)
+		} else {
+			e.ses.Orphan() // lost already; a revoke would wait on an etcd we cannot reach
+		}
 	}
 	e.role, e.leader, e.ses = roleFollower, nil, nil
 	e.cooldownUntil = time.Now().Add(a.cfg.LeaseTTL)

@@ -17,6 +17,7 @@ import (
 	arborfabric "github.com/arbor-fabric/arbor/internal/fabric"
 	"github.com/arbor-fabric/arbor/internal/freeport"
 	"github.com/arbor-fabric/arbor/internal/redistest"
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay"
 	"github.com/arbor-fabric/arbor/topology"
 )
@@ -25,6 +26,7 @@ import (
 // (both candidates), a replica R, and one real root relay r1 run under
 // etcd (internal/fabric), which every node follows.
 type electFabric struct {
+	etcd    *etcdtest.Cluster
 	cli     *clientv3.Client
 	cluster string
 	ctx     context.Context
@@ -33,10 +35,10 @@ type electFabric struct {
 	log     *slog.Logger
 }
 
-func newElectFabric(t *testing.T) *electFabric {
+func newElectFabric(t *testing.T, etcdMembers int) *electFabric {
 	t.Helper()
-	etcd := etcdtest.Start(t, 1)
-	f := &electFabric{cli: etcd.Client(t), cluster: "failover"}
+	etcd := etcdtest.Start(t, etcdMembers)
+	f := &electFabric{etcd: etcd, cli: etcd.Client(t), cluster: "failover"}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	f.ctx = ctx
@@ -94,8 +96,13 @@ func newElectFabric(t *testing.T) *electFabric {
 	return f
 }
 
-func (f *electFabric) runAgent(t *testing.T, id string, s *redistest.Server) {
+// runAgent runs an agent with the fast profile until the test ends or
+// stop is called; cli is its etcd client (nil: the fabric's).
+func (f *electFabric) runAgent(t *testing.T, id string, s *redistest.Server, cli *clientv3.Client) (stop func()) {
 	t.Helper()
+	if cli == nil {
+		cli = f.cli
+	}
 	cfg := DefaultConfig()
 	cfg.ID, cfg.Site, cfg.Cluster = id, "A", f.cluster
 	cfg.Redis = "redis://" + s.Addr
@@ -106,7 +113,7 @@ func (f *electFabric) runAgent(t *testing.T, id string, s *redistest.Server) {
 	cfg.FastProfile()
 	cfg.DeferStep = 500 * time.Millisecond
 	cfg.Logger = f.log.With("agent", id)
-	a, err := New(cfg, f.cli)
+	a, err := New(cfg, cli)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +125,9 @@ func (f *electFabric) runAgent(t *testing.T, id string, s *redistest.Server) {
 			t.Errorf("agent %s: %v", id, err)
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
 }
 
 func (f *electFabric) state(t *testing.T) election.State {
@@ -157,17 +166,16 @@ func waitInSync(t *testing.T, ctx context.Context, master *redistest.Server, rep
 	})
 }
 
-// TestFailoverKillMasterRedis: kill -9 of the master's Redis. The backup
-// is promoted in a new epoch, the root relay follows it with a partial
-// resync, writes are accepted on it, no full sync happens anywhere, the
-// data is equal everywhere, and there is one master.
-func TestFailoverKillMasterRedis(t *testing.T) {
-	f := newElectFabric(t)
+// start runs the three agents (m's with mcli, nil for the fabric's
+// client), waits for m's bootstrap election and for b and r to stream
+// from the relay, and loads data on m until all are in sync. It returns
+// the bootstrap state and m's agent's stop.
+func (f *electFabric) start(t *testing.T, mcli *clientv3.Client) (election.State, func()) {
+	t.Helper()
 	ctx := f.ctx
-	f.runAgent(t, "m", f.m)
-	f.runAgent(t, "b", f.b)
-	f.runAgent(t, "r", f.r)
-
+	stopM := f.runAgent(t, "m", f.m, mcli)
+	f.runAgent(t, "b", f.b, nil)
+	f.runAgent(t, "r", f.r, nil)
 	var boot election.State
 	redistest.WaitFor(t, 30*time.Second, func() error {
 		boot = f.state(t)
@@ -192,11 +200,16 @@ func TestFailoverKillMasterRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitInSync(t, ctx, f.m, f.b, f.r)
-	before := f.relay().Status().GetCounters()
+	return boot, stopM
+}
 
-	f.m.Kill()
-	killed := time.Now()
-
+// checkFailedOver waits for b's record after boot, a write on b and its
+// arrival on r, then checks the history, that nobody full-synced since
+// before (the relay's counters), equal digests and one master. It logs
+// the times since t0.
+func (f *electFabric) checkFailedOver(t *testing.T, boot election.State, before *arborv1.SyncCounters, t0 time.Time) {
+	t.Helper()
+	ctx := f.ctx
 	var after election.State
 	redistest.WaitFor(t, 30*time.Second, func() error {
 		after = f.state(t)
@@ -205,13 +218,13 @@ func TestFailoverKillMasterRedis(t *testing.T) {
 		}
 		return nil
 	})
-	elected := time.Since(killed)
+	elected := time.Since(t0)
 	var wrote time.Duration
 	redistest.WaitFor(t, 30*time.Second, func() error {
 		if err := f.b.Client().Set(ctx, "after-failover", "1", 0).Err(); err != nil {
 			return err
 		}
-		wrote = time.Since(killed)
+		wrote = time.Since(t0)
 		return nil
 	})
 	// The relay follows b (+CONTINUE), and r gets the write through it.
@@ -225,7 +238,7 @@ func TestFailoverKillMasterRedis(t *testing.T) {
 		}
 		return nil
 	})
-	streaming := time.Since(killed)
+	streaming := time.Since(t0)
 	waitInSync(t, ctx, f.b, f.r)
 
 	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
@@ -263,18 +276,123 @@ func TestFailoverKillMasterRedis(t *testing.T) {
 		}
 		return nil
 	})
-	// One writable master.
-	for _, s := range []*redistest.Server{f.b, f.r} {
-		role, err := s.Client().Do(ctx, "ROLE").Slice()
+	f.checkOneMaster(t, f.b)
+}
+
+// checkOneMaster checks that of the running Redis servers only master
+// says ROLE master.
+func (f *electFabric) checkOneMaster(t *testing.T, master *redistest.Server) {
+	t.Helper()
+	for _, s := range []*redistest.Server{f.m, f.b, f.r} {
+		if !s.Running() {
+			continue
+		}
+		role, err := s.Client().Do(f.ctx, "ROLE").Slice()
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := "slave"
-		if s == f.b {
+		if s == master {
 			want = "master"
 		}
 		if len(role) == 0 || role[0] != want {
 			t.Errorf("%s: ROLE %v, want %s", s.Addr, role, want)
 		}
 	}
+}
+
+// TestFailoverKillMasterRedis: kill -9 of the master's Redis (its agent
+// lives and resigns after --down-after checks). The backup is promoted in
+// a new epoch, the root relay follows it with a partial resync, writes are
+// accepted on it, no full sync happens anywhere, the data is equal
+// everywhere, and there is one master.
+func TestFailoverKillMasterRedis(t *testing.T) {
+	f := newElectFabric(t, 1)
+	boot, _ := f.start(t, nil)
+	before := f.relay().Status().GetCounters()
+	f.m.Kill()
+	f.checkFailedOver(t, boot, before, time.Now())
+}
+
+// TestFailoverHostDeath: the master's agent and Redis both die (the agent
+// stops without revoking its lease, as a dead one would). The backup takes
+// over once the lease expires.
+func TestFailoverHostDeath(t *testing.T) {
+	f := newElectFabric(t, 1)
+	boot, stopM := f.start(t, nil)
+	before := f.relay().Status().GetCounters()
+	t0 := time.Now()
+	stopM()
+	f.m.Kill()
+	f.checkFailedOver(t, boot, before, t0)
+}
+
+// TestFailoverMasterCutFromEtcd: the master's agent loses etcd (its only
+// etcd member is killed; the other two keep the quorum) while its Redis
+// takes writes. The agent pauses writes and demotes its Redis at its fence
+// deadline; the backup takes over once the lease expires; every write the
+// old master acknowledged is on the new master.
+func TestFailoverMasterCutFromEtcd(t *testing.T) {
+	f := newElectFabric(t, 3)
+	ctx := f.ctx
+	cut := f.etcd.Members[0]
+	mcli := f.etcd.ClientOf(t, cut.ClientURL)
+	// Everyone else has a client of all three members: with m0 gone it
+	// goes on with the other two.
+	boot, _ := f.start(t, mcli)
+	before := f.relay().Status().GetCounters()
+
+	// A writer on m records every acknowledged write.
+	wctx, stopWriter := context.WithCancel(ctx)
+	var acked []string
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c := f.m.Client()
+		for i := 0; wctx.Err() == nil && i < 100_000; i++ {
+			k := "w:" + strconv.Itoa(i)
+			cctx, cancel := context.WithTimeout(wctx, 200*time.Millisecond)
+			err := c.Set(cctx, k, i, 0).Err()
+			cancel()
+			if err == nil {
+				acked = append(acked, k)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	redistest.WaitFor(t, 10*time.Second, func() error {
+		n, err := f.m.Client().DBSize(ctx).Result()
+		if err != nil || n < 510 {
+			return fmt.Errorf("dbsize %d (%v): writer not writing yet", n, err)
+		}
+		return nil
+	})
+
+	t0 := time.Now()
+	cut.Kill()
+	// m fences itself: its Redis becomes a replica.
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		info, err := infoOf(ctx, f.m)
+		if err != nil {
+			return err
+		}
+		if info["role"] != "slave" {
+			return fmt.Errorf("m: role %s", info["role"])
+		}
+		return nil
+	})
+	fenced := time.Since(t0)
+	f.checkFailedOver(t, boot, before, t0)
+	stopWriter()
+	<-writerDone
+	var lost []string
+	for _, k := range acked {
+		if n, err := f.b.Client().Exists(ctx, k).Result(); err != nil || n != 1 {
+			lost = append(lost, k)
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("%d of %d acknowledged writes on the old master are not on the new one: %v", len(lost), len(acked), lost[:min(len(lost), 10)])
+	}
+	t.Logf("old master fenced (demoted) %v after its etcd member died; %d acknowledged writes, none lost", fenced, len(acked))
 }

@@ -19,6 +19,7 @@ type replInfo struct {
 	linkUp     bool   // master_link_status:up; replicas only
 	syncing    bool   // master_sync_in_progress:1; replicas only
 	replid     string
+	replid2    string // master_replid2: the previous history, up to second_repl_offset
 	offset     int64
 	replicas   int  // connected_slaves
 	loading    bool // the Redis is loading its dataset
@@ -79,6 +80,7 @@ func parseReplInfo(text string) (replInfo, error) {
 	}
 	r.offset = off
 	r.replid = m["master_replid"]
+	r.replid2 = m["master_replid2"]
 	r.replicas, _ = strconv.Atoi(m["connected_slaves"])
 	r.loading = m["loading"] == "1"
 	if r.role == "slave" {
