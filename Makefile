@@ -3,7 +3,7 @@ GO      ?= go
 TOOL    := $(GO) tool -modfile=tools/go.mod
 PKGS    := ./...
 
-.PHONY: help build test test-short vet fmt fmt-check lint proto proto-check bench demo ci
+.PHONY: help build test test-short fuzz-short vet fmt fmt-check lint proto proto-check bench demo ci
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,6 +16,18 @@ test: ## run every test (needs redis-server on PATH), with the race detector
 
 test-short: ## quick tests
 	$(GO) test -short -count=1 $(PKGS)
+
+# FUZZTIME is how long fuzz-short runs each fuzz test. A fuzz test takes
+# one package and one target per run; minimizing is cut short, since a
+# failing input is written to testdata/fuzz either way.
+FUZZTIME ?= 10s
+FUZZ    := $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+
+fuzz-short: ## fuzz the RESP reader, the stream scanner and the RDB verifier (FUZZTIME each, 10s)
+	$(FUZZ) -fuzz '^FuzzReader$$' ./internal/resp
+	$(FUZZ) -fuzz '^FuzzStreamScanner$$' ./internal/resp
+	$(FUZZ) -fuzz '^FuzzStreamScannerGarbage$$' ./internal/resp
+	$(FUZZ) -fuzz '^FuzzVerifier$$' ./internal/rdb
 
 vet: ## go vet
 	$(GO) vet $(PKGS)

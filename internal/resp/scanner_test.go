@@ -435,6 +435,27 @@ func FuzzStreamScannerGarbage(f *testing.F) {
 		if got.errAt != want.errAt || got.atBoundary != want.atBoundary {
 			t.Fatalf("split at %d: got (error at %d, at boundary %v), want (%d, %v)", cut, got.errAt, got.atBoundary, want.errAt, want.atBoundary)
 		}
+		// Saved and restored at the cut, as a store does at a segment
+		// start, the scan goes on the same.
+		var first StreamScanner
+		if r := feedChunks(t, &first, p[:cut], nil); r.errAt < 0 {
+			enc, err := first.MarshalBinary()
+			if err != nil {
+				t.Fatalf("marshal at %d: %v", cut, err)
+			}
+			var resumed StreamScanner
+			if err := resumed.UnmarshalBinary(enc); err != nil {
+				t.Fatalf("unmarshal %x at %d: %v", enc, cut, err)
+			}
+			rest := feedChunks(t, &resumed, p[cut:], nil)
+			wantErrAt := want.errAt
+			if wantErrAt >= 0 {
+				wantErrAt -= cut
+			}
+			if rest.errAt != wantErrAt || rest.atBoundary != want.atBoundary {
+				t.Fatalf("resumed at %d: got (error at %d, at boundary %v), want (%d, %v)", cut, rest.errAt, rest.atBoundary, wantErrAt, want.atBoundary)
+			}
+		}
 		var bytewise StreamScanner
 		all := feedChunks(t, &bytewise, p, everyByte(len(p)))
 		if all.errAt != want.errAt || all.atBoundary != want.atBoundary {
