@@ -346,7 +346,7 @@ func newBenchFailoverCmd() *cobra.Command {
 	def := bench.DefaultFailoverConfig()
 	cmd := &cobra.Command{
 		Use:   "failover",
-		Short: "Measure failover after the master's death: Redis Sentinel (and Arbor, once built)",
+		Short: "Measure failover after the master's death: Redis Sentinel and Arbor side by side",
 		Long: `Measure what the death of the master's redis-server costs under a failover
 system, over --runs runs with fresh processes each: a master, a backup that
 may be promoted and two read replicas that may not.
@@ -367,18 +367,28 @@ Systems:
                     down-after-milliseconds --down-after (default 1s)
   sentinel-default  the same with Sentinel's default 30 s (--sentinel-default;
                     about 35 s per run)
-  arbor             not built yet: reported as such until the node agents
-                    promote a backup.
+  arbor             node agents with --elect beside every redis-server (master
+                    and backup candidates, the replicas not), one root relay
+                    under etcd that every node follows, one etcd (built from
+                    tools/go.mod on first use); the writer reads the master
+                    record (election/master). Replicas stream through the relay.
+                    Needs an arbor binary whose node agent has --elect; else it
+                    is reported as not run, and why.
+  arbor-fast        the same with the agents' --fast election profile.
+Ratios compare each system with the first.
 
 It needs redis-sentinel (Debian: apt-get install redis-sentinel). All
 processes run on free loopback ports under a temporary directory and are
 killed when the command ends, also on SIGINT.`,
 		Example: `  arbor bench failover
-  arbor bench failover --runs 5 --sentinel-default --json`,
+  arbor bench failover --runs 5 --sentinel-default --json
+  arbor bench failover --systems sentinel --runs 1`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
 	f.Int("runs", def.Runs, "failovers per system (fresh processes each)")
+	f.String("systems", strings.Join(def.Systems, ","), "systems to run, comma-separated: "+strings.Join(bench.AllFailoverSystems, ", "))
+	f.String("arbor-bin", "", "arbor binary for the Arbor side's relay and node agents (default: this executable)")
 	f.Duration("down-after", def.DownAfter, "Sentinel's down-after-milliseconds")
 	f.Bool("sentinel-default", false, "also run Sentinel with its default down-after-milliseconds (30s)")
 	f.String("redis-server", def.RedisServer, "redis-server binary")
@@ -391,6 +401,9 @@ killed when the command ends, also on SIGINT.`,
 		cfg := bench.DefaultFailoverConfig()
 		fs := cmd.Flags()
 		cfg.Runs, _ = fs.GetInt("runs")
+		systems, _ := fs.GetString("systems")
+		cfg.Systems = strings.Split(systems, ",")
+		cfg.ArborBin, _ = fs.GetString("arbor-bin")
 		cfg.DownAfter, _ = fs.GetDuration("down-after")
 		cfg.SentinelDefault, _ = fs.GetBool("sentinel-default")
 		cfg.RedisServer, _ = fs.GetString("redis-server")

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -33,6 +32,10 @@ const (
 	failoverSlack = 90 * time.Second
 )
 
+// AllFailoverSystems are the systems RunFailover knows, in report order
+// (the first is the reference of the ratios).
+var AllFailoverSystems = []string{"sentinel", "arbor", "arbor-fast"}
+
 // ErrNoSentinel is returned when the redis-sentinel binary is missing.
 var ErrNoSentinel = errors.New("redis-sentinel not found (Debian: apt-get install redis-sentinel)")
 
@@ -46,8 +49,13 @@ type FailoverConfig struct {
 	// SentinelDefault also runs Sentinel with its default
 	// down-after-milliseconds (30 s): about 35 s per run.
 	SentinelDefault bool
-	// RedisServer and RedisSentinel are the binaries.
-	RedisServer, RedisSentinel string
+	// Systems are the systems to run: FailoverSystems' names
+	// ("sentinel", "arbor", "arbor-fast"); "sentinel-default" is added by
+	// SentinelDefault.
+	Systems []string
+	// RedisServer and RedisSentinel are the binaries; ArborBin runs the
+	// Arbor side ("arbor relay", "arbor node"; "": this executable).
+	RedisServer, RedisSentinel, ArborBin string
 	// Dir is the parent of the temporary directory ("": the system's);
 	// Keep keeps it.
 	Dir  string
@@ -61,6 +69,7 @@ func DefaultFailoverConfig() FailoverConfig {
 	return FailoverConfig{
 		Runs:          DefaultFailoverRuns,
 		DownAfter:     DefaultDownAfter,
+		Systems:       slices.Clone(AllFailoverSystems),
 		RedisServer:   "redis-server",
 		RedisSentinel: "redis-sentinel",
 	}
@@ -74,6 +83,14 @@ func (c *FailoverConfig) Validate() error {
 	}
 	if c.DownAfter < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("down-after: %v, want at least 100ms", c.DownAfter))
+	}
+	if len(c.Systems) == 0 {
+		errs = append(errs, errors.New("systems: none"))
+	}
+	for _, s := range c.Systems {
+		if !slices.Contains(AllFailoverSystems, s) {
+			errs = append(errs, fmt.Errorf("systems: unknown %q (want %v)", s, AllFailoverSystems))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -97,6 +114,10 @@ type FailoverSetup interface {
 	Master() *server
 	// Others are the other redis-servers: the backup and the replicas.
 	Others() []*server
+	// FullSyncs returns the full syncs served since the set-up was ready,
+	// once newMaster was promoted: the new master's and, for a system
+	// with other servers of the stream (relays), theirs.
+	FullSyncs(ctx context.Context, newMaster string) (int64, error)
 	// Close releases what the set-up holds besides its processes (the
 	// env kills those).
 	Close()
@@ -107,15 +128,15 @@ type FailoverReport struct {
 	Host    Host             `json:"host"`
 	Runs    int              `json:"runs"`
 	Systems []FailoverResult `json:"systems"`
-	// NotBuilt names the systems the benchmark cannot run yet, and why.
-	NotBuilt []NotBuilt `json:"not_built,omitempty"`
+	// NotRun names the systems asked for that could not run, and why.
+	NotRun []NotRun `json:"not_run,omitempty"`
 	// Ratios compare each system's p50/p99 with the first one's.
 	Ratios []FailoverRatio `json:"ratios,omitempty"`
 	Dir    string          `json:"dir,omitempty"`
 }
 
-// NotBuilt is a system the benchmark has no side for yet.
-type NotBuilt struct {
+// NotRun is a system that could not run.
+type NotRun struct {
 	Name string `json:"name"`
 	Why  string `json:"why"`
 }
@@ -165,9 +186,9 @@ type FailoverRatio struct {
 	StreamP99 float64 `json:"replicas_streaming_p99"`
 }
 
-// ArborNotBuilt says why the benchmark has no Arbor side yet.
-const ArborNotBuilt = "not built yet: the node agents' candidate/master roles that promote a backup are not on main; " +
-	"plug them in as a FailoverSystem (a master + backup with candidate: true, relays under internal/fabric, etcd)"
+// ArborNotBuilt says why the Arbor side cannot run with an arbor binary
+// whose node agent does not elect.
+const ArborNotBuilt = "not built yet in this arbor binary: its node agent has no --elect (the candidate/master roles that promote a backup)"
 
 // RunFailover runs cfg.Runs failovers of each system and reports them.
 // Every process is killed, and the temporary directory removed (unless
@@ -176,27 +197,58 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bench config: %w", err)
 	}
-	sentinelBin, err := exec.LookPath(cfg.RedisSentinel)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoSentinel, err)
-	}
-	w, err := newWorkspace(cfg.RedisServer, "", cfg.Dir, cfg.Keep, nil, cfg.Progress)
+	w, err := newWorkspace(cfg.RedisServer, cfg.ArborBin, cfg.Dir, cfg.Keep, nil, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
 	defer w.close()
-	systems := []FailoverSystem{&sentinelSystem{bin: sentinelBin, downAfter: cfg.DownAfter}}
-	if cfg.SentinelDefault {
-		systems = append(systems, &sentinelSystem{bin: sentinelBin, downAfter: SentinelDefaultDownAfter})
-	}
-	rep := &FailoverReport{Host: newHost(), Runs: cfg.Runs,
-		NotBuilt: []NotBuilt{{Name: "arbor", Why: ArborNotBuilt}}}
+	rep := &FailoverReport{Host: newHost(), Runs: cfg.Runs}
 	if cfg.Keep {
 		rep.Dir = w.root
 	}
+	var systems []FailoverSystem
+	names := slices.Clone(cfg.Systems)
+	if cfg.SentinelDefault && slices.Contains(names, "sentinel") {
+		names = slices.Insert(names, slices.Index(names, "sentinel")+1, "sentinel-default")
+	}
+	var etcd *arborEtcd
+	defer func() {
+		if etcd != nil {
+			etcd.close()
+		}
+	}()
+	for _, name := range names {
+		switch name {
+		case "sentinel", "sentinel-default":
+			bin, err := exec.LookPath(cfg.RedisSentinel)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrNoSentinel, err)
+			}
+			da := cfg.DownAfter
+			if name == "sentinel-default" {
+				da = SentinelDefaultDownAfter
+			}
+			systems = append(systems, &sentinelSystem{bin: bin, downAfter: da})
+		case "arbor", "arbor-fast":
+			if err := arborElects(w.relayBin); err != nil {
+				why := ArborNotBuilt
+				if !errors.Is(err, errNoElect) {
+					why = err.Error()
+				}
+				rep.NotRun = append(rep.NotRun, NotRun{Name: name, Why: why})
+				continue
+			}
+			if etcd == nil {
+				if etcd, err = w.startArborEtcd(ctx); err != nil {
+					return nil, fmt.Errorf("arbor: %w", err)
+				}
+			}
+			systems = append(systems, &arborSystem{etcd: etcd, bin: w.relayBin, fast: name == "arbor-fast"})
+		}
+	}
 	for _, sys := range systems {
 		res, err := w.failoverRuns(ctx, sys, cfg.Runs, &rep.Host)
-		if res != nil {
+		if res != nil && len(res.PerRun) > 0 {
 			rep.Systems = append(rep.Systems, *res)
 		}
 		if err != nil {
@@ -315,11 +367,13 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 	if run.Lost, err = countMissing(ctx, newMaster, keys); err != nil {
 		return run, err
 	}
+	if run.FullSyncs, err = setup.FullSyncs(ctx, newMaster); err != nil {
+		return run, err
+	}
 	m, err := infoOn(ctx, newMaster, "stats")
 	if err != nil {
 		return run, err
 	}
-	run.FullSyncs, _ = infoInt(m, "sync_full")
 	run.PartialSyncs, _ = infoInt(m, "sync_partial_ok")
 	return run, nil
 }
@@ -427,29 +481,17 @@ func (wr *failoverWriter) waitNewMaster(ctx context.Context) (string, time.Time,
 	}
 }
 
-// waitStreaming polls until every replica replicates from master with its
-// link up, and returns when it first saw that.
+// waitStreaming polls until every replica streams the new master's
+// history (its replication ID) with its link up, from the master itself or
+// through a relay, and returns when it first saw that.
 func waitStreaming(ctx context.Context, master string, replicas []*server) (time.Time, error) {
-	host, port, _ := strings.Cut(master, ":")
 	var last string
 	for {
-		ok := true
-		for _, r := range replicas {
-			m, err := infoOn(ctx, r.addr, "replication")
-			switch {
-			case err != nil:
-				ok, last = false, err.Error()
-			case m["role"] != "slave" || m["master_host"] != host || m["master_port"] != port || m["master_link_status"] != "up":
-				ok = false
-				last = fmt.Sprintf("%s: role %s master %s:%s link %s", r.addr, m["role"], m["master_host"], m["master_port"], m["master_link_status"])
-			}
-			if !ok {
-				break
-			}
-		}
-		if ok {
+		err := inHistory(ctx, master, replicas)
+		if err == nil {
 			return time.Now(), nil
 		}
+		last = err.Error()
 		select {
 		case <-ctx.Done():
 			return time.Time{}, fmt.Errorf("replicas not streaming from the new master %s: %w (last: %s)", master, ctx.Err(), last)
@@ -487,14 +529,14 @@ func (r *FailoverReport) WriteText(out io.Writer) error {
 			s.WriteAccepted.P50, s.WriteAccepted.P99, s.ReplicasStreaming.P50, s.ReplicasStreaming.P99,
 			s.LostWrites, s.AckedWrites, s.MaxLostInRun, s.FullSyncs, s.PartialSyncs)
 	}
-	for _, nb := range r.NotBuilt {
-		fmt.Fprintf(tw, "%s\t%s\n", nb.Name, "NOT BUILT YET")
+	for _, nr := range r.NotRun {
+		fmt.Fprintf(tw, "%s\t%s\n", nr.Name, "NOT RUN")
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, nb := range r.NotBuilt {
-		fmt.Fprintf(out, "\n%s: %s\n", nb.Name, nb.Why)
+	for _, nr := range r.NotRun {
+		fmt.Fprintf(out, "%s: %s\n", nr.Name, nr.Why)
 	}
 	for _, q := range r.Ratios {
 		fmt.Fprintf(out, "%s / %s: write accepted p50 %.2fx p99 %.2fx, replicas streaming p50 %.2fx p99 %.2fx\n",

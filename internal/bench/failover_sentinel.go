@@ -154,6 +154,10 @@ func (s *sentinelSetup) MasterAddr(ctx context.Context) (string, error) {
 	return net.JoinHostPort(string(v.Array[0].Str), strconv.Itoa(port)), nil
 }
 
+func (s *sentinelSetup) FullSyncs(ctx context.Context, newMaster string) (int64, error) {
+	return masterFullSyncs(ctx, newMaster)
+}
+
 func (s *sentinelSetup) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
