@@ -62,3 +62,44 @@ func TestFailoverNoSentinel(t *testing.T) {
 		t.Fatalf("without redis-sentinel: %v, want ErrNoSentinel", err)
 	}
 }
+
+// TestFailoverArborSmoke runs the Arbor side once: node agents with
+// --elect, a root relay under etcd, kill -9 of the master's Redis: the
+// backup is promoted, a write is accepted on it, both replicas stream its
+// history through the relay, with no full sync anywhere.
+func TestFailoverArborSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds arbor, runs etcd, four redis-servers, a relay and four node agents")
+	}
+	bin := buildArbor(t)
+	if err := arborElects(bin); err != nil {
+		t.Fatalf("the Arbor side cannot run: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg := DefaultFailoverConfig()
+	cfg.Runs = 1
+	cfg.Systems = []string{"arbor"}
+	cfg.ArborBin = bin
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	rep, err := RunFailover(ctx, cfg)
+	if err != nil {
+		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
+	}
+	if len(rep.Systems) != 1 || len(rep.Systems[0].PerRun) != 1 || len(rep.NotRun) != 0 {
+		t.Fatalf("report: %+v", rep)
+	}
+	run := rep.Systems[0].PerRun[0]
+	if run.WriteAcceptedMs <= 0 || run.ReplicasStreamingMs <= 0 || run.NewMaster == "" || run.Acked == 0 {
+		t.Errorf("run: %+v", run)
+	}
+	if run.FullSyncs != 0 {
+		t.Errorf("%d full syncs after the failover, want 0", run.FullSyncs)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", out.String())
+}
