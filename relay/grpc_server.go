@@ -184,7 +184,7 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 	}
 	if err := r.checkSubscribe(sub); err != nil {
 		r.log.Warn("child relay refused", "child", sub.GetRelayId(), "err", err)
-		return err
+		return toStatus(err)
 	}
 	c := &childLink{
 		id: sub.GetRelayId(), site: sub.GetSite(), addr: addr,
@@ -281,7 +281,10 @@ func (r *Relay) serveSnapshot(ctx context.Context, cancel context.CancelCauseFun
 // link ends; it cancels ctx with the reason before returning.
 func (r *Relay) serveChild(ctx context.Context, cancel context.CancelCauseFunc, stream arborv1.RelayService_SyncServer,
 	c *childLink, sub *arborv1.Subscribe, resume *arborv1.ResumeRdb) (err error) {
-	r.addChild(c)
+	if err := r.registerChild(c, sub); err != nil {
+		r.log.Warn("child relay refused", "child", c.id, "err", err)
+		return err
+	}
 	defer r.removeChild(c)
 	log := r.log.With("child", c.id, "child_site", c.site, "compression", compressionName(c.compression))
 	enc, err := newFrameEncoder(c.compression)
@@ -401,14 +404,32 @@ func (r *Relay) checkSubscribe(sub *arborv1.Subscribe) error {
 		return status.Errorf(codes.InvalidArgument, "subscribe: offset %d is negative", sub.GetOffset())
 	case !validReplid(sub.GetReplid()):
 		return status.Errorf(codes.InvalidArgument, "subscribe: replid %q is neither empty, \"?\" nor 40 hex digits", sub.GetReplid())
-	case id == r.cfg.ID:
-		return status.Errorf(codes.FailedPrecondition, "CYCLE: relay %s cannot follow itself", id)
-	case slices.Contains(r.ancestors(), id):
-		return status.Errorf(codes.FailedPrecondition, "CYCLE: relay %s is upstream of %s (chain %v); it cannot follow it", id, r.cfg.ID, r.ancestors())
-	case slices.Contains(sub.GetDownstreamRelayIds(), r.cfg.ID):
-		return status.Errorf(codes.FailedPrecondition, "CYCLE: %s replicates through %s; %s cannot follow its own descendant", r.cfg.ID, id, id)
 	}
-	return nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cycleLocked(sub)
+}
+
+// cycleLocked refuses a subscriber that would close a cycle: the relay
+// itself, a relay above this one, or one this relay replicates through.
+// r.mu must be held; registerChild checks again under the same hold as it
+// registers the link, and a child checks its new chain against its own
+// children under its lock (setChain), so two relays subscribing to each
+// other at the same moment cannot both be established.
+func (r *Relay) cycleLocked(sub *arborv1.Subscribe) error {
+	id := sub.GetRelayId()
+	var msg string
+	switch {
+	case id == r.cfg.ID:
+		msg = fmt.Sprintf("relay %s cannot follow itself", id)
+	case slices.Contains(r.chain, id):
+		msg = fmt.Sprintf("relay %s is upstream of %s (chain %v); it cannot follow it", id, r.cfg.ID, r.chain)
+	case slices.Contains(sub.GetDownstreamRelayIds(), r.cfg.ID):
+		msg = fmt.Sprintf("%s replicates through %s; %s cannot follow its own descendant", r.cfg.ID, id, id)
+	default:
+		return nil
+	}
+	return &cutError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_CYCLE, msg: msg}
 }
 
 func validReplid(s string) bool {
@@ -888,17 +909,23 @@ func boundSubtree(subtree []*arborv1.ChildAck, sent int64) []*arborv1.ChildAck {
 	return subtree
 }
 
-// addChild registers c; an older link of the same relay (left half-open by
-// a cut, say) is ended, since the child has moved on to c.
-func (r *Relay) addChild(c *childLink) {
+// registerChild registers c unless sub would close a cycle (checked under
+// the same hold of r.mu, before the child is told its chain); an older link
+// of the same relay (left half-open by a cut, say) is ended, since the
+// child has moved on to c.
+func (r *Relay) registerChild(c *childLink, sub *arborv1.Subscribe) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.cycleLocked(sub); err != nil {
+		return err
+	}
 	for _, o := range r.children {
 		if o.id == c.id {
 			o.cancel(errors.New("replaced by a new link from the same relay"))
 		}
 	}
 	r.children = append(r.children, c)
+	return nil
 }
 
 func (r *Relay) removeChild(c *childLink) {

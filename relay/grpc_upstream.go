@@ -495,13 +495,30 @@ func (r *Relay) descendants() []string {
 }
 
 // setChain records the relays above this one (the parent first) and
-// refuses a chain that contains this relay.
+// refuses a chain that contains this relay or a relay below it. The check
+// and the record are one hold of r.mu, the lock under which a parent
+// registers its children (registerChild): a parent registers a child
+// before it tells it its chain, so of two relays subscribing to each other
+// at once, at least one sees the other among its children here.
 func (r *Relay) setChain(chain []string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if slices.Contains(chain, r.cfg.ID) {
 		return fmt.Errorf("CYCLE: this relay (%s) is upstream of its parent (chain %v); refusing to follow it", r.cfg.ID, chain)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	for _, c := range r.children {
+		below := []string{c.id}
+		for _, a := range c.getSubtree() {
+			if a.GetKind() == arborv1.ChildKind_CHILD_KIND_RELAY {
+				below = append(below, a.GetId())
+			}
+		}
+		for _, id := range below {
+			if slices.Contains(chain, id) {
+				return fmt.Errorf("CYCLE: relay %s replicates through this relay (%s) and is in its parent's chain %v; refusing to follow it", id, r.cfg.ID, chain)
+			}
+		}
+	}
 	r.chain = slices.Clone(chain)
 	return nil
 }

@@ -138,3 +138,57 @@ func TestChildAcksBounded(t *testing.T) {
 		})
 	})
 }
+
+// TestMutualSubscribeNeverBothEstablished: two relays told to follow each
+// other at the same moment never both stream from the other (a cycle that
+// would carry no data and look healthy); at most one is established and
+// the other is refused with CYCLE.
+func TestMutualSubscribeNeverBothEstablished(t *testing.T) {
+	master := redistest.Start(t)
+	load(t, master, redistest.LoadOptions{SmallKeys: 200, Seed: 1})
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master))
+	b := treeRelay(t, "relay-b", "B", upstreamOf(master))
+	streamingFrom := func(tr *testRelay, up string) bool {
+		st := tr.status(t)
+		return st.GetUpstream() == up && st.GetLinkState() == arborv1.LinkState_LINK_STATE_STREAMING
+	}
+	following := func(up string, relays ...*testRelay) func() error {
+		return func() error {
+			for _, tr := range relays {
+				if !streamingFrom(tr, up) {
+					return fmt.Errorf("%s not streaming from %s", tr.cfg.ID, up)
+				}
+			}
+			return nil
+		}
+	}
+	redistest.WaitFor(t, 30*time.Second, following(upstreamOf(master), a, b))
+	const rounds = 5
+	for round := range rounds {
+		// Both switch at once, each to the other.
+		start := make(chan struct{})
+		errs := make(chan error, 2)
+		for _, p := range [][2]*testRelay{{a, b}, {b, a}} {
+			go func() {
+				<-start
+				errs <- p[0].relay().SetUpstream(p[1].arborURL())
+			}()
+		}
+		close(start)
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("SetUpstream: %v", err)
+			}
+		}
+		// Watch long enough for both sessions to be decided and retried.
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+			if streamingFrom(a, b.arborURL()) && streamingFrom(b, a.arborURL()) {
+				t.Fatalf("round %d: relay-a and relay-b both stream from each other", round)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		a.setUpstream(t, upstreamOf(master))
+		b.setUpstream(t, upstreamOf(master))
+		redistest.WaitFor(t, 30*time.Second, following(upstreamOf(master), a, b))
+	}
+}
