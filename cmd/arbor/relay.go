@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -131,7 +132,16 @@ func applyConfigFile(fs *pflag.FlagSet) error {
 		if fl.Changed {
 			continue
 		}
-		if err := fs.Set(k, fmt.Sprint(v)); err != nil {
+		val := fmt.Sprint(v)
+		if list, ok := v.([]any); ok {
+			// A YAML list (snapshot-source: [a, b]) sets a list flag.
+			parts := make([]string, len(list))
+			for i, e := range list {
+				parts[i] = fmt.Sprint(e)
+			}
+			val = strings.Join(parts, ",")
+		}
+		if err := fs.Set(k, val); err != nil {
 			return fmt.Errorf("config %s: %s: %w", path, k, err)
 		}
 	}
