@@ -28,13 +28,18 @@ const (
 	// failoverWarmup is how long the writer writes to the master before it
 	// is killed.
 	failoverWarmup = 500 * time.Millisecond
-	// failoverSlack bounds a run beyond the system's own detection time.
-	failoverSlack = 90 * time.Second
+	// failoverBound bounds a failover, from the start of the writer: a
+	// system that has not failed over by then failed this run.
+	failoverBound = 90 * time.Second
 )
 
 // AllFailoverSystems are the systems RunFailover knows, in report order
 // (the first is the reference of the ratios).
 var AllFailoverSystems = []string{"sentinel", "arbor", "arbor-fast"}
+
+// errNoFailover marks a run in which the system did not fail over within
+// failoverBound: a result of the run, not an error of the benchmark.
+var errNoFailover = errors.New("no failover")
 
 // ErrNoSentinel is returned when the redis-sentinel binary is missing.
 var ErrNoSentinel = errors.New("redis-sentinel not found (Debian: apt-get install redis-sentinel)")
@@ -163,6 +168,11 @@ type FailoverResult struct {
 	FullSyncs    int64         `json:"full_syncs"`
 	PartialSyncs int64         `json:"partial_syncs"`
 	PerRun       []FailoverRun `json:"per_run"`
+	// Failed lists the runs in which the system did not fail over (no
+	// write accepted on a new master, or replicas not streaming from it,
+	// within the bound), and what was seen; they are left out of the
+	// figures above.
+	Failed []string `json:"failed,omitempty"`
 }
 
 // FailoverRun is one failover.
@@ -248,7 +258,7 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 	}
 	for _, sys := range systems {
 		res, err := w.failoverRuns(ctx, sys, cfg.Runs, &rep.Host)
-		if res != nil && len(res.PerRun) > 0 {
+		if res != nil && len(res.PerRun)+len(res.Failed) > 0 {
 			rep.Systems = append(rep.Systems, *res)
 		}
 		if err != nil {
@@ -283,6 +293,11 @@ func (w *workspace) failoverRuns(ctx context.Context, sys FailoverSystem, n int,
 		e := w.newEnv(fmt.Sprintf("%s-%02d", sys.Name(), i+1))
 		run, err := w.failoverOnce(ctx, sys, e, host)
 		e.close()
+		if errors.Is(err, errNoFailover) {
+			w.progress("%s run %d/%d: FAILED: %v", sys.Name(), i+1, n, err)
+			res.Failed = append(res.Failed, fmt.Sprintf("run %d: %v", i+1, err))
+			continue
+		}
 		if err != nil {
 			return res, fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -313,7 +328,7 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 		return run, err
 	}
 	oldMaster := setup.Master().addr
-	wctx, cancel := context.WithTimeout(ctx, failoverSlack)
+	wctx, cancel := context.WithTimeout(ctx, failoverBound)
 	defer cancel()
 	wr := &failoverWriter{setup: setup, old: oldMaster, newSeen: make(chan struct{})}
 	var wg sync.WaitGroup
@@ -343,7 +358,10 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 	// Master killed → first write accepted elsewhere.
 	newMaster, at, err := wr.waitNewMaster(wctx)
 	if err != nil {
-		return run, fmt.Errorf("no write accepted on a new master: %w (last writer error: %v)", err, wr.lastErr())
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w: no write accepted on a new master within %v (last writer error: %v)", errNoFailover, failoverBound, wr.lastErr())
+		}
+		return run, err
 	}
 	run.NewMaster = newMaster
 	run.WriteAcceptedMs = ms(at.Sub(killed))
@@ -357,6 +375,9 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 	}
 	streamingAt, err := waitStreaming(wctx, newMaster, replicas)
 	if err != nil {
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w: %v", errNoFailover, err)
+		}
 		return run, err
 	}
 	run.ReplicasStreamingMs = ms(streamingAt.Sub(killed))
@@ -523,9 +544,10 @@ func (r *FailoverReport) WriteText(out io.Writer) error {
 	fmt.Fprintf(out, "failover benchmark: %d runs per system · %d CPUs · redis %s · %s\n", r.Runs, r.Host.CPUs, r.Host.RedisVersion, r.Host.GoVersion)
 	fmt.Fprintf(out, "each run: fresh master + backup + 2 replicas; a writer SETs to the address the system names (1 attempt/ms); kill -9 of the master's redis-server\n\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "system\tsettings\twrite accepted p50\tp99\treplicas streaming p50\tp99\tacked writes lost\tworst run\tfull syncs\tpartial syncs\n")
+	fmt.Fprintf(tw, "system\tsettings\truns failed over\twrite accepted p50\tp99\treplicas streaming p50\tp99\tacked writes lost\tworst run\tfull syncs\tpartial syncs\n")
 	for _, s := range r.Systems {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f ms\t%d of %d\t%d\t%d\t%d\n", s.Name, s.Settings,
+		fmt.Fprintf(tw, "%s\t%s\t%d of %d\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f ms\t%d of %d\t%d\t%d\t%d\n", s.Name, s.Settings,
+			len(s.PerRun), len(s.PerRun)+len(s.Failed),
 			s.WriteAccepted.P50, s.WriteAccepted.P99, s.ReplicasStreaming.P50, s.ReplicasStreaming.P99,
 			s.LostWrites, s.AckedWrites, s.MaxLostInRun, s.FullSyncs, s.PartialSyncs)
 	}
@@ -534,6 +556,11 @@ func (r *FailoverReport) WriteText(out io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, s := range r.Systems {
+		for _, f := range s.Failed {
+			fmt.Fprintf(out, "%s FAILED %s\n", s.Name, f)
+		}
 	}
 	for _, nr := range r.NotRun {
 		fmt.Fprintf(out, "%s: %s\n", nr.Name, nr.Why)
