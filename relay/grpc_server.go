@@ -561,9 +561,10 @@ func (f *feeder) begin(ctx context.Context, sub *arborv1.Subscribe, resume *arbo
 	return f.fullSync(ctx, resume)
 }
 
-// transferID names a snapshot for resumable transfers.
+// transferID names a snapshot for resumable transfers: a child keeps the
+// chunks it has only of the very same bytes.
 func transferID(s store.Snapshot) string {
-	return fmt.Sprintf("%s-%d-%d-%016x", s.Replid, s.Offset, s.Size, s.CRC64)
+	return fmt.Sprintf("%s-%d-%d-%016x-%08x", s.Replid, s.Offset, s.Size, s.CRC64, s.CRC32C)
 }
 
 // fullSync sends the snapshot in checksummed, compressed chunks and returns
@@ -595,6 +596,7 @@ func (f *feeder) fullSync(ctx context.Context, resume *arborv1.ResumeRdb) (*stor
 	began := time.Now()
 	buf := make([]byte, rdbChunkSize)
 	count := uint32((fs.Snapshot.Size + rdbChunkSize - 1) / rdbChunkSize)
+	var whole uint32 // CRC-32C of the chunks read, when sent from the first
 	for i := start; i < count; i++ {
 		n, err := fs.File.ReadAt(buf, int64(i)*rdbChunkSize)
 		if err != nil && !(errors.Is(err, io.EOF) && int64(i)*rdbChunkSize+int64(n) == fs.Snapshot.Size) {
@@ -602,6 +604,7 @@ func (f *feeder) fullSync(ctx context.Context, resume *arborv1.ResumeRdb) (*stor
 			return nil, status.Errorf(codes.Internal, "read snapshot: %v", err)
 		}
 		raw := buf[:n]
+		whole = crc32.Update(whole, castagnoli, raw)
 		wire, err := f.enc.encode(raw)
 		if err != nil {
 			fs.Stream.Close()
@@ -623,8 +626,14 @@ func (f *feeder) fullSync(ctx context.Context, resume *arborv1.ResumeRdb) (*stor
 			return nil, ctx.Err()
 		}
 	}
+	if start == 0 && whole != fs.Snapshot.CRC32C {
+		// The chunks carry CRCs of what was read, so only the checksum
+		// kept since the RDB arrived tells the child (which refuses it).
+		r.log.Error("stored snapshot no longer matches its checksum; the child will refuse it", "child", f.c.id,
+			"file", fs.Snapshot.File, "crc32c", fmt.Sprintf("%08x", whole), "want", fmt.Sprintf("%08x", fs.Snapshot.CRC32C))
+	}
 	if err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_FullSyncEnd{FullSyncEnd: &arborv1.FullSyncEnd{
-		RdbCrc64: fs.Snapshot.CRC64, ChunkCount: count,
+		RdbCrc64: fs.Snapshot.CRC64, ChunkCount: count, RdbCrc32C: &fs.Snapshot.CRC32C,
 	}}}); err != nil {
 		fs.Stream.Close()
 		return nil, err

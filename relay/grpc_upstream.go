@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -30,13 +29,13 @@ const (
 	transferMeta = "transfer.json"
 )
 
-type transferState struct {
-	ID        string `json:"transfer_id"`
-	ChunkSize int64  `json:"chunk_size"`
-}
-
 // errUnknownHistory makes the next subscription ask for a full sync.
 var errUnknownHistory = errors.New("parent does not know this relay's history")
+
+// errTransferRefused means an RDB from a parent relay failed its
+// end-to-end check or is not a valid RDB: it is discarded, never
+// installed, and fetched again from its first chunk.
+var errTransferRefused = errors.New("rdb transfer refused")
 
 // syncRelay runs one session with a parent relay: subscribe, Continue or a
 // (resumable) full sync, then stream frames into the store, acking what is
@@ -294,13 +293,18 @@ func (r *Relay) appendFrame(s *arborv1.Stream, dec *decoders) error {
 }
 
 // receiveChunks receives a full sync's RDB chunks, resuming a partial
-// transfer when the parent continues one, and installs the snapshot.
+// transfer when the parent continues one, and installs the snapshot once
+// it passed its end-to-end check. A transfer that fails it is discarded
+// (the next subscription fetches the RDB again from its first chunk); one
+// that is cut is kept, on stable storage, for the next subscription to
+// resume.
 func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.FullSync, dec *decoders) error {
 	chunk := int64(fs.GetChunkSize())
 	if chunk <= 0 || fs.GetRdbSize() < 0 || fs.GetOffset() < 0 || len(fs.GetReplid()) != 40 {
 		return fmt.Errorf("parent sent a bad full sync header: %v", fs)
 	}
 	next := int64(fs.GetStartIndex())
+	rec := store.Transfer{ID: fs.GetTransferId(), ChunkSize: chunk}
 	var w *store.SnapshotWriter
 	var err error
 	if next > 0 {
@@ -308,6 +312,7 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 		if err != nil {
 			return fmt.Errorf("resume rdb transfer: %w", err)
 		}
+		rec.Bytes = next * chunk
 		r.log.Info("resuming RDB transfer from parent relay", "transfer", fs.GetTransferId(), "from_chunk", next, "kept_bytes", next*chunk)
 	} else {
 		if w, err = r.store.NewNamedSnapshotWriter(transferRDB); err != nil {
@@ -315,33 +320,41 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 		}
 		r.log.Info("receiving RDB from parent relay", "replid", fs.GetReplid(), "offset", fs.GetOffset(), "bytes", fs.GetRdbSize())
 	}
-	if err := writeJSON(filepath.Join(r.cfg.DataDir, transferMeta), transferState{ID: fs.GetTransferId(), ChunkSize: chunk}); err != nil {
+	if err := r.store.SaveTransfer(transferMeta, rec); err != nil {
 		w.Abort()
 		return err
 	}
 	r.link.mu.Lock()
 	r.link.syncBytes, r.link.syncTotal, r.link.syncStarted = w.Size(), fs.GetRdbSize(), time.Now()
 	r.link.mu.Unlock()
-	var done bool
-	defer func() {
-		if !done {
-			// Keep what arrived: the next subscription resumes from it.
-			w.Suspend()
-		}
-	}()
 	began := time.Now()
-	end, err := r.recvChunks(stream, fs, w, dec, next, true)
-	if err != nil {
+	_, err = r.recvChunks(stream, fs, w, dec, next, true)
+	switch {
+	case errors.Is(err, errTransferRefused):
+		w.Abort()
+		if rerr := r.store.RemoveTransfer(transferMeta); rerr != nil {
+			r.log.Error("remove the record of a refused rdb transfer", "err", rerr)
+		}
+		return err
+	case err != nil:
+		// Keep what arrived, once it is on stable storage: the next
+		// subscription resumes from it.
+		n, serr := w.Suspend()
+		if serr == nil {
+			rec.Bytes = n
+			serr = r.store.SaveTransfer(transferMeta, rec)
+		}
+		if serr != nil {
+			r.log.Error("keep the partial rdb transfer", "err", serr)
+		}
 		return err
 	}
-	done = true
 	snap, err := r.store.ResetTo(w, fs.GetReplid(), fs.GetOffset())
-	os.Remove(filepath.Join(r.cfg.DataDir, transferMeta))
+	if rerr := r.store.RemoveTransfer(transferMeta); rerr != nil {
+		r.log.Error("remove the record of a finished rdb transfer", "err", rerr)
+	}
 	if err != nil {
 		return err
-	}
-	if snap.CRC64 != end.GetRdbCrc64() {
-		r.log.Warn("snapshot checksum differs from the parent's", "got", snap.CRC64, "want", end.GetRdbCrc64())
 	}
 	if err := r.adoptIDs(fs.GetReplid(), fs.GetReplid2(), fs.GetSecondOffset()); err != nil {
 		return err
@@ -352,7 +365,8 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 }
 
 // recvChunks receives RDB chunks from index next into w, checking each,
-// until FullSyncEnd. track reports progress in INFO.
+// until FullSyncEnd, and then checks the whole transfer end to end
+// (checkTransfer). track reports progress in INFO.
 func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.FullSync, w *store.SnapshotWriter,
 	dec *decoders, next int64, track bool) (*arborv1.FullSyncEnd, error) {
 	lastLog := time.Now()
@@ -375,7 +389,7 @@ func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.F
 				return nil, fmt.Errorf("rdb chunk %d: checksum %08x, want %08x", next, got, c.GetCrc32C())
 			}
 			if _, err := w.Write(raw); err != nil {
-				return nil, fmt.Errorf("received rdb rejected: %w", err)
+				return nil, r.refuseTransfer(fs, fmt.Errorf("%w: received rdb rejected: %w", errTransferRefused, err))
 			}
 			next++
 			r.stats.upstreamRawBytes.Add(int64(len(raw)))
@@ -393,6 +407,9 @@ func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.F
 			if w.Size() != fs.GetRdbSize() {
 				return nil, fmt.Errorf("rdb transfer ended at %d bytes, want %d", w.Size(), fs.GetRdbSize())
 			}
+			if err := checkTransfer(w, f.FullSyncEnd); err != nil {
+				return nil, r.refuseTransfer(fs, err)
+			}
 			return f.FullSyncEnd, nil
 		default:
 			return nil, fmt.Errorf("unexpected frame %T during an rdb transfer", m.Frame)
@@ -400,28 +417,48 @@ func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.F
 	}
 }
 
+// refuseTransfer counts and logs a refused RDB transfer.
+func (r *Relay) refuseTransfer(fs *arborv1.FullSync, err error) error {
+	r.stats.rejectedSnapshots.Add(1)
+	r.log.Error("RDB from parent relay refused, not installed; fetching it again", "transfer", fs.GetTransferId(), "err", err)
+	return err
+}
+
+// checkTransfer compares a received RDB with the checksum its parent kept
+// of it: the CRC-32C of all its bytes, which the relays carry end to end
+// whatever the RDB itself carries; from an older parent that sends none,
+// the CRC-64 of its content. The chunks' own CRCs only vouch for each hop
+// of each chunk, not for what the parent read from its disk.
+func checkTransfer(w *store.SnapshotWriter, end *arborv1.FullSyncEnd) error {
+	if end.RdbCrc32C != nil {
+		if got, want := w.CRC32C(), end.GetRdbCrc32C(); got != want {
+			return fmt.Errorf("%w: its crc32c is %08x, the parent's snapshot's %08x", errTransferRefused, got, want)
+		}
+		return nil
+	}
+	sum, err := w.Finish()
+	if err != nil {
+		return fmt.Errorf("%w: received rdb rejected: %w", errTransferRefused, err)
+	}
+	if sum.CRC != end.GetRdbCrc64() {
+		return fmt.Errorf("%w: its crc64 is %016x, the parent's snapshot's %016x", errTransferRefused, sum.CRC, end.GetRdbCrc64())
+	}
+	return nil
+}
+
 // pendingTransfer returns a partial transfer to resume and the whole chunks
-// it holds.
-func (r *Relay) pendingTransfer() (transferState, int64, bool) {
-	var ts transferState
-	b, err := os.ReadFile(filepath.Join(r.cfg.DataDir, transferMeta))
-	if err != nil || json.Unmarshal(b, &ts) != nil || ts.ChunkSize <= 0 || ts.ID == "" {
-		return ts, 0, false
+// of it known to be on stable storage.
+func (r *Relay) pendingTransfer() (store.Transfer, int64, bool) {
+	t, ok := r.store.LoadTransfer(transferMeta)
+	if !ok {
+		return t, 0, false
 	}
 	fi, err := os.Stat(filepath.Join(r.cfg.DataDir, transferRDB))
 	if err != nil {
-		return ts, 0, false
+		return t, 0, false
 	}
-	keep := fi.Size() / ts.ChunkSize * ts.ChunkSize
-	return ts, keep, keep > 0
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
+	keep := min(fi.Size(), t.Bytes) / t.ChunkSize * t.ChunkSize
+	return t, keep, keep > 0
 }
 
 // adoptIDs takes the parent's replication IDs (second is the last offset of

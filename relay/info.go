@@ -143,6 +143,7 @@ func (r *Relay) infoStats(b *strings.Builder) {
 	kv(b, "arbor_upstream_full_syncs", r.stats.upstreamFull.Load())
 	kv(b, "arbor_upstream_partial_syncs", r.stats.upstreamPartial.Load())
 	kv(b, "arbor_upstream_rejected_streams", r.stats.rejectedStreams.Load())
+	kv(b, "arbor_upstream_rejected_snapshots", r.stats.rejectedSnapshots.Load())
 }
 
 func (r *Relay) infoArbor(b *strings.Builder) {

@@ -75,6 +75,7 @@ type stats struct {
 	upstreamBytes     atomic.Int64  // stream bytes received from upstream
 	connectedClients  atomic.Int64
 	rejectedStreams   atomic.Int64 // upstream sessions ended by invalid bytes
+	rejectedSnapshots atomic.Int64 // RDBs from a parent relay refused by the end-to-end check
 	totalConnections  atomic.Int64
 	// rejectedConnections counts connections refused over MaxClients.
 	rejectedConnections atomic.Int64

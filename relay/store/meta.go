@@ -20,8 +20,16 @@ type Snapshot struct {
 	Offset int64  `json:"offset"`
 	// Size is the RDB's length in bytes.
 	Size int64 `json:"size"`
-	// CRC64 is the checksum stored in the RDB (0: the RDB carries none).
+	// CRC64 is the CRC-64 computed over the RDB's content (magic to EOF
+	// opcode): what its trailer holds, unless it was written with
+	// rdbchecksum no (trailer 0).
 	CRC64 uint64 `json:"crc64"`
+	// CRC32C is the CRC-32C (Castagnoli) of all Size bytes, computed when
+	// the RDB was received (by the root relay from the master, by every
+	// other relay from its parent, which checked it end to end) and
+	// checked again at Open. 0 in a meta from before it was kept: Open
+	// then computes it.
+	CRC32C uint32 `json:"crc32c,omitempty"`
 	// RDBVersion is the RDB format version.
 	RDBVersion int `json:"rdb_version"`
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -20,6 +21,11 @@ type SnapshotWriter struct {
 	v    *rdb.Verifier
 	path string
 	n    int64
+	crc  uint32 // CRC-32C of the n bytes
+
+	finished bool
+	sum      rdb.Summary
+	finErr   error
 }
 
 // NewSnapshotWriter begins receiving an RDB into a temporary file (removed
@@ -39,8 +45,15 @@ func (w *SnapshotWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.bw.Write(p)
 	w.n += int64(n)
+	w.crc = crc32.Update(w.crc, castagnoli, p[:n])
 	return n, err
 }
+
+// CRC32C returns the CRC-32C (Castagnoli) of every byte written so far,
+// those a resumed writer kept included: the relays' own end-to-end
+// checksum of an RDB (Snapshot.CRC32C), which covers every byte, whatever
+// the RDB itself carries.
+func (w *SnapshotWriter) CRC32C() uint32 { return w.crc }
 
 // Size returns the bytes received so far.
 func (w *SnapshotWriter) Size() int64 { return w.n }
@@ -51,7 +64,19 @@ func (w *SnapshotWriter) Abort() {
 	os.Remove(w.path)
 }
 
-// finish flushes and checks the RDB.
+// Finish checks the RDB (its structure, and the CRC64 it carries unless
+// that is 0) and flushes it to disk; the summary's CRC is the CRC64
+// computed over its content. Call it to compare checksums before ResetTo or
+// InstallSnapshot, which call it otherwise; later calls return the first
+// result.
+func (w *SnapshotWriter) Finish() (rdb.Summary, error) {
+	if !w.finished {
+		w.finished = true
+		w.sum, w.finErr = w.finish()
+	}
+	return w.sum, w.finErr
+}
+
 func (w *SnapshotWriter) finish() (rdb.Summary, error) {
 	sum, err := w.v.Finish()
 	if err != nil {
@@ -75,7 +100,7 @@ func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (Snapsho
 		w.Abort()
 		return Snapshot{}, err
 	}
-	sum, err := w.finish()
+	sum, err := w.Finish()
 	if err != nil {
 		w.Abort()
 		return Snapshot{}, fmt.Errorf("received rdb rejected: %w", err)
@@ -89,6 +114,7 @@ func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (Snapsho
 		Offset:     offset,
 		Size:       w.n,
 		CRC64:      sum.CRC,
+		CRC32C:     w.crc,
 		RDBVersion: sum.Version,
 	}
 	if err := os.Rename(w.path, filepath.Join(s.opts.Dir, snap.File)); err != nil {
@@ -226,7 +252,7 @@ func (s *Store) InstallSnapshot(w *SnapshotWriter, replid string, offset int64) 
 // InstallSnapshotWith is InstallSnapshot for an RDB that must also meet
 // rules; one that does not is discarded with ErrSnapshotRefused.
 func (s *Store) InstallSnapshotWith(w *SnapshotWriter, replid string, offset int64, rules RefreshRules) (Snapshot, error) {
-	sum, err := w.finish()
+	sum, err := w.Finish()
 	if err != nil {
 		w.Abort()
 		return Snapshot{}, fmt.Errorf("received rdb rejected: %w", err)
@@ -262,6 +288,7 @@ func (s *Store) InstallSnapshotWith(w *SnapshotWriter, replid string, offset int
 		Offset:     offset,
 		Size:       w.n,
 		CRC64:      sum.CRC,
+		CRC32C:     w.crc,
 		RDBVersion: sum.Version,
 	}
 	if err := os.Rename(w.path, filepath.Join(s.opts.Dir, snap.File)); err != nil {
@@ -296,19 +323,32 @@ func (s *Store) NewNamedSnapshotWriter(name string) (*SnapshotWriter, error) {
 	return &SnapshotWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), v: rdb.NewVerifier(), path: path}, nil
 }
 
-// Suspend flushes and closes a partial RDB, keeping the file for
-// ResumeSnapshotWriter. It returns the bytes it holds.
+// Sync flushes a partial RDB to stable storage and returns the bytes it
+// holds, which a resume may then keep (Transfer.Bytes).
+func (w *SnapshotWriter) Sync() (int64, error) {
+	if err := w.bw.Flush(); err != nil {
+		return 0, err
+	}
+	if err := w.f.Sync(); err != nil {
+		return 0, err
+	}
+	return w.n, nil
+}
+
+// Suspend flushes a partial RDB to stable storage and closes it, keeping
+// the file for ResumeSnapshotWriter. It returns the bytes it holds: only
+// once it has returned without error may a resume keep them.
 func (w *SnapshotWriter) Suspend() (int64, error) {
-	err := w.bw.Flush()
+	n, err := w.Sync()
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
-	return w.n, err
+	return n, err
 }
 
 // ResumeSnapshotWriter reopens a partial RDB written by a named writer,
 // keeps its first keep bytes (checking them again, which also restores the
-// running checksum) and continues after them.
+// running checksums, CRC32C included) and continues after them.
 func (s *Store) ResumeSnapshotWriter(name string, keep int64) (*SnapshotWriter, error) {
 	path := filepath.Join(s.opts.Dir, name)
 	fi, err := os.Stat(path)
@@ -326,11 +366,12 @@ func (s *Store) ResumeSnapshotWriter(name string, keep int64) (*SnapshotWriter, 
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	v := rdb.NewVerifier()
-	if _, err := io.Copy(v, io.NewSectionReader(f, 0, keep)); err != nil {
+	h := crc32.New(castagnoli)
+	if _, err := io.Copy(io.MultiWriter(v, h), io.NewSectionReader(f, 0, keep)); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("store: partial rdb: %w", err)
 	}
-	return &SnapshotWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), v: v, path: path, n: keep}, nil
+	return &SnapshotWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), v: v, path: path, n: keep, crc: h.Sum32()}, nil
 }
 
 // AdoptIDs takes the replication IDs of the upstream relay: the current

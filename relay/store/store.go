@@ -400,6 +400,9 @@ func removeFiles(log *slog.Logger, paths []string) {
 	}
 }
 
+// verifySnapshot checks the stored RDB against its description: size,
+// structure, CRC64 and CRC32C. A description without a CRC32C (written
+// before it was kept) gets the one computed now.
 func verifySnapshot(path string, snap *Snapshot) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -407,7 +410,8 @@ func verifySnapshot(path string, snap *Snapshot) error {
 	}
 	defer f.Close()
 	v := rdb.NewVerifier()
-	n, err := io.Copy(v, f)
+	h := crc32.New(castagnoli)
+	n, err := io.Copy(io.MultiWriter(v, h), f)
 	if err != nil {
 		return err
 	}
@@ -420,6 +424,12 @@ func verifySnapshot(path string, snap *Snapshot) error {
 	}
 	if sum.CRC != snap.CRC64 {
 		return fmt.Errorf("%w: snapshot checksum %016x, want %016x", ErrCorrupt, sum.CRC, snap.CRC64)
+	}
+	switch crc := h.Sum32(); {
+	case snap.CRC32C == 0:
+		snap.CRC32C = crc
+	case crc != snap.CRC32C:
+		return fmt.Errorf("%w: snapshot CRC-32C %08x, want %08x", ErrCorrupt, crc, snap.CRC32C)
 	}
 	return nil
 }

@@ -1079,11 +1079,19 @@ func (x *RdbChunk) GetRawLen() uint32 {
 // FullSyncEnd is the last frame of an RDB transfer; Stream frames follow.
 type FullSyncEnd struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// CRC-64 (Redis' crc64, the Jones polynomial) of the whole RDB payload,
-	// all rdb_size bytes.
+	// CRC-64 (Redis' crc64, the Jones polynomial) computed over the RDB's
+	// content, from the magic to the EOF opcode: what the RDB's trailer
+	// holds, unless the master writes it with rdbchecksum no (trailer 0).
+	// A child checks it when rdb_crc32c is absent (an older parent).
 	RdbCrc64 uint64 `protobuf:"fixed64,1,opt,name=rdb_crc64,json=rdbCrc64,proto3" json:"rdb_crc64,omitempty"`
 	// How many chunks the RDB was sent in.
-	ChunkCount    uint32 `protobuf:"varint,2,opt,name=chunk_count,json=chunkCount,proto3" json:"chunk_count,omitempty"`
+	ChunkCount uint32 `protobuf:"varint,2,opt,name=chunk_count,json=chunkCount,proto3" json:"chunk_count,omitempty"`
+	// CRC-32C (Castagnoli) of all rdb_size bytes, computed by the root relay
+	// when it stored the RDB and kept with every relay's snapshot. The child
+	// checks it over the whole transfer, the chunks it kept from a cut
+	// transfer included, and refuses the RDB (and fetches it again) on a
+	// mismatch.
+	RdbCrc32C     *uint32 `protobuf:"fixed32,3,opt,name=rdb_crc32c,json=rdbCrc32c,proto3,oneof" json:"rdb_crc32c,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1128,6 +1136,13 @@ func (x *FullSyncEnd) GetRdbCrc64() uint64 {
 func (x *FullSyncEnd) GetChunkCount() uint32 {
 	if x != nil {
 		return x.ChunkCount
+	}
+	return 0
+}
+
+func (x *FullSyncEnd) GetRdbCrc32C() uint32 {
+	if x != nil && x.RdbCrc32C != nil {
+		return *x.RdbCrc32C
 	}
 	return 0
 }
@@ -1520,11 +1535,14 @@ const file_arbor_v1_relay_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
 	"\x06crc32c\x18\x03 \x01(\aR\x06crc32c\x127\n" +
 	"\vcompression\x18\x04 \x01(\x0e2\x15.arbor.v1.CompressionR\vcompression\x12\x17\n" +
-	"\araw_len\x18\x05 \x01(\rR\x06rawLen\"K\n" +
+	"\araw_len\x18\x05 \x01(\rR\x06rawLen\"~\n" +
 	"\vFullSyncEnd\x12\x1b\n" +
 	"\trdb_crc64\x18\x01 \x01(\x06R\brdbCrc64\x12\x1f\n" +
 	"\vchunk_count\x18\x02 \x01(\rR\n" +
-	"chunkCount\"\xfb\x02\n" +
+	"chunkCount\x12\"\n" +
+	"\n" +
+	"rdb_crc32c\x18\x03 \x01(\aH\x00R\trdbCrc32c\x88\x01\x01B\r\n" +
+	"\v_rdb_crc32c\"\xfb\x02\n" +
 	"\x06Stream\x12!\n" +
 	"\fstart_offset\x18\x01 \x01(\x03R\vstartOffset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x127\n" +
@@ -1655,6 +1673,7 @@ func file_arbor_v1_relay_proto_init() {
 		(*SyncResponse_ReplidSwitch)(nil),
 		(*SyncResponse_Disconnect)(nil),
 	}
+	file_arbor_v1_relay_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
