@@ -284,8 +284,22 @@ func (s *StreamScanner) check() error {
 		return errors.New("resp: bad stream scanner state: match outside a 3-argument command")
 	case s.state == stPayload && (s.n == 0 || (s.match && s.argi < 2 && s.n > int64(len(getAckArgs[s.argi])))):
 		return fmt.Errorf("resp: bad stream scanner state: %d payload bytes left", s.n)
-	case s.state == stArrLen && s.n > MaxStreamArgs:
+	case (s.state == stArrLen || s.state == stArrLF) && s.n > MaxStreamArgs:
 		return fmt.Errorf("resp: bad stream scanner state: array length %d", s.n)
+	case (s.state == stArrLen || s.state == stBulkLen) && int(s.ndig) != digits(s.n) && (s.n != 0 || s.ndig > 1):
+		// While a length is parsed, ndig counts its digits (0 or 1 for
+		// n == 0: none yet, or a "0"); Feed relies on it to refuse
+		// leading zeros and overflow.
+		return fmt.Errorf("resp: bad stream scanner state: %d digits for length %d", s.ndig, s.n)
 	}
 	return nil
+}
+
+// digits returns the number of decimal digits of n > 0, and 0 for 0.
+func digits(n int64) int {
+	d := 0
+	for ; n > 0; n /= 10 {
+		d++
+	}
+	return d
 }

@@ -267,6 +267,11 @@ func TestStreamScannerUnmarshalErrors(t *testing.T) {
 		"match no argc": {1, byte(stPayload), 1, 0, 2, 0, 3},
 		"argi past":     {1, byte(stBulk), 0, 0, 2, 2, 0},
 		"payload over":  {1, byte(stPayload), 1, 0, 3, 0, 9},
+		// Found by FuzzStreamScannerUnmarshal: 19 digits for a length of
+		// 12 let Feed take a 20th digit into a state that did not decode.
+		"digits not length": {1, byte(stBulkLen), 0, 19, 1, 0, 12},
+		"zero twice":        {1, byte(stArrLen), 0, 2, 0, 0, 0},
+		"count past limit":  {1, byte(stArrLF), 0, 10, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x10},
 	}
 	for name, p := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -472,6 +477,41 @@ func FuzzStreamScannerGarbage(f *testing.F) {
 		}
 		if (len(all.acks) > 0) != (len(want.acks) > 0) {
 			t.Fatalf("byte by byte: got acks %v, one shot %v", all.acks, want.acks)
+		}
+	})
+}
+
+// FuzzStreamScannerUnmarshal restores arbitrary encodings, as a store reads
+// a segment header: one that UnmarshalBinary accepts must never make Feed
+// panic, and every state Feed reaches from it must encode and decode again
+// (else the store could not reopen a segment it wrote).
+func FuzzStreamScannerUnmarshal(f *testing.F) {
+	var s StreamScanner
+	s.Feed([]byte("*3\r\n$8\r\nREPL"))
+	enc, _ := s.MarshalBinary()
+	f.Add(enc, []byte("CONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n"))
+	f.Add([]byte{1, byte(stArrLF), 0, 1, 0, 0, 5}, []byte("\n$1\r\nx\r\n"))
+	f.Add([]byte{1, byte(stBulkLen), 0, 2, 1, 0, 12}, []byte("3\r\n"))
+	f.Fuzz(func(t *testing.T, enc, p []byte) {
+		var s StreamScanner
+		if err := s.UnmarshalBinary(enc); err != nil {
+			return
+		}
+		for i := range p {
+			if _, _, _, err := s.Feed(p[i : i+1]); err != nil {
+				return
+			}
+			again, err := s.MarshalBinary()
+			if err != nil {
+				t.Fatalf("after %q: marshal: %v", p[:i+1], err)
+			}
+			var r StreamScanner
+			if err := r.UnmarshalBinary(again); err != nil {
+				t.Fatalf("state %x, restored from %x and fed %q, does not decode: %v", again, enc, p[:i+1], err)
+			}
+			if r != s {
+				t.Fatalf("state %x decodes to %+v, want %+v", again, r, s)
+			}
 		}
 	})
 }
