@@ -219,6 +219,10 @@ func (a *Agent) campaignEnded(ctx context.Context, top *topology.Topology, res c
 	}
 }
 
+// errBehind is returned (wrapped) by takeOver when a master would be
+// elected with less than the fabric holds.
+var errBehind = errors.New("master behind the fabric")
+
 // takeOver makes this node's Redis the master of the leader's epoch and
 // publishes the record: for a failover it catches up with the most
 // advanced root relay, probes the old master (pausing its writes if it
@@ -244,6 +248,23 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 	}
 	var ranking []election.Ranked
 	promote := !(info.role == "master" && (old == nil || old.Node == a.cfg.ID))
+	if !promote {
+		// Bootstrap or re-election of a master: its Redis must hold at
+		// least what the relays and nodes hold, on the same history (a
+		// Redis restarted from an old RDB must not be re-elected over
+		// relays that have more).
+		rctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+		sts, err := topology.ReadStatus(rctx, a.cli, a.cfg.Cluster)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("read statuses: %w", err)
+		}
+		ref := reference(sts, a.cfg.ID, info)
+		if ref.Replid != "" && (!ref.Has(info.replid, info.offset) || info.offset < ref.Offset) {
+			return fmt.Errorf("the redis (replid %s offset %d) is behind or off the history the relays and nodes hold (replid %s offset %d): %w",
+				info.replid, info.offset, ref.Replid, ref.Offset, errBehind)
+		}
+	}
 	if promote {
 		// Re-check eligibility now that we lead (failover-notes §3.5).
 		t0 := time.Now()
@@ -282,13 +303,19 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 	a.applyMinReplicas(ctx)
 
 	t0 := time.Now()
-	tm, err := topology.EncodeMaster(a.cfg.ID)
-	if err != nil {
-		return err
+	var also []clientv3.Op
+	if top.Master != a.cfg.ID {
+		// Name the new master in the topology too, in the same guarded
+		// transaction, so what reads only the topology agrees.
+		tm, err := topology.EncodeMaster(a.cfg.ID)
+		if err != nil {
+			return err
+		}
+		also = append(also, clientv3.OpPut(topology.MasterKey(a.cfg.Cluster), string(tm)))
 	}
 	rec, err := l.PublishMaster(ctx, election.Master{
 		Node: a.cfg.ID, RedisAddr: spec.RedisAddr, Replid: info.replid, Offset: info.offset, Reason: reason,
-	}, clientv3.OpPut(topology.MasterKey(a.cfg.Cluster), string(tm)))
+	}, also...)
 	if err != nil {
 		return err
 	}
