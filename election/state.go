@@ -2,6 +2,7 @@ package election
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -22,6 +23,8 @@ type State struct {
 	Master *Master
 	// BadRecord is set when a record exists but does not parse.
 	BadRecord error
+	// Switchover is the pending switchover request, nil if none.
+	Switchover *Switchover
 }
 
 // Live reports whether the master record's leader still holds the
@@ -36,6 +39,7 @@ func ReadState(ctx context.Context, cli *clientv3.Client, cluster string) (State
 	resp, err := cli.Txn(ctx).Then(
 		clientv3.OpGet(CampaignPrefix(cluster), clientv3.WithFirstCreate()...),
 		clientv3.OpGet(MasterKey(cluster)),
+		clientv3.OpGet(SwitchoverKey(cluster)),
 	).Commit()
 	if err != nil {
 		return State{}, fmt.Errorf("read election state: %w", err)
@@ -50,6 +54,12 @@ func ReadState(ctx context.Context, cli *clientv3.Client, cluster string) (State
 			st.BadRecord = err
 		} else {
 			st.Master = &m
+		}
+	}
+	if kvs := resp.Responses[2].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		var sw Switchover
+		if json.Unmarshal(kvs[0].Value, &sw) == nil {
+			st.Switchover = &sw
 		}
 	}
 	return st, nil
@@ -110,7 +120,7 @@ func observeOnce(ctx context.Context, cli *clientv3.Client, cluster string, out 
 		changed := false
 		for _, ev := range wr.Events {
 			k := string(ev.Kv.Key)
-			changed = changed || k == MasterKey(cluster) || strings.HasPrefix(k, CampaignPrefix(cluster))
+			changed = changed || k == MasterKey(cluster) || k == SwitchoverKey(cluster) || strings.HasPrefix(k, CampaignPrefix(cluster))
 		}
 		if !changed {
 			continue

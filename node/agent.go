@@ -269,6 +269,7 @@ func (a *Agent) steer(ctx context.Context, top *topology.Topology, info replInfo
 		return err.Error() // cannot happen in a valid topology
 	}
 	from := info.masterAddr
+	unpause := false
 	switch info.role {
 	case "slave":
 		if info.masterAddr == want {
@@ -280,6 +281,7 @@ func (a *Agent) steer(ctx context.Context, top *topology.Topology, info replInfo
 			// The election moved the master away (a newer epoch): this is
 			// a deposed or returning old master, and follows now.
 			a.log.Warn("election: demoting the redis; another node is master", "master", rec.Node, "epoch", rec.Epoch)
+			unpause = true // a switchover or a fence left it paused
 			break
 		}
 		why, err := a.liveMaster(ctx, info)
@@ -294,6 +296,9 @@ func (a *Agent) steer(ctx context.Context, top *topology.Topology, info replInfo
 	defer cancel()
 	if err := replicaOf(rctx, a.redis, want); err != nil {
 		return fmt.Sprintf("REPLICAOF %s: %v", want, err)
+	}
+	if unpause {
+		_ = a.redis.Do(rctx, "CLIENT", "UNPAUSE").Err()
 	}
 	n := top.Nodes[a.cfg.ID]
 	a.log.Info("redis re-pointed", "from", from, "to", want, "follow", n.Follow)

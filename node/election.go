@@ -69,7 +69,7 @@ func newElector() *elector {
 func (e *elector) observe(st election.State) {
 	if e.haveSt && e.state.Master != nil && (st.Master == nil || st.Master.Epoch < e.state.Master.Epoch) {
 		// Keep the newer record; take the leader fields only.
-		e.state.Leader, e.state.LeaderEpoch, e.state.Revision = st.Leader, st.LeaderEpoch, st.Revision
+		e.state.Leader, e.state.LeaderEpoch, e.state.Revision, e.state.Switchover = st.Leader, st.LeaderEpoch, st.Revision, st.Switchover
 		return
 	}
 	e.state, e.haveSt = st, true
@@ -115,6 +115,9 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 		}
 		e.failures = 0
 		a.applyMinReplicas(ctx)
+		if sw := e.state.Switchover; sw != nil && sw.State == election.SwitchoverRequested && sw.Epoch == e.leader.Epoch() {
+			a.switchover(ctx, top, *sw)
+		}
 		return ""
 	case roleCampaigning:
 		if e.state.Leader != "" && e.state.Leader != me {
@@ -138,6 +141,13 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 	}
 	spec, ok := top.Nodes[me]
 	if !ok {
+		return ""
+	}
+	if sw := st.Switchover; sw.Handing(time.Now()) {
+		// A planned hand-off: only its target campaigns.
+		if sw.To == me {
+			a.campaign(ctx, wg, fmt.Sprintf("switchover from %s (epoch %d)", st.Master.Node, st.Master.Epoch))
+		}
 		return ""
 	}
 	switch {
@@ -235,7 +245,13 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 	step := func(name string, start time.Time, note string) {
 		steps = append(steps, election.Step{Name: name, Took: time.Since(start), Note: note})
 	}
-	if !e.leaderless.IsZero() {
+	sw := e.state.Switchover
+	if !sw.Handing(time.Now()) || sw.To != a.cfg.ID {
+		sw = nil
+	}
+	if sw != nil {
+		steps = append(steps, election.Step{Name: "handoff", Took: time.Since(sw.PausedAt), Note: fmt.Sprintf("since the old master paused writes at offset %d (wall clock)", sw.Offset)})
+	} else if !e.leaderless.IsZero() {
 		step("detect+campaign", e.leaderless, "from the master's loss of the lease to this win")
 	}
 	if top == nil {
@@ -313,6 +329,9 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 		}
 		also = append(also, clientv3.OpPut(topology.MasterKey(a.cfg.Cluster), string(tm)))
 	}
+	if sw != nil {
+		also = append(also, clientv3.OpDelete(election.SwitchoverKey(a.cfg.Cluster)))
+	}
 	rec, err := l.PublishMaster(ctx, election.Master{
 		Node: a.cfg.ID, RedisAddr: spec.RedisAddr, Replid: info.replid, Offset: info.offset, Reason: reason,
 	}, also...)
@@ -320,6 +339,9 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 		return err
 	}
 	step("publish", t0, "")
+	if sw != nil {
+		steps = append(steps, election.Step{Name: "write-pause", Took: time.Since(sw.PausedAt), Note: "old master's writes paused until the new record (wall clock)"})
+	}
 	h := election.History{Node: a.cfg.ID, Reason: reason, Replid: info.replid, Offset: info.offset, Steps: steps, Ranking: ranking}
 	if old != nil {
 		h.Previous, h.PreviousEpoch = old.Node, old.Epoch
@@ -593,4 +615,113 @@ func (e *elector) shutdown(ctx context.Context) {
 		e.ses = nil
 	}
 	e.role, e.leader = roleFollower, nil
+}
+
+// switchover carries out a requested switchover as the leader: pick and
+// check the target, pause writes (CLIENT PAUSE WRITE), wait until the
+// target has the exact offset, then resign in one transaction with the
+// hand-off, so only the target campaigns. The Redis stays paused until the
+// target's record demotes it (or the hand-off lapses). If the target
+// cannot catch up within the timeout, writes resume and the request is
+// marked aborted: nothing changed.
+func (a *Agent) switchover(ctx context.Context, top *topology.Topology, sw election.Switchover) {
+	e := a.el
+	l := e.leader
+	key := election.SwitchoverKey(a.cfg.Cluster)
+	paused := false
+	abort := func(why string) {
+		if paused {
+			cctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+			_ = a.redis.Do(cctx, "CLIENT", "UNPAUSE").Err()
+			cancel()
+		}
+		a.log.Warn("election: switchover aborted", "id", sw.ID, "why", why)
+		sw.State, sw.Error = election.SwitchoverAborted, why
+		wctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+		defer cancel()
+		if err := l.Write(wctx, "switchover", clientv3.OpPut(key, string(sw.Marshal()))); err != nil {
+			a.log.Warn("election: switchover abort not recorded", "err", err)
+		}
+	}
+	info, err := a.probe(ctx)
+	if err != nil {
+		abort(fmt.Sprintf("the master's redis: %v", err))
+		return
+	}
+	ranking, err := a.rank(ctx, top, e.state, info)
+	if err != nil {
+		abort(fmt.Sprintf("rank: %v", err))
+		return
+	}
+	target := sw.To
+	if target == "" {
+		for _, r := range ranking {
+			if r.Eligible() && r.ID != a.cfg.ID {
+				target = r.ID
+				break
+			}
+		}
+		if target == "" {
+			abort("no eligible candidate")
+			return
+		}
+	}
+	if r := myRank(ranking, target); !r.Eligible() || target == a.cfg.ID {
+		abort(fmt.Sprintf("target %s is not eligible: %s", target, r.Reason))
+		return
+	}
+	spec := top.Nodes[target]
+	a.log.Info("election: switchover: pausing writes", "to", target, "timeout", sw.Timeout)
+
+	// The pause outlasts the hand-off window: a master that resumed
+	// writes before the target's record would take writes the target
+	// never gets.
+	pausedAt := time.Now()
+	window := sw.Timeout + a.cfg.LeaseTTL
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	err = a.redis.Do(cctx, "CLIENT", "PAUSE", strconv.FormatInt(window.Milliseconds(), 10), "WRITE").Err()
+	cancel()
+	if err != nil {
+		abort(fmt.Sprintf("CLIENT PAUSE WRITE: %v", err))
+		return
+	}
+	paused = true
+	if info, err = a.probe(ctx); err != nil {
+		abort(fmt.Sprintf("the master's redis: %v", err))
+		return
+	}
+	c := newRedisClient(redisTarget{addr: spec.RedisAddr, user: a.target.user, password: a.target.password}, a.cfg.RedisTimeout)
+	defer c.Close()
+	var got int64 = -1
+	for got < info.offset {
+		if time.Since(pausedAt) > sw.Timeout {
+			abort(fmt.Sprintf("target %s at offset %d, master at %d after %v", target, got, info.offset, sw.Timeout))
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+		ti, err := probe(pctx, c)
+		cancel()
+		if err == nil && ti.replid == info.replid {
+			got = ti.offset
+		}
+		if got < info.offset {
+			select {
+			case <-ctx.Done():
+				abort("agent stopping")
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	sw.State, sw.To, sw.Offset, sw.PausedAt, sw.Deadline = election.SwitchoverHandoff, target, info.offset, pausedAt, pausedAt.Add(window)
+	wctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	err = l.ResignWith(wctx, clientv3.OpPut(key, string(sw.Marshal())))
+	cancel()
+	if err != nil {
+		abort(fmt.Sprintf("hand-off: %v", err))
+		return
+	}
+	a.log.Info("election: switchover: handed off", "to", target, "offset", info.offset, "caught_up_in", time.Since(pausedAt))
+	e.minReplicasSet = false
+	a.stepDown(ctx, true) // the key is gone already; this revokes the lease
 }

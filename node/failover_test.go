@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -342,24 +344,7 @@ func TestFailoverMasterCutFromEtcd(t *testing.T) {
 	boot, _ := f.start(t, mcli)
 	before := f.relay().Status().GetCounters()
 
-	// A writer on m records every acknowledged write.
-	wctx, stopWriter := context.WithCancel(ctx)
-	var acked []string
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c := f.m.Client()
-		for i := 0; wctx.Err() == nil && i < 100_000; i++ {
-			k := "w:" + strconv.Itoa(i)
-			cctx, cancel := context.WithTimeout(wctx, 200*time.Millisecond)
-			err := c.Set(cctx, k, i, 0).Err()
-			cancel()
-			if err == nil {
-				acked = append(acked, k)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+	w := f.startWriter(t, f.m)
 	redistest.WaitFor(t, 10*time.Second, func() error {
 		n, err := f.m.Client().DBSize(ctx).Result()
 		if err != nil || n < 510 {
@@ -383,16 +368,128 @@ func TestFailoverMasterCutFromEtcd(t *testing.T) {
 	})
 	fenced := time.Since(t0)
 	f.checkFailedOver(t, boot, before, t0)
-	stopWriter()
-	<-writerDone
+	n := w.checkAllOn(t, f.b)
+	t.Logf("old master fenced (demoted) %v after its etcd member died; %d acknowledged writes, none lost", fenced, n)
+}
+
+// writer writes to one Redis and records every acknowledged write.
+type writer struct {
+	stop  context.CancelFunc
+	done  chan struct{}
+	acked []string // owned by the writer goroutine until done is closed
+}
+
+// startWriter writes w:<i> to s every 2 ms (at most 100 000 writes) until
+// checkAllOn, and waits for the first writes.
+func (f *electFabric) startWriter(t *testing.T, s *redistest.Server) *writer {
+	t.Helper()
+	wctx, stop := context.WithCancel(f.ctx)
+	w := &writer{stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		c := s.Client()
+		for i := 0; wctx.Err() == nil && i < 100_000; i++ {
+			k := "w:" + strconv.Itoa(i)
+			cctx, cancel := context.WithTimeout(wctx, 200*time.Millisecond)
+			err := c.Set(cctx, k, i, 0).Err()
+			cancel()
+			if err == nil {
+				w.acked = append(w.acked, k)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { stop(); <-w.done })
+	redistest.WaitFor(t, 10*time.Second, func() error {
+		n, err := s.Client().Exists(f.ctx, "w:10").Result()
+		if err != nil || n != 1 {
+			return fmt.Errorf("w:10 not written yet (%v)", err)
+		}
+		return nil
+	})
+	return w
+}
+
+// checkAllOn stops the writer and checks that every acknowledged write is
+// on s; it returns how many there were.
+func (w *writer) checkAllOn(t *testing.T, s *redistest.Server) int {
+	t.Helper()
+	w.stop()
+	<-w.done
 	var lost []string
-	for _, k := range acked {
-		if n, err := f.b.Client().Exists(ctx, k).Result(); err != nil || n != 1 {
+	for _, k := range w.acked {
+		if n, err := s.Client().Exists(context.Background(), k).Result(); err != nil || n != 1 {
 			lost = append(lost, k)
 		}
 	}
 	if len(lost) > 0 {
-		t.Errorf("%d of %d acknowledged writes on the old master are not on the new one: %v", len(lost), len(acked), lost[:min(len(lost), 10)])
+		t.Errorf("%d of %d acknowledged writes are not on %s: %v", len(lost), len(w.acked), s.Addr, lost[:min(len(lost), 10)])
 	}
-	t.Logf("old master fenced (demoted) %v after its etcd member died; %d acknowledged writes, none lost", fenced, len(acked))
+	return len(w.acked)
+}
+
+// TestSwitchover: a planned switchover under a writer: every acknowledged
+// write is on the new master, the old master follows its relay, no full
+// sync. Then two that abort cleanly: a target that is no candidate, and
+// one that cannot reach the offset in time; the master keeps taking
+// writes and nothing changed.
+func TestSwitchover(t *testing.T) {
+	f := newElectFabric(t, 1)
+	ctx := f.ctx
+	boot, _ := f.start(t, nil)
+
+	w := f.startWriter(t, f.m)
+	for _, c := range []struct {
+		to      string
+		timeout time.Duration
+		why     string
+	}{
+		{"r", 5 * time.Second, "not eligible"},
+		{"b", time.Nanosecond, "after 1ns"},
+	} {
+		_, err := election.RequestSwitchover(ctx, f.cli, f.cluster, c.to, c.timeout)
+		if !errors.Is(err, election.ErrSwitchover) || !strings.Contains(err.Error(), c.why) {
+			t.Fatalf("switchover to %s in %v: got %v, want ErrSwitchover saying %q", c.to, c.timeout, err, c.why)
+		}
+		if st := f.state(t); !st.Live() || st.Master.Node != "m" || st.Master.Epoch != boot.Master.Epoch || st.Switchover != nil {
+			t.Fatalf("after the aborted switchover to %s: state %+v, want m at epoch %d, no request", c.to, st, boot.Master.Epoch)
+		}
+		// Writes resumed at once.
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		err = f.m.Client().Set(wctx, "after-abort-"+c.to, "1", 0).Err()
+		cancel()
+		if err != nil {
+			t.Fatalf("write on m after the aborted switchover to %s: %v", c.to, err)
+		}
+	}
+
+	before := f.relay().Status().GetCounters()
+	t0 := time.Now()
+	m, err := election.RequestSwitchover(ctx, f.cli, f.cluster, "b", 5*time.Second)
+	if err != nil {
+		t.Fatalf("switchover to b: %v", err)
+	}
+	took := time.Since(t0)
+	if m.Node != "b" || m.Epoch <= boot.Master.Epoch {
+		t.Fatalf("record %+v: want b after epoch %d", m, boot.Master.Epoch)
+	}
+	// The old master follows its relay (and is resumed).
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		info, err := infoOf(ctx, f.m)
+		if err != nil {
+			return err
+		}
+		if info["role"] != "slave" || info["master_link_status"] != "up" {
+			return fmt.Errorf("m: role %s link %s", info["role"], info["master_link_status"])
+		}
+		return nil
+	})
+	f.checkFailedOver(t, boot, before, t0)
+	n := w.checkAllOn(t, f.b)
+	waitInSync(t, ctx, f.b, f.m)
+	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
+	if err != nil || len(hs) == 0 {
+		t.Fatalf("history: %v", err)
+	}
+	t.Logf("switchover: %v for the command; %d acknowledged writes, none lost; steps %+v", took, n, hs[0].Steps)
 }
