@@ -3,6 +3,7 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/arbor-fabric/arbor/internal/redistest"
+	"github.com/arbor-fabric/arbor/internal/wan"
+	"github.com/arbor-fabric/arbor/relay"
 )
 
 // flipInSnapshot flips the case of the first byte of needle in relay r's
@@ -89,4 +92,68 @@ func TestChildRefusesCorruptSnapshot(t *testing.T) {
 			expectEq(t, "relay-b arbor_upstream_full_syncs", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
 		})
 	}
+}
+
+// TestResumedTransferIsCheckedWhole: relay-b is stopped in the middle of
+// an RDB transfer, and a byte of the part it kept on disk is changed while
+// it is down (the file's chunks were checked as they arrived, before the
+// change). It resumes the transfer from its kept chunks, but the
+// end-to-end check covers the kept bytes too: it refuses the RDB, discards
+// the transfer, fetches the RDB whole, and its replica converges.
+func TestResumedTransferIsCheckedWhole(t *testing.T) {
+	ctx := context.Background()
+	master := redistest.Start(t, "--rdbcompression", "no")
+	if err := master.Client().Do(ctx, "DEBUG", "POPULATE", "80000", "key", "64").Err(); err != nil {
+		t.Fatal(err)
+	}
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) { c.Compression = "none" })
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if a.status(t).GetSnapshot().GetSizeBytes() == 0 {
+			return fmt.Errorf("relay-a has no snapshot yet")
+		}
+		return nil
+	})
+	rdbSize := a.status(t).GetSnapshot().GetSizeBytes()
+	link := bridgeTo(t, a, wan.WithBandwidth(rdbSize/3)) // about 3 s for the whole RDB
+	b := treeRelay(t, "relay-b", "B", "arbor://"+link.Addr())
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		got, _ := strconv.ParseInt(b.Info(t, "replication")["master_sync_read_bytes"], 10, 64)
+		if got < rdbSize/2 {
+			return fmt.Errorf("relay-b received %d of %d RDB bytes", got, rdbSize)
+		}
+		return nil
+	})
+	b.Stop()
+
+	var rec struct {
+		Bytes int64 `json:"durable_bytes"`
+	}
+	if raw, err := os.ReadFile(filepath.Join(b.cfg.DataDir, "transfer.json")); err != nil || json.Unmarshal(raw, &rec) != nil || rec.Bytes < 1<<20 {
+		t.Fatalf("relay-b kept no resumable transfer: %+v, %v", rec, err)
+	}
+	path := filepath.Join(b.cfg.DataDir, "transfer.rdb")
+	kept, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(kept, []byte("value:"))
+	if i < 0 || int64(i) >= rec.Bytes {
+		t.Fatalf("no value in the kept part of the transfer (at %d of %d bytes)", i, rec.Bytes)
+	}
+	kept[i] ^= 0x20 // "value:" becomes "Value:": the RDB still parses
+	if err := os.WriteFile(path, kept, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	b.start()
+	rep := redistest.Start(t)
+	replicaOf(t, rep, b.Port)
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+	if logLine(b, "resuming RDB transfer from parent relay") == "" {
+		t.Error("relay-b did not resume its transfer")
+	}
+	if n := b.InfoInt(t, "stats", "arbor_upstream_rejected_snapshots"); n < 1 {
+		t.Errorf("relay-b arbor_upstream_rejected_snapshots %d, want at least 1", n)
+	}
+	expectEq(t, "relay-b arbor_upstream_full_syncs (installed once)", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
 }
