@@ -501,10 +501,14 @@ func (r *Relay) sendRDB(conn net.Conn, hdr []byte, fs *store.FullSync) error {
 	if _, err := conn.Write(hdr); err != nil {
 		return err
 	}
+	// The deadline is renewed every rdbWritePiece bytes: a replica is
+	// dropped when it takes nothing for ReplTimeout, not when it is slow
+	// (one that loads as it reads, with repl-diskless-load, reads at the
+	// pace it loads).
 	var sent int64
 	for sent < fs.Snapshot.Size {
 		conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
-		n, err := io.CopyN(conn, fs.File, min(8<<20, fs.Snapshot.Size-sent))
+		n, err := io.CopyN(conn, fs.File, min(rdbWritePiece, fs.Snapshot.Size-sent))
 		sent += n
 		if err != nil {
 			return fmt.Errorf("send rdb (%d of %d bytes): %w", sent, fs.Snapshot.Size, err)
@@ -513,8 +517,23 @@ func (r *Relay) sendRDB(conn net.Conn, hdr []byte, fs *store.FullSync) error {
 	return nil
 }
 
+// rdbWritePiece is how many RDB bytes a replica must take within
+// ReplTimeout.
+const rdbWritePiece = 256 << 10
+
 // feedReplica streams from the store to an online replica and reads its
 // ACKs, until either side ends.
+//
+// Like Redis, it does not drop a replica that is alive but slow to read: a
+// replica loading a large RDB reads nothing from its master link for as
+// long as the load takes, while it shows it is alive with a newline every
+// second (and REPLCONF ACKs after). So a write to a PSYNC replica has no
+// deadline; liveness is ACK silence (readAcks drops the replica after
+// ReplTimeout of it, which closes the connection and ends a blocked write).
+// Memory stays bounded: the bytes a replica has not taken wait in the store,
+// and one that falls out of the backlog is dropped (ErrTrimmed), as Redis
+// drops a replica past its client-output-buffer-limit. A SYNC replica
+// sends no ACKs, so its writes keep the ReplTimeout deadline.
 func (r *Relay) feedReplica(ctx context.Context, rp *replica, br *bufio.Reader, stream *store.Reader) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -533,6 +552,9 @@ func (r *Relay) feedReplica(ctx context.Context, rp *replica, br *bufio.Reader, 
 		rp.close("link ended")
 	}()
 	rp.sent.Store(stream.Pos())
+	if !rp.sync {
+		rp.conn.SetWriteDeadline(time.Time{}) // see above; the RDB's deadline must not linger
+	}
 	buf := make([]byte, 256<<10)
 	for {
 		n, err := stream.Read(ctx, buf)
@@ -551,7 +573,9 @@ func (r *Relay) feedReplica(ctx context.Context, rp *replica, br *bufio.Reader, 
 			}
 			return err
 		}
-		rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+		if rp.sync {
+			rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+		}
 		if _, err := rp.conn.Write(buf[:n]); err != nil {
 			return fmt.Errorf("write to replica: %w", err)
 		}
