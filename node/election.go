@@ -418,11 +418,15 @@ func (a *Agent) catchUp(ctx context.Context, top *topology.Topology) (string, er
 		}
 		target, from = off, fmt.Sprintf("%s (%s)", id, how)
 	}
-	if target == 0 || info.offset >= target {
-		return fmt.Sprintf("at offset %d, relay %s at %d", info.offset, from, target), nil
+	// Reached when the Redis has READ the relay's stored end: a relay
+	// stores a command cut short by the old master's death, which the
+	// Redis holds unexecuted in its query buffer and never counts in
+	// master_repl_offset (nor could any client have been answered for it).
+	if target == 0 || info.readOffset >= target {
+		return fmt.Sprintf("at offset %d (read %d), relay %s at %d", info.offset, info.readOffset, from, target), nil
 	}
 	deadline := time.Now().Add(a.cfg.CatchUpTimeout)
-	for info.offset < target {
+	for info.readOffset < target {
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("catch up: at offset %d after %v, relay %s stored %d", info.offset, a.cfg.CatchUpTimeout, from, target)
 		}
@@ -435,7 +439,7 @@ func (a *Agent) catchUp(ctx context.Context, top *topology.Topology) (string, er
 			return "", err
 		}
 	}
-	return fmt.Sprintf("reached relay %s's offset %d", from, target), nil
+	return fmt.Sprintf("reached relay %s's offset %d (executed %d)", from, target, info.offset), nil
 }
 
 // relayPosition asks a relay's Redis side for its history and stored

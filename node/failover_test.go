@@ -493,3 +493,22 @@ func TestSwitchover(t *testing.T) {
 	}
 	t.Logf("switchover: %v for the command; %d acknowledged writes, none lost; steps %+v", took, n, hs[0].Steps)
 }
+
+// TestReadOffset: a replica's catch-up counts the stream bytes it read
+// (slave_read_repl_offset), so a command the old master's death cut short
+// does not hold a promotion back.
+func TestReadOffset(t *testing.T) {
+	for _, c := range []struct {
+		info string
+		want int64
+	}{
+		{"role:slave\r\nmaster_host:h\r\nmaster_port:1\r\nmaster_repl_offset:100\r\nslave_read_repl_offset:117\r\n", 117},
+		{"role:slave\r\nmaster_host:h\r\nmaster_port:1\r\nmaster_repl_offset:100\r\n", 100},
+		{"role:master\r\nmaster_repl_offset:100\r\n", 100},
+	} {
+		r, err := parseReplInfo(c.info)
+		if err != nil || r.readOffset != c.want {
+			t.Errorf("%q: read offset %d (%v), want %d", c.info, r.readOffset, err, c.want)
+		}
+	}
+}

@@ -21,6 +21,7 @@ type replInfo struct {
 	replid     string
 	replid2    string // master_replid2: the previous history, up to second_repl_offset
 	offset     int64
+	readOffset int64 // slave_read_repl_offset: stream bytes read, whole commands or not; replicas only (else offset)
 	replicas   int  // connected_slaves
 	loading    bool // the Redis is loading its dataset
 }
@@ -83,6 +84,10 @@ func parseReplInfo(text string) (replInfo, error) {
 	r.replid2 = m["master_replid2"]
 	r.replicas, _ = strconv.Atoi(m["connected_slaves"])
 	r.loading = m["loading"] == "1"
+	r.readOffset = r.offset
+	if v, err := strconv.ParseInt(m["slave_read_repl_offset"], 10, 64); err == nil && v > r.offset {
+		r.readOffset = v
+	}
 	if r.role == "slave" {
 		r.masterAddr = net.JoinHostPort(m["master_host"], m["master_port"])
 		r.linkUp = m["master_link_status"] == "up"
