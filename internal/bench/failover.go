@@ -328,6 +328,11 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 		return run, err
 	}
 	oldMaster := setup.Master().addr
+	// A working fabric is failed over, not one still starting: the stream
+	// must be flowing to every replica before the writer starts.
+	if err := waitFlowing(ctx, oldMaster, setup.Others()); err != nil {
+		return run, err
+	}
 	wctx, cancel := context.WithTimeout(ctx, failoverBound)
 	defer cancel()
 	wr := &failoverWriter{setup: setup, old: oldMaster, newSeen: make(chan struct{})}
@@ -519,6 +524,34 @@ func waitStreaming(ctx context.Context, master string, replicas []*server) (time
 		case <-time.After(pollInterval):
 		}
 	}
+}
+
+// waitFlowing writes a key to master and waits until every replica's
+// offset reached the master's after it.
+func waitFlowing(ctx context.Context, master string, replicas []*server) error {
+	if _, err := query(ctx, master, "SET", "fo:flowing", "1"); err != nil {
+		return err
+	}
+	m, err := infoOn(ctx, master, "replication")
+	if err != nil {
+		return err
+	}
+	want, err := infoInt(m, "master_repl_offset")
+	if err != nil {
+		return err
+	}
+	return pollUntil(ctx, linkTimeout, func() error {
+		for _, r := range replicas {
+			ri, err := infoOn(ctx, r.addr, "replication")
+			if err != nil {
+				return err
+			}
+			if off, _ := infoInt(ri, "master_repl_offset"); off < want {
+				return fmt.Errorf("%s at offset %d, the master at %d", r.name, off, want)
+			}
+		}
+		return nil
+	})
 }
 
 // countMissing counts the keys addr lacks.
