@@ -37,7 +37,7 @@ type electFabric struct {
 	log     *slog.Logger
 }
 
-func newElectFabric(t *testing.T, etcdMembers int) *electFabric {
+func newElectFabric(t *testing.T, etcdMembers int, edit ...func(*topology.Topology)) *electFabric {
 	t.Helper()
 	etcd := etcdtest.Start(t, etcdMembers)
 	f := &electFabric{etcd: etcd, cli: etcd.Client(t), cluster: "failover"}
@@ -73,6 +73,9 @@ func newElectFabric(t *testing.T, etcdMembers int) *electFabric {
 	top.Nodes["b"] = topology.NodeSpec{ID: "b", Site: "A", RedisAddr: f.b.Addr, Candidate: true, Priority: 5, Follow: "r1"}
 	top.Nodes["r"] = topology.NodeSpec{ID: "r", Site: "A", RedisAddr: f.r.Addr, Follow: "r1"}
 	top.Relays["r1"] = topology.RelaySpec{ID: "r1", Site: "A", RedisAddr: rcfg.RedisAddr, GRPCAddr: rcfg.GRPCAddr, Upstream: topology.UpstreamMaster}
+	for _, e := range edit {
+		e(top)
+	}
 	if _, err := topology.Apply(ctx, f.cli, f.cluster, top); err != nil {
 		t.Fatal(err)
 	}
@@ -369,6 +372,19 @@ func TestFailoverMasterCutFromEtcd(t *testing.T) {
 	fenced := time.Since(t0)
 	f.checkFailedOver(t, boot, before, t0)
 	n := w.checkAllOn(t, f.b)
+	// The fenced old master continues as a replica (partial resync) and
+	// holds what the new master holds.
+	waitInSync(t, ctx, f.b, f.m)
+	if now := f.relay().Status().GetCounters(); now.GetFullSyncsServed() != before.GetFullSyncsServed() {
+		t.Errorf("relay full syncs served %d -> %d: the old master did not continue", before.GetFullSyncsServed(), now.GetFullSyncsServed())
+	}
+	dm, err := f.m.Digest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db, err := f.b.Digest(ctx); err != nil || db != dm {
+		t.Fatalf("digest b %s (%v), old master m %s", db, err, dm)
+	}
 	t.Logf("old master fenced (demoted) %v after its etcd member died; %d acknowledged writes, none lost", fenced, n)
 }
 
@@ -511,4 +527,82 @@ func TestReadOffset(t *testing.T) {
 			t.Errorf("%q: read offset %d (%v), want %d", c.info, r.readOffset, err, c.want)
 		}
 	}
+}
+
+// TestFailoverOldMasterReturns: the master's Redis shuts down (saving its
+// RDB), the backup takes over, and the old master, restarted with its
+// data, is made to follow its relay: it is never a second master. Redis
+// 7.0 gives a master restarted from its RDB a new replication ID (only a
+// replica keeps its history across a restart), so this return costs one
+// full sync, of the returning node alone; a master demoted while it runs
+// continues (TestFailoverMasterCutFromEtcd).
+func TestFailoverOldMasterReturns(t *testing.T) {
+	f := newElectFabric(t, 1)
+	ctx := f.ctx
+	boot, _ := f.start(t, nil)
+	before := f.relay().Status().GetCounters()
+	t0 := time.Now()
+	f.m.StopSave()
+	f.checkFailedOver(t, boot, before, t0)
+
+	f.m.Restart(t)
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		info, err := infoOf(ctx, f.m)
+		if err != nil {
+			return err
+		}
+		if info["role"] != "slave" || info["master_link_status"] != "up" {
+			return fmt.Errorf("m: role %s link %s", info["role"], info["master_link_status"])
+		}
+		return nil
+	})
+	waitInSync(t, ctx, f.b, f.m)
+	f.checkOneMaster(t, f.b)
+	if now := f.relay().Status().GetCounters(); now.GetFullSyncsServed() > before.GetFullSyncsServed()+1 {
+		t.Errorf("relay full syncs served %d -> %d: want at most the returning node's", before.GetFullSyncsServed(), now.GetFullSyncsServed())
+	}
+	dm, err := f.m.Digest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db, err := f.b.Digest(ctx); err != nil || db != dm {
+		t.Fatalf("digest b %s (%v), m %s", db, err, dm)
+	}
+}
+
+// TestFailoverPriorityZeroNeverWins: the backup b, in the old master's
+// site and as advanced as anyone, has priority 0 (the topology allows that
+// only for a non-candidate); the replica r is a candidate with priority 1
+// and is promoted instead.
+func TestFailoverPriorityZeroNeverWins(t *testing.T) {
+	f := newElectFabric(t, 1, func(top *topology.Topology) {
+		b, r := top.Nodes["b"], top.Nodes["r"]
+		b.Candidate, b.Priority = false, 0
+		r.Candidate, r.Priority = true, 1
+		top.Nodes["b"], top.Nodes["r"] = b, r
+	})
+	ctx := f.ctx
+	boot, _ := f.start(t, nil)
+	f.m.Kill()
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		st := f.state(t)
+		if st.Master == nil || st.Master.Epoch <= boot.Master.Epoch {
+			return fmt.Errorf("record %+v: no failover yet", st.Master)
+		}
+		if st.Master.Node != "r" {
+			t.Fatalf("record %+v: want r (b has priority 0)", st.Master)
+		}
+		return nil
+	})
+	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("history %+v, %v", hs, err)
+	}
+	for _, r := range hs[0].Ranking {
+		if r.ID == "b" && (r.Eligible() || !strings.Contains(r.Reason, "not a candidate")) {
+			t.Errorf("b ranked %+v: want not eligible, not a candidate", r)
+		}
+	}
+	waitInSync(t, ctx, f.r, f.b)
+	f.checkOneMaster(t, f.r)
 }
