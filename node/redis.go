@@ -22,8 +22,8 @@ type replInfo struct {
 	replid2    string // master_replid2: the previous history, up to second_repl_offset
 	offset     int64
 	readOffset int64 // slave_read_repl_offset: stream bytes read, whole commands or not; replicas only (else offset)
-	replicas   int  // connected_slaves
-	loading    bool // the Redis is loading its dataset
+	replicas   int   // connected_slaves
+	loading    bool  // the Redis is loading its dataset
 }
 
 // newRedisClient returns a client for the agent's Redis: one connection,
