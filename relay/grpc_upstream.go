@@ -328,7 +328,7 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 	r.link.syncBytes, r.link.syncTotal, r.link.syncStarted = w.Size(), fs.GetRdbSize(), time.Now()
 	r.link.mu.Unlock()
 	began := time.Now()
-	_, err = r.recvChunks(stream, fs, w, dec, next, true)
+	_, err = r.recvChunks(stream, fs, w, dec, next, &rec)
 	switch {
 	case errors.Is(err, errTransferRefused):
 		w.Abort()
@@ -364,11 +364,18 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 	return nil
 }
 
+// checkpointChunks is how often (in chunks) a resumable transfer is
+// flushed to disk and its record updated, so that a relay that dies in the
+// middle of a long transfer resumes near where it was.
+const checkpointChunks = 4
+
 // recvChunks receives RDB chunks from index next into w, checking each,
 // until FullSyncEnd, and then checks the whole transfer end to end
-// (checkTransfer). track reports progress in INFO.
+// (checkTransfer). With rec (the main link's resumable transfer) it
+// reports progress in INFO and checkpoints rec every checkpointChunks.
 func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.FullSync, w *store.SnapshotWriter,
-	dec *decoders, next int64, track bool) (*arborv1.FullSyncEnd, error) {
+	dec *decoders, next int64, rec *store.Transfer) (*arborv1.FullSyncEnd, error) {
+	track := rec != nil
 	lastLog := time.Now()
 	for {
 		m, err := stream.Recv()
@@ -392,6 +399,16 @@ func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.F
 				return nil, r.refuseTransfer(fs, fmt.Errorf("%w: received rdb rejected: %w", errTransferRefused, err))
 			}
 			next++
+			if track && next%checkpointChunks == 0 {
+				n, err := w.Sync()
+				if err == nil {
+					rec.Bytes = n
+					err = r.store.SaveTransfer(transferMeta, *rec)
+				}
+				if err != nil {
+					return nil, fmt.Errorf("checkpoint the rdb transfer: %w", err)
+				}
+			}
 			r.stats.upstreamRawBytes.Add(int64(len(raw)))
 			r.stats.upstreamWireBytes.Add(int64(len(c.GetData())))
 			if track {
