@@ -35,6 +35,8 @@ type electFabric struct {
 	m, b, r *redistest.Server
 	relay   func() *relay.Relay
 	log     *slog.Logger
+	// agentCfg, if set, edits every agent's config.
+	agentCfg func(*Config)
 }
 
 func newElectFabric(t *testing.T, etcdMembers int, edit ...func(*topology.Topology)) *electFabric {
@@ -118,6 +120,9 @@ func (f *electFabric) runAgent(t *testing.T, id string, s *redistest.Server, cli
 	cfg.FastProfile()
 	cfg.DeferStep = 500 * time.Millisecond
 	cfg.Logger = f.log.With("agent", id)
+	if f.agentCfg != nil {
+		f.agentCfg(&cfg)
+	}
 	a, err := New(cfg, cli)
 	if err != nil {
 		t.Fatal(err)
@@ -311,12 +316,27 @@ func (f *electFabric) checkOneMaster(t *testing.T, master *redistest.Server) {
 // a new epoch, the root relay follows it with a partial resync, writes are
 // accepted on it, no full sync happens anywhere, the data is equal
 // everywhere, and there is one master.
+//
+// The elected masters run with min-replicas-to-write 1: the root relay's
+// REPLCONF ACKs count, so they take writes (the load on m, the write on b).
 func TestFailoverKillMasterRedis(t *testing.T) {
 	f := newElectFabric(t, 1)
+	f.agentCfg = func(c *Config) { c.MinReplicas, c.MinReplicasMaxLag = 1, time.Second }
 	boot, _ := f.start(t, nil)
+	checkMinReplicas(t, f.ctx, f.m)
 	before := f.relay().Status().GetCounters()
 	f.m.Kill()
 	f.checkFailedOver(t, boot, before, time.Now())
+	checkMinReplicas(t, f.ctx, f.b)
+}
+
+// checkMinReplicas checks that s runs with min-replicas-to-write 1.
+func checkMinReplicas(t *testing.T, ctx context.Context, s *redistest.Server) {
+	t.Helper()
+	got, err := s.Client().ConfigGet(ctx, "min-replicas-to-write").Result()
+	if err != nil || got["min-replicas-to-write"] != "1" {
+		t.Fatalf("%s: min-replicas-to-write %v (%v), want 1", s.Addr, got, err)
+	}
 }
 
 // TestFailoverHostDeath: the master's agent and Redis both die (the agent
