@@ -354,7 +354,8 @@ may be promoted and two read replicas that may not.
 A writer SETs fo:<seq> to the address the system names as the master (for
 Sentinel: SENTINEL GET-MASTER-ADDR-BY-NAME on a kept connection, asked before
 every attempt, one attempt per millisecond) and records every acknowledged
-key. After 500 ms the master is killed with SIGKILL. Each run measures:
+key. After 500 ms the master's redis-server is killed with SIGKILL (with
+--kill host, its node agent too, at the same moment). Each run measures:
   write accepted      master killed -> first write acknowledged by the new master
   replicas streaming  master killed -> every other server replicating from the
                       new master with master_link_status:up
@@ -391,6 +392,7 @@ killed when the command ends, also on SIGINT.`,
 	f.String("arbor-bin", "", "arbor binary for the Arbor side's relay and node agents (default: this executable)")
 	f.Duration("down-after", def.DownAfter, "Sentinel's down-after-milliseconds")
 	f.Bool("sentinel-default", false, "also run Sentinel with its default down-after-milliseconds (30s)")
+	f.String("kill", "redis", "what each run kills: redis (the master's redis-server) or host (it and its node agent: Arbor detects it by lease expiry; Sentinel runs nothing on the host)")
 	f.String("redis-server", def.RedisServer, "redis-server binary")
 	f.String("redis-sentinel", def.RedisSentinel, "redis-sentinel binary")
 	f.String("dir", "", "parent of the temporary directory (default: the system temp dir)")
@@ -406,6 +408,13 @@ killed when the command ends, also on SIGINT.`,
 		cfg.ArborBin, _ = fs.GetString("arbor-bin")
 		cfg.DownAfter, _ = fs.GetDuration("down-after")
 		cfg.SentinelDefault, _ = fs.GetBool("sentinel-default")
+		switch kill, _ := fs.GetString("kill"); kill {
+		case "redis":
+		case "host":
+			cfg.KillHost = true
+		default:
+			return fmt.Errorf("--kill %q: want redis or host", kill)
+		}
 		cfg.RedisServer, _ = fs.GetString("redis-server")
 		cfg.RedisSentinel, _ = fs.GetString("redis-sentinel")
 		cfg.Dir, _ = fs.GetString("dir")

@@ -33,6 +33,7 @@ type workspace struct {
 	keep      bool
 	pin       placement // nil: no pinning (see pin.go)
 	out       io.Writer
+	killHost  bool // bench failover: kill the master's host, not only its redis
 }
 
 // newWorkspace looks the binaries up and makes the temporary directory

@@ -51,6 +51,9 @@ type FailoverConfig struct {
 	Runs int
 	// DownAfter is Sentinel's down-after-milliseconds.
 	DownAfter time.Duration
+	// KillHost kills the master's whole host (its redis-server and, for
+	// Arbor, its node agent) instead of only its redis-server.
+	KillHost bool
 	// SentinelDefault also runs Sentinel with its default
 	// down-after-milliseconds (30 s): about 35 s per run.
 	SentinelDefault bool
@@ -115,8 +118,12 @@ type FailoverSetup interface {
 	// MasterAddr returns the address the system tells clients to write to
 	// now (it may be the dead master's for a while).
 	MasterAddr(ctx context.Context) (string, error)
-	// Master is the master's redis-server at the start: the run kills it.
+	// Master is the master's redis-server at the start.
 	Master() *server
+	// KillMaster kills the master's redis-server with SIGKILL and, with
+	// host, whatever else of the system runs on its host (Arbor: its node
+	// agent; Sentinel runs nothing there), at once.
+	KillMaster(host bool)
 	// Others are the other redis-servers: the backup and the replicas.
 	Others() []*server
 	// FullSyncs returns the full syncs served since the set-up was ready,
@@ -130,8 +137,11 @@ type FailoverSetup interface {
 
 // FailoverReport is the result of RunFailover.
 type FailoverReport struct {
-	Host    Host             `json:"host"`
-	Runs    int              `json:"runs"`
+	Host Host `json:"host"`
+	Runs int  `json:"runs"`
+	// Kill is what each run kills: "redis" (the master's redis-server) or
+	// "host" (with its node agent).
+	Kill    string           `json:"kill"`
 	Systems []FailoverResult `json:"systems"`
 	// NotRun names the systems asked for that could not run, and why.
 	NotRun []NotRun `json:"not_run,omitempty"`
@@ -212,7 +222,11 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 		return nil, err
 	}
 	defer w.close()
-	rep := &FailoverReport{Host: newHost(), Runs: cfg.Runs}
+	w.killHost = cfg.KillHost
+	rep := &FailoverReport{Host: newHost(), Runs: cfg.Runs, Kill: "redis"}
+	if cfg.KillHost {
+		rep.Kill = "host"
+	}
 	if cfg.Keep {
 		rep.Dir = w.root
 	}
@@ -358,7 +372,7 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 		return run, fmt.Errorf("the writer had no write acknowledged by the master %s in %v: %v", oldMaster, failoverWarmup, wr.lastErr())
 	}
 	killed := time.Now()
-	setup.Master().kill()
+	setup.KillMaster(w.killHost)
 
 	// Master killed → first write accepted elsewhere.
 	newMaster, at, err := wr.waitNewMaster(wctx)
@@ -575,7 +589,11 @@ func countMissing(ctx context.Context, addr string, keys []string) (int64, error
 // WriteText writes the report as tables.
 func (r *FailoverReport) WriteText(out io.Writer) error {
 	fmt.Fprintf(out, "failover benchmark: %d runs per system · %d CPUs · redis %s · %s\n", r.Runs, r.Host.CPUs, r.Host.RedisVersion, r.Host.GoVersion)
-	fmt.Fprintf(out, "each run: fresh master + backup + 2 replicas; a writer SETs to the address the system names (1 attempt/ms); kill -9 of the master's redis-server\n\n")
+	kill := "the master's redis-server"
+	if r.Kill == "host" {
+		kill = "the master's host (its redis-server and node agent)"
+	}
+	fmt.Fprintf(out, "each run: fresh master + backup + 2 replicas; a writer SETs to the address the system names (1 attempt/ms); kill -9 of %s\n\n", kill)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "system\tsettings\truns failed over\twrite accepted p50\tp99\treplicas streaming p50\tp99\tacked writes lost\tworst run\tfull syncs\tpartial syncs\n")
 	for _, s := range r.Systems {

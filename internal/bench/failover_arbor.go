@@ -213,8 +213,12 @@ func (s *arborSystem) Start(ctx context.Context, e *env) (FailoverSetup, error) 
 		if s.fast {
 			a = append(a, "--fast")
 		}
-		if _, err := e.start("agent-"+name, filepath.Join(e.dir, "agent-"+name), s.bin, append(a, etcdArgs...)); err != nil {
+		p, err := e.start("agent-"+name, filepath.Join(e.dir, "agent-"+name), s.bin, append(a, etcdArgs...))
+		if err != nil {
 			return nil, err
+		}
+		if name == "master" {
+			set.masterAgent = p
 		}
 	}
 	// Ready: the master holds the election, every other node streams the
@@ -290,9 +294,28 @@ type arborSetup struct {
 	others    []*server
 	relay     *server
 	relayFull int64 // the relay's full syncs when the set-up was ready
+	// masterAgent is the master's node agent.
+	masterAgent *process
 }
 
-func (s *arborSetup) Master() *server   { return s.master }
+func (s *arborSetup) Master() *server { return s.master }
+
+// KillMaster kills the master's redis-server and, with host, its node
+// agent at the same moment (a dead host: the election learns it only when
+// the agent's lease expires).
+func (s *arborSetup) KillMaster(host bool) {
+	if host {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.masterAgent.kill()
+		}()
+		s.master.kill()
+		<-done
+		return
+	}
+	s.master.kill()
+}
 func (s *arborSetup) Others() []*server { return s.others }
 func (s *arborSetup) Close()            {}
 

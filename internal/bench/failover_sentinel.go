@@ -125,7 +125,11 @@ type sentinelSetup struct {
 	c  *conn // to sentinels[0]; nil until first used or after an error
 }
 
-func (s *sentinelSetup) Master() *server   { return s.master }
+func (s *sentinelSetup) Master() *server { return s.master }
+
+// KillMaster kills the master's redis-server: nothing else of Sentinel
+// runs on the master's host (the sentinels run apart).
+func (s *sentinelSetup) KillMaster(bool)   { s.master.kill() }
 func (s *sentinelSetup) Others() []*server { return s.others }
 
 func (s *sentinelSetup) MasterAddr(ctx context.Context) (string, error) {

@@ -103,3 +103,32 @@ func TestFailoverArborSmoke(t *testing.T) {
 	}
 	t.Logf("\n%s", out.String())
 }
+
+// TestFailoverArborHostSmoke runs the Arbor side once with the fast
+// profile, killing the master's host (its redis-server and its agent): the
+// election learns it by lease expiry and the backup is promoted.
+func TestFailoverArborHostSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds arbor, runs etcd, four redis-servers, a relay and four node agents")
+	}
+	bin := buildArbor(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg := DefaultFailoverConfig()
+	cfg.Runs = 1
+	cfg.Systems = []string{"arbor-fast"}
+	cfg.ArborBin = bin
+	cfg.KillHost = true
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	rep, err := RunFailover(ctx, cfg)
+	if err != nil {
+		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
+	}
+	if rep.Kill != "host" || len(rep.Systems) != 1 || len(rep.Systems[0].PerRun) != 1 {
+		t.Fatalf("report: %+v\nprogress:\n%s", rep, progress.String())
+	}
+	if run := rep.Systems[0].PerRun[0]; run.NewMaster == "" || run.FullSyncs != 0 {
+		t.Errorf("run: %+v", run)
+	}
+}
