@@ -182,6 +182,7 @@ func (d *demo) startFabric(ctx context.Context) error {
 		cfg.ID, cfg.Site, cfg.Cluster = n.name, n.site, d.o.Cluster
 		cfg.Redis = "redis://" + n.addr()
 		cfg.Logger = d.o.Logger
+		cfg.Elect = true // the master's agent holds the election; candidates fail over
 		a, err := node.New(cfg, d.cli)
 		if err != nil {
 			return err
@@ -197,6 +198,8 @@ func (d *demo) startFabric(ctx context.Context) error {
 	fmt.Fprintf(d.o.Out, "\nWhile it runs, look at it from another terminal (arbor = go run ./cmd/arbor):\n")
 	fmt.Fprintf(d.o.Out, "  arbor status --etcd %s --cluster %s --watch\n", strings.Join(d.endpoints, ","), d.o.Cluster)
 	fmt.Fprintf(d.o.Out, "  arbor topology get --etcd %s --cluster %s\n", strings.Join(d.endpoints, ","), d.o.Cluster)
+	fmt.Fprintf(d.o.Out, "  kill -9 %d     # %s's redis-server: the node agents elect and promote its backup\n", d.master.cmd.Process.Pid, seedMaster)
+	fmt.Fprintf(d.o.Out, "  arbor switchover --etcd %s --cluster %s   # a planned switchover to the best-ranked candidate\n", strings.Join(d.endpoints, ","), d.o.Cluster)
 	return nil
 }
 
