@@ -183,6 +183,7 @@ func (r *Relay) handleConn(ctx context.Context, conn net.Conn) {
 			return
 		default:
 			if quit := r.command(c, name, args); quit {
+				conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
 				conn.Write(c.out)
 				return
 			}
