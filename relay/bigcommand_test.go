@@ -78,8 +78,9 @@ func TestCommandOverMillionArgs(t *testing.T) {
 		if n := r.InfoInt(t, "stats", "arbor_upstream_rejected_streams"); n != 0 {
 			t.Fatalf("relay refused the stream %d times", n)
 		}
-		if got := r.InfoInt(t, "replication", "master_repl_offset"); got != want {
-			return fmt.Errorf("relay offset %d, want %d", got, want)
+		// At least: the master's PINGs move its offset on.
+		if got := r.InfoInt(t, "replication", "master_repl_offset"); got < want {
+			return fmt.Errorf("relay offset %d, want at least %d", got, want)
 		}
 		return nil
 	})
