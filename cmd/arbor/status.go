@@ -11,7 +11,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/arbor-fabric/arbor/internal/statusview"
-	"github.com/arbor-fabric/arbor/topology"
 )
 
 // watchRedrawEvery is the least time between two redraws of --watch.
@@ -78,40 +77,10 @@ scripts; --watch follows the fabric live, redrawing on every change.`,
 // prefix (at most every watchRedrawEvery), until ctx ends. Errors of show
 // go to errw and are retried.
 func watchFabric(ctx context.Context, cli *clientv3.Client, cluster string, show func(context.Context) error, errw io.Writer) error {
-	ticker := time.NewTicker(watchRedrawEvery)
-	defer ticker.Stop()
-	dirty := true
-	lastErr := ""
-	for ctx.Err() == nil {
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := cli.Watch(wctx, topology.ClusterPrefix(cluster), clientv3.WithPrefix())
-	inner:
-		for {
-			if dirty {
-				if err := show(ctx); err != nil && ctx.Err() == nil {
-					if err.Error() != lastErr {
-						fmt.Fprintln(errw, "arbor status:", err)
-						lastErr = err.Error()
-					}
-				} else {
-					dirty, lastErr = false, ""
-				}
-			}
-			select {
-			case <-ctx.Done():
-				break inner
-			case _, ok := <-wch:
-				if !ok {
-					break inner // watch ended: make a new one
-				}
-				dirty = true
-				// Coalesce a burst of changes into one redraw.
-				<-ticker.C
-			case <-ticker.C:
-			}
-		}
-		cancel()
-		dirty = true
-	}
+	statusview.Watch(ctx, cli, cluster, statusview.WatchConfig{
+		Every:   watchRedrawEvery,
+		Show:    show,
+		OnError: func(err error) { fmt.Fprintln(errw, "arbor status:", err) },
+	})
 	return nil
 }

@@ -55,6 +55,32 @@ type Problem struct {
 type Site struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
+	// Acked is true when a live relay reports the site's acks; then
+	// AckedOffset is the furthest offset acknowledged in the site and
+	// BytesAtRisk what would be lost if the site vanished now (the newest
+	// master offset minus the furthest offset acked elsewhere).
+	Acked       bool  `json:"acked"`
+	AckedOffset int64 `json:"acked_offset"`
+	BytesAtRisk int64 `json:"bytes_at_risk"`
+}
+
+// Link is one downstream link of a relay, as the relay reports it: to a
+// child relay or to a Redis replica (named by its node id or the address it
+// announces, never by its connection's source port).
+type Link struct {
+	ID          string `json:"id"`
+	Kind        string `json:"kind"` // "relay" or "redis"
+	Addr        string `json:"addr,omitempty"`
+	Site        string `json:"site,omitempty"`
+	AckedOffset int64  `json:"acked_offset"`
+	LagBytes    int64  `json:"lag_bytes"`
+	LagMs       int64  `json:"lag_ms"`
+	State       string `json:"state,omitempty"`
+	Compression string `json:"compression,omitempty"`
+	// RawBytes and WireBytes are the bytes sent on the link before and
+	// after compression.
+	RawBytes  uint64 `json:"raw_bytes"`
+	WireBytes uint64 `json:"wire_bytes"`
 }
 
 // Relay is one relay: its spec in the topology and its live status.
@@ -89,6 +115,32 @@ type Relay struct {
 	// StaleEpoch says why the relay is not on the newest epoch; "" if it
 	// is (or there is no master record).
 	StaleEpoch string `json:"stale_epoch,omitempty"`
+	// AckedOffset is the offset the relay last acknowledged upstream.
+	AckedOffset int64 `json:"acked_offset"`
+	// Links are the relay's downstream links, one per child.
+	Links []Link `json:"links,omitempty"`
+	// SiteAcks is, per site, how far the relay's subtree acknowledged.
+	SiteAcks []SiteAck `json:"site_acks,omitempty"`
+	// RawBytes and WireBytes are the bytes sent downstream before and
+	// after compression; UpstreamRawBytes and UpstreamWireBytes the same
+	// received from a parent relay.
+	RawBytes          uint64 `json:"raw_bytes"`
+	WireBytes         uint64 `json:"wire_bytes"`
+	UpstreamRawBytes  uint64 `json:"upstream_raw_bytes"`
+	UpstreamWireBytes uint64 `json:"upstream_wire_bytes"`
+	// SnapshotBytes is the size of the RDB snapshot the relay serves full
+	// syncs from (0 if none); FullSyncsServed counts them.
+	SnapshotBytes   int64  `json:"snapshot_bytes"`
+	FullSyncsServed uint64 `json:"full_syncs_served"`
+	// TopologyError says why the relay refused the newest topology edit.
+	TopologyError string `json:"topology_error,omitempty"`
+}
+
+// SiteAck is how far one site's replicas in a relay's subtree acknowledged.
+type SiteAck struct {
+	Site        string `json:"site"`
+	AckedOffset int64  `json:"acked_offset"`
+	BytesAtRisk int64  `json:"bytes_at_risk"`
 }
 
 // Node is one node: its spec in the topology and its agent's live status.
@@ -176,9 +228,22 @@ func ReadHistory(ctx context.Context, cli *clientv3.Client, cluster string, hist
 			r.Replid2, r.SecondOffset = st.GetReplid2(), st.GetSecondOffset()
 			r.LiveUpstream = st.GetUpstream()
 			r.MasterEpoch, r.MasterNode, r.MasterError = st.GetMasterEpoch(), st.GetMasterNode(), st.GetMasterError()
+			r.AckedOffset = st.GetAckedOffset()
+			r.RawBytes, r.WireBytes = st.GetCompression().GetRawBytes(), st.GetCompression().GetWireBytes()
+			r.UpstreamRawBytes, r.UpstreamWireBytes = st.GetUpstreamBytes().GetRawBytes(), st.GetUpstreamBytes().GetWireBytes()
+			r.SnapshotBytes = st.GetSnapshot().GetSizeBytes()
+			r.FullSyncsServed = st.GetCounters().GetFullSyncsServed()
+			r.TopologyError = st.GetTopologyError()
+			for _, c := range st.GetChildren() {
+				r.Links = append(r.Links, linkOf(c))
+			}
+			for _, a := range st.GetSiteAcks() {
+				r.SiteAcks = append(r.SiteAcks, SiteAck{Site: a.GetSite(), AckedOffset: a.GetAckedOffset(), BytesAtRisk: a.GetBytesAtRisk()})
+			}
 		}
 		v.Relays = append(v.Relays, r)
 	}
+	v.siteAcks()
 	for _, id := range union(top.NodeIDs(), keys(sts.Nodes)) {
 		spec, in := top.Nodes[id]
 		n := Node{ID: id, Site: spec.Site, RedisAddr: spec.RedisAddr, Follow: spec.Follow,
@@ -206,6 +271,55 @@ func ReadHistory(ctx context.Context, cli *clientv3.Client, cluster string, hist
 		return nil, err
 	}
 	return v, nil
+}
+
+// linkOf is the view of one child link of a relay.
+func linkOf(c *arborv1.ChildStatus) Link {
+	kind := ""
+	switch c.GetKind() {
+	case arborv1.ChildKind_CHILD_KIND_RELAY:
+		kind = "relay"
+	case arborv1.ChildKind_CHILD_KIND_REDIS:
+		kind = "redis"
+	}
+	return Link{ID: c.GetId(), Kind: kind, Addr: c.GetAddr(), Site: c.GetSite(), AckedOffset: c.GetAckedOffset(),
+		LagBytes: c.GetLagBytes(), LagMs: c.GetLagMs(), State: linkName(c.GetState()), Compression: c.GetCompression(),
+		RawBytes: c.GetBytes().GetRawBytes(), WireBytes: c.GetBytes().GetWireBytes()}
+}
+
+// siteAcks fills each site's acked offset and bytes at risk from the live
+// relays' site acks, as a relay computes them for its subtree but over the
+// whole fabric: a site's acked offset is the furthest any relay saw acked
+// in it, and what the site's loss would cost is the newest master offset
+// minus the furthest offset acked in any other site.
+func (v *Fabric) siteAcks() {
+	var master int64
+	best := map[string]int64{}
+	for _, r := range v.Relays {
+		if !r.Live {
+			continue
+		}
+		master = max(master, r.MasterOffset)
+		for _, a := range r.SiteAcks {
+			if b, ok := best[a.Site]; !ok || a.AckedOffset > b {
+				best[a.Site] = a.AckedOffset
+			}
+		}
+	}
+	for i := range v.Sites {
+		s := &v.Sites[i]
+		acked, ok := best[s.Name]
+		if !ok {
+			continue
+		}
+		var elsewhere int64
+		for site, b := range best {
+			if site != s.Name {
+				elsewhere = max(elsewhere, b)
+			}
+		}
+		s.Acked, s.AckedOffset, s.BytesAtRisk = true, acked, max(0, master-elsewhere)
+	}
 }
 
 func linkName(s arborv1.LinkState) string {
