@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/spf13/cobra"
+
+	"github.com/arbor-fabric/arbor/internal/dashboard"
+)
+
+func newDashboardCmd() *cobra.Command {
+	var listen string
+	var history int
+	cmd := &cobra.Command{
+		Use:   "dashboard",
+		Short: "Serve a live web page of the fabric: tree, lag, sites' RPO, election, failovers, refused edits",
+		Long: `Serve one web page that shows a cluster's fabric live, from the status the
+components publish in etcd (what ` + "`arbor status`" + ` shows): the tree with sites as
+groups and edges coloured and labelled by lag, per site the acked offset and
+bytes at risk with a lag chart, full syncs in progress, the election and its
+candidates, the failover history, refused topology edits.
+
+The page, its script and style are in the binary (no internet needed). One
+etcd watch feeds every open page through server-sent events, at most two
+updates a second. For scripts: GET /api/view (the view as JSON, the same
+object as ` + "`arbor status --json`" + `) and GET /api/events (that object as an
+event "view" on every change).
+
+The dashboard is read-only: it has no actions yet (switchover comes with
+failover); anything but GET is refused. It listens on loopback by default.`,
+		Example: `  arbor dashboard --etcd 127.0.0.1:2379 --cluster seed --listen 127.0.0.1:8080`,
+		Args:    cobra.NoArgs,
+	}
+	ef := addEtcdFlags(cmd.Flags())
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "host:port to serve the page on")
+	cmd.Flags().IntVar(&history, "history", 20, "how many of the newest failovers to show (0: all)")
+	logLevel := cmd.Flags().String("log-level", "info", "log level: debug, info, warn or error")
+	logFormat := cmd.Flags().String("log-format", "text", "log format: text or json")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		logger, err := newLogger(*logLevel, *logFormat)
+		if err != nil {
+			return err
+		}
+		if history < 0 {
+			return fmt.Errorf("--history %d: must not be negative", history)
+		}
+		cli, err := ef.client()
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "arbor dashboard of cluster %s on http://%s/\n", ef.cluster, ln.Addr())
+		s := dashboard.New(dashboard.Config{Etcd: cli, Cluster: ef.cluster, History: history, Logger: logger})
+		return s.Serve(cmd.Context(), ln)
+	}
+	return cmd
+}

@@ -1,0 +1,435 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+
+	"github.com/arbor-fabric/arbor/internal/etcdtest"
+	arborfabric "github.com/arbor-fabric/arbor/internal/fabric"
+	"github.com/arbor-fabric/arbor/internal/freeport"
+	"github.com/arbor-fabric/arbor/internal/redistest"
+	"github.com/arbor-fabric/arbor/internal/statusview"
+	"github.com/arbor-fabric/arbor/node"
+	"github.com/arbor-fabric/arbor/relay"
+	"github.com/arbor-fabric/arbor/topology"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// screenshotEnv, if set, is where TestDashboardInBrowser saves its
+// screenshot (else the test's temporary directory).
+const screenshotEnv = "ARBOR_DASHBOARD_SCREENSHOT"
+
+// testFabric is a small real fabric under etcd: master m in site A, root
+// relay ra (A), relay rb (B) under ra, replica a1 following ra and b1
+// following rb, a node agent beside each redis-server.
+type testFabric struct {
+	cli     *clientv3.Client
+	cluster string
+	m       *redistest.Server
+	top     *topology.Topology
+	stopRB  func() // stops relay rb
+}
+
+func startFabric(t *testing.T, ctx context.Context) *testFabric {
+	t.Helper()
+	etcd := etcdtest.Start(t, 1)
+	f := &testFabric{cli: etcd.Client(t), cluster: "dash"}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	f.m = redistest.Start(t)
+	a1, b1 := redistest.Start(t), redistest.Start(t)
+
+	top := topology.New()
+	top.Sites["A"] = topology.Site{Name: "A"}
+	top.Sites["B"] = topology.Site{Name: "B"}
+	top.Master = "m"
+	cfgs := map[string]relay.Config{}
+	for _, r := range []struct{ id, site, upstream string }{{"ra", "A", topology.UpstreamMaster}, {"rb", "B", "ra"}} {
+		rport, err := freeport.Get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gport, err := freeport.Get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := relay.DefaultConfig()
+		cfg.ID, cfg.Site = r.id, r.site
+		cfg.DataDir = filepath.Join(t.TempDir(), r.id)
+		cfg.RedisAddr = "127.0.0.1:" + strconv.Itoa(rport)
+		cfg.GRPCAddr = "127.0.0.1:" + strconv.Itoa(gport)
+		cfg.TLS.Plaintext = true
+		cfg.Logger = log
+		cfgs[r.id] = cfg
+		top.Relays[r.id] = topology.RelaySpec{ID: r.id, Site: r.site, RedisAddr: cfg.RedisAddr, GRPCAddr: cfg.GRPCAddr, Upstream: r.upstream}
+	}
+	top.Nodes["m"] = topology.NodeSpec{ID: "m", Site: "A", RedisAddr: f.m.Addr, Candidate: true, Priority: 10, Follow: "ra"}
+	top.Nodes["a1"] = topology.NodeSpec{ID: "a1", Site: "A", RedisAddr: a1.Addr, Follow: "ra"}
+	top.Nodes["b1"] = topology.NodeSpec{ID: "b1", Site: "B", RedisAddr: b1.Addr, Candidate: true, Priority: 5, Follow: "rb"}
+	if _, err := topology.Apply(ctx, f.cli, f.cluster, top); err != nil {
+		t.Fatal(err)
+	}
+	f.top = top
+
+	run := func(name string, fn func(context.Context) error) func() {
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := fn(rctx); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}()
+		var once sync.Once
+		stop := func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		return stop
+	}
+	for _, id := range []string{"ra", "rb"} {
+		fr := arborfabric.Relay{Config: cfgs[id], Etcd: f.cli, Cluster: f.cluster, Logger: log}
+		stop := run("relay "+id, fr.Run)
+		if id == "rb" {
+			f.stopRB = stop
+		}
+	}
+	for id, s := range map[string]*redistest.Server{"m": f.m, "a1": a1, "b1": b1} {
+		cfg := node.DefaultConfig()
+		cfg.ID, cfg.Site, cfg.Cluster = id, top.Nodes[id].Site, f.cluster
+		cfg.Redis = "redis://" + s.Addr
+		cfg.StatusInterval = 200 * time.Millisecond
+		cfg.StatusTTL = 2 * time.Second
+		cfg.Logger = log
+		a, err := node.New(cfg, f.cli)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run("agent "+id, a.Run)
+	}
+	return f
+}
+
+// serve runs the dashboard on a loopback port until the test ends.
+func serve(t *testing.T, f *testFabric) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Etcd: f.cli, Cluster: f.cluster, Every: 200 * time.Millisecond, Refresh: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dashboard: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// browser starts a headless Chromium with a fresh profile and no
+// background traffic; it skips the test when Chromium is not installed.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	var path string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		t.Skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true), // tests run as root
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1400, 900),
+	}
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); acancel() })
+	return ctx
+}
+
+// pageNode is one node of the tree as the page shows it.
+type pageNode struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Health string `json:"health"`
+}
+
+func pageNodes(ctx context.Context) (map[string]pageNode, error) {
+	list, err := chromedp.Run(ctx, chromedp.Evaluate[[]pageNode](`[...document.querySelectorAll('#tree g.node')].map(g => ({id: g.dataset.id, kind: g.dataset.kind, health: g.dataset.health}))`))
+	out := map[string]pageNode{}
+	for _, n := range list {
+		out[n.ID] = n
+	}
+	return out, err
+}
+
+func pageLabels(ctx context.Context) (map[string]string, error) {
+	return chromedp.Run(ctx, chromedp.Evaluate[map[string]string](`Object.fromEntries([...document.querySelectorAll('#tree text.lag')].map(t => [t.dataset.edge, t.textContent]))`))
+}
+
+// TestDashboardInBrowser drives a real headless Chromium against the
+// dashboard of a real fabric: every node of the topology is shown and
+// healthy, a screenshot is not blank, lag labels move under writes, a
+// refused topology edit is shown, and a stopped relay turns down.
+func TestDashboardInBrowser(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed")
+	}
+	bctx := browser(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	f := startFabric(t, ctx)
+	url := serve(t, f)
+	if err := chromedp.Do(bctx, chromedp.Navigate(url+"/")); err != nil {
+		t.Fatal(err)
+	}
+
+	want := []string{"a1", "b1", "m", "ra", "rb"}
+	redistest.WaitFor(t, 60*time.Second, func() error {
+		nodes, err := pageNodes(bctx)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for id, n := range nodes {
+			ids = append(ids, id)
+			if n.Health != "ok" {
+				return fmt.Errorf("%s is %s", id, n.Health)
+			}
+		}
+		sort.Strings(ids)
+		if !slices.Equal(ids, want) {
+			return fmt.Errorf("page shows %v, want %v", ids, want)
+		}
+		return nil
+	})
+
+	// The screenshot of the seed topology: a PNG of some size, not of one
+	// colour.
+	shot, err := chromedp.Run(bctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := os.Getenv(screenshotEnv)
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "dashboard.png")
+	}
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(shot))
+	checkNotBlank(t, shot)
+
+	// Writes flow: some lag label changes.
+	before, err := pageLabels(bctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 40*time.Second)
+	wdone := make(chan struct{})
+	go func() {
+		defer close(wdone)
+		c := f.m.Client()
+		defer c.Close()
+		val := strings.Repeat("v", 2048)
+		for i := 0; i < 200_000 && wctx.Err() == nil; i++ {
+			c.Set(wctx, "k"+strconv.Itoa(i%5000), val, 0)
+		}
+	}()
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		now, err := pageLabels(bctx)
+		if err != nil {
+			return err
+		}
+		for id, l := range now {
+			if b, ok := before[id]; ok && b != l {
+				t.Logf("lag label of %s: %q → %q", id, b, l)
+				return nil
+			}
+		}
+		return fmt.Errorf("lag labels unchanged: %v", now)
+	})
+	wcancel()
+	<-wdone
+
+	// A refused edit: rb re-parented under a relay that does not exist.
+	bad := topology.New()
+	rb := f.top.Relays["rb"]
+	rb.Upstream = "no-such-relay"
+	bad.Relays["rb"] = rb
+	vals, err := topology.Encode(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cli.Put(ctx, topology.RelayKey(f.cluster, "rb"), string(vals["relays/rb"])); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		text, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById('refused').hidden ? '' : document.getElementById('refused-list').textContent`))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(text, "no-such-relay") {
+			return fmt.Errorf("refused edit not shown: %q", text)
+		}
+		return nil
+	})
+
+	// A relay stopped: its node turns down.
+	f.stopRB()
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		nodes, err := pageNodes(bctx)
+		if err != nil {
+			return err
+		}
+		if h := nodes["rb"].Health; h != "down" {
+			return fmt.Errorf("rb is %q", h)
+		}
+		return nil
+	})
+}
+
+// checkNotBlank fails unless png is a PNG over 10 KB with many colours.
+func checkNotBlank(t *testing.T, b []byte) {
+	t.Helper()
+	if len(b) < 10<<10 {
+		t.Fatalf("screenshot of %d bytes: blank?", len(b))
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	colours := map[[4]uint32]bool{}
+	bounds := img.Bounds()
+	for y := bounds.Min.Y; y < bounds.Max.Y; y += 3 {
+		for x := bounds.Min.X; x < bounds.Max.X; x += 3 {
+			r, g, bl, a := img.At(x, y).RGBA()
+			colours[[4]uint32{r, g, bl, a}] = true
+		}
+	}
+	if len(colours) < 8 || bounds.Dx() < 400 {
+		t.Fatalf("screenshot %v with %d colours: blank?", bounds.Size(), len(colours))
+	}
+}
+
+// TestAPI checks the JSON endpoints: /api/view is the statusview object,
+// /api/events streams it, anything but GET is refused.
+func TestAPI(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	f := &testFabric{cli: etcd.Client(t), cluster: "api"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	top, err := topology.ParseYAML([]byte(`master: M
+sites: {A: {}}
+relays:
+  r1: {site: A, grpc_addr: "127.0.0.1:7001", redis_addr: "127.0.0.1:7002", upstream: master}
+nodes:
+  M: {site: A, redis_addr: "127.0.0.1:7010", follow: r1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topology.Apply(ctx, f.cli, f.cluster, top); err != nil {
+		t.Fatal(err)
+	}
+	url := serve(t, f)
+
+	resp, err := http.Get(url + "/api/view")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v statusview.Fabric
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if err != nil || v.Cluster != "api" || len(v.Relays) != 1 || v.Relays[0].ID != "r1" || v.Master != "M" {
+		t.Fatalf("/api/view: %+v, %v", v, err)
+	}
+
+	// The event stream: a first view at once.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/api/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("content type %q", ct)
+	}
+	var buf bytes.Buffer
+	chunk := make([]byte, 4096)
+	for !strings.Contains(buf.String(), "\n\n{") && !strings.Contains(buf.String(), "data: {") {
+		n, err := resp.Body.Read(chunk)
+		buf.Write(chunk[:n])
+		if err != nil {
+			t.Fatalf("events: %v after %q", err, buf.String())
+		}
+	}
+	resp.Body.Close()
+	if !strings.Contains(buf.String(), "event: view\n") {
+		t.Errorf("events: %q", buf.String())
+	}
+
+	for _, c := range []struct {
+		method, path string
+		code         int
+	}{
+		{http.MethodPost, "/api/switchover", http.StatusMethodNotAllowed},
+		{http.MethodDelete, "/api/view", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/api/nope", http.StatusNotFound},
+		{http.MethodGet, "/", http.StatusOK},
+		{http.MethodGet, "/static/app.js", http.StatusOK},
+	} {
+		req, err := http.NewRequestWithContext(ctx, c.method, url+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.code {
+			t.Errorf("%s %s: %d, want %d", c.method, c.path, resp.StatusCode, c.code)
+		}
+	}
+}
