@@ -27,8 +27,8 @@ updates a second. For scripts: GET /api/view (the view as JSON, the same
 object as ` + "`arbor status --json`" + `) and GET /api/events (that object as an
 event "view" on every change).
 
-The dashboard is read-only: it has no actions yet (switchover comes with
-failover); anything but GET is refused. It listens on loopback by default.`,
+The dashboard is read-only: it has no actions yet (use arbor switchover);
+anything but GET is refused. It listens on loopback by default.`,
 		Example: `  arbor dashboard --etcd 127.0.0.1:2379 --cluster seed --listen 127.0.0.1:8080`,
 		Args:    cobra.NoArgs,
 	}
