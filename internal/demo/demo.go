@@ -33,6 +33,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/internal/freeport"
 	"github.com/arbor-fabric/arbor/relay"
 )
@@ -77,6 +78,16 @@ type server struct {
 	cmd                       *exec.Cmd
 	done                      chan struct{}
 	client                    *redis.Client
+}
+
+// exited reports whether the server's process ended (killed by hand, say).
+func (s *server) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (s *server) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
@@ -322,7 +333,8 @@ func (d *demo) run(ctx context.Context) error {
 	var written int64
 	var mu sync.Mutex
 	go func() {
-		loadErr <- writeLoad(loadCtx, d.master.client, d.o.Rate, func(n int64) { mu.Lock(); written = n; mu.Unlock() })
+		master := func(ctx context.Context) *redis.Client { return d.currentMaster(ctx).client }
+		loadErr <- writeLoad(loadCtx, master, d.o.Rate, func(n int64) { mu.Lock(); written = n; mu.Unlock() })
 	}()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
@@ -392,12 +404,37 @@ func (d *demo) converge(ctx context.Context) error {
 	}
 }
 
+// currentMaster is the server the election names master (the newest
+// record), else the seed's master.
+func (d *demo) currentMaster(ctx context.Context) *server {
+	if d.cli == nil {
+		return d.master
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := election.ReadState(rctx, d.cli, d.o.Cluster)
+	if err != nil || st.Master == nil {
+		return d.master
+	}
+	for _, n := range d.nodes {
+		if n.name == st.Master.Node {
+			return n
+		}
+	}
+	return d.master
+}
+
+// check compares every running server's digest with the current master's.
 func (d *demo) check(ctx context.Context) error {
-	want, err := d.master.client.Do(ctx, "DEBUG", "DIGEST").Text()
+	m := d.currentMaster(ctx)
+	want, err := m.client.Do(ctx, "DEBUG", "DIGEST").Text()
 	if err != nil {
 		return err
 	}
-	for _, n := range d.nodes[1:] {
+	for _, n := range d.nodes {
+		if n == m || n.exited() {
+			continue
+		}
 		got, err := n.client.Do(ctx, "DEBUG", "DIGEST").Text()
 		if err != nil {
 			return fmt.Errorf("%s: %w", n.name, err)
@@ -448,7 +485,11 @@ func (d *demo) table(ctx context.Context, title string) {
 		syncs := fmt.Sprintf("%d full, %d partial", infoField(info, "arbor_upstream_full_syncs"), infoField(info, "arbor_upstream_partial_syncs"))
 		rows = append(rows, row{rn.site, rn.name, "relay", follows, infoField(info, "master_repl_offset"), syncs})
 	}
-	for _, n := range d.nodes[1:] {
+	m := d.currentMaster(ctx)
+	for _, n := range d.nodes {
+		if n == m || n.exited() {
+			continue
+		}
 		info := infoMap(ctx, n.client, "replication")
 		follows := orDash(n.follows)
 		switch info["role"] {
@@ -461,11 +502,11 @@ func (d *demo) table(ctx context.Context, title string) {
 		}
 		rows = append(rows, row{n.site, n.name, n.role, follows, infoField(info, "master_repl_offset"), ""})
 	}
-	mOff := infoInt(ctx, d.master.client, "replication", "master_repl_offset")
+	mOff := infoInt(ctx, m.client, "replication", "master_repl_offset")
 	w := tabwriter.NewWriter(d.o.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "\n[%s] %s  master offset %d\n", time.Now().Format("15:04:05"), title, mOff)
 	fmt.Fprintln(w, "SITE\tNAME\tROLE\tFOLLOWS\tOFFSET\tLAG BYTES\tUPSTREAM SYNCS")
-	fmt.Fprintf(w, "A\t%s\tmaster\t-\t%d\t-\t\n", d.master.name, mOff)
+	fmt.Fprintf(w, "%s\t%s\tmaster\t-\t%d\t-\t\n", m.site, m.name, mOff)
 	for _, r := range rows {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", r.site, r.name, r.role, r.follows, r.off, mOff-r.off, r.syncs)
 	}
@@ -515,22 +556,28 @@ func infoInt(ctx context.Context, c *redis.Client, section, key string) int64 {
 	return infoField(infoMap(ctx, c, section), key)
 }
 
-// writeLoad writes a mix of commands at about rate per second until ctx
-// ends.
-func writeLoad(ctx context.Context, c *redis.Client, rate int, progress func(int64)) error {
+// loadOutage is how long the write load goes on trying while the master
+// does not take writes (a failover), before it gives up.
+const loadOutage = 15 * time.Second
+
+// writeLoad writes a mix of commands at about rate per second to the
+// master until ctx ends. master is asked for the master's client before
+// each batch, so the load follows a failover.
+func writeLoad(ctx context.Context, master func(context.Context) *redis.Client, rate int, progress func(int64)) error {
 	const batch = 100
 	interval := time.Duration(float64(time.Second) * batch / float64(rate))
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	rnd := rand.New(rand.NewPCG(1, 2))
 	var n int64
+	var failing time.Time // when the current run of failed batches began
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
-		p := c.Pipeline()
+		p := master(ctx).Pipeline()
 		for i := 0; i < batch; i++ {
 			k := rnd.IntN(10000)
 			switch i % 4 {
@@ -549,8 +596,15 @@ func writeLoad(ctx context.Context, c *redis.Client, rate int, progress func(int
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return err
+			if failing.IsZero() {
+				failing = time.Now()
+			}
+			if time.Since(failing) > loadOutage {
+				return err
+			}
+			continue // the master may be moving: ask again next batch
 		}
+		failing = time.Time{}
 		n += batch
 		progress(n)
 	}
