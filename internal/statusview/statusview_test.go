@@ -16,7 +16,12 @@ import (
 	"github.com/arbor-fabric/arbor/topology"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// go-redis retries a failed dial in a goroutine that sleeps a
+		// second, past Close (the agent of a killed Redis).
+		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"))
+}
 
 // TestElectionView renders a real etcd state after a failover: the record
 // of B's epoch with its leader key, two history entries, a root relay on
