@@ -314,3 +314,39 @@ func TestCorruptSegmentOnDisk(t *testing.T) {
 	expectEq(t, "master sync_full", masterInt(t, master, "stats", "sync_full"), 1)
 	expectEq(t, "relay arbor_upstream_partial_syncs", r.InfoInt(t, "stats", "arbor_upstream_partial_syncs"), 1)
 }
+
+// TestHungMasterReconnects: a master that accepted the link and then stops
+// reading and sending is noticed within repl-timeout and the relay
+// reconnects (a partial resync), well before the 60 s a default deadline
+// would take.
+func TestHungMasterReconnects(t *testing.T) {
+	good := rdb.Minimal(10)
+	hung := make(chan struct{})
+	resumed := make(chan []string, 1)
+	f := startFakeMaster(t,
+		func(c net.Conn, _ []string) error {
+			fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\n", fakeReplid, len(good))
+			c.Write(good)
+			c.Write([]byte(setCmd("a", "1")))
+			<-hung // neither reads nor sends again
+			return nil
+		},
+		func(c net.Conn, ps []string) error {
+			resumed <- ps
+			fmt.Fprintf(c, "+CONTINUE %s\r\n", fakeReplid)
+			return nil
+		},
+	)
+	t.Cleanup(func() { close(hung) }) // before the fake master's cleanup
+	cfg := newRelayConfig(t, "redis://"+f.ln.Addr().String())
+	cfg.ReplTimeout = time.Second
+	startRelay(t, cfg)
+	select {
+	case ps := <-resumed:
+		if want := fmt.Sprint(len(setCmd("a", "1")) + 1); ps[0] != fakeReplid || ps[1] != want {
+			t.Errorf("PSYNC %v after the hung master, want %s %s", ps, fakeReplid, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the relay did not reconnect to a hung master within 30 s (repl-timeout 1 s)")
+	}
+}

@@ -456,13 +456,19 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 	ackNow := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// Either half ending ends the other at once, so a hung master cannot
+	// hold the session (and the reconnection) open: a read that goes on
+	// while no ACK can be written (the master still sends but stopped
+	// reading), or an ACK write blocked on a master whose reads have
+	// already timed out.
+	stop := context.AfterFunc(ctx, func() { u.conn.Close() })
+	defer stop()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		r.ackLoop(ctx, u, ackNow)
-		cancel()
+		cancel(r.ackLoop(ctx, u, ackNow))
 	}()
 	buf := make([]byte, streamReadSize)
 	end := r.store.End() // this goroutine is the only appender
@@ -488,7 +494,7 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return context.Cause(ctx)
 			}
 			return fmt.Errorf("upstream stream: %w", err)
 		}
@@ -503,7 +509,10 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 // REPLCONF GETACK, and whenever the acked offset moves: after each flush of
 // the store, or a child's ack under AckRemote, so a WAIT returns as soon as
 // the bytes are durable.
-func (r *Relay) ackLoop(ctx context.Context, u *upstreamConn, ackNow <-chan struct{}) {
+//
+// It returns nil when ctx ends, or the error of an ACK write, which may
+// block for ReplTimeout on a master that stopped reading.
+func (r *Relay) ackLoop(ctx context.Context, u *upstreamConn, ackNow <-chan struct{}) error {
 	t := time.NewTicker(ackInterval)
 	defer t.Stop()
 	last, force := int64(-1), true
@@ -513,16 +522,16 @@ func (r *Relay) ackLoop(ctx context.Context, u *upstreamConn, ackNow <-chan stru
 		if force || off != last {
 			u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
 			if _, err := u.conn.Write(ackCommand(off)); err != nil {
-				if ctx.Err() == nil {
-					r.log.Warn("send ACK upstream", "err", err)
+				if ctx.Err() != nil {
+					return nil
 				}
-				return
+				return fmt.Errorf("send ACK upstream: %w", err)
 			}
 			last, force = off, false
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 			force = true
 		case <-ackNow:
