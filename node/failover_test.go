@@ -626,3 +626,57 @@ func TestFailoverPriorityZeroNeverWins(t *testing.T) {
 	waitInSync(t, ctx, f.r, f.b)
 	f.checkOneMaster(t, f.r)
 }
+
+// TestElectorIgnoresOlderEpoch: fencing rule (c): a record of an older
+// epoch than one seen (a stale read, a restored etcd) never replaces it;
+// the leader fields still update.
+func TestElectorIgnoresOlderEpoch(t *testing.T) {
+	e := newElector()
+	e.observe(election.State{Leader: "b", LeaderEpoch: 20, Master: &election.Master{Epoch: 20, Node: "b", RedisAddr: "x:1"}})
+	e.observe(election.State{Leader: "", Master: &election.Master{Epoch: 5, Node: "m", RedisAddr: "x:2"}})
+	if e.state.Master.Node != "b" || e.state.Master.Epoch != 20 || e.state.Leader != "" {
+		t.Fatalf("state %+v, master %+v: want b's record of epoch 20 kept, no leader", e.state, e.state.Master)
+	}
+	e.observe(election.State{Leader: "c", LeaderEpoch: 30, Master: &election.Master{Epoch: 30, Node: "c", RedisAddr: "x:3"}})
+	if e.state.Master.Node != "c" {
+		t.Fatalf("master %+v: want c's newer record", e.state.Master)
+	}
+	top := topology.New()
+	top.Master = "m"
+	top.Nodes["c"] = topology.NodeSpec{ID: "c"}
+	top.Nodes["m"] = topology.NodeSpec{ID: "m"}
+	if got := e.effective(top); got.Master != "c" || top.Master != "m" {
+		t.Fatalf("effective master %q (topology's %q): want c, the topology untouched", got.Master, top.Master)
+	}
+}
+
+// TestElectionConfigValidate: each bad election setting is named.
+func TestElectionConfigValidate(t *testing.T) {
+	base := DefaultConfig()
+	base.ID, base.Cluster, base.Redis = "n", "c", "redis://127.0.0.1:6379"
+	if err := base.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	fast := base
+	fast.FastProfile()
+	if err := fast.Validate(); err != nil {
+		t.Fatalf("fast profile: %v", err)
+	}
+	for _, c := range []struct {
+		edit func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.LeaseTTL = 1500 * time.Millisecond }, "lease-ttl"},
+		{func(c *Config) { c.FenceMargin = 4 * time.Second }, "fence-margin"},
+		{func(c *Config) { c.DownAfter = 0 }, "down-after"},
+		{func(c *Config) { c.MaxLagBytes = -1 }, "max-lag-bytes"},
+		{func(c *Config) { c.CatchUpTimeout = 0 }, "catch-up-timeout"},
+		{func(c *Config) { c.MinReplicas = 1; c.MinReplicasMaxLag = 5 * time.Second }, "min-replicas-max-lag"},
+	} {
+		cfg := base
+		c.edit(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("got %v, want an error naming %s", err, c.want)
+		}
+	}
+}
