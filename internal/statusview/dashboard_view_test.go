@@ -71,7 +71,7 @@ nodes:
 		t.Fatal(err)
 	}
 	for _, want := range []string{`"links":[{"id":"rb","kind":"relay"`, `"compression":"zstd","raw_bytes":9000,"wire_bytes":3000`,
-		`{"id":"127.0.0.1:7011","kind":"redis","addr":"127.0.0.1:7011","site":"B","acked_offset":940,"lag_bytes":10,"lag_ms":5,"state":"streaming"`,
+		`{"id":"127.0.0.1:7011","kind":"redis","node":"N","addr":"127.0.0.1:7011","site":"B","acked_offset":940,"lag_bytes":10,"lag_ms":5,"state":"streaming"`,
 		`"topology_error":"relay rb: upstream nope: no such relay"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("JSON lacks %s:\n%s", want, b)

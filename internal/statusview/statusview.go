@@ -68,8 +68,11 @@ type Site struct {
 // child relay or to a Redis replica (named by its node id or the address it
 // announces, never by its connection's source port).
 type Link struct {
-	ID          string `json:"id"`
-	Kind        string `json:"kind"` // "relay" or "redis"
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // "relay" or "redis"
+	// Node is the topology's node whose redis_addr is the Redis replica's
+	// name (the address it announces); "" if none is.
+	Node        string `json:"node,omitempty"`
 	Addr        string `json:"addr,omitempty"`
 	Site        string `json:"site,omitempty"`
 	AckedOffset int64  `json:"acked_offset"`
@@ -244,6 +247,7 @@ func ReadHistory(ctx context.Context, cli *clientv3.Client, cluster string, hist
 		v.Relays = append(v.Relays, r)
 	}
 	v.siteAcks()
+	v.linkNodes(top)
 	for _, id := range union(top.NodeIDs(), keys(sts.Nodes)) {
 		spec, in := top.Nodes[id]
 		n := Node{ID: id, Site: spec.Site, RedisAddr: spec.RedisAddr, Follow: spec.Follow,
@@ -285,6 +289,25 @@ func linkOf(c *arborv1.ChildStatus) Link {
 	return Link{ID: c.GetId(), Kind: kind, Addr: c.GetAddr(), Site: c.GetSite(), AckedOffset: c.GetAckedOffset(),
 		LagBytes: c.GetLagBytes(), LagMs: c.GetLagMs(), State: linkName(c.GetState()), Compression: c.GetCompression(),
 		RawBytes: c.GetBytes().GetRawBytes(), WireBytes: c.GetBytes().GetWireBytes()}
+}
+
+// linkNodes names the node behind each Redis replica link: the relay knows
+// a replica only by the address it announces, the topology knows which
+// node has it.
+func (v *Fabric) linkNodes(top *topology.Topology) {
+	byAddr := map[string]string{}
+	for _, id := range top.NodeIDs() {
+		if a := top.Nodes[id].RedisAddr; a != "" {
+			byAddr[a] = id
+		}
+	}
+	for i := range v.Relays {
+		for j := range v.Relays[i].Links {
+			if l := &v.Relays[i].Links[j]; l.Kind == "redis" {
+				l.Node = byAddr[l.ID]
+			}
+		}
+	}
 }
 
 // siteAcks fills each site's acked offset and bytes at risk from the live

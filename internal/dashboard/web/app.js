@@ -51,7 +51,7 @@ function clip(s, n) {
 function items(v) {
   const out = new Map();
   const linkTo = new Map(); // child id -> its parent relay's link to it
-  for (const r of v.relays) for (const l of r.links || []) linkTo.set(l.id, l);
+  for (const r of v.relays) for (const l of r.links || []) linkTo.set(l.node || l.id, l);
   for (const r of v.relays) {
     let parent = r.upstream;
     if (parent === "master" || (parent || "").startsWith("redis://")) parent = v.master;
@@ -85,10 +85,10 @@ function items(v) {
     if (n.last_error) why.push("last error: " + n.last_error);
     if (!n.in_topology) why.push("not in the topology");
     const isMaster = n.id === v.master;
-    // The relay's link to the replica (named by node id or the address it
-    // announces) measures its acks, the lag traces measure too; the
-    // agent's own figure stands in when the node follows no relay.
-    const l = linkTo.get(n.id) || (n.redis_addr && linkTo.get(n.redis_addr));
+    // The relay's link to the replica (the view names its node from the
+    // address it announces) measures its acks, as the lag traces do; the
+    // agent's own figure stands in when no relay reports the node.
+    const l = linkTo.get(n.id);
     let edge;
     if (!isMaster && l) edge = { bytes: l.lag_bytes, ms: l.lag_ms, ratio: 0 };
     else if (!isMaster && n.live) edge = { bytes: n.lag_bytes, ms: n.lag_ms, ratio: 0 };
