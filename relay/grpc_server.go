@@ -191,7 +191,10 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 		compression: negotiate(r.compression, sub.GetAcceptedCompressions()),
 		shares:      sub.GetAcceptsCompressionReset(),
 	}
-	c.acked.Store(sub.GetOffset())
+	// Until the child is continued or full-synced, its claimed offset
+	// counts no further than what this relay holds (serveChild bounds it by
+	// what it is sent).
+	c.acked.Store(min(sub.GetOffset(), r.store.End()))
 	c.ackTime.Store(time.Now().UnixNano())
 	c.state.Store(int32(arborv1.LinkState_LINK_STATE_CONNECTING))
 	c.cancel = cancel

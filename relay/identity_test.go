@@ -83,7 +83,7 @@ func TestRelayIDBoundToCertificate(t *testing.T) {
 func TestChildAcksBounded(t *testing.T) {
 	master := redistest.Start(t)
 	load(t, master, redistest.LoadOptions{SmallKeys: 300, Seed: 1})
-	a := treeRelay(t, "relay-a", "A", upstreamOf(master))
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) { c.FutureOffsetWait = 5 * time.Second })
 	var st *arborv1.RelayStatus
 	redistest.WaitFor(t, 20*time.Second, func() error {
 		if st = a.status(t); st.GetStoredOffset() == 0 {
@@ -117,6 +117,28 @@ func TestChildAcksBounded(t *testing.T) {
 		if status.Code(err) != codes.InvalidArgument || disconnectReason(err) != arborv1.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR {
 			t.Fatalf("link after a bogus ack ended with %v (reason %v), want InvalidArgument with DISCONNECT_REASON_PROTOCOL_ERROR", err, disconnectReason(err))
 		}
+	})
+	t.Run("subscribe claim beyond stored", func(t *testing.T) {
+		// A future offset is waited for (future-offset-wait); meanwhile
+		// the claimed offset must not show as acked.
+		s, done := syncStream(t, a.cfg.GRPCAddr)
+		defer done()
+		if err := s.Send(subscribeFrame("claimer", st.GetReplid(), st.GetStoredOffset()+1<<30)); err != nil {
+			t.Fatal(err)
+		}
+		redistest.WaitFor(t, 20*time.Second, func() error {
+			rs := a.status(t)
+			for _, c := range rs.GetChildren() {
+				if c.GetId() != "claimer" {
+					continue
+				}
+				if c.GetAckedOffset() > rs.GetStoredOffset() {
+					t.Fatalf("claimer acked offset %d while waiting, beyond relay-a's stored %d", c.GetAckedOffset(), rs.GetStoredOffset())
+				}
+				return nil
+			}
+			return errors.New("claimer not among relay-a's children yet")
+		})
 	})
 	t.Run("subtree ack beyond sent", func(t *testing.T) {
 		s, done, off := continued(t, "boaster")
