@@ -13,8 +13,16 @@ import (
 const nodeRedisEnv = "ARBOR_NODE_REDIS"
 
 func newNodeCmd() *cobra.Command {
+	cmd, _ := nodeCommand()
+	return cmd
+}
+
+// nodeCommand returns `arbor node` and its loader: load reads the settings
+// (flags, --config, $ARBOR_NODE_REDIS) into a checked node.Config, as the
+// command does before it connects to anything.
+func nodeCommand() (cmd *cobra.Command, load func() (node.Config, *etcdFlags, error)) {
 	def := node.DefaultConfig()
-	cmd := &cobra.Command{
+	cmd = &cobra.Command{
 		Use:   "node",
 		Short: "Run a node agent beside a redis-server: keep it replicating as the topology says",
 		Long: `Run the node agent of one redis-server. It checks the Redis every
@@ -50,13 +58,17 @@ steps' timings; the same guarded transaction names it in topology/master. A
 Redis that is a master while the election names another node is demoted to
 what it follows.
 
-The Redis URL may carry a password (redis://:password@host:port); to keep it
-off the command line, leave --redis out and set $` + nodeRedisEnv + `.`,
+Settings come from flags and from a YAML file given with --config (keys are
+the flag names, e.g. "check-interval: 200ms"); a flag given on the command
+line wins over the file, and an unknown key is refused. The Redis URL may
+carry a password (redis://:password@host:port); to keep it off the command
+line and out of the file, leave --redis out and set $` + nodeRedisEnv + `.`,
 		Example: `  arbor node --id A-S-1 --site A --redis redis://127.0.0.1:7002 \
     --etcd 127.0.0.1:2379 --cluster seed`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
+	addConfigFlag(f)
 	ef := addEtcdFlags(f)
 	cfg := def
 	f.StringVar(&cfg.ID, "id", "", "node id in the topology (required)")
@@ -80,10 +92,13 @@ off the command line, leave --redis out and set $` + nodeRedisEnv + `.`,
 	f.DurationVar(&cfg.MinReplicasMaxLag, "min-replicas-max-lag", def.MinReplicasMaxLag, "min-replicas-max-lag (whole seconds, below --lease-ttl) with --min-replicas")
 	logLevel := f.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := f.String("log-format", "text", "log format: text or json")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	load = func() (node.Config, *etcdFlags, error) {
+		if err := applyConfigFile(f); err != nil {
+			return node.Config{}, nil, err
+		}
 		logger, err := newLogger(*logLevel, *logFormat)
 		if err != nil {
-			return err
+			return node.Config{}, nil, err
 		}
 		if cfg.Redis == "" {
 			cfg.Redis = os.Getenv(nodeRedisEnv)
@@ -92,13 +107,21 @@ off the command line, leave --redis out and set $` + nodeRedisEnv + `.`,
 		cfg.Logger = logger
 		if *fast {
 			if f.Changed("lease-ttl") || f.Changed("fence-margin") {
-				return errors.New("--fast sets --lease-ttl and --fence-margin; give one or the other")
+				return node.Config{}, nil, errors.New("--fast sets --lease-ttl and --fence-margin; give one or the other")
 			}
 			cfg.FastProfile()
 		}
 		if err := cfg.Validate(); err != nil {
+			return node.Config{}, nil, err
+		}
+		return cfg, ef, nil
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, ef, err := load()
+		if err != nil {
 			return err
 		}
+		logger := cfg.Logger
 		cli, err := ef.connect(cmd.Context(), logger)
 		if err != nil {
 			if cmd.Context().Err() != nil {
@@ -114,5 +137,5 @@ off the command line, leave --redis out and set $` + nodeRedisEnv + `.`,
 		logger.Info("arbor node starting", "version", relay.Version, "etcd", ef.endpoints)
 		return a.Run(cmd.Context())
 	}
-	return cmd
+	return cmd, load
 }

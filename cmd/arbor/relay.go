@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"gopkg.in/yaml.v3"
 
 	"github.com/arbor-fabric/arbor/relay"
 )
@@ -38,7 +36,7 @@ flushed.`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
-	f.String("config", "", "YAML file with the settings below (keys are flag names)")
+	addConfigFlag(f)
 	f.String("id", "", "relay ID (required)")
 	f.String("site", "", "site (datacenter) the relay runs in")
 	f.String("data-dir", "", "directory of the relay's store (required, not shared)")
@@ -107,45 +105,6 @@ flushed.`,
 		return r.Run(cmd.Context())
 	}
 	return cmd
-}
-
-// applyConfigFile loads --config and sets every flag the command line left
-// unset.
-func applyConfigFile(fs *pflag.FlagSet) error {
-	path, _ := fs.GetString("config")
-	if path == "" {
-		return nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	var m map[string]any
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	for k, v := range m {
-		fl := fs.Lookup(k)
-		if fl == nil || k == "config" {
-			return fmt.Errorf("config %s: unknown setting %q", path, k)
-		}
-		if fl.Changed {
-			continue
-		}
-		val := fmt.Sprint(v)
-		if list, ok := v.([]any); ok {
-			// A YAML list (snapshot-source: [a, b]) sets a list flag.
-			parts := make([]string, len(list))
-			for i, e := range list {
-				parts[i] = fmt.Sprint(e)
-			}
-			val = strings.Join(parts, ",")
-		}
-		if err := fs.Set(k, val); err != nil {
-			return fmt.Errorf("config %s: %s: %w", path, k, err)
-		}
-	}
-	return nil
 }
 
 func relayConfig(fs *pflag.FlagSet) (relay.Config, *slog.Logger, error) {
