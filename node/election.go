@@ -15,6 +15,9 @@ import (
 	"github.com/arbor-fabric/arbor/topology"
 )
 
+// rankEvery bounds how often a candidate waiting for a leader re-ranks.
+const rankEvery = 500 * time.Millisecond
+
 // role is the agent's place in the election.
 type role int
 
@@ -54,9 +57,11 @@ type elector struct {
 	stop    context.CancelFunc
 	results chan campaignResult // size 1: one campaign at a time
 
-	failures       int       // failed Redis checks in a row, while leading
-	leaderless     time.Time // when the record's master was first seen without the lease; zero otherwise
-	cooldownUntil  time.Time // no campaign before
+	failures       int               // failed Redis checks in a row, while leading
+	leaderless     time.Time         // when the record's master was first seen without the lease; zero otherwise
+	cooldownUntil  time.Time         // no campaign before
+	ranking        []election.Ranked // the last ranking of this outage; nil while a leader holds the election
+	rankedAt       time.Time
 	minReplicasSet bool
 }
 
@@ -133,7 +138,7 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 	}
 	st := e.state
 	if st.Leader != "" {
-		e.leaderless = time.Time{}
+		e.leaderless, e.ranking = time.Time{}, nil
 		return ""
 	}
 	if time.Now().Before(e.cooldownUntil) {
@@ -167,11 +172,18 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 		e.leaderless = time.Now()
 		a.log.Warn("election: the master holds the election no more", "master", st.Master.Node, "epoch", st.Master.Epoch)
 	}
-	ranking, err := a.rank(ctx, top, st, info)
-	if err != nil {
-		return fmt.Sprintf("election: cannot rank candidates: %v", err)
+	// The first ranking of an outage is made at once; later ones (a
+	// candidate waiting its turn, or not eligible) at most every
+	// rankEvery, so waiting candidates do not read every status from etcd
+	// ten times a second.
+	if e.ranking == nil || time.Since(e.rankedAt) >= rankEvery {
+		ranking, err := a.rank(ctx, top, st, info)
+		if err != nil {
+			return fmt.Sprintf("election: cannot rank candidates: %v", err)
+		}
+		e.ranking, e.rankedAt = ranking, time.Now()
 	}
-	mine := myRank(ranking, me)
+	mine := myRank(e.ranking, me)
 	if !mine.Eligible() {
 		return "election: not eligible: " + mine.Reason
 	}
