@@ -5,9 +5,10 @@ package main
 // example config through the real --config loader, every command line of
 // the compose file and the manifests through the real flag parsing, the
 // unit files with systemd-analyze verify, the test CA's certificates in a
-// real mutual-TLS relay tree. No Docker engine and no Kubernetes API run
-// here, and no schema can be downloaded: the compose file and the
-// manifests get structural checks (deploy/README.md says which).
+// real mutual-TLS relay tree, the compose file against the compose schema
+// (compose-go, offline). No Docker engine and no Kubernetes API run here,
+// and no Kubernetes schema can be downloaded: the manifests get structural
+// checks (deploy/README.md says which).
 
 import (
 	"context"
@@ -482,6 +483,42 @@ func TestDeployCompose(t *testing.T) {
 		if _, ok := services[id]; !ok {
 			t.Errorf("relay %s has no service", id)
 		}
+	}
+}
+
+// TestDeployComposeSchema validates the compose file against the Compose
+// Specification's schema, offline, with compose-go (tools/composecheck, the
+// loader docker compose itself uses), and checks that the validator does
+// refuse a file with an unknown key.
+func TestDeployComposeSchema(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "composecheck")
+	build := exec.Command("go", "-C", filepath.Join("..", "..", "tools"), "build", "-o", bin, "./composecheck")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build tools/composecheck: %v\n%s", err, out)
+	}
+	check := func(path string) (string, error) {
+		cmd := exec.Command(bin, path)
+		cmd.Env = append(os.Environ(), "ARBOR_REDIS_PASSWORD=secret")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	path, err := filepath.Abs(filepath.Join(deployDir, "compose", "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := check(path); err != nil || !strings.Contains(out, "24 services") {
+		t.Fatalf("composecheck %s: %v\n%s", path, err, out)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "compose.yaml")
+	if err := os.WriteFile(bad, []byte(strings.Replace(string(b), "stop_grace_period:", "stop_grace_periode:", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := check(bad); err == nil || !strings.Contains(out, "stop_grace_periode") {
+		t.Fatalf("composecheck accepted an unknown key: %v\n%s", err, out)
 	}
 }
 
