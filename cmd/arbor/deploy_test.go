@@ -6,9 +6,10 @@ package main
 // the compose file and the manifests through the real flag parsing, the
 // unit files with systemd-analyze verify, the test CA's certificates in a
 // real mutual-TLS relay tree, the compose file against the compose schema
-// (compose-go, offline). No Docker engine and no Kubernetes API run here,
-// and no Kubernetes schema can be downloaded: the manifests get structural
-// checks (deploy/README.md says which).
+// (compose-go, offline), the manifests strictly decoded into the Kubernetes
+// API types (offline). No Docker engine and no Kubernetes API server run
+// here, and no JSON schema can be downloaded (deploy/README.md says what is
+// and is not checked).
 
 import (
 	"context"
@@ -491,11 +492,7 @@ func TestDeployCompose(t *testing.T) {
 // loader docker compose itself uses), and checks that the validator does
 // refuse a file with an unknown key.
 func TestDeployComposeSchema(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "composecheck")
-	build := exec.Command("go", "-C", filepath.Join("..", "..", "tools"), "build", "-o", bin, "./composecheck")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build tools/composecheck: %v\n%s", err, out)
-	}
+	bin := buildTool(t, "composecheck")
 	check := func(path string) (string, error) {
 		cmd := exec.Command(bin, path)
 		cmd.Env = append(os.Environ(), "ARBOR_REDIS_PASSWORD=secret")
@@ -519,6 +516,45 @@ func TestDeployComposeSchema(t *testing.T) {
 	}
 	if out, err := check(bad); err == nil || !strings.Contains(out, "stop_grace_periode") {
 		t.Fatalf("composecheck accepted an unknown key: %v\n%s", err, out)
+	}
+}
+
+// buildTool builds a command of the tools module (tools/NAME).
+func buildTool(t *testing.T, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	build := exec.Command("go", "-C", filepath.Join("..", "..", "tools"), "build", "-o", bin, "./"+name)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build tools/%s: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
+// TestDeployKubernetesSchema decodes every manifest strictly into the
+// Kubernetes API types, offline (tools/k8scheck), and checks that a
+// misspelt field is refused.
+func TestDeployKubernetesSchema(t *testing.T) {
+	bin := buildTool(t, "k8scheck")
+	var files []string
+	for _, p := range deployFiles(t, ".yaml") {
+		if filepath.Base(filepath.Dir(p)) == "k8s" && filepath.Base(p) != "kustomization.yaml" {
+			files = append(files, p)
+		}
+	}
+	out, err := exec.Command(bin, files...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("%d objects valid, 0 invalid", len(k8sObjects(t)))) {
+		t.Fatalf("k8scheck %v: %v\n%s", files, err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(deployDir, "k8s", "relays.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "relays.yaml")
+	if err := os.WriteFile(bad, []byte(strings.Replace(string(b), "terminationGracePeriodSeconds:", "terminationGracePeriodSecond:", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, bad).CombinedOutput(); err == nil || !strings.Contains(string(out), "terminationGracePeriodSecond") {
+		t.Fatalf("k8scheck accepted a misspelt field: %v\n%s", err, out)
 	}
 }
 
