@@ -54,13 +54,12 @@ func main() {
 			if onlyComments(doc) {
 				continue
 			}
-			obj, gvk, err := dec.Decode(doc, nil, nil)
+			_, gvk, err := dec.Decode(doc, nil, nil)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "%s: document %d: %v\n", path, i, err)
 				bad++
 				continue
 			}
-			_ = obj
 			n++
 			fmt.Printf("%s: %s\n", path, gvk.Kind)
 		}
