@@ -35,7 +35,12 @@ import (
 	"github.com/arbor-fabric/arbor/topology"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// go-redis redials a dead server (the killed master) once a second
+		// in a goroutine that outlives its client's Close by that second.
+		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"))
+}
 
 // screenshotEnv, if set, is where TestDashboardInBrowser saves its
 // screenshot (else the test's temporary directory).
@@ -43,22 +48,24 @@ const screenshotEnv = "ARBOR_DASHBOARD_SCREENSHOT"
 
 // testFabric is a small real fabric under etcd: master m in site A, root
 // relay ra (A), relay rb (B) under ra, replica a1 following ra and b1
-// following rb, a node agent beside each redis-server.
+// following rb, a node agent beside each redis-server (running the
+// election if elect).
 type testFabric struct {
 	cli     *clientv3.Client
 	cluster string
-	m       *redistest.Server
+	m, a1   *redistest.Server
 	top     *topology.Topology
 	stopRB  func() // stops relay rb
 }
 
-func startFabric(t *testing.T, ctx context.Context) *testFabric {
+func startFabric(t *testing.T, ctx context.Context, elect bool) *testFabric {
 	t.Helper()
 	etcd := etcdtest.Start(t, 1)
 	f := &testFabric{cli: etcd.Client(t), cluster: "dash"}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.m = redistest.Start(t)
 	a1, b1 := redistest.Start(t), redistest.Start(t)
+	f.a1 = a1
 
 	top := topology.New()
 	top.Sites["A"] = topology.Site{Name: "A"}
@@ -85,7 +92,7 @@ func startFabric(t *testing.T, ctx context.Context) *testFabric {
 		top.Relays[r.id] = topology.RelaySpec{ID: r.id, Site: r.site, RedisAddr: cfg.RedisAddr, GRPCAddr: cfg.GRPCAddr, Upstream: r.upstream}
 	}
 	top.Nodes["m"] = topology.NodeSpec{ID: "m", Site: "A", RedisAddr: f.m.Addr, Candidate: true, Priority: 10, Follow: "ra"}
-	top.Nodes["a1"] = topology.NodeSpec{ID: "a1", Site: "A", RedisAddr: a1.Addr, Follow: "ra"}
+	top.Nodes["a1"] = topology.NodeSpec{ID: "a1", Site: "A", RedisAddr: a1.Addr, Candidate: true, Priority: 8, Follow: "ra"}
 	top.Nodes["b1"] = topology.NodeSpec{ID: "b1", Site: "B", RedisAddr: b1.Addr, Candidate: true, Priority: 5, Follow: "rb"}
 	if _, err := topology.Apply(ctx, f.cli, f.cluster, top); err != nil {
 		t.Fatal(err)
@@ -120,6 +127,15 @@ func startFabric(t *testing.T, ctx context.Context) *testFabric {
 		cfg.StatusInterval = 200 * time.Millisecond
 		cfg.StatusTTL = 2 * time.Second
 		cfg.Logger = log
+		if elect {
+			if os.Getenv("ARBOR_TEST_LOG") != "" {
+				cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("agent", id)
+			}
+			cfg.Elect = true
+			cfg.FastProfile()
+			cfg.RedisTimeout = 500 * time.Millisecond
+			cfg.DeferStep = 500 * time.Millisecond
+		}
 		a, err := node.New(cfg, f.cli)
 		if err != nil {
 			t.Fatal(err)
@@ -190,10 +206,11 @@ type pageNode struct {
 	ID     string `json:"id"`
 	Kind   string `json:"kind"`
 	Health string `json:"health"`
+	Title  string `json:"title"` // the box's tooltip: the id and what is wrong
 }
 
 func pageNodes(ctx context.Context) (map[string]pageNode, error) {
-	list, err := chromedp.Run(ctx, chromedp.Evaluate[[]pageNode](`[...document.querySelectorAll('#tree g.node')].map(g => ({id: g.dataset.id, kind: g.dataset.kind, health: g.dataset.health}))`))
+	list, err := chromedp.Run(ctx, chromedp.Evaluate[[]pageNode](`[...document.querySelectorAll('#tree g.node')].map(g => ({id: g.dataset.id, kind: g.dataset.kind, health: g.dataset.health, title: g.querySelector('title').textContent}))`))
 	out := map[string]pageNode{}
 	for _, n := range list {
 		out[n.ID] = n
@@ -216,7 +233,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	bctx := browser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	f := startFabric(t, ctx)
+	f := startFabric(t, ctx, false)
 	url := serve(t, f)
 	if err := chromedp.Do(bctx, chromedp.Navigate(url+"/")); err != nil {
 		t.Fatal(err)
@@ -268,7 +285,6 @@ func TestDashboardInBrowser(t *testing.T) {
 	go func() {
 		defer close(wdone)
 		c := f.m.Client()
-		defer c.Close()
 		val := strings.Repeat("v", 2048)
 		for i := 0; i < 200_000 && wctx.Err() == nil; i++ {
 			c.Set(wctx, "k"+strconv.Itoa(i%5000), val, 0)
@@ -329,6 +345,85 @@ func TestDashboardInBrowser(t *testing.T) {
 		if h := nodes["rb"].Health; h != "down" {
 			return fmt.Errorf("rb is %q", h)
 		}
+		return nil
+	})
+}
+
+// TestDashboardShowsFailover: with the election running, the page shows
+// the bootstrap in the timeline, then, after a kill -9 of the master's
+// Redis, the failover to a1 with its steps and the new epoch's master.
+func TestDashboardShowsFailover(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed")
+	}
+	bctx := browser(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	f := startFabric(t, ctx, true)
+	url := serve(t, f)
+	if err := chromedp.Do(bctx, chromedp.Navigate(url+"/")); err != nil {
+		t.Fatal(err)
+	}
+	history := func() ([]string, error) {
+		return chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#history li[data-epoch]')].map(li => li.textContent)`))
+	}
+	redistest.WaitFor(t, 60*time.Second, func() error {
+		h, err := history()
+		if err != nil {
+			return err
+		}
+		if len(h) == 0 || !strings.Contains(h[0], "→ m") {
+			return fmt.Errorf("timeline %q: want the bootstrap of m", h)
+		}
+		return nil
+	})
+	// The replicas stream before the master dies, so a1 is eligible.
+	redistest.WaitFor(t, 60*time.Second, func() error {
+		nodes, err := pageNodes(bctx)
+		if err != nil {
+			return err
+		}
+		for _, id := range []string{"a1", "b1"} {
+			if nodes[id].Health != "ok" {
+				return fmt.Errorf("%s is %q: %q", id, nodes[id].Health, nodes[id].Title)
+			}
+		}
+		return nil
+	})
+	// A history to continue: writes that reached a1.
+	c := f.m.Client()
+	for i := range 100 {
+		if err := c.Set(ctx, "k"+strconv.Itoa(i), "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		want, err := f.m.InfoInt(ctx, "replication", "master_repl_offset")
+		if err != nil {
+			return err
+		}
+		if got, err := f.a1.InfoInt(ctx, "replication", "master_repl_offset"); err != nil || got < want {
+			return fmt.Errorf("a1 at %d, master at %d (%v)", got, want, err)
+		}
+		return nil
+	})
+	f.m.Kill()
+	redistest.WaitFor(t, 60*time.Second, func() error {
+		h, err := history()
+		if err != nil {
+			return err
+		}
+		if len(h) < 2 || !strings.Contains(h[0], "m → a1") || !strings.Contains(h[0], "took") {
+			return fmt.Errorf("timeline %q: want the failover m → a1 with its steps", h)
+		}
+		election, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById('election').textContent`))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(election, "master a1") {
+			return fmt.Errorf("election panel: %q", election)
+		}
+		t.Logf("timeline: %q; election: %q", h[0], election)
 		return nil
 	})
 }
