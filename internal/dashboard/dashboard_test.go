@@ -31,6 +31,7 @@ import (
 	"github.com/arbor-fabric/arbor/internal/redistest"
 	"github.com/arbor-fabric/arbor/internal/statusview"
 	"github.com/arbor-fabric/arbor/node"
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay"
 	"github.com/arbor-fabric/arbor/topology"
 )
@@ -533,4 +534,107 @@ nodes:
 			t.Errorf("%s %s: %d, want %d", c.method, c.path, resp.StatusCode, c.code)
 		}
 	}
+}
+
+// TestHundredNodes: a fabric of 100 components (3 sites, 6 relays, 94
+// nodes, statuses as published) renders every box, none overlapping, and
+// its screenshot is saved next to the other one.
+func TestHundredNodes(t *testing.T) {
+	bctx := browser(t)
+	etcd := etcdtest.Start(t, 1)
+	f := &testFabric{cli: etcd.Client(t), cluster: "big"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	top := topology.New()
+	top.Master = "A-n00"
+	port := 20000
+	addr := func() string { port++; return "127.0.0.1:" + strconv.Itoa(port) }
+	relays := map[string][]string{"A": {"ra1", "ra2"}, "B": {"rb1", "rb2"}, "C": {"rc1", "rc2"}}
+	for _, site := range []string{"A", "B", "C"} {
+		top.Sites[site] = topology.Site{Name: site}
+		for i, id := range relays[site] {
+			up := topology.UpstreamMaster
+			if site != "A" {
+				up = "ra1"
+			}
+			if i == 1 {
+				up = relays[site][0]
+			}
+			top.Relays[id] = topology.RelaySpec{ID: id, Site: site, RedisAddr: addr(), GRPCAddr: addr(), Upstream: up}
+		}
+	}
+	var nodeIDs []string
+	for i := range 94 {
+		site := []string{"A", "B", "C"}[i%3]
+		id := fmt.Sprintf("%s-n%02d", site, i)
+		nodeIDs = append(nodeIDs, id)
+		top.Nodes[id] = topology.NodeSpec{ID: id, Site: site, RedisAddr: addr(), Follow: relays[site][i%2]}
+	}
+	if _, err := topology.Apply(ctx, f.cli, f.cluster, top); err != nil {
+		t.Fatal(err)
+	}
+	put := func(kind, id string, v any) {
+		b, err := topology.EncodeStatus(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.cli.Put(ctx, topology.StatusKey(f.cluster, kind, id), string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, r := range top.Relays {
+		put(topology.KindRelay, id, &arborv1.RelayStatus{Id: id, Site: r.Site, Upstream: r.Upstream,
+			LinkState: arborv1.LinkState_LINK_STATE_STREAMING, MasterOffset: 5000, StoredOffset: 4990})
+	}
+	for i, id := range nodeIDs {
+		role := arborv1.NodeRole_NODE_ROLE_REPLICA
+		if id == top.Master {
+			role = arborv1.NodeRole_NODE_ROLE_MASTER
+		}
+		put(topology.KindNode, id, &arborv1.NodeStatus{Id: id, Role: role, Offset: int64(4900 + i), Healthy: i%17 != 5,
+			LinkState: arborv1.LinkState_LINK_STATE_STREAMING, LagBytes: int64(i * 1000), LagMs: int64(i * 20)})
+	}
+	url := serve(t, f)
+	if err := chromedp.Do(bctx, chromedp.Navigate(url+"/")); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		nodes, err := pageNodes(bctx)
+		if err != nil {
+			return err
+		}
+		if len(nodes) != 100 {
+			return fmt.Errorf("%d boxes, want 100", len(nodes))
+		}
+		return nil
+	})
+	// No two boxes overlap (screen rectangles of their rects).
+	overlaps, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`(() => {
+		const r = [...document.querySelectorAll('#tree g.node')].map(g => [g.dataset.id, g.querySelector('rect').getBoundingClientRect()]);
+		const out = [];
+		for (let i = 0; i < r.length; i++) for (let j = i + 1; j < r.length; j++) {
+			const a = r[i][1], b = r[j][1];
+			if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) out.push(r[i][0] + "/" + r[j][0]);
+		}
+		return out;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(overlaps) > 0 {
+		t.Errorf("overlapping boxes: %v", overlaps)
+	}
+	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "dashboard-100.png")
+	if p := os.Getenv(screenshotEnv); p != "" {
+		path = strings.TrimSuffix(p, ".png") + "-100.png"
+	}
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(shot))
+	checkNotBlank(t, shot)
 }
