@@ -197,6 +197,7 @@ func (d *demo) startFabric(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.o.Out, "\nWhile it runs, look at it from another terminal (arbor = go run ./cmd/arbor):\n")
 	fmt.Fprintf(d.o.Out, "  arbor status --etcd %s --cluster %s --watch\n", strings.Join(d.endpoints, ","), d.o.Cluster)
+	fmt.Fprintf(d.o.Out, "  arbor dashboard --etcd %s --cluster %s --listen 127.0.0.1:8080   # then open http://127.0.0.1:8080/\n", strings.Join(d.endpoints, ","), d.o.Cluster)
 	fmt.Fprintf(d.o.Out, "  arbor topology get --etcd %s --cluster %s\n", strings.Join(d.endpoints, ","), d.o.Cluster)
 	fmt.Fprintf(d.o.Out, "  kill -9 %d     # %s's redis-server: the node agents elect and promote its backup\n", d.master.cmd.Process.Pid, seedMaster)
 	fmt.Fprintf(d.o.Out, "  arbor switchover --etcd %s --cluster %s   # a planned switchover to the best-ranked candidate\n", strings.Join(d.endpoints, ","), d.o.Cluster)
