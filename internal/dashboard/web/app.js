@@ -91,7 +91,7 @@ function items(v) {
     const l = linkTo.get(n.id);
     let edge;
     if (!isMaster && l) edge = { bytes: l.lag_bytes, ms: l.lag_ms, ratio: 0 };
-    else if (!isMaster && n.live) edge = { bytes: n.lag_bytes, ms: n.lag_ms, ratio: 0 };
+    else if (!isMaster && n.live && n.healthy) edge = { bytes: n.lag_bytes, ms: n.lag_ms, ratio: 0 };
     let role = isMaster ? "master" : (n.role || (n.candidate ? "candidate" : "replica"));
     if (n.candidate && !isMaster) role += " · p" + n.priority;
     out.set(n.id, {
@@ -111,7 +111,7 @@ function edgeClass(e, health) {
 }
 
 function edgeLabel(e) {
-  if (!e) return "no status";
+  if (!e) return "no link";
   let s = bytes(e.bytes);
   if (e.ms !== null) s += " · " + ms(e.ms);
   if (e.ratio > 0) s += " · z " + e.ratio.toFixed(1) + "×";
@@ -217,8 +217,8 @@ function renderTree(v) {
     g.append(sv("title", {}, [it.id, ...it.why].join("\n")));
     g.append(sv("rect", { width: BOX_W, height: BOX_H, rx: 6 }));
     g.append(sv("text", { class: "id", x: 8, y: 15 }, clip(it.id, 22)));
-    g.append(sv("text", { class: "sub", x: 8, y: 28 }, clip(it.sub, 28)));
-    g.append(sv("text", { class: "sub", x: 8, y: 40 }, clip(it.sub2, 28)));
+    g.append(sv("text", { class: "sub", x: 8, y: 28 }, clip(it.sub, 26)));
+    g.append(sv("text", { class: "sub", x: 8, y: 40 }, clip(it.sub2, 26)));
     if (it.health === "bad" || it.health === "down") {
       g.append(sv("text", { class: "flag", x: BOX_W - 8, y: 15, "text-anchor": "end" }, it.health === "down" ? "DOWN" : "!"));
     }
@@ -255,6 +255,7 @@ function recordLag(v, its) {
 function sparkline(points) {
   const W = 150, H = 30;
   const svg = sv("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "chart" });
+  svg.append(sv("rect", { class: "spark-frame", x: 0.5, y: 0.5, width: W - 1, height: H - 1 }));
   if (points.length === 0) return svg;
   // The x axis spans the samples kept (at most HISTORY_MS, at least 10 s).
   const now = Date.now(), top = Math.max(1, ...points.map(p => p.bytes));
