@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -45,8 +44,13 @@ const DefaultCluster = "demo"
 type Options struct {
 	// Dir holds every server's files; empty means a new temporary directory,
 	// removed at the end unless Keep.
-	Dir  string
+	Dir string
+	// Keep leaves the fabric running after the story, with the commands to
+	// explore it printed, until ctx ends (Ctrl-C); the directory is kept.
 	Keep bool
+	// NoFailover skips the failover story: the kill -9 of the master's
+	// Redis, its return and the switchover back.
+	NoFailover bool
 	// Duration of the write load; 0 runs until ctx ends.
 	Duration time.Duration
 	// Rate is the write load in commands per second.
@@ -75,6 +79,7 @@ type Options struct {
 type server struct {
 	name, site, role, follows string
 	port                      int
+	args                      []string // redis-server's, to restart it alike
 	cmd                       *exec.Cmd
 	done                      chan struct{}
 	client                    *redis.Client
@@ -104,15 +109,23 @@ type relayNode struct {
 
 func (rn *relayNode) redisAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(rn.port)) }
 
-// Run runs the demo until the load ends or ctx is cancelled, then checks
-// that every server holds the master's data and stops everything.
-func Run(ctx context.Context, o Options) error {
+// ErrNoRedisServer is returned (wrapped) when the redis-server binary is
+// not found.
+var ErrNoRedisServer = errors.New("redis-server not found")
+
+// Run runs the demo until its story and load end or ctx is cancelled, then
+// checks that every server holds the master's data and that no
+// acknowledged write was lost where none may be, and stops everything
+// (with Options.Keep, once ctx ends). The error wraps ErrCheck when a
+// check failed.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	sum := &Summary{}
 	if o.RedisServer == "" {
 		o.RedisServer = "redis-server"
 	}
 	bin, err := exec.LookPath(o.RedisServer)
 	if err != nil {
-		return fmt.Errorf("the demo runs real Redis servers: %w (on Debian: apt-get install redis-server)", err)
+		return sum, fmt.Errorf("%w: the demo runs real Redis servers (%v); install it: apt-get install -y redis-server (Debian, Ubuntu), brew install redis (macOS), or give --redis-server PATH", ErrNoRedisServer, err)
 	}
 	if o.Out == nil {
 		o.Out = os.Stdout
@@ -128,13 +141,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Dir == "" {
 		if o.Dir, err = os.MkdirTemp("", "arbor-demo-"); err != nil {
-			return err
+			return sum, err
 		}
 		if !o.Keep {
 			defer os.RemoveAll(o.Dir)
 		}
 	}
-	d := &demo{o: o, bin: bin}
+	d := &demo{o: o, bin: bin, sum: sum, w: newWriter()}
 	defer d.stop()
 	fmt.Fprintf(d.o.Out, "Arbor demo: the seed topology on this machine (files in %s)\n", d.o.Dir)
 	if !o.NoEtcd {
@@ -151,11 +164,26 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(d.o.Out, "Interrupted while starting; stopping.")
-			return nil
+			return sum, nil
 		}
-		return err
+		return sum, err
 	}
-	return d.run(ctx)
+	err = d.run(ctx)
+	if len(sum.Failures) > 0 {
+		fmt.Fprintf(d.o.Out, "\nFAILED checks:\n  %s\n", strings.Join(sum.Failures, "\n  "))
+		// An interrupted story fails its waits: not a finding.
+		if err == nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w: %s", ErrCheck, strings.Join(sum.Failures, "; "))
+		}
+	} else if err == nil && ctx.Err() == nil {
+		fmt.Fprintln(d.o.Out, "\nAll checks passed.")
+	}
+	if o.Keep && ctx.Err() == nil {
+		d.explore()
+		<-ctx.Done()
+		fmt.Fprintln(d.o.Out, "\nStopping everything the demo started...")
+	}
+	return sum, err
 }
 
 type demo struct {
@@ -166,6 +194,8 @@ type demo struct {
 	relays []*relayNode
 	wg     sync.WaitGroup
 	cancel context.CancelFunc // ends the relays and agents
+	sum    *Summary
+	w      *writer
 
 	// With the control plane.
 	etcd      *etcdProcess // nil with Options.Etcd
@@ -186,31 +216,51 @@ func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ..
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "local",
 		"--logfile", filepath.Join(dir, "redis.log"), "--repl-diskless-sync-delay", "0"}, extra...)
-	cmd := exec.Command(d.bin, args...)
+	n := &server{name: name, site: site, role: role, port: port, args: args}
+	n.client = redis.NewClient(&redis.Options{Addr: n.addr(), Protocol: 2, DisableIdentity: true})
+	if err := d.launch(ctx, n); err != nil {
+		n.client.Close()
+		return nil, err
+	}
+	d.nodes = append(d.nodes, n)
+	return n, nil
+}
+
+// launch starts n's redis-server (again, after a kill: same port, same
+// directory) and waits until it answers.
+func (d *demo) launch(ctx context.Context, n *server) error {
+	logPath := filepath.Join(d.o.Dir, n.name, "redis.log")
+	cmd := exec.Command(d.bin, n.args...)
 	// Its own process group (a Ctrl-C goes to the demo only, which stops
 	// it), and killed should the demo die without stopping it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return fmt.Errorf("start %s: %w", n.name, err)
 	}
-	n := &server{name: name, site: site, role: role, port: port, cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(n.done) }()
-	n.client = redis.NewClient(&redis.Options{Addr: n.addr(), Protocol: 2, DisableIdentity: true})
-	d.nodes = append(d.nodes, n)
-	deadline := time.Now().Add(10 * time.Second)
-	for n.client.Ping(ctx).Err() != nil {
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%s did not answer PING within 10s (see %s)", name, filepath.Join(dir, "redis.log"))
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	n.cmd, n.done = cmd, done
+	err := func() error {
+		deadline := time.Now().Add(10 * time.Second)
+		for n.client.Ping(ctx).Err() != nil {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s did not answer PING within 10s (see %s)", n.name, logPath)
+			}
+			select {
+			case <-done:
+				return fmt.Errorf("%s exited at start (see %s)", n.name, logPath)
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
-		select {
-		case <-n.done:
-			return nil, fmt.Errorf("%s exited at start (see %s)", name, filepath.Join(dir, "redis.log"))
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+		return nil
+	}()
+	if err != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
 	}
-	return n, nil
+	return err
 }
 
 // relayConfig returns the configuration of a demo relay on free loopback
@@ -325,43 +375,60 @@ func (d *demo) startStatic(ctx context.Context) error {
 func (d *demo) run(ctx context.Context) error {
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
-	if d.o.Duration > 0 {
-		loadCtx, stopLoad = context.WithTimeout(ctx, d.o.Duration)
-		defer stopLoad()
+	story := d.ctl != nil && !d.o.NoFailover
+	switch {
+	case d.ctl == nil:
+		fmt.Fprintln(d.o.Out, "Note: no control plane, so no election: the failover story (kill -9, return, switchover) is skipped.")
+	case d.o.NoFailover:
+		fmt.Fprintln(d.o.Out, "\n(--no-failover: the failover story is skipped.)")
+	default:
+		d.w.setPhase("load", seedMaster)
 	}
 	loadErr := make(chan error, 1)
-	var written int64
-	var mu sync.Mutex
 	go func() {
-		master := func(ctx context.Context) *redis.Client { return d.currentMaster(ctx).client }
-		loadErr <- writeLoad(loadCtx, master, d.o.Rate, func(n int64) { mu.Lock(); written = n; mu.Unlock() })
+		loadErr <- d.w.run(loadCtx, d.currentMaster, d.o.Rate)
 	}()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
-	// With the control plane, one live edit once the load runs.
+	// The load runs for Duration and until the story is told; with the
+	// control plane the story starts with one live edit once the load runs.
+	var loadEnd <-chan time.Time
+	if d.o.Duration > 0 {
+		t := time.NewTimer(d.o.Duration)
+		defer t.Stop()
+		loadEnd = t.C
+	}
 	var edit <-chan time.Time
 	if d.ctl != nil {
 		t := time.NewTimer(reparentDelay(d.o.Duration))
 		defer t.Stop()
 		edit = t.C
 	}
-	for done := false; !done; {
+	told, timeUp := d.ctl == nil, false
+	for !(told && timeUp) {
 		select {
-		case <-loadCtx.Done():
-			done = true
+		case <-ctx.Done():
+			told, timeUp = true, true
+		case err := <-loadErr:
+			loadErr <- err
+			told, timeUp = true, true
+		case <-loadEnd:
+			timeUp = true
 		case <-edit:
 			d.reparent(ctx) // not loadCtx: the load may end meanwhile
+			if story && d.failover(ctx) && d.oldMasterReturns(ctx) {
+				d.switchoverBack(ctx)
+			}
+			told = true
 		case <-tick.C:
-			mu.Lock()
-			n := written
-			mu.Unlock()
-			d.table(ctx, fmt.Sprintf("%d writes so far", n))
+			d.table(ctx, fmt.Sprintf("%d writes so far", d.w.written()))
 		}
 	}
+	stopLoad()
 	if err := <-loadErr; err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("write load: %w", err)
 	}
-	fmt.Fprintln(d.o.Out, "\nLoad stopped; waiting for every server to catch up with the master...")
+	fmt.Fprintf(d.o.Out, "\nLoad stopped after %d acknowledged writes; waiting for every server to catch up with the master...\n", d.w.written())
 	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := d.converge(cctx)
@@ -370,11 +437,15 @@ func (d *demo) run(ctx context.Context) error {
 		d.showFabric(cctx)
 	}
 	if err != nil {
-		return err
+		d.sum.fail("digests: %v", err)
+		return nil
 	}
-	fmt.Fprintf(d.o.Out, "\nOK: all %d servers hold the master's data (DEBUG DIGEST equal).\n", len(d.nodes)-1)
+	d.sum.DigestsEqual = true
+	fmt.Fprintf(d.o.Out, "\nOK: all %d servers hold the master's data (DEBUG DIGEST equal).\n", d.running()-1)
+	d.verifyWrites(cctx)
 	if d.ctl != nil {
-		return d.fabricVerdict()
+		d.fabricVerdict()
+		return nil
 	}
 	for _, rn := range d.relays[2:] {
 		st := rn.r.Status()
@@ -556,58 +627,40 @@ func infoInt(ctx context.Context, c *redis.Client, section, key string) int64 {
 	return infoField(infoMap(ctx, c, section), key)
 }
 
-// loadOutage is how long the write load goes on trying while the master
-// does not take writes (a failover), before it gives up.
-const loadOutage = 15 * time.Second
-
-// writeLoad writes a mix of commands at about rate per second to the
-// master until ctx ends. master is asked for the master's client before
-// each batch, so the load follows a failover.
-func writeLoad(ctx context.Context, master func(context.Context) *redis.Client, rate int, progress func(int64)) error {
-	const batch = 100
-	interval := time.Duration(float64(time.Second) * batch / float64(rate))
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	rnd := rand.New(rand.NewPCG(1, 2))
-	var n int64
-	var failing time.Time // when the current run of failed batches began
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
+// running counts the redis-servers that run.
+func (d *demo) running() int {
+	n := 0
+	for _, s := range d.nodes {
+		if !s.exited() {
+			n++
 		}
-		p := master(ctx).Pipeline()
-		for i := 0; i < batch; i++ {
-			k := rnd.IntN(10000)
-			switch i % 4 {
-			case 0:
-				p.Set(ctx, fmt.Sprintf("user:%d", k), fmt.Sprintf(`{"id":%d,"name":"user-%d","score":%d}`, k, k, rnd.IntN(1000)), 0)
-			case 1:
-				p.HIncrBy(ctx, fmt.Sprintf("stats:%d", k%100), "hits", 1)
-			case 2:
-				p.ZAdd(ctx, "leaderboard", redis.Z{Score: float64(rnd.IntN(100000)), Member: fmt.Sprintf("user:%d", k)})
-			case 3:
-				p.LPush(ctx, "events", fmt.Sprintf("event-%d", n+int64(i)))
-				p.LTrim(ctx, "events", 0, 999)
-			}
-		}
-		if _, err := p.Exec(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if failing.IsZero() {
-				failing = time.Now()
-			}
-			if time.Since(failing) > loadOutage {
-				return err
-			}
-			continue // the master may be moving: ask again next batch
-		}
-		failing = time.Time{}
-		n += batch
-		progress(n)
 	}
+	return n
+}
+
+// verifyWrites checks that the final master holds every write the writer
+// saw acknowledged: all of them where none may be lost; those the killed
+// master acknowledged before its death are counted apart (asynchronous
+// replication: what no relay had pulled at the kill dies with it).
+func (d *demo) verifyWrites(ctx context.Context) {
+	s := d.sum
+	m := d.currentMaster(ctx)
+	promised, risky, checked, err := d.w.lostWrites(ctx, m.client)
+	if err != nil {
+		s.fail("acknowledged writes: cannot read them on %s: %v", m.name, err)
+		return
+	}
+	s.AckedChecked, s.LostPromised, s.LostAtKill = checked, promised, risky
+	if promised > 0 {
+		s.fail("acknowledged writes: %d of %d lost where none may be", promised, checked)
+		fmt.Fprintf(d.o.Out, "FAILED: %d of the %d acknowledged writes the writer tracks (ack:<n> keys) are missing on %s.\n", promised, checked, m.name)
+		return
+	}
+	fmt.Fprintf(d.o.Out, "OK: %s holds every one of the %d acknowledged writes the writer tracks (ack:<n> keys)", m.name, checked)
+	if s.FailedOver {
+		fmt.Fprintf(d.o.Out, ";\n    %d acknowledged by %s before the kill were lost (lost by design at most: what no relay had pulled when it died)", risky, seedMaster)
+	}
+	fmt.Fprintln(d.o.Out, ".")
 }
 
 // stop stops the relays and node agents, then etcd (if the demo runs it),

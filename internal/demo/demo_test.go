@@ -30,7 +30,7 @@ func TestDemoConverges(t *testing.T) {
 	var out strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err := Run(ctx, Options{
+	sum, err := Run(ctx, Options{
 		Dir:      t.TempDir(),
 		Duration: time.Second,
 		Rate:     5000,
@@ -40,6 +40,9 @@ func TestDemoConverges(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	if sum.FailedOver || !sum.DigestsEqual || sum.AckedChecked == 0 || sum.LostPromised != 0 || len(sum.Failures) != 0 {
+		t.Errorf("summary %+v: want no failover, digests equal, acknowledged writes checked and none lost", sum)
 	}
 	for _, want := range []string{"OK: all 8 servers hold the master's data", "relay-b", "C-S-2"} {
 		if !strings.Contains(out.String(), want) {
@@ -53,8 +56,10 @@ func TestDemoConverges(t *testing.T) {
 
 // TestDemoWithEtcd runs the demo as `arbor demo` does by default: its own
 // etcd, the seed topology applied to it, relays and node agents following
-// it, a live re-parenting of relay-c during a second of load, and the
-// fabric rendered at the end. Then etcd and every goroutine are gone.
+// it, a live re-parenting of relay-c during the load, then the story: a
+// kill -9 of A-Master's Redis and the failover to A-M-Backup, A-Master's
+// return as a replica, the switchover back, and the fabric rendered at
+// the end. Then etcd, every redis-server and every goroutine are gone.
 func TestDemoWithEtcd(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed")
@@ -72,7 +77,7 @@ func TestDemoWithEtcd(t *testing.T) {
 	var out strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err = Run(ctx, Options{
+	sum, err := Run(ctx, Options{
 		Dir:      t.TempDir(),
 		Duration: time.Second,
 		Rate:     5000,
@@ -83,6 +88,29 @@ func TestDemoWithEtcd(t *testing.T) {
 	text := out.String()
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, text)
+	}
+	switch {
+	case !sum.Reparented:
+		t.Errorf("summary: relay-c not re-parented")
+	case !sum.FailedOver || sum.EpochAfter <= sum.EpochBefore:
+		t.Errorf("summary: no failover (epoch %d → %d)", sum.EpochBefore, sum.EpochAfter)
+	case sum.NewMaster != "A-M-Backup":
+		t.Errorf("summary: failover to %q, want A-M-Backup", sum.NewMaster)
+	case len(sum.Steps) == 0:
+		t.Errorf("summary: the failover's history has no steps")
+	case sum.FailoverFullSyncs != 0:
+		t.Errorf("summary: %d full syncs across the failover, want 0", sum.FailoverFullSyncs)
+	case !sum.Rejoined || sum.ReturnFullSyncs > 1:
+		t.Errorf("summary: old master rejoined %v with %d full syncs, want it back with at most its own", sum.Rejoined, sum.ReturnFullSyncs)
+	case !sum.SwitchedOver || sum.SwitchoverMaster != "A-Master":
+		t.Errorf("summary: switchover %v to %q, want back to A-Master", sum.SwitchedOver, sum.SwitchoverMaster)
+	case sum.AckedChecked == 0 || sum.LostPromised != 0:
+		t.Errorf("summary: %d acknowledged writes checked, %d lost where none may be", sum.AckedChecked, sum.LostPromised)
+	case !sum.DigestsEqual || len(sum.Failures) != 0:
+		t.Errorf("summary: digests equal %v, failures %q", sum.DigestsEqual, sum.Failures)
+	}
+	if t.Failed() {
+		t.Logf("summary %+v\n%s", sum, text)
 	}
 	for _, want := range []string{
 		"Control plane: etcd at 127.0.0.1:",
@@ -95,6 +123,10 @@ func TestDemoWithEtcd(t *testing.T) {
 		"site C: relays relay-c · nodes 2 (2 live, 2 healthy)",
 		"OK: all 8 servers hold the master's data",
 		"OK: relay-c was re-parented live through etcd (to relay-b) with no full sync.",
+		"new master A-M-Backup",
+		"its agent had made it a replica of relay-a1",
+		"arbor switchover --to A-Master",
+		"All checks passed.",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)

@@ -199,8 +199,6 @@ func (d *demo) startFabric(ctx context.Context) error {
 	fmt.Fprintf(d.o.Out, "  arbor status --etcd %s --cluster %s --watch\n", strings.Join(d.endpoints, ","), d.o.Cluster)
 	fmt.Fprintf(d.o.Out, "  arbor dashboard --etcd %s --cluster %s --listen 127.0.0.1:8080   # then open http://127.0.0.1:8080/\n", strings.Join(d.endpoints, ","), d.o.Cluster)
 	fmt.Fprintf(d.o.Out, "  arbor topology get --etcd %s --cluster %s\n", strings.Join(d.endpoints, ","), d.o.Cluster)
-	fmt.Fprintf(d.o.Out, "  kill -9 %d     # %s's redis-server: the node agents elect and promote its backup\n", d.master.cmd.Process.Pid, seedMaster)
-	fmt.Fprintf(d.o.Out, "  arbor switchover --etcd %s --cluster %s   # a planned switchover to the best-ranked candidate\n", strings.Join(d.endpoints, ","), d.o.Cluster)
 	return nil
 }
 
@@ -378,7 +376,7 @@ func settled(v *statusview.Fabric) bool {
 
 // fabricVerdict reports the re-parenting and how each remote site got the
 // stream.
-func (d *demo) fabricVerdict() error {
+func (d *demo) fabricVerdict() {
 	var raw, wire, shared uint64
 	for _, rn := range d.relays {
 		c := rn.r.Status().GetCompression()
@@ -398,9 +396,35 @@ func (d *demo) fabricVerdict() error {
 		wire, raw, ratio(raw, wire), shared)
 	switch {
 	case d.ctl.reparent != nil:
-		return fmt.Errorf("live re-parenting: %w", d.ctl.reparent)
+		d.sum.fail("live re-parenting: %v", d.ctl.reparent)
 	case d.ctl.reparented:
+		d.sum.Reparented = true
 		fmt.Fprintf(d.o.Out, "OK: %s was re-parented live through etcd (to %s) with no full sync.\n", reparentRelay, reparentTo)
 	}
-	return nil
+}
+
+// explore prints, with Options.Keep, the commands to look at the fabric
+// left running.
+func (d *demo) explore() {
+	fmt.Fprintf(d.o.Out, "\n--keep: the fabric keeps running (no write load) until Ctrl-C. Explore it:\n")
+	for _, n := range d.nodes {
+		if n.name == seedMaster || n.name == failoverTarget || n.name == "C-S-1" {
+			fmt.Fprintf(d.o.Out, "  redis-cli -p %d info replication      # %s\n", n.port, n.name)
+		}
+	}
+	for _, rn := range d.relays {
+		if rn.name == "relay-a1" || rn.name == reparentRelay {
+			fmt.Fprintf(d.o.Out, "  redis-cli -p %d info arbor              # %s's Redis side\n", rn.port, rn.name)
+			fmt.Fprintf(d.o.Out, "  grpcurl -plaintext %s arbor.v1.RelayService/Status   # %s's gRPC (reflection on)\n", rn.grpcAddr, rn.name)
+		}
+	}
+	fmt.Fprintf(d.o.Out, "  (files: logs, relay data, etcd in %s)\n", d.o.Dir)
+	if d.cli == nil {
+		return
+	}
+	ep := strings.Join(d.endpoints, ",")
+	fmt.Fprintf(d.o.Out, "  etcdctl --endpoints %s get --prefix %s\n", ep, topology.ClusterPrefix(d.o.Cluster))
+	fmt.Fprintf(d.o.Out, "  arbor status --etcd %s --cluster %s --watch\n", ep, d.o.Cluster)
+	fmt.Fprintf(d.o.Out, "  arbor dashboard --etcd %s --cluster %s --listen 127.0.0.1:8080   # then open http://127.0.0.1:8080/\n", ep, d.o.Cluster)
+	fmt.Fprintf(d.o.Out, "  arbor switchover --to %s --etcd %s --cluster %s\n", failoverTarget, ep, d.o.Cluster)
 }
