@@ -24,6 +24,9 @@ const (
 	maxBackoff     = 5 * time.Second
 	streamReadSize = 256 << 10
 	progressEvery  = 5 * time.Second
+	// maxHeldTail bounds the incomplete command or transaction the stream
+	// holds in memory until it completes (see holdTail).
+	maxHeldTail = 128 << 20
 )
 
 // retryLater is an upstream refusal that asks to come back soon
@@ -472,6 +475,14 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 	}()
 	buf := make([]byte, streamReadSize)
 	end := r.store.End() // this goroutine is the only appender
+	// Only whole commands outside MULTI…EXEC are stored (so acked and
+	// served), as a Redis replica advances its offset only there: the
+	// tail after the last such point waits in held until it completes.
+	// held belongs to this session: when the link ends it is dropped, and
+	// the next PSYNC asks from the stored end, which a new master that
+	// was a replica of this history also ends at.
+	tx := resp.NewTxScanner(r.store.Scanner())
+	var held []byte
 	for {
 		u.deadline()
 		n, err := u.br.Read(buf)
@@ -480,16 +491,28 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 			r.link.mu.Lock()
 			r.link.lastIO = now
 			r.link.mu.Unlock()
-			getAck, aerr := r.storeStream(buf[:n], end+int64(n), now.UnixNano(), "upstream")
-			if aerr != nil {
-				return aerr
-			}
-			end += int64(n)
-			if getAck {
-				select {
-				case ackNow <- struct{}{}:
-				default:
+			ready, commit := holdTail(tx, held, buf[:n])
+			if len(ready) > 0 {
+				getAck, aerr := r.storeStream(ready, end+int64(len(ready)), now.UnixNano(), "upstream")
+				if aerr != nil {
+					return aerr
 				}
+				end += int64(len(ready))
+				if getAck {
+					select {
+					case ackNow <- struct{}{}:
+					default:
+					}
+				}
+			}
+			// Only now, as ready may share held's array.
+			if commit < 0 {
+				held = append(held, buf[:n]...)
+			} else {
+				if cap(held) > 4*streamReadSize {
+					held = nil // let a large transaction's buffer go
+				}
+				held = append(held[:0], buf[commit:n]...)
 			}
 		}
 		if err != nil {
@@ -499,6 +522,34 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 			return fmt.Errorf("upstream stream: %w", err)
 		}
 	}
+}
+
+// holdTail feeds p, the next bytes read from the upstream, to tx and
+// returns the bytes ready to store: held and p up to the last commit point
+// (see resp.TxScanner), and that point's index in p, or -1 when p has none
+// and the whole of p joins the held tail. ready may share held's array.
+func holdTail(tx *resp.TxScanner, held, p []byte) (ready []byte, commit int) {
+	_, commit, _, err := tx.Feed(p)
+	switch {
+	case err != nil:
+		// Not a replication stream: hand it all to the store, which
+		// refuses it whole, counts and logs it, and ends the session.
+		commit = len(p)
+	case commit < 0 && len(held)+len(p) > maxHeldTail:
+		// A command or transaction this large is stored as it comes, as
+		// if nothing were held: a link cut inside it then leaves the
+		// stored end past the last commit point, and a replica promoted
+		// from this history answers the relay's next PSYNC with a full
+		// resync (Redis itself would hold it all in the query buffer).
+		commit = len(p)
+	}
+	if commit < 0 {
+		return nil, -1
+	}
+	if len(held) == 0 {
+		return p[:commit], commit
+	}
+	return append(held, p[:commit]...), commit
 }
 
 // ackLoop sends REPLCONF ACK with the offset upstreamAck gives: the

@@ -59,6 +59,11 @@ type StreamScanner struct {
 // ErrProtocol, and lastBoundary and getAck describe p[:n]. The scanner is
 // then unusable until Reset: later calls fail at offset 0.
 func (s *StreamScanner) Feed(p []byte) (n, lastBoundary int, getAck bool, err error) {
+	return s.feed(p, nil)
+}
+
+// feed is Feed, and with tx != nil it also follows MULTI…EXEC in tx.
+func (s *StreamScanner) feed(p []byte, tx *txState) (n, lastBoundary int, getAck bool, err error) {
 	lastBoundary = -1
 	i := 0
 	for i < len(p) {
@@ -69,6 +74,7 @@ func (s *StreamScanner) Feed(p []byte) (n, lastBoundary int, getAck bool, err er
 				s.state, s.n, s.ndig = stArrLen, 0, 0
 			case '\n':
 				lastBoundary = i + 1
+				tx.boundary(i + 1)
 			case '\r':
 				s.state = stCmdLF
 			default:
@@ -83,6 +89,7 @@ func (s *StreamScanner) Feed(p []byte) (n, lastBoundary int, getAck bool, err er
 			s.state = stCmd
 			i++
 			lastBoundary = i
+			tx.boundary(i)
 
 		case stArrLen, stBulkLen:
 			limit := int64(MaxStreamArgs)
@@ -120,9 +127,11 @@ func (s *StreamScanner) Feed(p []byte) (n, lastBoundary int, getAck bool, err er
 			if s.n == 0 {
 				s.state = stCmd
 				lastBoundary = i
+				tx.boundary(i)
 				break
 			}
 			s.state, s.argc, s.argi, s.match = stBulk, s.n, 0, s.n == 3
+			tx.start(s.n)
 
 		case stBulk:
 			if p[i] != '$' {
@@ -139,6 +148,9 @@ func (s *StreamScanner) Feed(p []byte) (n, lastBoundary int, getAck bool, err er
 			if s.match && s.argi < 2 && s.n != int64(len(getAckArgs[s.argi])) {
 				s.match = false
 			}
+			if s.argi == 0 {
+				tx.name(s.n)
+			}
 			if s.n == 0 {
 				s.state = stPayloadCR
 			} else {
@@ -154,6 +166,9 @@ func (s *StreamScanner) Feed(p []byte) (n, lastBoundary int, getAck bool, err er
 				want := getAckArgs[s.argi]
 				off := len(want) - int(s.n)
 				s.match = equalFoldUpper(p[i:i+k], want[off:off+k])
+			}
+			if s.argi == 0 {
+				tx.payload(p[i:i+k], s.n)
 			}
 			i += k
 			s.n -= int64(k)
@@ -187,6 +202,7 @@ func (s *StreamScanner) Feed(p []byte) (n, lastBoundary int, getAck bool, err er
 			}
 			s.state, s.match, s.argc, s.argi, s.n = stCmd, false, 0, 0, 0
 			lastBoundary = i
+			tx.end(i)
 
 		case stFailed:
 			return 0, lastBoundary, getAck, fmt.Errorf("%w: scanner used after an error", ErrProtocol)

@@ -635,6 +635,14 @@ func (s *Store) End() int64 {
 	return s.end
 }
 
+// Scanner returns a copy of the scanner state at the end of the history:
+// where the next appended byte stands in the stream's grammar.
+func (s *Store) Scanner() resp.StreamScanner {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.scanner
+}
+
 // NeedSnapshot tells whether the backlog is over its bound and cannot be
 // trimmed because the snapshot's offset is in its oldest segment: a fresher
 // snapshot (InstallSnapshot) would let it shrink.
