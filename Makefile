@@ -28,6 +28,7 @@ fuzz-short: ## fuzz the RESP reader, the stream scanner and the RDB verifier (FU
 	$(FUZZ) -fuzz '^FuzzStreamScanner$$' ./internal/resp
 	$(FUZZ) -fuzz '^FuzzStreamScannerGarbage$$' ./internal/resp
 	$(FUZZ) -fuzz '^FuzzStreamScannerUnmarshal$$' ./internal/resp
+	$(FUZZ) -fuzz '^FuzzTxScanner$$' ./internal/resp
 	$(FUZZ) -fuzz '^FuzzVerifier$$' ./internal/rdb
 
 vet: ## go vet

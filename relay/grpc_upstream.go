@@ -265,6 +265,15 @@ func (d *decoders) close() {
 }
 
 // appendFrame stores one Stream frame, which must continue the store.
+//
+// Frames are stored as they come, although a parent cuts them from its
+// store at any byte, so a child whose link breaks between frames may end
+// inside a command or transaction. While the parent lives that is harmless:
+// the child resumes from the same history. If the parent's site is lost and
+// this relay becomes a root following a Redis replica of its own that was
+// promoted, that replica ends at the last whole command outside MULTI, and
+// a stored end past it costs a full resync; holding the tail here as
+// stream does would avoid it (not done yet).
 func (r *Relay) appendFrame(s *arborv1.Stream, dec *decoders) error {
 	if end := r.store.End(); s.GetStartOffset() != end {
 		return fmt.Errorf("stream frame starts at %d, this relay holds %d", s.GetStartOffset(), end)

@@ -78,3 +78,35 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+// FuzzTxScanner: a TxScanner scans exactly as a StreamScanner does, and
+// its commit points are command boundaries, none after an open MULTI.
+func FuzzTxScanner(f *testing.F) {
+	f.Add([]byte("*1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*1\r\n$4\r\nexec\r\n\n"), 7)
+	f.Add(AppendCommand(AppendCommand(nil, "multi"), "REPLCONF", "GETACK", "*"), 3)
+	f.Fuzz(func(t *testing.T, data []byte, split int) {
+		if split < 0 || split > len(data) {
+			split = len(data) / 2
+		}
+		var plain StreamScanner
+		tx := NewTxScanner(StreamScanner{})
+		for _, p := range [][]byte{data[:split], data[split:]} {
+			n1, lb, ack1, err1 := plain.Feed(p)
+			n2, lc, ack2, err2 := tx.Feed(p)
+			if n1 != n2 || ack1 != ack2 || (err1 == nil) != (err2 == nil) {
+				t.Fatalf("StreamScanner n=%d ack=%v err=%v; TxScanner n=%d ack=%v err=%v", n1, ack1, err1, n2, ack2, err2)
+			}
+			if lc > lb || (lc >= 0 && lc > n2) {
+				t.Fatalf("commit point %d after the last boundary %d (n=%d)", lc, lb, n2)
+			}
+			if lc >= 0 && lc == lb && tx.InTransaction() && err2 == nil {
+				// The last boundary opened or continued a transaction,
+				// so it cannot be a commit point.
+				t.Fatalf("commit point %d at a boundary inside MULTI", lc)
+			}
+			if err1 != nil {
+				return
+			}
+		}
+	})
+}
