@@ -35,6 +35,12 @@ type Agent struct {
 	lastAction   string   // last steering action logged
 	el           *elector // the election role (idle unless cfg.Elect)
 
+	// beforeStep, if set (tests only), runs at the top of every round of
+	// the owner loop. A test blocks in it to freeze the agent as SIGSTOP
+	// would: the in-process agent shares the test's process, which cannot
+	// be stopped.
+	beforeStep func()
+
 	mu     sync.Mutex
 	status *arborv1.NodeStatus // guarded by mu; replaced, never modified
 }
@@ -124,6 +130,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer ticker.Stop()
 	started := false
 	for {
+		if a.beforeStep != nil {
+			a.beforeStep()
+		}
 		if a.step(ctx, &wg, w, off) && started {
 			pub.Trigger()
 		}

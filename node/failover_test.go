@@ -37,6 +37,8 @@ type electFabric struct {
 	log     *slog.Logger
 	// agentCfg, if set, edits every agent's config.
 	agentCfg func(*Config)
+	// onAgent, if set, is called with every agent before it runs.
+	onAgent func(id string, a *Agent)
 }
 
 func newElectFabric(t *testing.T, etcdMembers int, edit ...func(*topology.Topology)) *electFabric {
@@ -126,6 +128,9 @@ func (f *electFabric) runAgent(t *testing.T, id string, s *redistest.Server, cli
 	a, err := New(cfg, cli)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if f.onAgent != nil {
+		f.onAgent(id, a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -412,7 +417,8 @@ func TestFailoverMasterCutFromEtcd(t *testing.T) {
 type writer struct {
 	stop  context.CancelFunc
 	done  chan struct{}
-	acked []string // owned by the writer goroutine until done is closed
+	acked []string    // owned by the writer goroutine until done is closed
+	at    []time.Time // when each of acked was acknowledged
 }
 
 // startWriter writes w:<i> to s every 2 ms (at most 100 000 writes) until
@@ -431,6 +437,7 @@ func (f *electFabric) startWriter(t *testing.T, s *redistest.Server) *writer {
 			cancel()
 			if err == nil {
 				w.acked = append(w.acked, k)
+				w.at = append(w.at, time.Now())
 			}
 			time.Sleep(2 * time.Millisecond)
 		}

@@ -279,6 +279,24 @@ func (s *Server) Kill() {
 	}
 }
 
+// Pause SIGSTOPs the server's process group: the server keeps its
+// sockets (the kernel still accepts connections and buffers what clients
+// send) but answers nothing until Resume. It does nothing when the server
+// is not running.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume SIGCONTs the server's process group after Pause.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+}
+
 func killGroup(p *process) {
 	// The negative pid addresses the group; ESRCH means it is gone.
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
