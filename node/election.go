@@ -63,6 +63,12 @@ type elector struct {
 	ranking        []election.Ranked // the last ranking of this outage; nil while a leader holds the election
 	rankedAt       time.Time
 	minReplicasSet bool
+	// handled is the ID of the last switchover request this leader acted
+	// on. Its own abort write reaches it through the watch later than the
+	// requester, which reads the abort and deletes the request: without
+	// this, a stale state would make the leader act on it again and put
+	// the request back, blocking every later switchover.
+	handled string
 }
 
 func newElector() *elector {
@@ -120,7 +126,8 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 		}
 		e.failures = 0
 		a.applyMinReplicas(ctx)
-		if sw := e.state.Switchover; sw != nil && sw.State == election.SwitchoverRequested && sw.Epoch == e.leader.Epoch() {
+		if sw := e.state.Switchover; sw != nil && sw.State == election.SwitchoverRequested && sw.Epoch == e.leader.Epoch() && sw.ID != e.handled {
+			e.handled = sw.ID
 			a.switchover(ctx, top, *sw)
 		}
 		return ""
