@@ -192,7 +192,7 @@ func (w *writer) run(ctx context.Context, master func(context.Context) *server, 
 // lostWrites counts the acknowledged ack:<seq> keys that the master c
 // lacks: promised are those that must be there, risky those acked by a
 // master before it was killed.
-func (w *writer) lostWrites(ctx context.Context, c *redis.Client) (promised, risky, checked int64, err error) {
+func (w *writer) lostWrites(ctx context.Context, c *redis.Client) (promised, risky, checked, riskyChecked int64, err error) {
 	w.mu.Lock()
 	acks, riskyAcks := append([]int64(nil), w.acks...), append([]int64(nil), w.riskyAcks...)
 	w.mu.Unlock()
@@ -217,10 +217,10 @@ func (w *writer) lostWrites(ctx context.Context, c *redis.Client) (promised, ris
 		return missing, nil
 	}
 	if promised, err = count(acks); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	if risky, err = count(riskyAcks); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
-	return promised, risky, int64(len(acks) + len(riskyAcks)), nil
+	return promised, risky, int64(len(acks) + len(riskyAcks)), int64(len(riskyAcks)), nil
 }
