@@ -12,6 +12,7 @@ import (
 	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/internal/redistest"
 	"github.com/arbor-fabric/arbor/internal/wan"
+	"github.com/arbor-fabric/arbor/topology"
 )
 
 // TestFailoverMasterPaused: failover-notes §5 row 3. The master's Redis
@@ -173,4 +174,126 @@ func TestFailoverMasterPaused(t *testing.T) {
 	}
 	t.Logf("stopped m's redis and agent; b elected after %v; m continued and was a master answering for %v (writes refused: %q), demoted %v after the stop; %d writes acknowledged, %d lost from the fence window, none after the fence deadline; full syncs served for the old master's return: %d",
 		elected, masterFor, refusals, demoted, len(w.acked), lostBefore, now.GetFullSyncsServed()-before.GetFullSyncsServed())
+}
+
+// TestFailoverLaggingBackupNotPromoted: failover-notes §5 row 10. The
+// backup b (priority 5) stops applying the stream (CLIENT PAUSE WRITE on
+// it also holds its master link's writes) and trails by more than
+// --max-lag-bytes when the master dies: it is not promoted; the other
+// candidate r (priority 1, in sync) is, and the history says why b was
+// not.
+//
+// Skipped: it finds a bug. b's Redis has READ the stream it does not
+// execute (slave_read_repl_offset counts it, master_repl_offset does not),
+// the ranking saw it "lag 0 bytes", catch-up accepted the read offset
+// (meant for a command the old master's death cut short), and
+// REPLICAOF NO ONE dropped the unexecuted bytes: b was promoted at offset
+// 225905 while the relay held 252595, and the relay and r then full-synced
+// from b, losing 200 writes m had acknowledged. Remove the Skip once
+// catch-up and ranking use the executed offset (see the test log).
+func TestFailoverLaggingBackupNotPromoted(t *testing.T) {
+	t.Skip("finds a bug: a backup that read but did not execute the stream is promoted; see the comment")
+	f := newElectFabric(t, 1, func(top *topology.Topology) {
+		r := top.Nodes["r"]
+		r.Candidate, r.Priority = true, 1
+		top.Nodes["r"] = r
+	})
+	ctx := f.ctx
+	f.agentCfg = func(c *Config) { c.MaxLagBytes = 4 << 10 }
+	boot, _ := f.start(t, nil)
+
+	if err := f.b.Client().Do(ctx, "CLIENT", "PAUSE", "60000", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.b.Client().Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
+	for i := range 200 {
+		if err := f.m.Client().Set(ctx, "lag:"+strconv.Itoa(i), strings.Repeat("x", 100), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitInSync(t, ctx, f.m, f.r)
+	// b's agent has published its lag (its status in etcd trails m).
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		want, err := f.m.InfoInt(ctx, "replication", "master_repl_offset")
+		if err != nil {
+			return err
+		}
+		sts, err := topology.ReadStatus(ctx, f.cli, f.cluster)
+		if err != nil {
+			return err
+		}
+		bs, ok := sts.Nodes["b"]
+		if !ok || want-bs.GetOffset() <= 4<<10 {
+			return fmt.Errorf("b's status %v: offset %d, master at %d; not lagging yet", ok, bs.GetOffset(), want)
+		}
+		return nil
+	})
+	t0 := time.Now()
+	f.m.Kill()
+	var st election.State
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		st = f.state(t)
+		if st.Master == nil || st.Master.Epoch <= boot.Master.Epoch {
+			return fmt.Errorf("record %+v: no failover yet", st.Master)
+		}
+		return nil
+	})
+	if st.Master.Node != "r" {
+		t.Fatalf("record %+v: want r (b lags)", st.Master)
+	}
+	elected := time.Since(t0)
+	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("history %+v, %v", hs, err)
+	}
+	var why string
+	for _, rk := range hs[0].Ranking {
+		if rk.ID == "b" {
+			why = rk.Reason
+			if rk.Eligible() || !strings.Contains(rk.Reason, "lags") {
+				t.Errorf("b ranked %+v: want not eligible, lagging", rk)
+			}
+		}
+	}
+	if err := f.b.Client().Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitInSync(t, ctx, f.r, f.b)
+	if db, err := f.b.Digest(ctx); err != nil {
+		t.Fatal(err)
+	} else if dr, err := f.r.Digest(ctx); err != nil || dr != db {
+		t.Fatalf("digest r %s (%v), b %s", dr, err, db)
+	}
+	f.checkOneMaster(t, f.r)
+	t.Logf("r promoted %v after the kill; b not: %s", elected, why)
+}
+
+// TestFailoverEqualCandidatesDeterministic: failover-notes §5 row 11. b and
+// r are candidates of equal priority in the old master's site with equal
+// offsets; the ranking rule (site, then id) makes b the winner, in each of
+// two runs.
+func TestFailoverEqualCandidatesDeterministic(t *testing.T) {
+	for run := range 2 {
+		t.Run(strconv.Itoa(run), func(t *testing.T) {
+			f := newElectFabric(t, 1, func(top *topology.Topology) {
+				r := top.Nodes["r"]
+				r.Candidate, r.Priority = true, 5
+				top.Nodes["r"] = r
+			})
+			boot, _ := f.start(t, nil)
+			before := f.relay().Status().GetCounters()
+			t0 := time.Now()
+			f.m.Kill()
+			f.checkFailedOver(t, boot, before, t0) // b, at a newer epoch, one master
+			hs, err := election.ReadHistory(f.ctx, f.cli, f.cluster, 1)
+			if err != nil || len(hs) != 1 {
+				t.Fatalf("history %+v, %v", hs, err)
+			}
+			for _, rk := range hs[0].Ranking {
+				if rk.ID == "r" && (!rk.Eligible() || rk.Rank != 2) {
+					t.Errorf("r ranked %+v: want eligible, second", rk)
+				}
+			}
+		})
+	}
 }
