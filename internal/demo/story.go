@@ -137,6 +137,9 @@ func (d *demo) failover(ctx context.Context) bool {
 		return err == nil && now.Master != nil && now.Master.Epoch > s.EpochBefore
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return false // interrupted: not a finding
+		}
 		s.fail("failover: no new master record within %v of the kill", failoverTimeout)
 		fmt.Fprintf(d.o.Out, "  FAILED: %s\n", s.Failures[len(s.Failures)-1])
 		return false
@@ -176,6 +179,9 @@ func (d *demo) failover(ctx context.Context) bool {
 		first = t
 		return ok
 	}); err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
 		s.fail("failover: %s acknowledged no write within %v", nm.name, storyStepTimeout)
 		return false
 	}
@@ -234,6 +240,9 @@ func (d *demo) oldMasterReturns(ctx context.Context) bool {
 		return info["role"] == "slave" && info["master_link_status"] == "up"
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return false // interrupted: not a finding
+		}
 		s.fail("return: %s did not become a replica within %v", old.name, storyStepTimeout)
 		fmt.Fprintf(d.o.Out, "  FAILED: %s\n", s.Failures[len(s.Failures)-1])
 		return false
@@ -288,6 +297,9 @@ func (d *demo) switchoverBack(ctx context.Context) {
 		return err == nil
 	})
 	if perr != nil {
+		if ctx.Err() != nil {
+			return
+		}
 		s.fail("switchover: %v", err)
 		fmt.Fprintf(d.o.Out, "  FAILED: %s\n", s.Failures[len(s.Failures)-1])
 		return
