@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -437,15 +438,11 @@ func (a *Agent) catchUp(ctx context.Context, top *topology.Topology) (string, er
 		}
 		target, from = off, fmt.Sprintf("%s (%s)", id, how)
 	}
-	// Reached when the Redis has READ the relay's stored end: a relay
-	// stores a command cut short by the old master's death, which the
-	// Redis holds unexecuted in its query buffer and never counts in
-	// master_repl_offset (nor could any client have been answered for it).
-	if target == 0 || info.readOffset >= target {
+	if target == 0 || a.caughtUp(ctx, info, target) {
 		return fmt.Sprintf("at offset %d (read %d), relay %s at %d", info.offset, info.readOffset, from, target), nil
 	}
 	deadline := time.Now().Add(a.cfg.CatchUpTimeout)
-	for info.readOffset < target {
+	for !a.caughtUp(ctx, info, target) {
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("catch up: at offset %d after %v, relay %s stored %d", info.offset, a.cfg.CatchUpTimeout, from, target)
 		}
@@ -459,6 +456,44 @@ func (a *Agent) catchUp(ctx context.Context, top *topology.Topology) (string, er
 		}
 	}
 	return fmt.Sprintf("reached relay %s's offset %d (executed %d)", from, target, info.offset), nil
+}
+
+// caughtUp reports whether the Redis holds the stream up to target. It
+// does when it executed it, or when it READ it and what it did not execute
+// is a command cut short: a relay stores a command the old master's death
+// cut short, which the Redis holds in its master link's query buffer and
+// never counts in master_repl_offset (nor could any client have been
+// answered for it). Read but unexecuted bytes of a master link that is
+// held back (CLIENT PAUSE, a busy script: the master client is blocked,
+// flag 'b') are whole commands it would execute later, and REPLICAOF NO
+// ONE would drop them: not caught up (TestFailoverLaggingBackupNotPromoted).
+func (a *Agent) caughtUp(ctx context.Context, info replInfo, target int64) bool {
+	if info.offset >= target {
+		return true
+	}
+	if info.readOffset < target {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	defer cancel()
+	list, err := a.redis.Do(cctx, "CLIENT", "LIST", "TYPE", "master").Text()
+	if err != nil {
+		return false
+	}
+	return !masterLinkBlocked(list)
+}
+
+// masterLinkBlocked reports whether a CLIENT LIST TYPE master reply shows
+// the master client blocked (flag 'b').
+func masterLinkBlocked(list string) bool {
+	for _, line := range strings.Split(list, "\n") {
+		for _, field := range strings.Fields(line) {
+			if flags, ok := strings.CutPrefix(field, "flags="); ok && strings.ContainsRune(flags, 'b') {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // relayPosition asks a relay's Redis side for its history and stored
