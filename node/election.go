@@ -149,18 +149,23 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 		e.leaderless, e.ranking = time.Time{}, nil
 		return ""
 	}
-	if time.Now().Before(e.cooldownUntil) {
-		return ""
-	}
 	spec, ok := top.Nodes[me]
 	if !ok {
 		return ""
 	}
 	if sw := st.Switchover; sw.Handing(time.Now()) {
-		// A planned hand-off: only its target campaigns.
+		// A planned hand-off: only its target campaigns, cooldown or not.
+		// The cooldown keeps a node that just stepped down from taking the
+		// election back on its own; a hand-off was chosen by the leader
+		// with the target caught up, and the old master's writes stay
+		// paused until the target publishes, so waiting here would only
+		// stretch the pause.
 		if sw.To == me {
 			a.campaign(ctx, wg, fmt.Sprintf("switchover from %s (epoch %d)", st.Master.Node, st.Master.Epoch))
 		}
+		return ""
+	}
+	if time.Now().Before(e.cooldownUntil) {
 		return ""
 	}
 	switch {

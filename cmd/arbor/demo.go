@@ -33,8 +33,7 @@ agents to elect and promote A-M-Backup (new epoch, the history's steps, the
 time from the kill to the first write the new master acknowledged, full
 syncs before and after: none new); A-Master's redis-server restarts and its
 agent makes it a replica (one full sync, its own: Redis gives a restarted
-master a new replication ID); once its agent may campaign again (a lease
-TTL after it stepped down) a planned switchover moves the master back to
+master a new replication ID); a planned switchover moves the master back to
 A-Master (the write pause the writer saw). The writer remembers every write
 acknowledged (ack:<n> keys); at the end the final master must hold all of
 them but those A-Master acknowledged just before its kill and no relay had

@@ -196,9 +196,6 @@ type demo struct {
 	cancel context.CancelFunc // ends the relays and agents
 	sum    *Summary
 	w      *writer
-	// steppedDown is when the killed master's agent had resigned (the
-	// new record's arrival).
-	steppedDown time.Time
 
 	// With the control plane.
 	etcd      *etcdProcess // nil with Options.Etcd

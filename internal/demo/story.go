@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/arbor-fabric/arbor/election"
-	"github.com/arbor-fabric/arbor/node"
 )
 
 const (
@@ -145,7 +144,6 @@ func (d *demo) failover(ctx context.Context) bool {
 		return false
 	}
 	recorded := time.Since(killed)
-	d.steppedDown = time.Now() // the old master's agent resigned before this record
 	s.FailedOver, s.EpochAfter, s.NewMaster = true, now.Master.Epoch, now.Master.Node
 	d.w.setPhase("after the failover", "")
 	fmt.Fprintf(d.o.Out, "  %v after the kill: epoch %d → %d, new master %s (%s).\n",
@@ -271,18 +269,6 @@ func (d *demo) switchoverBack(ctx context.Context) {
 	_ = poll(ctx, storyStepTimeout, func() bool {
 		return infoInt(ctx, old.client, "replication", "master_repl_offset") >= infoInt(ctx, m.client, "replication", "master_repl_offset")-1<<20
 	})
-	// The old master's agent resigned at the kill, and an agent that
-	// stepped down campaigns again only a lease TTL later (no flapping):
-	// until then a switchover to it would hold writes paused waiting for
-	// its campaign.
-	if wait := time.Until(d.steppedDown.Add(node.DefaultConfig().LeaseTTL)); wait > 0 {
-		fmt.Fprintf(d.o.Out, "  (waiting %v: %s's agent campaigns again only a lease TTL after it stepped down)\n", wait.Round(time.Millisecond), seedMaster)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
 	before := d.fullSyncs()
 	fmt.Fprintf(d.o.Out, "\n[%s] Planned switchover back, as this would do:\n  arbor switchover --to %s --etcd %s --cluster %s\n",
 		stamp(), seedMaster, strings.Join(d.endpoints, ","), d.o.Cluster)
