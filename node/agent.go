@@ -34,6 +34,7 @@ type Agent struct {
 	lastProblems string   // last problems logged
 	lastAction   string   // last steering action logged
 	el           *elector // the election role (idle unless cfg.Elect)
+	met          *metrics
 
 	// beforeStep, if set (tests only), runs at the top of every round of
 	// the owner loop. A test blocks in it to freeze the agent as SIGSTOP
@@ -64,6 +65,11 @@ func New(cfg Config, cli *clientv3.Client) (*Agent, error) {
 		status: &arborv1.NodeStatus{Id: cfg.ID, Site: cfg.Site, LastError: "starting"},
 		el:     newElector(),
 	}
+	met, err := newMetrics(cfg.MeterProvider, cfg.ID)
+	if err != nil {
+		return nil, fmt.Errorf("node metrics: %w", err)
+	}
+	a.met = met
 	return a, nil
 }
 
@@ -95,6 +101,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 		a.el.shutdown(ctx)
+		a.met.close()
 		a.redis.Close()
 		a.log.Info("node agent stopped")
 	}()
@@ -136,6 +143,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		if a.step(ctx, &wg, w, off) && started {
 			pub.Trigger()
 		}
+		if m := a.el.state.Master; m != nil {
+			a.met.epoch.Store(m.Epoch)
+		}
+		a.met.role.Store(int64(a.el.role))
 		if !started {
 			// The first status is a real one, not the placeholder.
 			wg.Go(func() { pub.Run(ctx) })

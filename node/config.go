@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/metric"
 	"log/slog"
 	"net"
 	"net/url"
@@ -77,6 +78,9 @@ type Config struct {
 	MinReplicasMaxLag time.Duration
 	// Logger receives the agent's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// MeterProvider, if set, receives the election metrics (epoch, role,
+	// failovers and their durations); nil means none.
+	MeterProvider metric.MeterProvider
 }
 
 // DefaultConfig returns a Config with every default filled in.

@@ -375,6 +375,15 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 		a.log.Warn("election: history not written", "err", err)
 	}
 	e.observe(election.State{Revision: e.state.Revision, Leader: a.cfg.ID, LeaderEpoch: rec.Epoch, Master: &rec})
+	a.met.epoch.Store(rec.Epoch)
+	a.met.role.Store(int64(roleLeader))
+	if promote {
+		if sw != nil {
+			a.met.tookOver(ctx, "switchover", sw.PausedAt)
+		} else {
+			a.met.tookOver(ctx, "failover", e.leaderless)
+		}
+	}
 	e.leaderless = time.Time{}
 	a.log.Info("election: master of epoch", "epoch", rec.Epoch, "replid", rec.Replid, "offset", rec.Offset, "steps", fmt.Sprint(steps))
 	return nil

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/internal/redistest"
 	"github.com/arbor-fabric/arbor/internal/wan"
@@ -311,4 +314,57 @@ func TestMasterLinkBlocked(t *testing.T) {
 			t.Errorf("%q: blocked %v, want %v", c.list, got, c.want)
 		}
 	}
+}
+
+// TestFailoverMetrics: after a failover, the new master's agent reports
+// the new epoch, the leader role, one failover and its duration.
+func TestFailoverMetrics(t *testing.T) {
+	f := newElectFabric(t, 1)
+	readers := map[string]*sdkmetric.ManualReader{}
+	f.agentCfg = func(c *Config) {
+		r := sdkmetric.NewManualReader()
+		readers[c.ID] = r
+		c.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
+	}
+	boot, _ := f.start(t, nil)
+	before := f.relay().Status().GetCounters()
+	t0 := time.Now()
+	f.m.Kill()
+	f.checkFailedOver(t, boot, before, t0)
+	want := f.state(t).Master.Epoch
+
+	// The gauges follow the owner loop: poll.
+	var got map[string]float64
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		var rm metricdata.ResourceMetrics
+		if err := readers["b"].Collect(f.ctx, &rm); err != nil {
+			return err
+		}
+		got = map[string]float64{}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				switch d := m.Data.(type) {
+				case metricdata.Gauge[int64]:
+					for _, p := range d.DataPoints {
+						got[m.Name] = float64(p.Value)
+					}
+				case metricdata.Sum[int64]:
+					for _, p := range d.DataPoints {
+						got[m.Name] += float64(p.Value)
+					}
+				case metricdata.Histogram[float64]:
+					for _, p := range d.DataPoints {
+						got[m.Name+".count"] += float64(p.Count)
+						got[m.Name+".sum"] += p.Sum
+					}
+				}
+			}
+		}
+		if got["arbor.node.election.epoch"] != float64(want) || got["arbor.node.election.role"] != float64(roleLeader) ||
+			got["arbor.node.failovers"] != 1 || got["arbor.node.failover.duration.count"] != 1 {
+			return fmt.Errorf("b's metrics %v: want epoch %d, role %d, one failover with its duration", got, want, roleLeader)
+		}
+		return nil
+	})
+	t.Logf("b's metrics after the failover: %v", got)
 }

@@ -90,6 +90,7 @@ line and out of the file, leave --redis out and set $` + nodeRedisEnv + `.`,
 	f.DurationVar(&cfg.CatchUpTimeout, "catch-up-timeout", def.CatchUpTimeout, "bound on the winner's wait to reach the most advanced root relay's offset before promotion")
 	f.IntVar(&cfg.MinReplicas, "min-replicas", 0, "min-replicas-to-write set on the elected master (relays count; 0 = off): a master no relay acks refuses writes")
 	f.DurationVar(&cfg.MinReplicasMaxLag, "min-replicas-max-lag", def.MinReplicasMaxLag, "min-replicas-max-lag (whole seconds, below --lease-ttl) with --min-replicas")
+	debugAddr := f.String("debug-addr", "", "address of an HTTP endpoint with /debug/pprof and Prometheus /metrics: the election's epoch, role, failovers and their durations (empty: none)")
 	logLevel := f.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := f.String("log-format", "text", "log format: text or json")
 	load = func() (node.Config, *etcdFlags, error) {
@@ -130,6 +131,21 @@ line and out of the file, leave --redis out and set $` + nodeRedisEnv + `.`,
 			return err
 		}
 		defer cli.Close()
+		tel, err := startTelemetry(cmd.Context(), cfg.ID, *debugAddr != "", logger)
+		if err != nil {
+			return err
+		}
+		defer tel.shutdown(cmd.Context(), logger)
+		if tel.meters != nil {
+			cfg.MeterProvider = tel.meters
+		}
+		if *debugAddr != "" {
+			stop, err := serveDebug(cmd.Context(), *debugAddr, logger, tel.metrics)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
 		a, err := node.New(cfg, cli)
 		if err != nil {
 			return err

@@ -89,7 +89,7 @@ func readOTLPEnv(getenv func(string) string) (otlpEnv, error) {
 	return e, err
 }
 
-// startTelemetry builds the providers of relay relayID: Prometheus when
+// startTelemetry builds the providers of relay (or node) relayID: Prometheus when
 // withPrometheus (its own registry, never the global one), OTLP as the
 // environment says. Call shutdown on exit to flush them.
 func startTelemetry(ctx context.Context, relayID string, withPrometheus bool, log *slog.Logger) (*telemetry, error) {
