@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,10 +47,16 @@ func TestFailoverMasterPaused(t *testing.T) {
 	f := newElectFabric(t, 1)
 	ctx := f.ctx
 	f.agentCfg = func(c *Config) { c.MinReplicas, c.MinReplicasMaxLag = 1, time.Second }
-	var frozen sync.Mutex // held while m's agent is stopped
+	// While frozen is set, m's owner loop waits for thaw to close.
+	var frozen atomic.Bool
+	thaw := make(chan struct{})
 	f.onAgent = func(id string, a *Agent) {
 		if id == "m" {
-			a.beforeStep = func() { frozen.Lock(); frozen.Unlock() }
+			a.beforeStep = func() {
+				if frozen.Load() {
+					<-thaw
+				}
+			}
 		}
 	}
 	br, err := wan.NewBridge(strings.TrimPrefix(f.etcd.Members[0].ClientURL, "http://"))
@@ -67,13 +74,14 @@ func TestFailoverMasterPaused(t *testing.T) {
 	resume := func() {
 		once.Do(func() {
 			f.m.Resume()
-			frozen.Unlock()
+			frozen.Store(false)
+			close(thaw)
 			br.Restore()
 		})
 	}
 	t.Cleanup(resume)
 	t0 := time.Now()
-	frozen.Lock()
+	frozen.Store(true)
 	br.Pause()
 	f.m.Pause()
 	// m's last renewal came before t0, so its fence deadline is no later.
