@@ -89,9 +89,9 @@ type linkState struct {
 	state       string    // "connect", "connecting", "sync", "connected"
 	lastIO      time.Time // last byte received
 	downSince   time.Time
-	lastErr     string
-	syncBytes   int64 // RDB bytes received in the current transfer
-	syncTotal   int64 // RDB size when known (-1 for EOF framing)
+	lastErr     string // why the link last failed; cleared once it is connected again
+	syncBytes   int64  // RDB bytes received in the current transfer
+	syncTotal   int64  // RDB size when known (-1 for EOF framing)
 	syncStarted time.Time
 }
 
@@ -100,6 +100,11 @@ func (l *linkState) set(state string) {
 	defer l.mu.Unlock()
 	if state != "connected" && l.state == "connected" {
 		l.downSince = time.Now()
+	}
+	if state == "connected" {
+		// The link is up again: an error from before it is history (the
+		// log keeps it), not something for an operator to act on now.
+		l.lastErr = ""
 	}
 	l.state = state
 }
