@@ -131,7 +131,7 @@ line and out of the file, leave --redis out and set $` + nodeRedisEnv + `.`,
 			return err
 		}
 		defer cli.Close()
-		tel, err := startTelemetry(cmd.Context(), cfg.ID, *debugAddr != "", logger)
+		tel, err := startTelemetry(cmd.Context(), nodeServiceName, cfg.ID, *debugAddr != "", logger)
 		if err != nil {
 			return err
 		}

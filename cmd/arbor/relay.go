@@ -79,7 +79,7 @@ flushed.`,
 		}
 		logger.Info("arbor relay starting", "version", relay.Version)
 		debugAddr, _ := cmd.Flags().GetString("debug-addr")
-		tel, err := startTelemetry(cmd.Context(), cfg.ID, debugAddr != "", logger)
+		tel, err := startTelemetry(cmd.Context(), relayServiceName, cfg.ID, debugAddr != "", logger)
 		if err != nil {
 			return err
 		}

@@ -26,9 +26,12 @@ import (
 	"github.com/arbor-fabric/arbor/relay"
 )
 
-// serviceName is the OpenTelemetry service.name of a relay (OTEL_SERVICE_NAME
-// overrides it).
-const serviceName = "arbor-relay"
+// The OpenTelemetry service.name of each kind of process
+// (OTEL_SERVICE_NAME overrides it).
+const (
+	relayServiceName = "arbor-relay"
+	nodeServiceName  = "arbor-node"
+)
 
 // telemetryShutdownTimeout bounds flushing the exporters on exit.
 const telemetryShutdownTimeout = 5 * time.Second
@@ -89,10 +92,10 @@ func readOTLPEnv(getenv func(string) string) (otlpEnv, error) {
 	return e, err
 }
 
-// startTelemetry builds the providers of relay (or node) relayID: Prometheus when
-// withPrometheus (its own registry, never the global one), OTLP as the
-// environment says. Call shutdown on exit to flush them.
-func startTelemetry(ctx context.Context, relayID string, withPrometheus bool, log *slog.Logger) (*telemetry, error) {
+// startTelemetry builds the providers of process id of service (a relay or
+// a node agent): Prometheus when withPrometheus (its own registry, never the
+// global one), OTLP as the environment says. Call shutdown on exit to flush them.
+func startTelemetry(ctx context.Context, service, id string, withPrometheus bool, log *slog.Logger) (*telemetry, error) {
 	env, err := readOTLPEnv(os.Getenv)
 	if err != nil {
 		return nil, err
@@ -105,7 +108,7 @@ func startTelemetry(ctx context.Context, relayID string, withPrometheus bool, lo
 	// override them.
 	res, err := resource.New(ctx,
 		resource.WithSchemaURL(semconv.SchemaURL),
-		resource.WithAttributes(semconv.ServiceName(serviceName), semconv.ServiceInstanceID(relayID), semconv.ServiceVersion(relay.Version)),
+		resource.WithAttributes(semconv.ServiceName(service), semconv.ServiceInstanceID(id), semconv.ServiceVersion(relay.Version)),
 		resource.WithTelemetrySDK(),
 		resource.WithFromEnv(),
 	)

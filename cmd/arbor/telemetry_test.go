@@ -20,6 +20,7 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	"google.golang.org/grpc"
 
+	"github.com/arbor-fabric/arbor/internal/etcdtest"
 	"github.com/arbor-fabric/arbor/internal/redistest"
 	"github.com/arbor-fabric/arbor/relay"
 )
@@ -382,6 +383,31 @@ func TestRelayOTLPExport(t *testing.T) {
 					return fmt.Errorf("%s exported %v, not %s", inst, names, want)
 				}
 			}
+		}
+		return nil
+	})
+}
+
+// TestNodeMetricsEndpoint: `arbor node --debug-addr` serves Prometheus
+// metrics under its own service name (arbor-node), with its election role.
+func TestNodeMetricsEndpoint(t *testing.T) {
+	noLeaks(t)
+	c := etcdtest.Start(t, 1)
+	rds := redistest.Start(t)
+	debugAddr := loopbackAddr(t)
+	runArbor(t, "node", "--id", "n-prom", "--site", "A", "--redis", "redis://"+rds.Addr,
+		"--etcd", strings.Join(c.Endpoints(), ","), "--cluster", "nodeprom", "--elect",
+		"--debug-addr", debugAddr, "--log-level", "warn")
+	redistest.WaitFor(t, 20*time.Second, func() error {
+		text, err := httpGet("http://" + debugAddr + "/metrics")
+		if err != nil {
+			return err
+		}
+		if v, ok := promValue(text, "target_info", `service_name="arbor-node"`, `service_instance_id="n-prom"`); !ok || v != 1 {
+			return fmt.Errorf("target_info of arbor-node n-prom: %v (present %v)", v, ok)
+		}
+		if !strings.Contains(text, "arbor_node_election_role") {
+			return fmt.Errorf("no arbor_node_election_role in /metrics")
 		}
 		return nil
 	})
