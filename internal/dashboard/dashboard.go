@@ -2,11 +2,14 @@
 // embedded in the binary, that shows a cluster's fabric live. The view is
 // statusview's (what `arbor status` shows), read after every change under
 // the cluster's prefix in etcd by one watch, coalesced, and fanned out to
-// every open page as server-sent events. The dashboard is read-only.
+// every open page as server-sent events. The dashboard is read-only unless
+// started with actions allowed (Config.AllowActions): then POST
+// /api/switchover, with the action token, moves the master.
 package dashboard
 
 import (
 	"context"
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -15,12 +18,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/internal/statusview"
+	"github.com/arbor-fabric/arbor/topology"
 )
 
 // Defaults of Config.
@@ -38,8 +44,21 @@ const (
 	keepAlive = 15 * time.Second
 )
 
+// Bounds of a switchover's write pause asked for through the API.
+const (
+	// DefaultSwitchoverTimeout is the pause bound when the request names
+	// none (what `arbor switchover` uses).
+	DefaultSwitchoverTimeout = 5 * time.Second
+	// MaxSwitchoverTimeout is the largest pause bound a request may ask.
+	MaxSwitchoverTimeout = time.Minute
+)
+
 // ErrTooManyClients is the answer to an event stream beyond MaxClients.
 var ErrTooManyClients = errors.New("too many event streams open")
+
+// ErrNoActionToken is returned by Serve when actions are allowed with no
+// token: anyone who reaches the port could move the master.
+var ErrNoActionToken = errors.New("actions allowed without an action token")
 
 //go:embed web
 var webFS embed.FS
@@ -58,6 +77,12 @@ type Config struct {
 	MaxClients int
 	// Logger receives read errors; nil means slog.Default().
 	Logger *slog.Logger
+	// AllowActions enables POST /api/switchover; without it the
+	// dashboard is read-only. ActionToken is the shared secret a request
+	// must carry as "Authorization: Bearer <token>"; it must not be empty
+	// when AllowActions is set.
+	AllowActions bool
+	ActionToken  string
 }
 
 // Server is the dashboard: Serve runs it.
@@ -92,6 +117,10 @@ func New(cfg Config) *Server {
 // Serve watches the fabric and serves the page and its API on ln until ctx
 // ends; then it closes the event streams and the listener.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.cfg.AllowActions && s.cfg.ActionToken == "" {
+		_ = ln.Close()
+		return ErrNoActionToken
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -172,8 +201,11 @@ func (s *Server) current() ([]byte, uint64, <-chan struct{}) {
 //	GET /static/...   its script and style
 //	GET /api/view     the whole view as JSON (statusview.Fabric)
 //	GET /api/events   the view as server-sent events ("view"), one per change
+//	GET /api/config   what the page may offer: {"actions": bool}
+//	POST /api/switchover  {"to": node, "timeout_ms": n}: a switchover (see
+//	                  serveSwitchover), refused unless actions are allowed
 //
-// Anything else is refused: the dashboard is read-only.
+// Anything else is refused.
 func (s *Server) Handler() http.Handler {
 	static, err := fs.Sub(webFS, "web")
 	if err != nil {
@@ -186,12 +218,18 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /api/view", s.serveView)
 	mux.HandleFunc("GET /api/events", s.serveEvents)
+	mux.HandleFunc("GET /api/config", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(map[string]bool{"actions": s.cfg.AllowActions})
+	})
+	mux.HandleFunc("POST /api/switchover", s.serveSwitchover)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			jsonError(w, http.StatusMethodNotAllowed, "the dashboard is read-only: it has no actions")
+			jsonError(w, http.StatusMethodNotAllowed, "the dashboard's only action is POST /api/switchover")
 			return
 		}
-		jsonError(w, http.StatusNotFound, "no such endpoint: see /api/view and /api/events")
+		jsonError(w, http.StatusNotFound, "no such endpoint: see /api/view, /api/events and /api/config")
 	})
 	return headers(mux)
 }
@@ -287,4 +325,84 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			flusher.Flush()
 		}
 	}
+}
+
+// switchoverRequest is the body of POST /api/switchover.
+type switchoverRequest struct {
+	// To is the target node; "" lets the leader pick.
+	To string `json:"to"`
+	// TimeoutMS bounds the write pause (0: DefaultSwitchoverTimeout).
+	TimeoutMS int64 `json:"timeout_ms"`
+}
+
+// serveSwitchover runs election.RequestSwitchover, as `arbor switchover`
+// does, and answers the new master's record. Refusals: 403 without
+// AllowActions, 401 without the token, 400 for a bad body or a node not in
+// the topology, 409 when the agents refused or aborted it (nothing
+// changed; a pending switchover, no live master, the target not eligible
+// or not caught up in time), 503 when etcd cannot be read.
+func (s *Server) serveSwitchover(w http.ResponseWriter, r *http.Request) {
+	if !s.cfg.AllowActions {
+		jsonError(w, http.StatusForbidden, "actions are disabled: start with --allow-actions")
+		return
+	}
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="arbor dashboard"`)
+		jsonError(w, http.StatusUnauthorized, "missing or wrong action token (Authorization: Bearer <token>)")
+		return
+	}
+	var req switchoverRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		jsonError(w, http.StatusBadRequest, fmt.Sprintf("bad request body: %v", err))
+		return
+	}
+	timeout := DefaultSwitchoverTimeout
+	if req.TimeoutMS != 0 {
+		timeout = time.Duration(req.TimeoutMS) * time.Millisecond
+	}
+	if timeout <= 0 || timeout > MaxSwitchoverTimeout {
+		jsonError(w, http.StatusBadRequest, fmt.Sprintf("timeout_ms %d: must be in (0, %d]", req.TimeoutMS, MaxSwitchoverTimeout.Milliseconds()))
+		return
+	}
+	if req.To != "" {
+		top, _, err := topology.Load(r.Context(), s.cfg.Etcd, s.cfg.Cluster)
+		if err != nil {
+			jsonError(w, http.StatusServiceUnavailable, fmt.Sprintf("read the topology: %v", err))
+			return
+		}
+		if _, ok := top.Nodes[req.To]; !ok {
+			jsonError(w, http.StatusBadRequest, fmt.Sprintf("no node %q in cluster %s", req.To, s.cfg.Cluster))
+			return
+		}
+	}
+	s.log.Info("dashboard: switchover requested", "to", req.To, "timeout", timeout, "from", r.RemoteAddr)
+	start := time.Now()
+	m, err := election.RequestSwitchover(r.Context(), s.cfg.Etcd, s.cfg.Cluster, req.To, timeout)
+	switch {
+	case errors.Is(err, election.ErrSwitchover):
+		s.log.Warn("dashboard: switchover refused", "to", req.To, "err", err)
+		jsonError(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		s.log.Warn("dashboard: switchover", "to", req.To, "err", err)
+		jsonError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	s.log.Info("dashboard: switched over", "to", m.Node, "epoch", m.Epoch, "took", time.Since(start))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(m)
+}
+
+// authorized reports whether r carries the action token. The compare takes
+// the same time wherever the tokens differ, so it leaks nothing of the
+// token.
+func (s *Server) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || s.cfg.ActionToken == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.ActionToken)) == 1
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image/png"
 	"io"
@@ -25,6 +26,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
+	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/internal/etcdtest"
 	arborfabric "github.com/arbor-fabric/arbor/internal/fabric"
 	"github.com/arbor-fabric/arbor/internal/freeport"
@@ -146,15 +148,20 @@ func startFabric(t *testing.T, ctx context.Context, elect bool) *testFabric {
 	return f
 }
 
-// serve runs the dashboard on a loopback port until the test ends.
-func serve(t *testing.T, f *testFabric) string {
+// serve runs the dashboard on a loopback port until the test ends; opts
+// adjust its Config (actions, token).
+func serve(t *testing.T, f *testFabric, opts ...func(*Config)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{Etcd: f.cli, Cluster: f.cluster, Every: 200 * time.Millisecond, Refresh: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := Config{Etcd: f.cli, Cluster: f.cluster, Every: 200 * time.Millisecond, Refresh: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
@@ -515,7 +522,8 @@ nodes:
 		method, path string
 		code         int
 	}{
-		{http.MethodPost, "/api/switchover", http.StatusMethodNotAllowed},
+		{http.MethodPost, "/api/switchover", http.StatusForbidden},
+		{http.MethodPost, "/api/view", http.StatusMethodNotAllowed},
 		{http.MethodDelete, "/api/view", http.StatusMethodNotAllowed},
 		{http.MethodGet, "/api/nope", http.StatusNotFound},
 		{http.MethodGet, "/", http.StatusOK},
@@ -637,4 +645,169 @@ func TestHundredNodes(t *testing.T) {
 	}
 	t.Logf("screenshot: %s (%d bytes)", path, len(shot))
 	checkNotBlank(t, shot)
+}
+
+// actionToken is the token of the dashboards with actions in the tests.
+const actionToken = "s3cret-token"
+
+func withActions(c *Config) { c.AllowActions, c.ActionToken = true, actionToken }
+
+// postSwitchover posts body to url's /api/switchover with token (none if
+// "") and returns the status and the decoded answer.
+func postSwitchover(t *testing.T, ctx context.Context, url, token, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/api/switchover", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("POST /api/switchover %s: %d with no JSON: %v", body, resp.StatusCode, err)
+	}
+	return resp.StatusCode, out
+}
+
+func getConfig(t *testing.T, ctx context.Context, url string) map[string]bool {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/api/config", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]bool
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestSwitchoverAction: on a real fabric with the election running, POST
+// /api/switchover is refused without --allow-actions (403) and with a
+// missing or wrong token (401), and nothing changes (same epoch, no
+// request in etcd); bad bodies and unknown nodes are 400; with the token
+// a real switchover to a1 happens and its record is the answer.
+func TestSwitchoverAction(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	f := startFabric(t, ctx, true)
+	readOnly := serve(t, f)
+	actions := serve(t, f, withActions)
+	if c := getConfig(t, ctx, readOnly); c["actions"] {
+		t.Errorf("read-only /api/config: %v", c)
+	}
+	if c := getConfig(t, ctx, actions); !c["actions"] {
+		t.Errorf("/api/config with actions: %v", c)
+	}
+
+	// The election is live with m as master and a1 eligible.
+	var epoch int64
+	redistest.WaitFor(t, 60*time.Second, func() error {
+		st, err := election.ReadState(ctx, f.cli, f.cluster)
+		if err != nil {
+			return err
+		}
+		if !st.Live() || st.Master.Node != "m" {
+			return fmt.Errorf("election not live on m: leader %q master %+v", st.Leader, st.Master)
+		}
+		epoch = st.Master.Epoch
+		v, err := statusview.ReadHistory(ctx, f.cli, f.cluster, 0)
+		if err != nil {
+			return err
+		}
+		for _, c := range v.Election.Candidates {
+			if c.ID == "a1" && c.Eligible() {
+				return nil
+			}
+		}
+		return fmt.Errorf("a1 not eligible: %+v", v.Election.Candidates)
+	})
+	unchanged := func(what string) {
+		t.Helper()
+		st, err := election.ReadState(ctx, f.cli, f.cluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Master == nil || st.Master.Epoch != epoch || st.Master.Node != "m" || st.Switchover != nil {
+			t.Fatalf("after %s: master %+v, switchover %+v; want m at epoch %d, no request", what, st.Master, st.Switchover, epoch)
+		}
+	}
+
+	for _, c := range []struct {
+		name, url, token, body string
+		code                   int
+		msg                    string
+	}{
+		{"read-only", readOnly, actionToken, `{"to": "a1"}`, http.StatusForbidden, "start with --allow-actions"},
+		{"no token", actions, "", `{"to": "a1"}`, http.StatusUnauthorized, "token"},
+		{"wrong token", actions, "s3cret-tokem", `{"to": "a1"}`, http.StatusUnauthorized, "token"},
+		{"token prefix", actions, "s3cret", `{"to": "a1"}`, http.StatusUnauthorized, "token"},
+		{"bad JSON", actions, actionToken, `{"to": `, http.StatusBadRequest, "body"},
+		{"unknown field", actions, actionToken, `{"node": "a1"}`, http.StatusBadRequest, "body"},
+		{"bad timeout", actions, actionToken, `{"to": "a1", "timeout_ms": -5}`, http.StatusBadRequest, "timeout_ms"},
+		{"unknown node", actions, actionToken, `{"to": "zz"}`, http.StatusBadRequest, "no node"},
+		{"to the master", actions, actionToken, `{"to": "m"}`, http.StatusConflict, "master already"},
+	} {
+		code, out := postSwitchover(t, ctx, c.url, c.token, c.body)
+		if msg, _ := out["error"].(string); code != c.code || !strings.Contains(msg, c.msg) {
+			t.Errorf("%s: %d %v, want %d with %q", c.name, code, out, c.code, c.msg)
+		}
+		unchanged(c.name)
+	}
+
+	// The right token: a real switchover. The leader's agent may not have
+	// read the relays' statuses yet (a1 "not eligible", 409, nothing
+	// changed), so ask again until it does.
+	var out map[string]any
+	redistest.WaitFor(t, 60*time.Second, func() error {
+		var code int
+		code, out = postSwitchover(t, ctx, actions, actionToken, `{"to": "a1", "timeout_ms": 10000}`)
+		switch {
+		case code == http.StatusConflict:
+			unchanged("a refused switchover")
+			return fmt.Errorf("switchover refused: %v", out)
+		case code != http.StatusOK || out["node"] != "a1":
+			t.Fatalf("switchover: %d %v", code, out)
+		}
+		return nil
+	})
+	st, err := election.ReadState(ctx, f.cli, f.cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Master == nil || st.Master.Node != "a1" || st.Master.Epoch <= epoch {
+		t.Fatalf("after the switchover: master %+v, want a1 past epoch %d", st.Master, epoch)
+	}
+	if got, _ := out["epoch"].(float64); int64(got) != st.Master.Epoch {
+		t.Errorf("answer's epoch %v, record's %d", out["epoch"], st.Master.Epoch)
+	}
+	t.Logf("switched over: epoch %d → %d, master a1", epoch, st.Master.Epoch)
+}
+
+// TestActionsNeedToken: a dashboard with actions allowed and no token
+// does not start.
+func TestActionsNeedToken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{AllowActions: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := s.Serve(context.Background(), ln); !errors.Is(err, ErrNoActionToken) {
+		t.Fatalf("Serve: %v, want ErrNoActionToken", err)
+	}
 }
