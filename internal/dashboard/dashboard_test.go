@@ -174,17 +174,34 @@ func serve(t *testing.T, f *testFabric, opts ...func(*Config)) string {
 	return "http://" + ln.Addr().String()
 }
 
+// chromiumPath is the browser's path, "" when none is installed.
+func chromiumPath() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// waitErr polls f until it returns nil or d passes, and returns its last
+// error.
+func waitErr(d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // browser starts a headless Chromium with a fresh profile and no
 // background traffic; it skips the test when Chromium is not installed.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	var path string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
+	path := chromiumPath()
 	if path == "" {
 		t.Skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
 	}
@@ -768,6 +785,40 @@ func TestSwitchoverAction(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d with %q", c.name, code, out, c.code, c.msg)
 		}
 		unchanged(c.name)
+	}
+
+	// In a browser (if Chromium is installed), the page offers the
+	// switchover to a1 only when actions are allowed.
+	if chromiumPath() != "" {
+		bctx := browser(t)
+		buttons := func(url string) ([]string, int, error) {
+			if err := chromedp.Do(bctx, chromedp.Navigate(url+"/")); err != nil {
+				return nil, 0, err
+			}
+			var ids []string
+			var rows int
+			err := waitErr(30*time.Second, func() error {
+				var err error
+				rows, err = chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('#candidates tbody tr').length`))
+				if err != nil || rows == 0 {
+					return fmt.Errorf("no candidates shown (%v)", err)
+				}
+				ids, err = chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('button[data-switchover]')].map(b => b.dataset.switchover)`))
+				if err == nil && url == actions && !slices.Contains(ids, "a1") {
+					return fmt.Errorf("buttons %v: want one for a1", ids)
+				}
+				return err
+			})
+			return ids, rows, err
+		}
+		if ids, rows, err := buttons(readOnly); err != nil || len(ids) != 0 {
+			t.Errorf("read-only page: switchover buttons %v over %d candidates (%v), want none", ids, rows, err)
+		}
+		ids, _, err := buttons(actions)
+		if err != nil || slices.Contains(ids, "m") {
+			t.Errorf("page with actions: switchover buttons %v (%v), want a1's and not the master's", ids, err)
+		}
+		t.Logf("page with actions: switchover buttons %v", ids)
 	}
 
 	// The right token: a real switchover. The leader's agent may not have

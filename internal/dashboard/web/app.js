@@ -327,10 +327,83 @@ function renderElection(v) {
     const tr = el("tr", { "data-candidate": c.id, class: ok ? "" : "inel" });
     tr.append(el("td", {}, ok ? String(c.rank) : "–"), el("td", {}, c.id), el("td", {}, c.site),
       el("td", { class: "num" }, String(c.priority)), el("td", { class: "num" }, String(c.offset)), el("td", {}, c.reason));
+    if (actions.allowed) {
+      const td = el("td", { class: "act" });
+      if (ok && e.live) {
+        const b = el("button", { type: "button", "data-switchover": c.id, title: `Switch over to ${c.id}: writes pause until it has the master's offset` }, "Switch over to…");
+        b.disabled = actions.busy;
+        td.append(b);
+      }
+      tr.append(td);
+    }
     return tr;
   });
   document.querySelector("#candidates tbody").replaceChildren(...rows);
   document.getElementById("candidates").hidden = rows.length === 0;
+}
+
+// Actions: only when the server was started with --allow-actions
+// (GET /api/config). The token is asked once per tab and kept in
+// sessionStorage, never in the page's URL or in localStorage.
+const actions = { allowed: false, busy: false };
+const TOKEN_KEY = "arbor-action-token";
+
+function showResult(text, ok) {
+  const p = document.getElementById("action-result");
+  p.textContent = text;
+  p.className = ok ? "result ok" : "result bad";
+  p.hidden = false;
+}
+
+async function switchover(to) {
+  if (actions.busy) return;
+  if (!window.confirm(`Switch the master over to ${to}?\n\nWrites pause until ${to} has the master's offset (at most 5 s), then ${to} becomes master.`)) return;
+  let token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    token = window.prompt("Action token (--action-token / $ARBOR_DASHBOARD_TOKEN):");
+    if (!token) return;
+    sessionStorage.setItem(TOKEN_KEY, token);
+  }
+  actions.busy = true;
+  for (const b of document.querySelectorAll("button[data-switchover]")) b.disabled = true;
+  showResult(`switching over to ${to}…`, true);
+  try {
+    const resp = await fetch("/api/switchover", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
+      body: JSON.stringify({ to: to, timeout_ms: 5000 }),
+    });
+    const body = await resp.json().catch(() => ({}));
+    if (resp.status === 401) sessionStorage.removeItem(TOKEN_KEY); // ask again next time
+    if (resp.ok) showResult(`switched over: ${body.node} is master (epoch ${body.epoch})`, true);
+    else showResult(`switchover refused (${resp.status}): ${body.error || resp.statusText}`, false);
+  } catch (err) {
+    showResult(`switchover: ${err}`, false);
+  } finally {
+    actions.busy = false;
+    for (const b of document.querySelectorAll("button[data-switchover]")) b.disabled = false;
+  }
+}
+
+async function loadConfig() {
+  try {
+    const resp = await fetch("/api/config", { cache: "no-store" });
+    const cfg = await resp.json();
+    actions.allowed = cfg.actions === true;
+  } catch (err) {
+    actions.allowed = false;
+  }
+  const mode = document.getElementById("mode");
+  if (actions.allowed) {
+    mode.textContent = "actions allowed";
+    mode.className = "ro actions";
+    mode.title = "Started with --allow-actions: switchovers need the action token";
+  }
+  for (const th of document.querySelectorAll("#candidates th.act")) th.hidden = !actions.allowed;
+  document.getElementById("candidates").addEventListener("click", ev => {
+    const b = ev.target.closest("button[data-switchover]");
+    if (b && actions.allowed) switchover(b.dataset.switchover);
+  });
 }
 
 function renderHistory(v) {
@@ -394,4 +467,4 @@ function connect() {
   });
 }
 
-connect();
+loadConfig().finally(connect);
