@@ -165,6 +165,19 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 		}
 		return ""
 	}
+	if sw := st.Switchover; sw.Forcing(time.Now()) {
+		// An operator's forced failover (arbor failover --force): only its
+		// target campaigns, cooldown or not, and promotes itself without
+		// the ranking's say. Priority 0 still means never.
+		if sw.To != me {
+			return ""
+		}
+		if !spec.Candidate || spec.Priority <= 0 {
+			return "election: forced failover to this node refused: not a candidate, or priority 0 (never)"
+		}
+		a.campaign(ctx, wg, election.ForcedReason)
+		return ""
+	}
 	if time.Now().Before(e.cooldownUntil) {
 		return ""
 	}
@@ -274,6 +287,15 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 	if !sw.Handing(time.Now()) || sw.To != a.cfg.ID {
 		sw = nil
 	}
+	// A forced failover (the operator's override) skips the eligibility
+	// check and the catch-up: what the relays hold beyond this Redis is
+	// lost, by the operator's choice. The old master is still probed and
+	// paused if it answers as a master.
+	forced := false
+	if fsw := e.state.Switchover; reason == election.ForcedReason && fsw.Forcing(time.Now()) && fsw.To == a.cfg.ID {
+		forced = true
+		steps = append(steps, election.Step{Name: "forced", Note: fmt.Sprintf("request %s: eligibility check and catch-up skipped", fsw.ID)})
+	}
 	if sw != nil {
 		steps = append(steps, election.Step{Name: "handoff", Took: time.Since(sw.PausedAt), Note: fmt.Sprintf("since the old master paused writes at offset %d (wall clock)", sw.Offset)})
 	} else if !e.leaderless.IsZero() {
@@ -313,21 +335,27 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 		if err != nil {
 			return fmt.Errorf("rank: %w", err)
 		}
+		note := ""
 		if mine := myRank(ranking, a.cfg.ID); !mine.Eligible() {
-			return fmt.Errorf("no longer eligible: %s", mine.Reason)
+			if !forced {
+				return fmt.Errorf("no longer eligible: %s", mine.Reason)
+			}
+			note = "not eligible, forced: " + mine.Reason
 		}
-		step("recheck", t0, "")
+		step("recheck", t0, note)
 
 		t0 = time.Now()
-		note := a.fenceOldMaster(ctx, top, old)
+		note = a.fenceOldMaster(ctx, top, old)
 		step("probe-old-master", t0, note)
 
-		t0 = time.Now()
-		note, err = a.catchUp(ctx, top)
-		if err != nil {
-			return err
+		if !forced {
+			t0 = time.Now()
+			note, err = a.catchUp(ctx, top)
+			if err != nil {
+				return err
+			}
+			step("catch-up", t0, note)
 		}
-		step("catch-up", t0, note)
 
 		t0 = time.Now()
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
@@ -354,7 +382,7 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 		}
 		also = append(also, clientv3.OpPut(topology.MasterKey(a.cfg.Cluster), string(tm)))
 	}
-	if sw != nil {
+	if sw != nil || forced {
 		also = append(also, clientv3.OpDelete(election.SwitchoverKey(a.cfg.Cluster)))
 	}
 	rec, err := l.PublishMaster(ctx, election.Master{

@@ -1,0 +1,99 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/arbor-fabric/arbor/election"
+	"github.com/arbor-fabric/arbor/internal/redistest"
+	"github.com/arbor-fabric/arbor/topology"
+)
+
+// TestFailoverForced: arbor failover --to b --force. While the master m
+// holds the election the request is refused and nothing changes. Then the
+// only other candidate b trails the relay by more than --max-lag-bytes
+// (CLIENT PAUSE WRITE holds its master link) when m's Redis dies: no
+// automatic promotion. The forced request makes b master in a new epoch
+// anyway (what the relay holds beyond b is lost, by the operator's
+// choice); the record and history say "forced failover by operator", the
+// request is gone and b is the one writable master.
+func TestFailoverForced(t *testing.T) {
+	f := newElectFabric(t, 1)
+	ctx := f.ctx
+	f.agentCfg = func(c *Config) { c.MaxLagBytes, c.CatchUpTimeout = 4<<10, time.Second }
+	boot, _ := f.start(t, nil)
+
+	if _, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 10*time.Second); !errors.Is(err, election.ErrFailover) || !strings.Contains(err.Error(), "live master") {
+		t.Fatalf("forced failover with m alive: %v; want refused (ErrFailover, a live master)", err)
+	}
+	if st := f.state(t); !st.Live() || st.Master.Node != "m" || st.Master.Epoch != boot.Master.Epoch || st.Switchover != nil {
+		t.Fatalf("state %+v after the refusal: want m live at epoch %d and no request", st, boot.Master.Epoch)
+	}
+
+	if err := f.b.Client().Do(ctx, "CLIENT", "PAUSE", "60000", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.b.Client().Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
+	for i := range 200 {
+		if err := f.m.Client().Set(ctx, "lag:"+strconv.Itoa(i), strings.Repeat("x", 100), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		want, err := f.m.InfoInt(ctx, "replication", "master_repl_offset")
+		if err != nil {
+			return err
+		}
+		sts, err := topology.ReadStatus(ctx, f.cli, f.cluster)
+		if err != nil {
+			return err
+		}
+		bs, ok := sts.Nodes["b"]
+		if !ok || want-bs.GetOffset() <= 4<<10 {
+			return fmt.Errorf("b's status %v: offset %d, master at %d; not lagging yet", ok, bs.GetOffset(), want)
+		}
+		return nil
+	})
+	f.m.Kill()
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if st := f.state(t); st.Live() {
+			return fmt.Errorf("m still holds the election")
+		}
+		return nil
+	})
+	// No automatic promotion: b is not eligible (and cannot catch up). A
+	// negative needs a window: a few of b's catch-up timeouts.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if st := f.state(t); st.Master == nil || st.Master.Epoch != boot.Master.Epoch {
+			t.Fatalf("record %+v: want no automatic failover (b lags)", st.Master)
+		}
+	}
+
+	m, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Node != "b" || m.Epoch <= boot.Master.Epoch || m.Reason != election.ForcedReason {
+		t.Fatalf("record %+v: want b at an epoch after %d, forced", m, boot.Master.Epoch)
+	}
+	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
+	if err != nil || len(hs) != 1 || hs[0].Node != "b" || hs[0].Previous != "m" || hs[0].Reason != election.ForcedReason {
+		t.Fatalf("history %+v, %v: want b taking over from m, %q", hs, err, election.ForcedReason)
+	}
+	if st := f.state(t); !st.Live() || st.Switchover != nil {
+		t.Fatalf("state %+v: want b live and the request gone", st)
+	}
+	if err := f.b.Client().Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		return f.b.Client().Set(ctx, "after-forced", "1", 0).Err()
+	})
+	f.checkOneMaster(t, f.b)
+	t.Logf("forced: epoch %d, steps %+v", m.Epoch, hs[0].Steps)
+}
