@@ -42,14 +42,6 @@ func ForceFailover(ctx context.Context, cli *clientv3.Client, cluster, to string
 	if to == "" {
 		return Master{}, fmt.Errorf("%w: a target node is required", ErrFailover)
 	}
-	resp, err := cli.Get(ctx, MasterKey(cluster))
-	if err != nil {
-		return Master{}, fmt.Errorf("read master record: %w", err)
-	}
-	var recRev int64 // 0: no record
-	if len(resp.Kvs) > 0 {
-		recRev = resp.Kvs[0].ModRevision
-	}
 	st, err := ReadState(ctx, cli, cluster)
 	if err != nil {
 		return Master{}, err
@@ -62,48 +54,6 @@ func ForceFailover(ctx context.Context, cli *clientv3.Client, cluster, to string
 	case st.Master.Node == to:
 		return Master{}, fmt.Errorf("%w: %s is the record's master already (its agent re-elects it when its redis is a master)", ErrFailover, to)
 	}
-	now := time.Now()
-	req := Switchover{ID: fmt.Sprintf("%d", now.UnixNano()), To: to, Timeout: timeout, Epoch: st.Master.Epoch, State: SwitchoverForced, Deadline: now.Add(timeout)}
-	key := SwitchoverKey(cluster)
-	// Guarded: no other request pending, and the record unchanged since
-	// it was read (a master elected meanwhile makes the override moot).
-	tr, err := cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
-		clientv3.Compare(clientv3.ModRevision(MasterKey(cluster)), "=", recRev),
-	).Then(clientv3.OpPut(key, string(req.Marshal()))).Commit()
-	if err != nil {
-		return Master{}, fmt.Errorf("request forced failover: %w", err)
-	}
-	if !tr.Succeeded {
-		return Master{}, fmt.Errorf("%w: another request is pending (delete %s if it is stale) or a master was elected meanwhile", ErrFailover, key)
-	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		// Only our own request: the target deletes it when it publishes.
-		_, _ = cli.Txn(dctx).If(clientv3.Compare(clientv3.Value(key), "=", string(req.Marshal()))).Then(clientv3.OpDelete(key)).Commit()
-		cancel()
-	}()
-	wait := time.NewTimer(timeout)
-	defer wait.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return Master{}, ctx.Err()
-		case <-wait.C:
-			return Master{}, fmt.Errorf("%w: %s did not take over within %v (is its agent running with --elect?)", ErrFailover, to, timeout)
-		case <-tick.C:
-		}
-		cur, err := ReadState(ctx, cli, cluster)
-		if err != nil {
-			continue // etcd hiccup: try again until the deadline
-		}
-		if cur.Master != nil && cur.Master.Epoch > st.Master.Epoch {
-			if cur.Master.Node != to {
-				return *cur.Master, fmt.Errorf("%w: %s became master instead (epoch %d)", ErrFailover, cur.Master.Node, cur.Master.Epoch)
-			}
-			return *cur.Master, nil
-		}
-	}
+	req := Switchover{To: to, Timeout: timeout, State: SwitchoverForced, Deadline: time.Now().Add(timeout)}
+	return request(ctx, cli, cluster, st, req, timeout, ErrFailover)
 }

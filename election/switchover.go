@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -98,32 +99,49 @@ func RequestSwitchover(ctx context.Context, cli *clientv3.Client, cluster, to st
 	if to == st.Master.Node {
 		return Master{}, fmt.Errorf("%w: %s is the master already", ErrSwitchover, to)
 	}
-	req := Switchover{ID: fmt.Sprintf("%d", time.Now().UnixNano()), To: to, Timeout: timeout, Epoch: st.Master.Epoch, State: SwitchoverRequested}
-	key := SwitchoverKey(cluster)
-	resp, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(clientv3.OpPut(key, string(req.Marshal()))).Commit()
-	if err != nil {
-		return Master{}, fmt.Errorf("request switchover: %w", err)
-	}
-	if !resp.Succeeded {
-		return Master{}, fmt.Errorf("%w: another switchover is pending (delete %s if it is stale)", ErrSwitchover, key)
-	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		_, _ = cli.Delete(dctx, key)
-		cancel()
-	}()
 	// The leader acts within a check interval; the target then needs the
 	// pause, a campaign and a promotion.
-	wait := time.NewTimer(timeout + 10*time.Second)
-	defer wait.Stop()
+	return request(ctx, cli, cluster, st, Switchover{To: to, Timeout: timeout, State: SwitchoverRequested}, timeout+10*time.Second, ErrSwitchover)
+}
+
+// request writes req as cluster's pending request, made against the
+// master record of st, and waits up to wait for its outcome: the record
+// of a newer epoch (returned; an error of kind too if it names another
+// node than req.To), or req aborted (kind, with the reason). It refuses
+// (kind) when another request is pending or the record changed since st
+// was read: a request made against an older record is moot. Its own
+// request is deleted before it returns (the target deletes it when it
+// publishes; the leader leaves an aborted one for the requester to read).
+func request(ctx context.Context, cli *clientv3.Client, cluster string, st State, req Switchover, wait time.Duration, kind error) (Master, error) {
+	req.ID, req.Epoch = strconv.FormatInt(time.Now().UnixNano(), 10), st.Master.Epoch
+	key := SwitchoverKey(cluster)
+	tr, err := cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
+		clientv3.Compare(clientv3.ModRevision(MasterKey(cluster)), "<", st.Revision+1),
+	).Then(clientv3.OpPut(key, string(req.Marshal()))).Commit()
+	if err != nil {
+		return Master{}, fmt.Errorf("write request: %w", err)
+	}
+	if !tr.Succeeded {
+		return Master{}, fmt.Errorf("%w: another request is pending (delete %s if it is stale) or the master record changed meanwhile", kind, key)
+	}
+	defer func() {
+		// Only our own request (the key created by our put): the agents
+		// rewrite it (same create revision), never re-create it.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_, _ = cli.Txn(dctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", tr.Header.Revision)).Then(clientv3.OpDelete(key)).Commit()
+		cancel()
+	}()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return Master{}, ctx.Err()
-		case <-wait.C:
-			return Master{}, fmt.Errorf("%w: no answer from the agents within %v", ErrSwitchover, timeout+10*time.Second)
+		case <-timer.C:
+			return Master{}, fmt.Errorf("%w: no new master within %v (are the agents running with --elect?)", kind, wait)
 		case <-tick.C:
 		}
 		now, err := ReadState(ctx, cli, cluster)
@@ -131,13 +149,13 @@ func RequestSwitchover(ctx context.Context, cli *clientv3.Client, cluster, to st
 			continue // etcd hiccup: try again until the deadline
 		}
 		if now.Master != nil && now.Master.Epoch > st.Master.Epoch {
-			if to != "" && now.Master.Node != to {
-				return *now.Master, fmt.Errorf("%w: %s became master instead (epoch %d)", ErrSwitchover, now.Master.Node, now.Master.Epoch)
+			if req.To != "" && now.Master.Node != req.To {
+				return *now.Master, fmt.Errorf("%w: %s became master instead (epoch %d)", kind, now.Master.Node, now.Master.Epoch)
 			}
 			return *now.Master, nil
 		}
 		if sw := now.Switchover; sw != nil && sw.ID == req.ID && sw.State == SwitchoverAborted {
-			return Master{}, fmt.Errorf("%w: %s", ErrSwitchover, sw.Error)
+			return Master{}, fmt.Errorf("%w: %s", kind, sw.Error)
 		}
 	}
 }
