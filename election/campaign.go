@@ -80,13 +80,6 @@ func (l *Leader) check(ctx context.Context) error {
 // Epoch returns the leader's epoch: its key's create revision.
 func (l *Leader) Epoch() int64 { return l.epoch }
 
-// Key returns the leader key.
-func (l *Leader) Key() string { return l.key }
-
-// Session returns the session the leadership lives on: its Done and
-// FenceDeadline bound the leadership.
-func (l *Leader) Session() *Session { return l.ses }
-
 // guard is the condition every leader write is made under.
 func (l *Leader) guard() clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.epoch)

@@ -128,9 +128,6 @@ func NewSession(ctx context.Context, cli *clientv3.Client, cfg SessionConfig) (*
 // Lease returns the session's lease.
 func (s *Session) Lease() clientv3.LeaseID { return s.id }
 
-// TTL returns the lease's TTL.
-func (s *Session) TTL() time.Duration { return s.cfg.TTL }
-
 // Done is closed when the session is lost: the lease was found gone, its
 // fence deadline passed without a successful keepalive, or the session
 // was closed. A leader must have fenced itself by then.

@@ -17,7 +17,8 @@ const switchoverRel = "switchover"
 // Switchover as JSON).
 func SwitchoverKey(cluster string) string { return Prefix(cluster) + switchoverRel }
 
-// Switchover states.
+// Switchover states. A request that succeeds has no final state: the
+// target deletes it in the transaction that publishes its record.
 const (
 	// SwitchoverRequested: written by the operator; the leader acts on it.
 	SwitchoverRequested = "requested"
@@ -28,8 +29,6 @@ const (
 	// SwitchoverAborted: nothing changed (Error says why); the old master
 	// resumed writes.
 	SwitchoverAborted = "aborted"
-	// SwitchoverDone: the target published its record.
-	SwitchoverDone = "done"
 )
 
 // Switchover is a planned change of master, asked for by an operator
