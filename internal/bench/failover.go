@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 )
 
@@ -586,15 +585,16 @@ func countMissing(ctx context.Context, addr string, keys []string) (int64, error
 	return missing, nil
 }
 
-// WriteText writes the report as tables.
-func (r *FailoverReport) WriteText(out io.Writer) error {
-	fmt.Fprintf(out, "failover benchmark: %d runs per system · %d CPUs · redis %s · %s\n", r.Runs, r.Host.CPUs, r.Host.RedisVersion, r.Host.GoVersion)
+// WriteText renders the report as tables.
+func (r *FailoverReport) WriteText(w io.Writer) error {
+	p := &printer{w: w}
+	p.f("failover benchmark: %d runs per system · %d CPUs · redis %s · %s\n", r.Runs, r.Host.CPUs, r.Host.RedisVersion, r.Host.GoVersion)
 	kill := "the master's redis-server"
 	if r.Kill == "host" {
 		kill = "the master's host (its redis-server and node agent)"
 	}
-	fmt.Fprintf(out, "each run: fresh master + backup + 2 replicas; a writer SETs to the address the system names (1 attempt/ms); kill -9 of %s\n\n", kill)
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	p.f("each run: fresh master + backup + 2 replicas; a writer SETs to the address the system names (1 attempt/ms); kill -9 of %s\n\n", kill)
+	tw := p.table()
 	fmt.Fprintf(tw, "system\tsettings\truns failed over\twrite accepted p50\tp99\treplicas streaming p50\tp99\tacked writes lost\tworst run\tfull syncs\tpartial syncs\n")
 	for _, s := range r.Systems {
 		fmt.Fprintf(tw, "%s\t%s\t%d of %d\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f ms\t%d of %d\t%d\t%d\t%d\n", s.Name, s.Settings,
@@ -605,23 +605,21 @@ func (r *FailoverReport) WriteText(out io.Writer) error {
 	for _, nr := range r.NotRun {
 		fmt.Fprintf(tw, "%s\t%s\n", nr.Name, "NOT RUN")
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+	tw.Flush()
 	for _, s := range r.Systems {
 		for _, f := range s.Failed {
-			fmt.Fprintf(out, "%s FAILED %s\n", s.Name, f)
+			p.f("%s FAILED %s\n", s.Name, f)
 		}
 	}
 	for _, nr := range r.NotRun {
-		fmt.Fprintf(out, "%s: %s\n", nr.Name, nr.Why)
+		p.f("%s: %s\n", nr.Name, nr.Why)
 	}
 	for _, q := range r.Ratios {
-		fmt.Fprintf(out, "%s / %s: write accepted p50 %.2fx p99 %.2fx, replicas streaming p50 %.2fx p99 %.2fx\n",
+		p.f("%s / %s: write accepted p50 %.2fx p99 %.2fx, replicas streaming p50 %.2fx p99 %.2fx\n",
 			q.System, q.Reference, q.WriteP50, q.WriteP99, q.StreamP50, q.StreamP99)
 	}
 	if r.Dir != "" {
-		fmt.Fprintf(out, "kept %s\n", r.Dir)
+		p.f("kept %s\n", r.Dir)
 	}
-	return nil
+	return p.err
 }
