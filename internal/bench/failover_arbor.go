@@ -3,11 +3,9 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -76,7 +74,7 @@ func (w *workspace) startArborEtcd(ctx context.Context) (*arborEtcd, error) {
 		"--unsafe-no-fsync", "--log-level", "warn"}); err != nil {
 		return nil, err
 	}
-	if err := pollUntil(ctx, 30*time.Second, func() error { return etcdHealth(ae.url) }); err != nil {
+	if err := pollUntil(ctx, 30*time.Second, func() error { return etcdbin.Healthy(ae.url) }); err != nil {
 		e.close()
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
@@ -93,22 +91,6 @@ func (w *workspace) startArborEtcd(ctx context.Context) (*arborEtcd, error) {
 func (ae *arborEtcd) close() {
 	ae.cli.Close()
 	ae.env.close()
-}
-
-func etcdHealth(url string) error {
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := hc.Get(url + "/health")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Health string `json:"health"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Health != "true" {
-		return fmt.Errorf("/health: %q (%v)", body.Health, err)
-	}
-	return nil
 }
 
 // pollUntil calls fn every pollInterval·10 until it returns nil, ctx ends

@@ -2,10 +2,8 @@ package demo
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,7 +160,7 @@ func launchEtcd(ctx context.Context, bin, dir string) (*etcdProcess, error) {
 	go func() { cmd.Wait(); close(p.done) }()
 	deadline := time.Now().Add(etcdReadyTimeout)
 	for {
-		err := etcdHealthy(clientURL)
+		err := etcdbin.Healthy(clientURL)
 		if err == nil {
 			return p, nil
 		}
@@ -179,27 +177,6 @@ func launchEtcd(ctx context.Context, bin, dir string) (*etcdProcess, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// etcdHealthy asks etcd's /health, true once it has a leader.
-func etcdHealthy(clientURL string) error {
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := hc.Get(clientURL + "/health")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Health string `json:"health"`
-		Reason string `json:"reason"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return fmt.Errorf("/health: %w", err)
-	}
-	if body.Health != "true" {
-		return fmt.Errorf("/health: %s %s", body.Health, body.Reason)
-	}
-	return nil
 }
 
 // stop stops etcd gracefully, killing it if it does not exit in time.
