@@ -382,7 +382,7 @@ func (d *demo) run(ctx context.Context) error {
 	case d.o.NoFailover:
 		fmt.Fprintln(d.o.Out, "\n(--no-failover: the failover story is skipped.)")
 	default:
-		d.w.setPhase("load", seedMaster)
+		d.w.setPhase(seedMaster) // the load, until the kill
 	}
 	loadErr := make(chan error, 1)
 	go func() {

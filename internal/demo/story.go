@@ -145,7 +145,7 @@ func (d *demo) failover(ctx context.Context) bool {
 	}
 	recorded := time.Since(killed)
 	s.FailedOver, s.EpochAfter, s.NewMaster = true, now.Master.Epoch, now.Master.Node
-	d.w.setPhase("after the failover", "")
+	d.w.setPhase("") // after the failover
 	fmt.Fprintf(d.o.Out, "  %v after the kill: epoch %d → %d, new master %s (%s).\n",
 		recorded.Round(time.Millisecond), s.EpochBefore, s.EpochAfter, s.NewMaster, now.Master.Reason)
 	if s.NewMaster != failoverTarget {
@@ -272,7 +272,7 @@ func (d *demo) switchoverBack(ctx context.Context) {
 	before := d.fullSyncs()
 	fmt.Fprintf(d.o.Out, "\n[%s] Planned switchover back, as this would do:\n  arbor switchover --to %s --etcd %s --cluster %s\n",
 		stamp(), seedMaster, strings.Join(d.endpoints, ","), d.o.Cluster)
-	d.w.setPhase("switchover", "")
+	d.w.setPhase("") // the switchover
 	began := time.Now()
 	var rec election.Master
 	var err error

@@ -24,9 +24,8 @@ const ackPrefix = "ack:"
 // the master acknowledged, so the demo can check at the end that the final
 // master holds them all.
 type writer struct {
-	mu    sync.Mutex
-	n     int64 // commands acknowledged
-	phase string
+	mu sync.Mutex
+	n  int64 // commands acknowledged
 	// risky names the master whose acknowledged writes may be lost by
 	// design (the one the demo kills, until it is killed): replication
 	// is asynchronous, so what it acked but no relay had pulled yet dies
@@ -46,10 +45,10 @@ func newWriter() *writer { return &writer{firstAck: map[string]time.Time{}} }
 
 // setPhase starts a new phase of the story; risky is the master whose
 // acknowledged writes may be lost by design from now on ("" for none).
-func (w *writer) setPhase(name, risky string) {
+func (w *writer) setPhase(risky string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.phase, w.risky, w.maxGap = name, risky, 0
+	w.risky, w.maxGap = risky, 0
 	w.firstAck = map[string]time.Time{}
 }
 
