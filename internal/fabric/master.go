@@ -61,10 +61,11 @@ type masterGate struct {
 	path string // EpochFile's path; "" keeps the floor in memory only
 	log  *slog.Logger
 
-	mu        sync.Mutex
-	cur       *election.Master // the record followed; nil before any
-	floor     int64            // the highest epoch followed; valid if hasFloor
-	hasFloor  bool
+	mu  sync.Mutex
+	cur *election.Master // the record followed; nil before any
+	// floor is the highest epoch followed, 0 for none: epochs are etcd
+	// revisions, so a floor of 0 refuses nothing.
+	floor     int64
 	floorFrom uint64        // the etcd cluster ID of the floor read from path; 0 once checked
 	refused   string        // why the newest value is not followed; "" when it is
 	changed   chan struct{} // size 1: coalesced notifications of cur or refused
@@ -92,7 +93,7 @@ func newMasterGate(dir string, log *slog.Logger) *masterGate {
 		log.Warn("master epoch floor unreadable; starting without one", "file", g.path, "err", err)
 		return g
 	}
-	g.floor, g.hasFloor, g.floorFrom = f.Epoch, true, f.EtcdClusterID
+	g.floor, g.floorFrom = f.Epoch, f.EtcdClusterID
 	return g
 }
 
@@ -126,7 +127,7 @@ func (g *masterGate) offer(v masterValue) {
 		if v.EtcdClusterID != g.floorFrom {
 			g.log.Warn("master epoch floor is from another etcd cluster; dropping it",
 				"floor", g.floor, "floor_etcd_cluster", fmt.Sprintf("%x", g.floorFrom), "etcd_cluster", fmt.Sprintf("%x", v.EtcdClusterID))
-			g.hasFloor = false
+			g.floor = 0
 		}
 		g.floorFrom = 0
 	}
@@ -139,14 +140,13 @@ func (g *masterGate) offer(v masterValue) {
 		return
 	case err != nil:
 		g.refused = fmt.Sprintf("master record at revision %d refused: %v", v.Revision, err)
-	case g.hasFloor && m.Epoch < g.floor:
+	case m.Epoch < g.floor:
 		g.refused = fmt.Sprintf("master record at revision %d refused: %v: epoch %d (node %s) < epoch %d already followed",
 			v.Revision, ErrStaleEpoch, m.Epoch, m.Node, g.floor)
 	default:
 		g.cur, g.refused = &m, ""
-		raised := !g.hasFloor || m.Epoch > g.floor
-		g.floor, g.hasFloor = m.Epoch, true
-		if raised {
+		if m.Epoch > g.floor {
+			g.floor = m.Epoch
 			g.persist(v.EtcdClusterID)
 		}
 	}
