@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -367,7 +366,7 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 	case <-ctx.Done():
 		return run, ctx.Err()
 	}
-	if wr.acked.Load() == 0 {
+	if len(wr.ackedKeys()) == 0 {
 		return run, fmt.Errorf("the writer had no write acknowledged by the master %s in %v: %v", oldMaster, failoverWarmup, wr.lastErr())
 	}
 	killed := time.Now()
@@ -419,14 +418,13 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 
 // failoverWriter writes fo:<seq> to whatever address the system names as
 // the master, one attempt per failoverWriteEvery, and records every
-// acknowledged key with the server that acknowledged it.
+// acknowledged key and the first write another server acknowledged.
 type failoverWriter struct {
 	setup FailoverSetup
 	old   string // the master at the start
 
-	acked atomic.Int64
 	mu    sync.Mutex
-	keys  []string
+	keys  []string // acknowledged, in order
 	first struct {
 		addr string
 		at   time.Time
@@ -485,7 +483,6 @@ func (wr *failoverWriter) run(ctx context.Context) {
 }
 
 func (wr *failoverWriter) ack(key, addr string) {
-	wr.acked.Add(1)
 	wr.mu.Lock()
 	defer wr.mu.Unlock()
 	wr.keys = append(wr.keys, key)
