@@ -103,8 +103,10 @@ func (c *FailoverConfig) Validate() error {
 
 // FailoverSystem is one failover system under test.
 type FailoverSystem interface {
-	// Name names the system in the report.
+	// Name names the system in the report; Settings says how it is set
+	// up, for people (e.g. down-after-milliseconds).
 	Name() string
+	Settings() string
 	// Start starts a fresh master, backup and two replicas with the
 	// system's failover machinery in e, and returns once the system is
 	// ready to fail the master over.
@@ -290,10 +292,7 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 
 // failoverRuns runs one system n times.
 func (w *workspace) failoverRuns(ctx context.Context, sys FailoverSystem, n int, host *Host) (*FailoverResult, error) {
-	res := &FailoverResult{Name: sys.Name()}
-	if s, ok := sys.(interface{ settings() string }); ok {
-		res.Settings = s.settings()
-	}
+	res := &FailoverResult{Name: sys.Name(), Settings: sys.Settings()}
 	var writes, streams []time.Duration
 	defer func() {
 		res.WriteAccepted, res.ReplicasStreaming = summarize(writes), summarize(streams)

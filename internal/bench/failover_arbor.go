@@ -132,7 +132,7 @@ func (s *arborSystem) Name() string {
 	return "arbor"
 }
 
-func (s *arborSystem) settings() string {
+func (s *arborSystem) Settings() string {
 	p := "default election profile"
 	if s.fast {
 		p = "--fast election profile"

@@ -29,7 +29,7 @@ func (s *sentinelSystem) Name() string {
 	return "sentinel"
 }
 
-func (s *sentinelSystem) settings() string {
+func (s *sentinelSystem) Settings() string {
 	return fmt.Sprintf("3 sentinels, quorum 2, down-after-milliseconds %d", s.downAfter.Milliseconds())
 }
 
