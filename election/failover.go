@@ -23,11 +23,6 @@ const ForcedReason = "forced failover by operator"
 // did not happen; the reason follows.
 var ErrFailover = errors.New("forced failover not done")
 
-// Forcing reports whether s is a pending forced failover now.
-func (s *Switchover) Forcing(now time.Time) bool {
-	return s != nil && s.State == SwitchoverForced && now.Before(s.Deadline)
-}
-
 // ForceFailover is the operator's override for a cluster whose automatic
 // failover does not act (no candidate eligible: all lag, history unknown):
 // it makes node to's agent, and only it, campaign and promote its Redis

@@ -62,9 +62,11 @@ func (s Switchover) Marshal() []byte {
 	return b
 }
 
-// Handing reports whether s hands the election to a target now.
-func (s *Switchover) Handing(now time.Time) bool {
-	return s != nil && s.State == SwitchoverHandoff && now.Before(s.Deadline)
+// HandsOff reports whether s hands the election to its target now: a
+// switchover's hand-off or a forced failover, before its Deadline. Only
+// the target campaigns meanwhile.
+func (s *Switchover) HandsOff(now time.Time) bool {
+	return s != nil && (s.State == SwitchoverHandoff || s.State == SwitchoverForced) && now.Before(s.Deadline)
 }
 
 // ErrSwitchover is returned (wrapped) when a switchover is refused or

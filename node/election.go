@@ -40,10 +40,11 @@ func (r role) String() string {
 // campaignResult is what a campaign goroutine hands back to the owner
 // loop.
 type campaignResult struct {
-	ses    *election.Session
-	leader *election.Leader
-	reason string
-	err    error
+	ses     *election.Session
+	leader  *election.Leader
+	reason  string
+	handOff string // the ID of the hand-off request the campaign answers; "" for none
+	err     error
 }
 
 // elector is the agent's election state. Owned by Run's goroutine; only
@@ -153,29 +154,26 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 	if !ok {
 		return ""
 	}
-	if sw := st.Switchover; sw.Handing(time.Now()) {
-		// A planned hand-off: only its target campaigns, cooldown or not.
-		// The cooldown keeps a node that just stepped down from taking the
-		// election back on its own; a hand-off was chosen by the leader
-		// with the target caught up, and the old master's writes stay
-		// paused until the target publishes, so waiting here would only
-		// stretch the pause.
-		if sw.To == me {
-			a.campaign(ctx, wg, fmt.Sprintf("switchover from %s (epoch %d)", st.Master.Node, st.Master.Epoch))
-		}
-		return ""
-	}
-	if sw := st.Switchover; sw.Forcing(time.Now()) {
-		// An operator's forced failover (arbor failover --force): only its
-		// target campaigns, cooldown or not, and promotes itself without
-		// the ranking's say. Priority 0 still means never.
+	if sw := st.Switchover; sw.HandsOff(time.Now()) {
+		// A hand-off: only its target campaigns, cooldown or not. The
+		// cooldown keeps a node that just stepped down from taking the
+		// election back on its own. A switchover's target was chosen by the
+		// leader and caught up, and the old master's writes stay paused
+		// until it publishes, so waiting here would only stretch the pause;
+		// a forced failover's (arbor failover --force) was chosen by the
+		// operator and promotes itself without the ranking's say. Priority
+		// 0 still means never.
 		if sw.To != me {
 			return ""
 		}
 		if !spec.Candidate || spec.Priority <= 0 {
-			return "election: forced failover to this node refused: not a candidate, or priority 0 (never)"
+			return "election: hand-off to this node refused: not a candidate, or priority 0 (never)"
 		}
-		a.campaign(ctx, wg, election.ForcedReason)
+		reason := fmt.Sprintf("switchover from %s (epoch %d)", st.Master.Node, st.Master.Epoch)
+		if sw.State == election.SwitchoverForced {
+			reason = election.ForcedReason
+		}
+		a.campaign(ctx, wg, reason, sw.ID)
 		return ""
 	}
 	if time.Now().Before(e.cooldownUntil) {
@@ -185,11 +183,11 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 	case st.Master == nil:
 		// Bootstrap: the topology's master takes the first epoch.
 		if top.Master == me && info.role == "master" {
-			a.campaign(ctx, wg, "bootstrap: the topology's master")
+			a.campaign(ctx, wg, "bootstrap: the topology's master", "")
 		}
 		return ""
 	case st.Master.Node == me && info.role == "master":
-		a.campaign(ctx, wg, "re-election: the record's master, still a master")
+		a.campaign(ctx, wg, "re-election: the record's master, still a master", "")
 		return ""
 	case !spec.Candidate || spec.Priority <= 0:
 		return ""
@@ -216,7 +214,7 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 	if wait := time.Duration(mine.Rank-1) * a.cfg.DeferStep; time.Since(e.leaderless) < wait {
 		return ""
 	}
-	a.campaign(ctx, wg, fmt.Sprintf("failover from %s (epoch %d): rank %d, %s", st.Master.Node, st.Master.Epoch, mine.Rank, mine.Reason))
+	a.campaign(ctx, wg, fmt.Sprintf("failover from %s (epoch %d): rank %d, %s", st.Master.Node, st.Master.Epoch, mine.Rank, mine.Reason), "")
 	return ""
 }
 
@@ -229,8 +227,9 @@ func myRank(r []election.Ranked, id string) election.Ranked {
 	return election.Ranked{ID: id, Reason: "not in the ranking"}
 }
 
-// campaign starts a campaign goroutine; its result comes on e.results.
-func (a *Agent) campaign(ctx context.Context, wg *sync.WaitGroup, reason string) {
+// campaign starts a campaign goroutine, for the hand-off request of ID
+// handOff if not ""; its result comes on e.results.
+func (a *Agent) campaign(ctx context.Context, wg *sync.WaitGroup, reason, handOff string) {
 	e := a.el
 	ses, err := election.NewSession(ctx, a.cli, election.SessionConfig{TTL: a.cfg.LeaseTTL, FenceMargin: a.cfg.FenceMargin, Logger: a.log})
 	if err != nil {
@@ -242,7 +241,7 @@ func (a *Agent) campaign(ctx context.Context, wg *sync.WaitGroup, reason string)
 	a.log.Info("election: campaigning", "reason", reason)
 	wg.Go(func() {
 		l, err := ses.Campaign(cctx, a.cfg.Cluster, a.cfg.ID)
-		e.results <- campaignResult{ses: ses, leader: l, reason: reason, err: err}
+		e.results <- campaignResult{ses: ses, leader: l, reason: reason, handOff: handOff, err: err}
 	})
 }
 
@@ -261,7 +260,7 @@ func (a *Agent) campaignEnded(ctx context.Context, top *topology.Topology, res c
 	}
 	e.role, e.leader, e.failures, e.minReplicasSet = roleLeader, res.leader, 0, false
 	a.log.Info("election: won", "epoch", res.leader.Epoch(), "reason", res.reason)
-	if err := a.takeOver(ctx, top, res.reason); err != nil {
+	if err := a.takeOver(ctx, top, res.reason, res.handOff); err != nil {
 		a.log.Error("election: take-over failed; resigning", "epoch", res.leader.Epoch(), "err", err)
 		a.stepDown(ctx, true)
 	}
@@ -274,8 +273,9 @@ var errBehind = errors.New("master behind the fabric")
 // takeOver makes this node's Redis the master of the leader's epoch and
 // publishes the record: for a failover it catches up with the most
 // advanced root relay, probes the old master (pausing its writes if it
-// still is one), and promotes its Redis (REPLICAOF NO ONE).
-func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason string) error {
+// still is one), and promotes its Redis (REPLICAOF NO ONE). handOff is
+// the ID of the hand-off request the campaign answered ("" for none).
+func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason, handOff string) error {
 	e := a.el
 	l := e.leader
 	old := e.state.Master
@@ -283,20 +283,21 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 	step := func(name string, start time.Time, note string) {
 		steps = append(steps, election.Step{Name: name, Took: time.Since(start), Note: note})
 	}
+	// The hand-off this campaign answered, if it still stands. A forced
+	// failover (the operator's override) skips the eligibility check and
+	// the catch-up: what the relays hold beyond this Redis is lost, by the
+	// operator's choice. The old master is still probed and paused if it
+	// answers as a master.
 	sw := e.state.Switchover
-	if !sw.Handing(time.Now()) || sw.To != a.cfg.ID {
+	if handOff == "" || !sw.HandsOff(time.Now()) || sw.ID != handOff || sw.To != a.cfg.ID {
 		sw = nil
 	}
-	// A forced failover (the operator's override) skips the eligibility
-	// check and the catch-up: what the relays hold beyond this Redis is
-	// lost, by the operator's choice. The old master is still probed and
-	// paused if it answers as a master.
-	forced := false
-	if fsw := e.state.Switchover; reason == election.ForcedReason && fsw.Forcing(time.Now()) && fsw.To == a.cfg.ID {
-		forced = true
-		steps = append(steps, election.Step{Name: "forced", Note: fmt.Sprintf("request %s: eligibility check and catch-up skipped", fsw.ID)})
+	forced := sw != nil && sw.State == election.SwitchoverForced
+	planned := sw != nil && !forced // a switchover: the old master paused writes at sw.PausedAt
+	if forced {
+		steps = append(steps, election.Step{Name: "forced", Note: fmt.Sprintf("request %s: eligibility check and catch-up skipped", sw.ID)})
 	}
-	if sw != nil {
+	if planned {
 		steps = append(steps, election.Step{Name: "handoff", Took: time.Since(sw.PausedAt), Note: fmt.Sprintf("since the old master paused writes at offset %d (wall clock)", sw.Offset)})
 	} else if !e.leaderless.IsZero() {
 		step("detect+campaign", e.leaderless, "from the master's loss of the lease to this win")
@@ -382,7 +383,7 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 		}
 		also = append(also, clientv3.OpPut(topology.MasterKey(a.cfg.Cluster), string(tm)))
 	}
-	if sw != nil || forced {
+	if sw != nil {
 		also = append(also, clientv3.OpDelete(election.SwitchoverKey(a.cfg.Cluster)))
 	}
 	rec, err := l.PublishMaster(ctx, election.Master{
@@ -392,7 +393,7 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 		return err
 	}
 	step("publish", t0, "")
-	if sw != nil {
+	if planned {
 		steps = append(steps, election.Step{Name: "write-pause", Took: time.Since(sw.PausedAt), Note: "old master's writes paused until the new record (wall clock)"})
 	}
 	h := election.History{Node: a.cfg.ID, Reason: reason, Replid: info.replid, Offset: info.offset, Steps: steps, Ranking: ranking}
@@ -406,7 +407,7 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason str
 	a.met.epoch.Store(rec.Epoch)
 	a.met.role.Store(int64(roleLeader))
 	if promote {
-		if sw != nil {
+		if planned {
 			a.met.tookOver(ctx, "switchover", sw.PausedAt)
 		} else {
 			a.met.tookOver(ctx, "failover", e.leaderless)
