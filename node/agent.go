@@ -146,7 +146,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if m := a.el.state.Master; m != nil {
 			a.met.epoch.Store(m.Epoch)
 		}
-		a.met.role.Store(int64(a.el.role))
+		a.met.role.Store(int64(a.el.role()))
 		if !started {
 			// The first status is a real one, not the placeholder.
 			wg.Go(func() { pub.Run(ctx) })
@@ -297,7 +297,7 @@ func (a *Agent) steer(ctx context.Context, top *topology.Topology, info replInfo
 		}
 	case "master":
 		from = "master"
-		if rec := a.el.state.Master; a.cfg.Elect && rec != nil && rec.Node != a.cfg.ID && a.el.role != roleLeader {
+		if rec := a.el.state.Master; a.cfg.Elect && rec != nil && rec.Node != a.cfg.ID && a.el.role() != roleLeader {
 			// The election moved the master away (a newer epoch): this is
 			// a deposed or returning old master, and follows now.
 			a.log.Warn("election: demoting the redis; another node is master", "master", rec.Node, "epoch", rec.Epoch)

@@ -51,7 +51,6 @@ type campaignResult struct {
 // the campaign goroutine it starts touches the session it is handed, and
 // reports on results.
 type elector struct {
-	role    role
 	state   election.State // newest state seen (never an older epoch)
 	haveSt  bool
 	ses     *election.Session // while campaigning or leading
@@ -64,7 +63,7 @@ type elector struct {
 	cooldownUntil  time.Time         // no campaign before
 	ranking        []election.Ranked // the last ranking of this outage; nil while a leader holds the election
 	rankedAt       time.Time
-	minReplicasSet bool
+	minReplicasSet bool // min-replicas-to-write set this term (reset by a win)
 	// handled is the ID of the last switchover request this leader acted
 	// on. Its own abort write reaches it through the watch later than the
 	// requester, which reads the abort and deletes the request: without
@@ -88,9 +87,21 @@ func (e *elector) observe(st election.State) {
 	e.state, e.haveSt = st, true
 }
 
+// role is the agent's place in the election, from the session and the
+// leadership it holds.
+func (e *elector) role() role {
+	switch {
+	case e.leader != nil:
+		return roleLeader
+	case e.ses != nil:
+		return roleCampaigning
+	}
+	return roleFollower
+}
+
 // sessionDone is the leader's session's Done, or nil.
 func (e *elector) sessionDone() <-chan struct{} {
-	if e.role != roleLeader {
+	if e.leader == nil {
 		return nil
 	}
 	return e.ses.Done()
@@ -115,7 +126,7 @@ func (e *elector) effective(top *topology.Topology) *topology.Topology {
 func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Topology, info replInfo, perr error) string {
 	e := a.el
 	me := a.cfg.ID
-	switch e.role {
+	switch e.role() {
 	case roleLeader:
 		if perr != nil {
 			e.failures++
@@ -237,7 +248,7 @@ func (a *Agent) campaign(ctx context.Context, wg *sync.WaitGroup, reason, handOf
 		return
 	}
 	cctx, cancel := context.WithCancel(ctx)
-	e.role, e.ses, e.stop = roleCampaigning, ses, cancel
+	e.ses, e.stop = ses, cancel
 	a.log.Info("election: campaigning", "reason", reason)
 	wg.Go(func() {
 		l, err := ses.Campaign(cctx, a.cfg.Cluster, a.cfg.ID)
@@ -253,12 +264,11 @@ func (a *Agent) campaignEnded(ctx context.Context, top *topology.Topology, res c
 		if ctx.Err() == nil {
 			a.log.Info("election: campaign ended without a win", "err", res.err)
 		}
-		e.role, e.leader = roleFollower, nil
 		_ = res.ses.Close(ctx)
 		e.ses = nil
 		return
 	}
-	e.role, e.leader, e.failures, e.minReplicasSet = roleLeader, res.leader, 0, false
+	e.leader, e.failures, e.minReplicasSet = res.leader, 0, false
 	a.log.Info("election: won", "epoch", res.leader.Epoch(), "reason", res.reason)
 	if err := a.takeOver(ctx, top, res.reason, res.handOff); err != nil {
 		a.log.Error("election: take-over failed; resigning", "epoch", res.leader.Epoch(), "err", err)
@@ -647,7 +657,7 @@ func (a *Agent) stepDown(ctx context.Context, resign bool) {
 			e.ses.Orphan() // lost already; a revoke would wait on an etcd we cannot reach
 		}
 	}
-	e.role, e.leader, e.ses = roleFollower, nil, nil
+	e.leader, e.ses = nil, nil
 	e.cooldownUntil = time.Now().Add(a.cfg.LeaseTTL)
 }
 
@@ -671,7 +681,6 @@ func (a *Agent) fence(ctx context.Context, top *topology.Topology) {
 		}
 	}
 	_ = a.redis.Do(cctx, "CLIENT", "UNPAUSE").Err()
-	a.el.minReplicasSet = false
 	a.stepDown(ctx, false)
 }
 
@@ -715,7 +724,7 @@ func (e *elector) shutdown(ctx context.Context) {
 		e.ses.Orphan()
 		e.ses = nil
 	}
-	e.role, e.leader = roleFollower, nil
+	e.leader = nil
 }
 
 // switchover carries out a requested switchover as the leader: pick and
@@ -823,6 +832,5 @@ func (a *Agent) switchover(ctx context.Context, top *topology.Topology, sw elect
 		return
 	}
 	a.log.Info("election: switchover: handed off", "to", target, "offset", info.offset, "caught_up_in", time.Since(pausedAt))
-	e.minReplicasSet = false
 	a.stepDown(ctx, true) // the key is gone already; this revokes the lease
 }
