@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/arbor-fabric/arbor/election"
@@ -436,8 +437,7 @@ func (a *Agent) fenceOldMaster(ctx context.Context, top *topology.Topology, old 
 	if old == nil || old.Node == a.cfg.ID {
 		return "no old master"
 	}
-	t := redisTarget{addr: old.RedisAddr, user: a.target.user, password: a.target.password} // one cluster, one password
-	c := newRedisClient(t, min(a.cfg.RedisTimeout, 300*time.Millisecond))
+	c := a.peer(old.RedisAddr, min(a.cfg.RedisTimeout, 300*time.Millisecond))
 	defer c.Close()
 	pctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
 	defer cancel()
@@ -478,18 +478,19 @@ func (a *Agent) catchUp(ctx context.Context, top *topology.Topology) (string, er
 		if spec.Upstream != topology.UpstreamMaster {
 			continue
 		}
-		replid, replid2, off, how := a.relayPosition(ctx, spec.RedisAddr)
-		if how == "" {
+		rp, err := a.probePeer(ctx, spec.RedisAddr)
+		how := "live"
+		if err != nil {
 			rs, ok := sts.Relays[id]
 			if !ok {
 				continue
 			}
-			replid, replid2, off, how = rs.GetReplid(), rs.GetReplid2(), rs.GetStoredOffset(), "status"
+			rp, how = replInfo{replid: rs.GetReplid(), replid2: rs.GetReplid2(), offset: rs.GetStoredOffset()}, "status"
 		}
-		if off <= target || (replid != info.replid && replid2 != info.replid) {
+		if rp.offset <= target || (rp.replid != info.replid && rp.replid2 != info.replid) {
 			continue
 		}
-		target, from = off, fmt.Sprintf("%s (%s)", id, how)
+		target, from = rp.offset, fmt.Sprintf("%s (%s)", id, how)
 	}
 	if target == 0 || a.caughtUp(ctx, info, target) {
 		return fmt.Sprintf("at offset %d (read %d), relay %s at %d", info.offset, info.readOffset, from, target), nil
@@ -549,20 +550,21 @@ func masterLinkBlocked(list string) bool {
 	return false
 }
 
-// relayPosition asks a relay's Redis side for its history and stored
-// offset (INFO replication), with the agent's credentials (one cluster,
-// one password). how is "live", or "" if it did not answer.
-func (a *Agent) relayPosition(ctx context.Context, addr string) (replid, replid2 string, offset int64, how string) {
-	t := redisTarget{addr: addr, user: a.target.user, password: a.target.password}
-	c := newRedisClient(t, min(a.cfg.RedisTimeout, 300*time.Millisecond))
+// peer returns a client for another Redis of the cluster (a node's, or a
+// relay's Redis side) with the agent's credentials: one cluster, one
+// password.
+func (a *Agent) peer(addr string, timeout time.Duration) *redis.Client {
+	return newRedisClient(redisTarget{addr: addr, user: a.target.user, password: a.target.password}, timeout)
+}
+
+// probePeer reads another Redis's replication state once (for a relay:
+// its history and the stored end of its stream).
+func (a *Agent) probePeer(ctx context.Context, addr string) (replInfo, error) {
+	c := a.peer(addr, min(a.cfg.RedisTimeout, 300*time.Millisecond))
 	defer c.Close()
 	pctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
 	defer cancel()
-	info, err := probe(pctx, c)
-	if err != nil {
-		return "", "", 0, ""
-	}
-	return info.replid, info.replid2, info.offset, "live"
+	return probe(pctx, c)
 }
 
 // rank ranks the cluster's nodes for taking over from st's master, from
@@ -800,7 +802,7 @@ func (a *Agent) switchover(ctx context.Context, top *topology.Topology, sw elect
 		abort(fmt.Sprintf("the master's redis: %v", err))
 		return
 	}
-	c := newRedisClient(redisTarget{addr: spec.RedisAddr, user: a.target.user, password: a.target.password}, a.cfg.RedisTimeout)
+	c := a.peer(spec.RedisAddr, a.cfg.RedisTimeout)
 	defer c.Close()
 	var got int64 = -1
 	for got < info.offset {
