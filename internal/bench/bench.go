@@ -19,8 +19,10 @@ const (
 	// catchUpTimeout bounds how long the replicas may take to reach the
 	// master's offset after a load.
 	catchUpTimeout = 2 * time.Minute
-	// pollInterval is how often the waits poll INFO.
+	// pollInterval is how often the waits poll INFO; slowPoll how often
+	// the heavier checks of a set-up's readiness poll.
 	pollInterval = 5 * time.Millisecond
+	slowPoll     = 50 * time.Millisecond
 )
 
 // workspace is what every run needs: the binaries, a temporary directory

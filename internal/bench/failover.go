@@ -389,7 +389,7 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 			replicas = append(replicas, s)
 		}
 	}
-	streamingAt, err := waitStreaming(wctx, newMaster, replicas)
+	streamingAt, err := waitStreaming(wctx, failoverBound, newMaster, replicas)
 	if err != nil {
 		if ctx.Err() == nil {
 			err = fmt.Errorf("%w: %v", errNoFailover, err)
@@ -516,23 +516,15 @@ func (wr *failoverWriter) waitNewMaster(ctx context.Context) (string, time.Time,
 	}
 }
 
-// waitStreaming polls until every replica streams the new master's
-// history (its replication ID) with its link up, from the master itself or
-// through a relay, and returns when it first saw that.
-func waitStreaming(ctx context.Context, master string, replicas []*server) (time.Time, error) {
-	var last string
-	for {
+// waitStreaming polls until every replica streams the master's history
+// (its replication ID) with its link up, from the master itself or through
+// a relay, and returns when it first saw that.
+func waitStreaming(ctx context.Context, timeout time.Duration, master string, replicas []*server) (time.Time, error) {
+	err := poll(ctx, timeout, pollInterval, "replicas not streaming from "+master, replicas, func() (bool, error) {
 		err := inHistory(ctx, master, replicas)
-		if err == nil {
-			return time.Now(), nil
-		}
-		last = err.Error()
-		select {
-		case <-ctx.Done():
-			return time.Time{}, fmt.Errorf("replicas not streaming from the new master %s: %w (last: %s)", master, ctx.Err(), last)
-		case <-time.After(pollInterval):
-		}
-	}
+		return err == nil, err
+	})
+	return time.Now(), err
 }
 
 // waitFlowing writes a key to master and waits until every replica's
@@ -549,17 +541,17 @@ func waitFlowing(ctx context.Context, master string, replicas []*server) error {
 	if err != nil {
 		return err
 	}
-	return pollUntil(ctx, linkTimeout, func() error {
+	return poll(ctx, linkTimeout, slowPoll, "replicas not at the master's offset", replicas, func() (bool, error) {
 		for _, r := range replicas {
 			ri, err := infoOn(ctx, r.addr, "replication")
 			if err != nil {
-				return err
+				return false, err
 			}
 			if off, _ := infoInt(ri, "master_repl_offset"); off < want {
-				return fmt.Errorf("%s at offset %d, the master at %d", r.name, off, want)
+				return false, fmt.Errorf("%s at offset %d, the master at %d", r.name, off, want)
 			}
 		}
-		return nil
+		return true, nil
 	})
 }
 

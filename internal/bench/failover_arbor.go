@@ -74,9 +74,12 @@ func (w *workspace) startArborEtcd(ctx context.Context) (*arborEtcd, error) {
 		"--unsafe-no-fsync", "--log-level", "warn"}); err != nil {
 		return nil, err
 	}
-	if err := pollUntil(ctx, 30*time.Second, func() error { return etcdbin.Healthy(ae.url) }); err != nil {
+	if err := poll(ctx, 30*time.Second, slowPoll, "etcd not ready", nil, func() (bool, error) {
+		err := etcdbin.Healthy(ae.url)
+		return err == nil, err
+	}); err != nil {
 		e.close()
-		return nil, fmt.Errorf("etcd: %w", err)
+		return nil, err
 	}
 	ae.cli, err = clientv3.New(clientv3.Config{Endpoints: []string{ae.url}, DialTimeout: 2 * time.Second,
 		Logger: zap.NewNop(), DialOptions: topology.DialOptions()})
@@ -91,24 +94,6 @@ func (w *workspace) startArborEtcd(ctx context.Context) (*arborEtcd, error) {
 func (ae *arborEtcd) close() {
 	ae.cli.Close()
 	ae.env.close()
-}
-
-// pollUntil calls fn every pollInterval·10 until it returns nil, ctx ends
-// or timeout passes.
-func pollUntil(ctx context.Context, timeout time.Duration, fn func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %v", ctx.Err(), err)
-		case <-time.After(10 * pollInterval):
-		}
-	}
 }
 
 // arborSystem is Arbor: node agents with --elect beside every
@@ -206,30 +191,30 @@ func (s *arborSystem) Start(ctx context.Context, e *env) (FailoverSetup, error) 
 	// Ready: the master holds the election, every other node streams the
 	// master's history through the relay, and the backup's agent reports
 	// it healthy (else it would not be eligible).
-	err = pollUntil(ctx, arborReadyTimeout, func() error {
+	err = poll(ctx, arborReadyTimeout, slowPoll, "arbor set-up not ready", append([]*server{set.master, set.relay}, set.others...), func() (bool, error) {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		st, err := election.ReadState(rctx, s.etcd.cli, cluster)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if st.Master == nil || st.Master.Node != id("master") || !st.Live() {
-			return fmt.Errorf("election: record %+v, leader %q", st.Master, st.Leader)
+			return false, fmt.Errorf("election: record %+v, leader %q", st.Master, st.Leader)
 		}
 		if err := inHistory(rctx, set.master.addr, set.others); err != nil {
-			return err
+			return false, err
 		}
 		sts, err := topology.ReadStatus(rctx, s.etcd.cli, cluster)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if b := sts.Nodes[id("backup")]; b == nil || !b.GetHealthy() {
-			return fmt.Errorf("backup's agent reports no healthy status yet")
+			return false, fmt.Errorf("backup's agent reports no healthy status yet")
 		}
-		return nil
+		return true, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("arbor set-up not ready: %w", err)
+		return nil, err
 	}
 	if set.relayFull, err = relayFullSyncs(ctx, relayAddr); err != nil {
 		return nil, err

@@ -53,7 +53,7 @@ func (s *sentinelSystem) Start(ctx context.Context, e *env) (FailoverSetup, erro
 	}
 	lctx, cancel := context.WithTimeout(ctx, linkTimeout)
 	defer cancel()
-	if _, err := waitStreaming(lctx, master.addr, set.others); err != nil {
+	if _, err := waitStreaming(lctx, linkTimeout, master.addr, set.others); err != nil {
 		return nil, err
 	}
 	mhost, mport, _ := net.SplitHostPort(master.addr)
@@ -80,7 +80,7 @@ func (s *sentinelSystem) Start(ctx context.Context, e *env) (FailoverSetup, erro
 	// Ready once every sentinel knows the three replicas and the two other
 	// sentinels: before that, a failover may not be possible.
 	for _, sv := range set.sentinels {
-		if err := waitSentinelReady(lctx, sv.addr); err != nil {
+		if err := waitSentinelReady(lctx, sv); err != nil {
 			return nil, err
 		}
 	}
@@ -89,28 +89,21 @@ func (s *sentinelSystem) Start(ctx context.Context, e *env) (FailoverSetup, erro
 
 // waitSentinelReady polls SENTINEL MASTER until the sentinel knows three
 // replicas and two other sentinels.
-func waitSentinelReady(ctx context.Context, addr string) error {
-	var last string
-	for {
-		v, err := query(ctx, addr, "SENTINEL", "MASTER", sentinelName)
-		if err == nil {
-			f := map[string]string{}
-			for i := 0; i+1 < len(v.Array); i += 2 {
-				f[string(v.Array[i].Str)] = string(v.Array[i+1].Str)
-			}
-			if f["num-slaves"] == "3" && f["num-other-sentinels"] == "2" && f["flags"] == "master" {
-				return nil
-			}
-			last = fmt.Sprintf("flags %s, %s replicas, %s other sentinels", f["flags"], f["num-slaves"], f["num-other-sentinels"])
-		} else {
-			last = err.Error()
+func waitSentinelReady(ctx context.Context, sv *server) error {
+	return poll(ctx, linkTimeout, slowPoll, sv.name+" not ready", []*server{sv}, func() (bool, error) {
+		v, err := query(ctx, sv.addr, "SENTINEL", "MASTER", sentinelName)
+		if err != nil {
+			return false, err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("sentinel %s not ready: %w (last: %s)", addr, ctx.Err(), last)
-		case <-time.After(50 * time.Millisecond):
+		f := map[string]string{}
+		for i := 0; i+1 < len(v.Array); i += 2 {
+			f[string(v.Array[i].Str)] = string(v.Array[i+1].Str)
 		}
-	}
+		if f["num-slaves"] == "3" && f["num-other-sentinels"] == "2" && f["flags"] == "master" {
+			return true, nil
+		}
+		return false, fmt.Errorf("flags %s, %s replicas, %s other sentinels", f["flags"], f["num-slaves"], f["num-other-sentinels"])
+	})
 }
 
 // sentinelSetup is one running Sentinel set-up. MasterAddr asks the first

@@ -27,10 +27,11 @@ func fullSyncs(ctx context.Context, s *server) (int64, error) {
 	return infoInt(m, "sync_full")
 }
 
-// poll calls check every pollInterval until it reports done, returns an
-// error, one of procs exits, ctx ends or timeout passes; what names the
-// wait in errors.
-func poll(ctx context.Context, timeout time.Duration, what string, procs []*server, check func() (bool, error)) error {
+// poll calls check every interval until it reports done, one of procs
+// exits, ctx ends or timeout passes; what names the wait in errors. An
+// error of check does not end the wait: the last one is reported if it
+// times out.
+func poll(ctx context.Context, timeout, every time.Duration, what string, procs []*server, check func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
@@ -53,7 +54,7 @@ func poll(ctx context.Context, timeout time.Duration, what string, procs []*serv
 				return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), last)
 			}
 			return fmt.Errorf("%s: %w", what, ctx.Err())
-		case <-time.After(pollInterval):
+		case <-time.After(every):
 		}
 	}
 }
@@ -67,7 +68,7 @@ func waitLinked(ctx context.Context, replicas ...*server) error {
 			return err
 		}
 		var status string
-		err = poll(ctx, linkTimeout, s.name+" link", replicas, func() (bool, error) {
+		err = poll(ctx, linkTimeout, pollInterval, s.name+" link", replicas, func() (bool, error) {
 			m, err := c.info("replication")
 			if err != nil {
 				return false, err
@@ -97,7 +98,7 @@ func waitCaughtUp(ctx context.Context, master *server, replicas ...*server) (int
 			return 0, err
 		}
 		var off int64
-		err = poll(ctx, catchUpTimeout, s.name+" catching up", all, func() (bool, error) {
+		err = poll(ctx, catchUpTimeout, pollInterval, s.name+" catching up", all, func() (bool, error) {
 			m, err := c.info("replication")
 			if err != nil {
 				return false, err

@@ -482,7 +482,7 @@ func waitSynced(ctx context.Context, master, s *server, timeout time.Duration) e
 	defer c.close()
 	var status string
 	var off int64
-	err = poll(ctx, timeout, s.name+" full sync", []*server{master, s}, func() (bool, error) {
+	err = poll(ctx, timeout, pollInterval, s.name+" full sync", []*server{master, s}, func() (bool, error) {
 		m, err := c.info("replication")
 		if err != nil {
 			return false, err
