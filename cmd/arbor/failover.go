@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,22 +49,7 @@ record; past it the request lapses.`,
 		if !force {
 			return errors.New("a forced failover loses what the relays hold beyond the target: pass --force (for a planned change of a live master use arbor switchover)")
 		}
-		if timeout <= 0 {
-			return fmt.Errorf("--timeout %v: must be positive", timeout)
-		}
-		cli, err := ef.client()
-		if err != nil {
-			return err
-		}
-		defer cli.Close()
-		start := time.Now()
-		m, err := election.ForceFailover(cmd.Context(), cli, ef.cluster, to, timeout)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "forced failover to %s (epoch %d, replid %s, offset %d) in %v\n",
-			m.Node, m.Epoch, m.Replid, m.Offset, time.Since(start).Round(time.Millisecond))
-		return nil
+		return runRequest(cmd, ef, "forced failover", election.ForceFailover, to, timeout)
 	}
 	return cmd
 }

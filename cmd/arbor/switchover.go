@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/arbor-fabric/arbor/election"
 )
@@ -36,22 +38,32 @@ site).`,
 	cmd.Flags().StringVar(&to, "to", "", "target node (default: the best-ranked candidate)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "bound on the write pause while the target catches up; past it the switchover aborts")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if timeout <= 0 {
-			return fmt.Errorf("--timeout %v: must be positive", timeout)
-		}
-		cli, err := ef.client()
-		if err != nil {
-			return err
-		}
-		defer cli.Close()
-		start := time.Now()
-		m, err := election.RequestSwitchover(cmd.Context(), cli, ef.cluster, to, timeout)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "switched over to %s (epoch %d, replid %s, offset %d) in %v\n",
-			m.Node, m.Epoch, m.Replid, m.Offset, time.Since(start).Round(time.Millisecond))
-		return nil
+		return runRequest(cmd, ef, "switched over", election.RequestSwitchover, to, timeout)
 	}
 	return cmd
+}
+
+// runRequest makes a change of master (election.RequestSwitchover or
+// election.ForceFailover) to node to, bounded by timeout, and prints the
+// new master's record and how long it took.
+func runRequest(cmd *cobra.Command, ef *etcdFlags, done string,
+	request func(context.Context, *clientv3.Client, string, string, time.Duration) (election.Master, error),
+	to string, timeout time.Duration,
+) error {
+	if timeout <= 0 {
+		return fmt.Errorf("--timeout %v: must be positive", timeout)
+	}
+	cli, err := ef.client()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	start := time.Now()
+	m, err := request(cmd.Context(), cli, ef.cluster, to, timeout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s to %s (epoch %d, replid %s, offset %d) in %v\n",
+		done, m.Node, m.Epoch, m.Replid, m.Offset, time.Since(start).Round(time.Millisecond))
+	return nil
 }
