@@ -3,13 +3,14 @@ package node
 import (
 	"errors"
 	"fmt"
-	"go.opentelemetry.io/otel/metric"
 	"log/slog"
 	"net"
 	"net/url"
 	"regexp"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/arbor-fabric/arbor/election"
 )

@@ -57,9 +57,8 @@ func probe(ctx context.Context, c *redis.Client) (replInfo, error) {
 	return parseReplInfo(text)
 }
 
-// parseReplInfo parses the fields of INFO replication and persistence the
-// agent needs.
-func parseReplInfo(text string) (replInfo, error) {
+// infoFields splits an INFO reply into its key:value fields.
+func infoFields(text string) map[string]string {
 	m := map[string]string{}
 	for _, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
@@ -70,6 +69,13 @@ func parseReplInfo(text string) (replInfo, error) {
 			m[k] = v
 		}
 	}
+	return m
+}
+
+// parseReplInfo parses the fields of INFO replication and persistence the
+// agent needs.
+func parseReplInfo(text string) (replInfo, error) {
+	m := infoFields(text)
 	var r replInfo
 	r.role = m["role"]
 	if r.role != "master" && r.role != "slave" {
@@ -103,11 +109,7 @@ func dataCount(ctx context.Context, c *redis.Client) (keys, libraries int64, err
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, line := range strings.Split(text, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok {
-			continue
-		}
+	for k, v := range infoFields(text) {
 		switch {
 		case k == "number_of_libraries":
 			if libraries, err = strconv.ParseInt(v, 10, 64); err != nil {
