@@ -41,6 +41,29 @@ func newSession(t *testing.T, ctx context.Context, cli *clientv3.Client, ttl, ma
 	return s
 }
 
+// campaignResult is the outcome of a campaign run by campaignQueued.
+type campaignResult struct {
+	leader *Leader
+	err    error
+}
+
+// campaignQueued starts s's campaign for id and waits until its key is
+// queued behind the one leader's; the campaign's outcome comes on the
+// returned channel.
+func campaignQueued(t *testing.T, ctx context.Context, cli *clientv3.Client, s *Session, id string) <-chan campaignResult {
+	t.Helper()
+	won := make(chan campaignResult, 1)
+	go func() {
+		l, err := s.Campaign(ctx, testCluster, id)
+		won <- campaignResult{l, err}
+	}()
+	checkFor(t, 20*time.Second, id+"'s key queued", func() bool {
+		r, err := cli.Get(ctx, CampaignPrefix(testCluster), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && r.Count == 2
+	})
+	return won
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -70,25 +93,16 @@ func TestEpochsAndGuardedWrites(t *testing.T) {
 		t.Fatalf("state %+v master %+v: want n1 live at epoch %d", st, st.Master, l1.Epoch())
 	}
 
-	won := make(chan *Leader, 1)
-	errc := make(chan error, 1)
-	go func() {
-		l, err := s2.Campaign(ctx, testCluster, "n2")
-		errc <- err
-		won <- l
-	}()
 	// n2 queues behind n1 until n1 resigns.
-	checkFor(t, 20*time.Second, "n2's key queued", func() bool {
-		r, err := cli.Get(ctx, CampaignPrefix(testCluster), clientv3.WithPrefix(), clientv3.WithCountOnly())
-		return err == nil && r.Count == 2
-	})
+	won := campaignQueued(t, ctx, cli, s2, "n2")
 	if err := l1.Resign(ctx); err != nil {
 		t.Fatalf("resign n1: %v", err)
 	}
-	if err := <-errc; err != nil {
-		t.Fatalf("campaign n2: %v", err)
+	res := <-won
+	if res.err != nil {
+		t.Fatalf("campaign n2: %v", res.err)
 	}
-	l2 := <-won
+	l2 := res.leader
 	if l2.Epoch() <= l1.Epoch() {
 		t.Fatalf("epoch of n2 %d, want > n1's %d", l2.Epoch(), l1.Epoch())
 	}
@@ -146,22 +160,14 @@ func TestCampaignChecksItsKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		_, err := s2.Campaign(ctx, testCluster, "n2")
-		errc <- err
-	}()
-	checkFor(t, 20*time.Second, "n2's key queued", func() bool {
-		r, err := cli.Get(ctx, CampaignPrefix(testCluster), clientv3.WithPrefix(), clientv3.WithCountOnly())
-		return err == nil && r.Count == 2
-	})
+	won := campaignQueued(t, ctx, cli, s2, "n2")
 	if _, err := cli.Revoke(ctx, s2.Lease()); err != nil {
 		t.Fatal(err)
 	}
 	if err := l1.Resign(ctx); err != nil {
 		t.Fatal(err)
 	}
-	err = <-errc
+	err = (<-won).err
 	if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrSessionLost) {
 		t.Fatalf("campaign with a revoked lease: got %v, want ErrNotLeader or ErrSessionLost", err)
 	}
