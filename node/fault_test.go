@@ -148,17 +148,8 @@ func TestFailoverMasterPaused(t *testing.T) {
 	}
 
 	// The old master rejoined as a replica with a partial resync.
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		info, err := infoOf(ctx, f.m)
-		if err != nil {
-			return err
-		}
-		if info["role"] != "slave" || info["master_link_status"] != "up" {
-			return fmt.Errorf("m: role %s link %s", info["role"], info["master_link_status"])
-		}
-		return nil
-	})
-	waitInSync(t, ctx, f.b, f.m)
+	waitLinkUp(t, ctx, f.m)
+	redistest.WaitInSync(t, 30*time.Second, f.b, f.m)
 	now := f.relay().Status().GetCounters()
 	if now.GetFullSyncsServed() > before.GetFullSyncsServed()+2 || now.GetUpstreamFullSyncs() != before.GetUpstreamFullSyncs() {
 		t.Errorf("relay full syncs served %d -> %d, upstream %d -> %d: want at most the returning old master's",
@@ -167,13 +158,7 @@ func TestFailoverMasterPaused(t *testing.T) {
 	// The rest of the failover (b's record, a write reaching r, digests,
 	// no full sync of b or of the relay's upstream) from here on.
 	f.checkFailedOver(t, boot, now, t0)
-	dm, err := f.m.Digest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if db, err := f.b.Digest(ctx); err != nil || db != dm {
-		t.Fatalf("digest b %s (%v), old master m %s", db, err, dm)
-	}
+	redistest.WaitInSync(t, 30*time.Second, f.b, f.m)
 	f.checkOneMaster(t, f.b)
 	st := f.state(t)
 	if st.Master.Node != "b" {
@@ -210,32 +195,8 @@ func TestFailoverLaggingBackupNotPromoted(t *testing.T) {
 	f.agentCfg = func(c *Config) { c.MaxLagBytes = 4 << 10 }
 	boot, _ := f.start(t, nil)
 
-	if err := f.b.Client().Do(ctx, "CLIENT", "PAUSE", "60000", "WRITE").Err(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.b.Client().Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
-	for i := range 200 {
-		if err := f.m.Client().Set(ctx, "lag:"+strconv.Itoa(i), strings.Repeat("x", 100), 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitInSync(t, ctx, f.m, f.r)
-	// b's agent has published its lag (its status in etcd trails m).
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		want, err := f.m.InfoInt(ctx, "replication", "master_repl_offset")
-		if err != nil {
-			return err
-		}
-		sts, err := topology.ReadStatus(ctx, f.cli, f.cluster)
-		if err != nil {
-			return err
-		}
-		bs, ok := sts.Nodes["b"]
-		if !ok || want-bs.GetOffset() <= 4<<10 {
-			return fmt.Errorf("b's status %v: offset %d, master at %d; not lagging yet", ok, bs.GetOffset(), want)
-		}
-		return nil
-	})
+	f.holdBackB(t, 4<<10)
+	redistest.WaitInSync(t, 30*time.Second, f.m, f.r)
 	t0 := time.Now()
 	f.m.Kill()
 	var st election.State
@@ -266,14 +227,44 @@ func TestFailoverLaggingBackupNotPromoted(t *testing.T) {
 	if err := f.b.Client().Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitInSync(t, ctx, f.r, f.b)
-	if db, err := f.b.Digest(ctx); err != nil {
-		t.Fatal(err)
-	} else if dr, err := f.r.Digest(ctx); err != nil || dr != db {
-		t.Fatalf("digest r %s (%v), b %s", dr, err, db)
-	}
+	redistest.WaitInSync(t, 30*time.Second, f.r, f.b)
 	f.checkOneMaster(t, f.r)
 	t.Logf("r promoted %v after the kill; b not: %s", elected, why)
+}
+
+// holdBackB makes the backup b trail the master m by more than maxLag
+// bytes: CLIENT PAUSE WRITE on b also holds its master link's writes (it
+// reads the stream and does not execute it), then m takes 200 writes of
+// 100 bytes. It returns once b's agent has published its lag (its status
+// in etcd trails m); b stays paused until the test ends or it is
+// unpaused.
+func (f *electFabric) holdBackB(t *testing.T, maxLag int64) {
+	t.Helper()
+	ctx := f.ctx
+	if err := f.b.Client().Do(ctx, "CLIENT", "PAUSE", "60000", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.b.Client().Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
+	for i := range 200 {
+		if err := f.m.Client().Set(ctx, "lag:"+strconv.Itoa(i), strings.Repeat("x", 100), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		want, err := f.m.InfoInt(ctx, "replication", "master_repl_offset")
+		if err != nil {
+			return err
+		}
+		sts, err := topology.ReadStatus(ctx, f.cli, f.cluster)
+		if err != nil {
+			return err
+		}
+		bs, ok := sts.Nodes["b"]
+		if !ok || want-bs.GetOffset() <= maxLag {
+			return fmt.Errorf("b's status %v: offset %d, master at %d; not lagging yet", ok, bs.GetOffset(), want)
+		}
+		return nil
+	})
 }
 
 // TestFailoverEqualCandidatesDeterministic: failover-notes §5 row 11. b and

@@ -1,17 +1,14 @@
 package node
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/internal/redistest"
-	"github.com/arbor-fabric/arbor/topology"
 )
 
 // TestFailoverForced: arbor failover --to b --force. While the master m
@@ -35,30 +32,7 @@ func TestFailoverForced(t *testing.T) {
 		t.Fatalf("state %+v after the refusal: want m live at epoch %d and no request", st, boot.Master.Epoch)
 	}
 
-	if err := f.b.Client().Do(ctx, "CLIENT", "PAUSE", "60000", "WRITE").Err(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.b.Client().Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
-	for i := range 200 {
-		if err := f.m.Client().Set(ctx, "lag:"+strconv.Itoa(i), strings.Repeat("x", 100), 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		want, err := f.m.InfoInt(ctx, "replication", "master_repl_offset")
-		if err != nil {
-			return err
-		}
-		sts, err := topology.ReadStatus(ctx, f.cli, f.cluster)
-		if err != nil {
-			return err
-		}
-		bs, ok := sts.Nodes["b"]
-		if !ok || want-bs.GetOffset() <= 4<<10 {
-			return fmt.Errorf("b's status %v: offset %d, master at %d; not lagging yet", ok, bs.GetOffset(), want)
-		}
-		return nil
-	})
+	f.holdBackB(t, 4<<10)
 	f.m.Kill()
 	redistest.WaitFor(t, 30*time.Second, func() error {
 		if st := f.state(t); st.Live() {

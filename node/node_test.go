@@ -82,6 +82,12 @@ func (f *fabric) runAgent(t *testing.T, id string, redis *redistest.Server) (a *
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a, runUntilStopped(t, id, a)
+}
+
+// runUntilStopped runs the agent until the test ends or stop is called;
+// an error from Run fails the test.
+func runUntilStopped(t *testing.T, id string, a *Agent) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -92,7 +98,7 @@ func (f *fabric) runAgent(t *testing.T, id string, redis *redistest.Server) (a *
 	}()
 	stop = func() { cancel(); <-done }
 	t.Cleanup(stop)
-	return a, stop
+	return stop
 }
 
 // masterPort returns the port the Redis replicates from, or 0 for a
