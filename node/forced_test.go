@@ -9,6 +9,7 @@ import (
 
 	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/internal/redistest"
+	"github.com/arbor-fabric/arbor/topology"
 )
 
 // TestFailoverForced: arbor failover --to b --force. While the master m
@@ -40,13 +41,31 @@ func TestFailoverForced(t *testing.T) {
 		}
 		return nil
 	})
-	// No automatic promotion: b is not eligible (and cannot catch up). A
-	// negative needs a window: a few of b's catch-up timeouts.
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	// No automatic promotion: the automatic path runs and gives up. Rather
+	// than watch the record for a while, wait for b's agent to say it is
+	// not eligible because it lags (its status reason, from a ranking of
+	// this outage); the record must not move meanwhile, nor by then. A
+	// ranking that missed the lag would have b campaign, win and fail its
+	// catch-up (b cannot move while paused): the record stays, and the
+	// next ranking says why.
+	noFailover := func() {
+		t.Helper()
 		if st := f.state(t); st.Master == nil || st.Master.Epoch != boot.Master.Epoch {
 			t.Fatalf("record %+v: want no automatic failover (b lags)", st.Master)
 		}
 	}
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		noFailover()
+		sts, err := topology.ReadStatus(ctx, f.cli, f.cluster)
+		if err != nil {
+			return err
+		}
+		if why := sts.Nodes["b"].GetLastError(); !strings.Contains(why, "not eligible") || !strings.Contains(why, "lags") {
+			return fmt.Errorf("b's status reason %q: want not eligible, lagging", why)
+		}
+		return nil
+	})
+	noFailover()
 
 	m, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 30*time.Second)
 	if err != nil {
