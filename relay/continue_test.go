@@ -159,20 +159,6 @@ func waitSameHistory(t *testing.T, truth *testRelay, rep *redistest.Server, end 
 	}
 }
 
-// logLine returns the first line of r's log that contains every part.
-func logLine(r *testRelay, parts ...string) string {
-	for _, line := range strings.Split(r.logBuf.String(), "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			return line
-		}
-	}
-	return ""
-}
-
 // TestFutureOffsetReplicaNeverContinuedOntoAnotherHistory: a real replica
 // PSYNCs a relay at an offset ahead of the relay's store (it came from a
 // relay further ahead), and the relay waits for that offset. Meanwhile the
@@ -211,7 +197,7 @@ func TestFutureOffsetReplicaNeverContinuedOntoAnotherHistory(t *testing.T) {
 			// The replica may come back with a partial resync of the new
 			// history (the relay drops its replicas on an ID switch), but
 			// never continues from where it was.
-			if line := logLine(rb, "partial resync accepted", "replid="+oldHistory, fmt.Sprintf("offset=%d", len(commonBytes+aheadBytes)+1)); line != "" {
+			if line := rb.logLine("partial resync accepted", "replid="+oldHistory, fmt.Sprintf("offset=%d", len(commonBytes+aheadBytes)+1)); line != "" {
 				t.Errorf("the relay continued the replica where it was: %s", line)
 			}
 			if n := rb.InfoInt(t, "stats", "sync_full"); n < 2 {
@@ -265,7 +251,7 @@ func TestFutureOffsetChildNeverContinuedOntoAnotherHistory(t *testing.T) {
 			if n := child.InfoInt(t, "stats", "arbor_upstream_full_syncs"); n < 2 {
 				t.Errorf("child arbor_upstream_full_syncs: got %d, want at least 2 (one from each parent)", n)
 			}
-			if line := logLine(rb, "child relay continues", fmt.Sprintf("offset=%d", len(commonBytes+aheadBytes))); line != "" {
+			if line := rb.logLine("child relay continues", fmt.Sprintf("offset=%d", len(commonBytes+aheadBytes))); line != "" {
 				t.Errorf("the relay behind continued the child where it was: %s", line)
 			}
 		})

@@ -164,6 +164,21 @@ func (tr *testRelay) Info(t *testing.T, section string) map[string]string {
 	return m
 }
 
+// logLine returns the first line of the relay's log that holds every part,
+// "" if none does.
+func (tr *testRelay) logLine(parts ...string) string {
+	for _, line := range strings.Split(tr.logBuf.String(), "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return line
+		}
+	}
+	return ""
+}
+
 func (tr *testRelay) InfoInt(t *testing.T, section, key string) int64 {
 	t.Helper()
 	v, ok := tr.Info(t, section)[key]

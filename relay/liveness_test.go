@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,20 +25,6 @@ func disconnectReason(err error) arborv1.DisconnectReason {
 		}
 	}
 	return arborv1.DisconnectReason_DISCONNECT_REASON_UNSPECIFIED
-}
-
-// logged says whether one line of the relay's log holds every part.
-func (tr *testRelay) logged(parts ...string) bool {
-	for _, line := range strings.Split(tr.logBuf.String(), "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			return true
-		}
-	}
-	return false
 }
 
 // recvUntilEnd drains a Sync stream and returns the error that ended it.
@@ -99,7 +84,7 @@ func TestSlowChildCutDuringSnapshot(t *testing.T) {
 				t.Fatal(err)
 			}
 			redistest.WaitFor(t, 25*time.Second, func() error {
-				if !a.logged("cutting it as a slow consumer", "child="+id+" ") {
+				if a.logLine("cutting it as a slow consumer", "child="+id+" ") == "" {
 					return errors.New("no slow-consumer cut of " + id + " yet")
 				}
 				return nil

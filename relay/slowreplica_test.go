@@ -58,7 +58,7 @@ func TestLoadingReplicaIsKept(t *testing.T) {
 		}
 	}
 	redistest.WaitInSync(t, syncTimeout, master, rep)
-	if r.logged("replica link closed") {
+	if r.logLine("replica link closed") != "" {
 		t.Fatal("the loading replica's link was closed")
 	}
 	expectEq(t, "relay full syncs", r.InfoInt(t, "stats", "sync_full"), 1)
@@ -70,7 +70,7 @@ func TestLoadingReplicaIsKept(t *testing.T) {
 	}
 	stopped = true
 	redistest.WaitFor(t, 20*time.Second, func() error {
-		if !r.logged("replica link closed", "no ACK from replica") {
+		if r.logLine("replica link closed", "no ACK from replica") == "" {
 			return errors.New("the stopped replica is still attached")
 		}
 		return nil

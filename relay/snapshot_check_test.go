@@ -81,7 +81,7 @@ func TestChildRefusesCorruptSnapshot(t *testing.T) {
 					st.GetSnapshot().GetSizeBytes(), st.GetSnapshot().GetOffset())
 			}
 			expectEq(t, "relay-b arbor_upstream_full_syncs while refused", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 0)
-			if logLine(a, "stored snapshot no longer matches its checksum") == "" {
+			if a.logLine("stored snapshot no longer matches its checksum") == "" {
 				t.Error("relay-a did not log that its stored snapshot no longer matches its checksum")
 			}
 
@@ -149,7 +149,7 @@ func TestResumedTransferIsCheckedWhole(t *testing.T) {
 	rep := redistest.Start(t)
 	replicaOf(t, rep, b.Port)
 	redistest.WaitInSync(t, syncTimeout, master, rep)
-	if logLine(b, "resuming RDB transfer from parent relay") == "" {
+	if b.logLine("resuming RDB transfer from parent relay") == "" {
 		t.Error("relay-b did not resume its transfer")
 	}
 	if n := b.InfoInt(t, "stats", "arbor_upstream_rejected_snapshots"); n < 1 {
