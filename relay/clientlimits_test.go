@@ -172,21 +172,29 @@ func TestHandshakeTimeout(t *testing.T) {
 		if _, err := io.CopyN(io.Discard, c.br, int64(n)); err != nil {
 			t.Fatalf("read RDB: %v", err)
 		}
-		// Outlive the handshake timeout, then see the stream still flow.
-		time.Sleep(3 * cfg.HandshakeTimeout)
-		if err := master.Client().Set(t.Context(), "k", "v", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		// The replica sends nothing, so a handshake deadline left on the
+		// link would cut it one timeout after SYNC. See writes keep
+		// arriving over it, one every quarter timeout, until it has
+		// outlived three timeouts.
 		rd := resp.NewReader(c.br)
-		for {
-			args, err := rd.ReadCommand()
-			if err != nil {
-				t.Fatalf("SYNC link: %v before the SET arrived", err)
+		tick := time.NewTicker(cfg.HandshakeTimeout / 4)
+		defer tick.Stop()
+		for i, end := 0, time.Now().Add(3*cfg.HandshakeTimeout); time.Now().Before(end); i++ {
+			key := "k" + strconv.Itoa(i)
+			if err := master.Client().Set(t.Context(), key, "v", 0).Err(); err != nil {
+				t.Fatal(err)
 			}
-			if len(args) > 0 && strings.EqualFold(string(args[0]), "set") {
-				break
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			for {
+				args, err := rd.ReadCommand()
+				if err != nil {
+					t.Fatalf("SYNC link: %v before SET %s arrived", err, key)
+				}
+				if len(args) > 1 && strings.EqualFold(string(args[0]), "set") && string(args[1]) == key {
+					break
+				}
 			}
+			<-tick.C
 		}
 	})
 }
