@@ -131,20 +131,13 @@ line and out of the file, leave --redis out and set $` + nodeRedisEnv + `.`,
 			return err
 		}
 		defer cli.Close()
-		tel, err := startTelemetry(cmd.Context(), nodeServiceName, cfg.ID, *debugAddr != "", logger)
+		tel, err := startTelemetry(cmd.Context(), nodeServiceName, cfg.ID, *debugAddr, logger)
 		if err != nil {
 			return err
 		}
 		defer tel.shutdown(cmd.Context(), logger)
 		if tel.meters != nil {
 			cfg.MeterProvider = tel.meters
-		}
-		if *debugAddr != "" {
-			stop, err := serveDebug(cmd.Context(), *debugAddr, logger, tel.metrics)
-			if err != nil {
-				return err
-			}
-			defer stop()
 		}
 		a, err := node.New(cfg, cli)
 		if err != nil {

@@ -79,19 +79,12 @@ flushed.`,
 		}
 		logger.Info("arbor relay starting", "version", relay.Version)
 		debugAddr, _ := cmd.Flags().GetString("debug-addr")
-		tel, err := startTelemetry(cmd.Context(), relayServiceName, cfg.ID, debugAddr != "", logger)
+		tel, err := startTelemetry(cmd.Context(), relayServiceName, cfg.ID, debugAddr, logger)
 		if err != nil {
 			return err
 		}
 		defer tel.shutdown(cmd.Context(), logger)
 		tel.configure(&cfg)
-		if debugAddr != "" {
-			stop, err := serveDebug(cmd.Context(), debugAddr, logger, tel.metrics)
-			if err != nil {
-				return err
-			}
-			defer stop()
-		}
 		if ef.enabled() {
 			if err := ef.validate(); err != nil {
 				return err

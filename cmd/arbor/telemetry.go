@@ -45,6 +45,8 @@ type telemetry struct {
 	tracers *sdktrace.TracerProvider
 	// metrics serves the Prometheus text format; nil without prometheus.
 	metrics http.Handler
+	// stopDebug stops the --debug-addr endpoint; nil without one.
+	stopDebug func()
 }
 
 // otlpEnv is what the OpenTelemetry environment variables ask of the OTLP
@@ -93,9 +95,12 @@ func readOTLPEnv(getenv func(string) string) (otlpEnv, error) {
 }
 
 // startTelemetry builds the providers of process id of service (a relay or
-// a node agent): Prometheus when withPrometheus (its own registry, never the
-// global one), OTLP as the environment says. Call shutdown on exit to flush them.
-func startTelemetry(ctx context.Context, service, id string, withPrometheus bool, log *slog.Logger) (*telemetry, error) {
+// a node agent): with a debugAddr, Prometheus (its own registry, never the
+// global one) served as /metrics there beside /debug/pprof; OTLP as the
+// environment says. Call shutdown on exit to stop the endpoint and flush
+// the providers.
+func startTelemetry(ctx context.Context, service, id, debugAddr string, log *slog.Logger) (*telemetry, error) {
+	withPrometheus := debugAddr != ""
 	env, err := readOTLPEnv(os.Getenv)
 	if err != nil {
 		return nil, err
@@ -152,6 +157,12 @@ func startTelemetry(ctx context.Context, service, id string, withPrometheus bool
 		t.tracers = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 		log.Info("exporting traces over OTLP")
 	}
+	if withPrometheus {
+		if t.stopDebug, err = serveDebug(ctx, debugAddr, log, t.metrics); err != nil {
+			t.shutdown(ctx, log)
+			return nil, err
+		}
+	}
 	return t, nil
 }
 
@@ -165,9 +176,12 @@ func (t *telemetry) configure(cfg *relay.Config) {
 	}
 }
 
-// shutdown flushes and stops the providers, within a bounded time even
-// once ctx has ended.
+// shutdown stops the debug endpoint, then flushes and stops the
+// providers, within a bounded time even once ctx has ended.
 func (t *telemetry) shutdown(ctx context.Context, log *slog.Logger) {
+	if t.stopDebug != nil {
+		t.stopDebug()
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), telemetryShutdownTimeout)
 	defer cancel()
 	var errs []error
