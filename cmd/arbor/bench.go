@@ -84,14 +84,7 @@ lag probes make the command fail.`,
 		if err != nil {
 			return err
 		}
-		out := cmd.OutOrStdout()
-		if asJSON {
-			enc := json.NewEncoder(out)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(rep); err != nil {
-				return err
-			}
-		} else if err := rep.WriteText(out); err != nil {
+		if err := printReport(cmd.OutOrStdout(), rep, asJSON); err != nil {
 			return err
 		}
 		if err := rep.Err(); err != nil {
@@ -217,11 +210,11 @@ lag probes make the command fail.`,
 			if rep != nil && (rep.Bytes != nil || rep.Lag != nil) {
 				// Show what was measured before the failure.
 				fmt.Fprintln(os.Stderr, "arbor bench tree: partial report:")
-				_ = printTreeReport(os.Stderr, rep, asJSON)
+				_ = printReport(os.Stderr, rep, asJSON)
 			}
 			return err
 		}
-		if err := printTreeReport(cmd.OutOrStdout(), rep, asJSON); err != nil {
+		if err := printReport(cmd.OutOrStdout(), rep, asJSON); err != nil {
 			return err
 		}
 		if err := rep.Err(); err != nil {
@@ -232,7 +225,8 @@ lag probes make the command fail.`,
 	return cmd
 }
 
-func printTreeReport(w io.Writer, rep *bench.TreeReport, asJSON bool) error {
+// printReport prints a bench report as its table, or as indented JSON.
+func printReport(w io.Writer, rep interface{ WriteText(io.Writer) error }, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -423,15 +417,9 @@ killed when the command ends, also on SIGINT.`,
 			cfg.Progress = os.Stderr
 		}
 		rep, err := bench.RunFailover(cmd.Context(), cfg)
-		out := cmd.OutOrStdout()
 		if rep != nil {
-			if asJSON, _ := fs.GetBool("json"); asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
-					return err
-				}
-			} else if err := rep.WriteText(out); err != nil {
+			asJSON, _ := fs.GetBool("json")
+			if err := printReport(cmd.OutOrStdout(), rep, asJSON); err != nil {
 				return err
 			}
 		}
