@@ -554,10 +554,8 @@ func TestFailoverPriorityZeroNeverWins(t *testing.T) {
 	if err != nil || len(hs) != 1 {
 		t.Fatalf("history %+v, %v", hs, err)
 	}
-	for _, r := range hs[0].Ranking {
-		if r.ID == "b" && (r.Eligible() || !strings.Contains(r.Reason, "not a candidate")) {
-			t.Errorf("b ranked %+v: want not eligible, not a candidate", r)
-		}
+	if rk := myRank(hs[0].Ranking, "b"); rk.Eligible() || !strings.Contains(rk.Reason, "not a candidate") {
+		t.Errorf("b ranked %+v: want not eligible, not a candidate", rk)
 	}
 	redistest.WaitInSync(t, 30*time.Second, f.r, f.b)
 	f.checkOneMaster(t, f.r)

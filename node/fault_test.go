@@ -215,21 +215,16 @@ func TestFailoverLaggingBackupNotPromoted(t *testing.T) {
 	if err != nil || len(hs) != 1 {
 		t.Fatalf("history %+v, %v", hs, err)
 	}
-	var why string
-	for _, rk := range hs[0].Ranking {
-		if rk.ID == "b" {
-			why = rk.Reason
-			if rk.Eligible() || !strings.Contains(rk.Reason, "lags") {
-				t.Errorf("b ranked %+v: want not eligible, lagging", rk)
-			}
-		}
+	rk := myRank(hs[0].Ranking, "b")
+	if rk.Eligible() || !strings.Contains(rk.Reason, "lags") {
+		t.Errorf("b ranked %+v: want not eligible, lagging", rk)
 	}
 	if err := f.b.Client().Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
 		t.Fatal(err)
 	}
 	redistest.WaitInSync(t, 30*time.Second, f.r, f.b)
 	f.checkOneMaster(t, f.r)
-	t.Logf("r promoted %v after the kill; b not: %s", elected, why)
+	t.Logf("r promoted %v after the kill; b not: %s", elected, rk.Reason)
 }
 
 // holdBackB makes the backup b trail the master m by more than maxLag
@@ -288,10 +283,8 @@ func TestFailoverEqualCandidatesDeterministic(t *testing.T) {
 			if err != nil || len(hs) != 1 {
 				t.Fatalf("history %+v, %v", hs, err)
 			}
-			for _, rk := range hs[0].Ranking {
-				if rk.ID == "r" && (!rk.Eligible() || rk.Rank != 2) {
-					t.Errorf("r ranked %+v: want eligible, second", rk)
-				}
+			if rk := myRank(hs[0].Ranking, "r"); rk.Rank != 2 {
+				t.Errorf("r ranked %+v: want eligible, second", rk)
 			}
 		})
 	}
