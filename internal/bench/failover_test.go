@@ -20,20 +20,7 @@ func TestFailoverSentinelSmoke(t *testing.T) {
 	if _, err := exec.LookPath("redis-sentinel"); err != nil {
 		t.Skip("redis-sentinel is not installed (Debian: apt-get install redis-sentinel)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cfg := DefaultFailoverConfig()
-	cfg.Runs = 1
-	cfg.Systems = []string{"sentinel"}
-	var progress bytes.Buffer
-	cfg.Progress = &progress
-	rep, err := RunFailover(ctx, cfg)
-	if err != nil {
-		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
-	}
-	if len(rep.Systems) != 1 || len(rep.Systems[0].PerRun) != 1 {
-		t.Fatalf("report: %+v", rep)
-	}
+	rep := runFailoverOnce(t, 3*time.Minute, "sentinel", nil)
 	s := rep.Systems[0]
 	run := s.PerRun[0]
 	if run.WriteAcceptedMs <= 0 || run.ReplicasStreamingMs <= 0 || run.NewMaster == "" || run.Acked == 0 {
@@ -54,6 +41,32 @@ func TestFailoverSentinelSmoke(t *testing.T) {
 	}
 }
 
+// runFailoverOnce runs the failover benchmark once for one system, its
+// config edited by edit (if not nil), within timeout. It fails the test,
+// with the benchmark's progress, unless the report holds that system's one
+// run and nothing that could not run.
+func runFailoverOnce(t *testing.T, timeout time.Duration, system string, edit func(*FailoverConfig)) *FailoverReport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cfg := DefaultFailoverConfig()
+	cfg.Runs = 1
+	cfg.Systems = []string{system}
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	if edit != nil {
+		edit(&cfg)
+	}
+	rep, err := RunFailover(ctx, cfg)
+	if err != nil {
+		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
+	}
+	if len(rep.Systems) != 1 || len(rep.Systems[0].PerRun) != 1 || len(rep.NotRun) != 0 {
+		t.Fatalf("report: %+v\nprogress:\n%s", rep, progress.String())
+	}
+	return rep
+}
+
 func TestFailoverNoSentinel(t *testing.T) {
 	cfg := DefaultFailoverConfig()
 	cfg.RedisSentinel = "no-such-redis-sentinel"
@@ -72,24 +85,7 @@ func TestFailoverArborSmoke(t *testing.T) {
 		t.Skip("builds arbor, runs etcd, four redis-servers, a relay and four node agents")
 	}
 	bin := buildArbor(t)
-	if err := arborElects(bin); err != nil {
-		t.Fatalf("the Arbor side cannot run: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cfg := DefaultFailoverConfig()
-	cfg.Runs = 1
-	cfg.Systems = []string{"arbor"}
-	cfg.ArborBin = bin
-	var progress bytes.Buffer
-	cfg.Progress = &progress
-	rep, err := RunFailover(ctx, cfg)
-	if err != nil {
-		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
-	}
-	if len(rep.Systems) != 1 || len(rep.Systems[0].PerRun) != 1 || len(rep.NotRun) != 0 {
-		t.Fatalf("report: %+v", rep)
-	}
+	rep := runFailoverOnce(t, 5*time.Minute, "arbor", func(cfg *FailoverConfig) { cfg.ArborBin = bin })
 	run := rep.Systems[0].PerRun[0]
 	if run.WriteAcceptedMs <= 0 || run.ReplicasStreamingMs <= 0 || run.NewMaster == "" || run.Acked == 0 {
 		t.Errorf("run: %+v", run)
@@ -112,21 +108,9 @@ func TestFailoverArborHostSmoke(t *testing.T) {
 		t.Skip("builds arbor, runs etcd, four redis-servers, a relay and four node agents")
 	}
 	bin := buildArbor(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cfg := DefaultFailoverConfig()
-	cfg.Runs = 1
-	cfg.Systems = []string{"arbor-fast"}
-	cfg.ArborBin = bin
-	cfg.KillHost = true
-	var progress bytes.Buffer
-	cfg.Progress = &progress
-	rep, err := RunFailover(ctx, cfg)
-	if err != nil {
-		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
-	}
-	if rep.Kill != "host" || len(rep.Systems) != 1 || len(rep.Systems[0].PerRun) != 1 {
-		t.Fatalf("report: %+v\nprogress:\n%s", rep, progress.String())
+	rep := runFailoverOnce(t, 5*time.Minute, "arbor-fast", func(cfg *FailoverConfig) { cfg.ArborBin, cfg.KillHost = bin, true })
+	if rep.Kill != "host" {
+		t.Fatalf("report: kill %q, want host", rep.Kill)
 	}
 	if run := rep.Systems[0].PerRun[0]; run.NewMaster == "" || run.FullSyncs != 0 {
 		t.Errorf("run: %+v", run)
