@@ -253,23 +253,33 @@ func (p *testPKI) issue(t *testing.T, name string) (string, string) {
 	return cert, keyf
 }
 
-// TestMutualTLS: relays with certificates from the cluster's CA sync; a
-// client without a certificate, or with one from another CA, is refused.
-func TestMutualTLS(t *testing.T) {
-	pki := newPKI(t)
+// mutualTLSTree starts a master with data, relay-a (site A) following it
+// and relay-b (site B) following relay-a, both with mutual TLS and
+// certificates from a new CA, and a replica of relay-b; it returns once
+// the replica is in sync.
+func mutualTLSTree(t *testing.T) (pki *testPKI, master *redistest.Server, a, b *testRelay, rep *redistest.Server) {
+	t.Helper()
+	pki = newPKI(t)
 	withCert := func(name string) func(*relay.Config) {
 		cert, key := pki.issue(t, name)
 		return func(c *relay.Config) {
 			c.TLS = relay.TLSConfig{CertFile: cert, KeyFile: key, CAFile: pki.caFile}
 		}
 	}
-	master := redistest.Start(t)
+	master = redistest.Start(t)
 	load(t, master, redistest.LoadOptions{SmallKeys: 300, Seed: 1})
-	a := treeRelay(t, "relay-a", "A", upstreamOf(master), withCert("relay-a"))
-	b := treeRelay(t, "relay-b", "B", a.arborURL(), withCert("relay-b"))
-	rep := redistest.Start(t)
+	a = treeRelay(t, "relay-a", "A", upstreamOf(master), withCert("relay-a"))
+	b = treeRelay(t, "relay-b", "B", a.arborURL(), withCert("relay-b"))
+	rep = redistest.Start(t)
 	replicaOf(t, rep, b.Port)
 	redistest.WaitInSync(t, syncTimeout, master, rep)
+	return pki, master, a, b, rep
+}
+
+// TestMutualTLS: relays with certificates from the cluster's CA sync; a
+// client without a certificate, or with one from another CA, is refused.
+func TestMutualTLS(t *testing.T) {
+	pki, _, a, _, _ := mutualTLSTree(t)
 
 	pool := x509.NewCertPool()
 	pool.AddCert(pki.ca)

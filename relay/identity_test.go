@@ -23,20 +23,7 @@ import (
 // that relay, and the real relay's link is not disturbed; a peer
 // subscribing under the ID its certificate names is served.
 func TestRelayIDBoundToCertificate(t *testing.T) {
-	pki := newPKI(t)
-	withCert := func(name string) func(*relay.Config) {
-		cert, key := pki.issue(t, name)
-		return func(c *relay.Config) {
-			c.TLS = relay.TLSConfig{CertFile: cert, KeyFile: key, CAFile: pki.caFile}
-		}
-	}
-	master := redistest.Start(t)
-	load(t, master, redistest.LoadOptions{SmallKeys: 300, Seed: 1})
-	a := treeRelay(t, "relay-a", "A", upstreamOf(master), withCert("relay-a"))
-	b := treeRelay(t, "relay-b", "B", a.arborURL(), withCert("relay-b"))
-	rep := redistest.Start(t)
-	replicaOf(t, rep, b.Port)
-	redistest.WaitInSync(t, syncTimeout, master, rep)
+	pki, master, a, b, rep := mutualTLSTree(t)
 	syncs := func() string {
 		return fmt.Sprintf("full %d partial %d", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), b.InfoInt(t, "stats", "arbor_upstream_partial_syncs"))
 	}
