@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/arbor-fabric/arbor/internal/redistest"
-	"github.com/arbor-fabric/arbor/internal/wan"
-	"github.com/arbor-fabric/arbor/relay"
 )
 
 // flipInSnapshot flips the case of the first byte of needle in relay r's
@@ -106,23 +104,7 @@ func TestResumedTransferIsCheckedWhole(t *testing.T) {
 	if err := master.Client().Do(ctx, "DEBUG", "POPULATE", "80000", "key", "64").Err(); err != nil {
 		t.Fatal(err)
 	}
-	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) { c.Compression = "none" })
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		if a.status(t).GetSnapshot().GetSizeBytes() == 0 {
-			return fmt.Errorf("relay-a has no snapshot yet")
-		}
-		return nil
-	})
-	rdbSize := a.status(t).GetSnapshot().GetSizeBytes()
-	link := bridgeTo(t, a, wan.WithBandwidth(rdbSize/3)) // about 3 s for the whole RDB
-	b := treeRelay(t, "relay-b", "B", "arbor://"+link.Addr())
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		got, _ := strconv.ParseInt(b.Info(t, "replication")["master_sync_read_bytes"], 10, 64)
-		if got < rdbSize/2 {
-			return fmt.Errorf("relay-b received %d of %d RDB bytes", got, rdbSize)
-		}
-		return nil
-	})
+	b, _, _ := halfwayTransfer(t, master)
 	b.Stop()
 
 	var rec struct {

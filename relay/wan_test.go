@@ -25,6 +25,32 @@ func bridgeTo(t *testing.T, r *testRelay, opts ...wan.Option) *wan.Bridge {
 	return b
 }
 
+// halfwayTransfer starts relay-a (no compression) following master, which
+// holds data, and relay-b following relay-a over a WAN link throttled to
+// about 3 s for the whole RDB; it returns once relay-b has received half
+// of the RDB, with the link and the RDB's size.
+func halfwayTransfer(t *testing.T, master *redistest.Server) (b *testRelay, link *wan.Bridge, rdbSize int64) {
+	t.Helper()
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) { c.Compression = "none" })
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if a.status(t).GetSnapshot().GetSizeBytes() == 0 {
+			return fmt.Errorf("relay-a has no snapshot yet")
+		}
+		return nil
+	})
+	rdbSize = a.status(t).GetSnapshot().GetSizeBytes()
+	link = bridgeTo(t, a, wan.WithBandwidth(rdbSize/3))
+	b = treeRelay(t, "relay-b", "B", "arbor://"+link.Addr())
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		got, _ := strconv.ParseInt(b.Info(t, "replication")["master_sync_read_bytes"], 10, 64)
+		if got < rdbSize/2 {
+			return fmt.Errorf("relay-b received %d of %d RDB bytes", got, rdbSize)
+		}
+		return nil
+	})
+	return b, link, rdbSize
+}
+
 // TestRDBTransferCutResumes: the A–B link is cut in the middle of the RDB
 // transfer; when it is back, the transfer resumes at the last chunk stored
 // instead of starting over.
@@ -34,23 +60,7 @@ func TestRDBTransferCutResumes(t *testing.T) {
 	if err := master.Client().Do(ctx, "DEBUG", "POPULATE", "150000", "key", "64").Err(); err != nil {
 		t.Fatal(err)
 	}
-	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) { c.Compression = "none" })
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		if st := a.status(t); st.GetSnapshot().GetSizeBytes() == 0 {
-			return fmt.Errorf("relay-a has no snapshot yet")
-		}
-		return nil
-	})
-	rdbSize := a.status(t).GetSnapshot().GetSizeBytes()
-	link := bridgeTo(t, a, wan.WithBandwidth(rdbSize/3)) // about 3 s for the whole RDB
-	b := treeRelay(t, "relay-b", "B", "arbor://"+link.Addr())
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		got, _ := strconv.ParseInt(b.Info(t, "replication")["master_sync_read_bytes"], 10, 64)
-		if got < rdbSize/2 {
-			return fmt.Errorf("relay-b received %d of %d RDB bytes", got, rdbSize)
-		}
-		return nil
-	})
+	b, link, rdbSize := halfwayTransfer(t, master)
 	link.Cut()
 	time.Sleep(300 * time.Millisecond) // the link stays down a moment
 	link.Restore()
