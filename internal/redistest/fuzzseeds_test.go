@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/arbor-fabric/arbor/internal/rdb"
 	"github.com/arbor-fabric/arbor/internal/resp"
@@ -36,7 +39,7 @@ func TestCaptureFuzzSeeds(t *testing.T) {
 	c := master.Client()
 	do := func(args ...any) {
 		t.Helper()
-		if err := c.Do(ctx, args...).Err(); err != nil && err.Error() != "redis: nil" {
+		if err := c.Do(ctx, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
 			t.Fatalf("%v: %v", args, err)
 		}
 	}
