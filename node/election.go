@@ -213,11 +213,11 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 	// rankEvery, so waiting candidates do not read every status from etcd
 	// ten times a second.
 	if e.ranking == nil || time.Since(e.rankedAt) >= rankEvery {
-		ranking, err := a.rank(ctx, top, st, info)
+		sts, err := a.statuses(ctx)
 		if err != nil {
 			return fmt.Sprintf("election: cannot rank candidates: %v", err)
 		}
-		e.ranking, e.rankedAt = ranking, time.Now()
+		e.ranking, e.rankedAt = a.rank(top, st, info, sts), time.Now()
 	}
 	mine := myRank(e.ranking, me)
 	if !mine.Eligible() {
@@ -321,6 +321,10 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason, ha
 	if err != nil {
 		return fmt.Errorf("probe own redis: %w", err)
 	}
+	sts, err := a.statuses(ctx)
+	if err != nil {
+		return err
+	}
 	var ranking []election.Ranked
 	promote := !(info.role == "master" && (old == nil || old.Node == a.cfg.ID))
 	if !promote {
@@ -328,25 +332,15 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason, ha
 		// least what the relays and nodes hold, on the same history (a
 		// Redis restarted from an old RDB must not be re-elected over
 		// relays that have more).
-		rctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
-		sts, err := topology.ReadStatus(rctx, a.cli, a.cfg.Cluster)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("read statuses: %w", err)
-		}
 		ref := reference(sts, a.cfg.ID, info)
 		if ref.Replid != "" && (!ref.Has(info.replid, info.offset) || info.offset < ref.Offset) {
 			return fmt.Errorf("the redis (replid %s offset %d) is behind or off the history the relays and nodes hold (replid %s offset %d): %w",
 				info.replid, info.offset, ref.Replid, ref.Offset, errBehind)
 		}
-	}
-	if promote {
+	} else {
 		// Re-check eligibility now that we lead (failover-notes §3.5).
 		t0 := time.Now()
-		ranking, err = a.rank(ctx, top, e.state, info)
-		if err != nil {
-			return fmt.Errorf("rank: %w", err)
-		}
+		ranking = a.rank(top, e.state, info, sts)
 		note := ""
 		if mine := myRank(ranking, a.cfg.ID); !mine.Eligible() {
 			if !forced {
@@ -362,7 +356,7 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason, ha
 
 		if !forced {
 			t0 = time.Now()
-			note, err = a.catchUp(ctx, top)
+			note, err = a.catchUp(ctx, top, sts)
 			if err != nil {
 				return err
 			}
@@ -458,15 +452,9 @@ func (a *Agent) fenceOldMaster(ctx context.Context, top *topology.Topology, old 
 // catchUp waits until the Redis has the most advanced root relay's offset
 // (a relay that follows the master directly), bounded by CatchUpTimeout.
 // Each root relay is asked live (INFO on its Redis side: the stored end
-// of its stream); the status it published in etcd (up to a status
+// of its stream); the status it published in sts (up to a status
 // interval old) stands in for one that does not answer.
-func (a *Agent) catchUp(ctx context.Context, top *topology.Topology) (string, error) {
-	rctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
-	sts, err := topology.ReadStatus(rctx, a.cli, a.cfg.Cluster)
-	cancel()
-	if err != nil {
-		return "", err
-	}
+func (a *Agent) catchUp(ctx context.Context, top *topology.Topology, sts *topology.Statuses) (string, error) {
 	info, err := a.probe(ctx)
 	if err != nil {
 		return "", err
@@ -567,15 +555,20 @@ func (a *Agent) probePeer(ctx context.Context, addr string) (replInfo, error) {
 	return probe(pctx, c)
 }
 
-// rank ranks the cluster's nodes for taking over from st's master, from
-// the statuses in etcd (this node's own from info).
-func (a *Agent) rank(ctx context.Context, top *topology.Topology, st election.State, info replInfo) ([]election.Ranked, error) {
+// statuses reads the statuses the cluster's relays and agents publish.
+func (a *Agent) statuses(ctx context.Context) (*topology.Statuses, error) {
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	defer cancel()
 	sts, err := topology.ReadStatus(rctx, a.cli, a.cfg.Cluster)
-	cancel()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read statuses: %w", err)
 	}
+	return sts, nil
+}
+
+// rank ranks the cluster's nodes for taking over from st's master, from
+// their statuses sts (this node's own from info).
+func (a *Agent) rank(top *topology.Topology, st election.State, info replInfo, sts *topology.Statuses) []election.Ranked {
 	in := election.RankInput{MaxLagBytes: a.cfg.MaxLagBytes}
 	if st.Master != nil {
 		in.OldSite = top.Nodes[st.Master.Node].Site
@@ -591,7 +584,7 @@ func (a *Agent) rank(ctx context.Context, top *topology.Topology, st election.St
 		in.Candidates = append(in.Candidates, c)
 	}
 	in.Ref = reference(sts, a.cfg.ID, info)
-	return election.Rank(in), nil
+	return election.Rank(in)
 }
 
 // reference picks the history to continue: the most advanced relay's
@@ -760,11 +753,12 @@ func (a *Agent) switchover(ctx context.Context, top *topology.Topology, sw elect
 		abort(fmt.Sprintf("the master's redis: %v", err))
 		return
 	}
-	ranking, err := a.rank(ctx, top, e.state, info)
+	sts, err := a.statuses(ctx)
 	if err != nil {
 		abort(fmt.Sprintf("rank: %v", err))
 		return
 	}
+	ranking := a.rank(top, e.state, info, sts)
 	target := sw.To
 	if target == "" {
 		for _, r := range ranking {
