@@ -37,16 +37,7 @@ nodes:
 	if _, err := topology.Apply(ctx, cli, cluster, top); err != nil {
 		t.Fatal(err)
 	}
-	status := func(id string, v *arborv1.RelayStatus) {
-		t.Helper()
-		b, err := topology.EncodeStatus(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cli.Put(ctx, topology.StatusKey(cluster, topology.KindRelay, id), string(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	status := func(id string, v *arborv1.RelayStatus) { putStatus(t, ctx, cli, cluster, topology.KindRelay, id, v) }
 	status("ra", &arborv1.RelayStatus{Id: "ra", Site: "A", Upstream: "master", LinkState: arborv1.LinkState_LINK_STATE_STREAMING,
 		MasterOffset: 1000, StoredOffset: 1000,
 		Compression: &arborv1.CompressionStats{RawBytes: 9000, WireBytes: 3000},

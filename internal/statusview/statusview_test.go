@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
 	"github.com/arbor-fabric/arbor/election"
@@ -59,14 +60,7 @@ nodes:
 		}
 		return resp.Header.Revision
 	}
-	status := func(kind, id string, v any) {
-		t.Helper()
-		b, err := topology.EncodeStatus(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		put(topology.StatusKey(cluster, kind, id), b)
-	}
+	status := func(kind, id string, v any) { putStatus(t, ctx, cli, cluster, kind, id, v) }
 	// B's leader key: its create revision is the epoch.
 	epoch := put(election.CampaignPrefix(cluster)+"694d8a", []byte("B"))
 	const newID, oldID = "b000000000000000000000000000000000000000", "a000000000000000000000000000000000000000"
@@ -152,6 +146,19 @@ nodes:
 	v.Render(&out)
 	if len(v.Election.History) != 1 || !strings.Contains(out.String(), "master record REFUSED") {
 		t.Errorf("after a garbage record, history 1:\n%s", out.String())
+	}
+}
+
+// putStatus writes v to etcd as the status of the relay or node id (kind
+// topology.KindRelay or KindNode), as that relay or agent would publish it.
+func putStatus(t *testing.T, ctx context.Context, cli *clientv3.Client, cluster, kind, id string, v any) {
+	t.Helper()
+	b, err := topology.EncodeStatus(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, topology.StatusKey(cluster, kind, id), string(b)); err != nil {
+		t.Fatal(err)
 	}
 }
 
