@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +26,7 @@ const (
 	streamReadSize = 256 << 10
 	progressEvery  = 5 * time.Second
 	// maxHeldTail bounds the incomplete command or transaction the stream
-	// holds in memory until it completes (see holdTail).
+	// holds in memory until it completes (see ingest).
 	maxHeldTail = 128 << 20
 )
 
@@ -443,10 +444,16 @@ func (r *Relay) storeStream(p []byte, end, origin int64, from string) (getAck bo
 		}
 		return false, err
 	}
+	r.noteStored(len(p), end, origin)
+	return getAck, nil
+}
+
+// noteStored keeps the relay's books on n stream bytes stored that end at
+// offset end and were first received by the root relay at origin.
+func (r *Relay) noteStored(n int, end, origin int64) {
 	r.timeline.record(end, origin)
 	r.noteMasterOffset(end)
-	r.stats.upstreamBytes.Add(int64(len(p)))
-	return getAck, nil
+	r.stats.upstreamBytes.Add(int64(n))
 }
 
 func ackCommand(off int64) []byte {
@@ -473,46 +480,42 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 		defer wg.Done()
 		cancel(r.ackLoop(ctx, u, ackNow))
 	}()
-	buf := make([]byte, streamReadSize)
 	end := r.store.End() // this goroutine is the only appender
 	// Only whole commands outside MULTI…EXEC are stored (so acked and
 	// served), as a Redis replica advances its offset only there: the
-	// tail after the last such point waits in held until it completes.
-	// held belongs to this session: when the link ends it is dropped, and
-	// the next PSYNC asks from the stored end, which a new master that
-	// was a replica of this history also ends at.
-	tx := resp.NewTxScanner(r.store.Scanner())
-	var held []byte
+	// tail after the last such point is held until it completes (see
+	// ingest). It belongs to this session: when the link ends it is
+	// dropped, and the next PSYNC asks from the stored end, which a new
+	// master that was a replica of this history also ends at.
+	in := newIngest(r.store.Scanner())
 	for {
 		u.deadline()
-		n, err := u.br.Read(buf)
+		n, err := u.br.Read(in.space())
 		if n > 0 {
 			now := time.Now()
 			r.link.mu.Lock()
 			r.link.lastIO = now
 			r.link.mu.Unlock()
-			ready, commit := holdTail(tx, held, buf[:n])
+			ready, after, getAck, serr := in.add(n)
 			if len(ready) > 0 {
-				getAck, aerr := r.storeStream(ready, end+int64(len(ready)), now.UnixNano(), "upstream")
-				if aerr != nil {
+				end += int64(len(ready))
+				if serr != nil {
+					// Not a replication stream: hand it all to the
+					// store, which refuses it whole, counts and logs
+					// it, and ends the session.
+					_, aerr := r.storeStream(ready, end, now.UnixNano(), "upstream")
 					return aerr
 				}
-				end += int64(len(ready))
-				if getAck {
-					select {
-					case ackNow <- struct{}{}:
-					default:
-					}
+				if aerr := r.store.AppendScanned(ready, after); aerr != nil {
+					return aerr
 				}
+				r.noteStored(len(ready), end, now.UnixNano())
 			}
-			// Only now, as ready may share held's array.
-			if commit < 0 {
-				held = append(held, buf[:n]...)
-			} else {
-				if cap(held) > 4*streamReadSize {
-					held = nil // let a large transaction's buffer go
+			if getAck {
+				select {
+				case ackNow <- struct{}{}:
+				default:
 				}
-				held = append(held[:0], buf[commit:n]...)
 			}
 		}
 		if err != nil {
@@ -524,32 +527,68 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 	}
 }
 
-// holdTail feeds p, the next bytes read from the upstream, to tx and
-// returns the bytes ready to store: held and p up to the last commit point
-// (see resp.TxScanner), and that point's index in p, or -1 when p has none
-// and the whole of p joins the held tail. ready may share held's array.
-func holdTail(tx *resp.TxScanner, held, p []byte) (ready []byte, commit int) {
-	_, commit, _, err := tx.Feed(p)
+// ingest holds the stream of one upstream session between reads. Reads land
+// in buf after the bytes held since the last commit point (see
+// resp.TxScanner), so the bytes ready to store are always one slice of buf:
+// nothing is copied on the way to the store, and each byte is scanned once
+// (the store takes the scanner's state with them, Store.AppendScanned).
+type ingest struct {
+	tx    *resp.TxScanner
+	buf   []byte
+	start int // buf[:start] was handed out ready; the next read drops it
+	end   int // buf[start:end] is held
+}
+
+func newIngest(sc resp.StreamScanner) *ingest {
+	return &ingest{tx: resp.NewTxScanner(sc), buf: make([]byte, streamReadSize)}
+}
+
+// space returns the buffer for the next read, after the held bytes. It
+// invalidates what add returned.
+func (in *ingest) space() []byte {
+	if in.start > 0 {
+		held := in.buf[in.start:in.end]
+		if cap(in.buf) > 4*streamReadSize && len(held) <= streamReadSize/2 {
+			in.buf = make([]byte, streamReadSize) // let a large transaction's buffer go
+		}
+		in.end, in.start = copy(in.buf, held), 0
+	}
+	if len(in.buf)-in.end < streamReadSize/2 {
+		in.buf = slices.Grow(in.buf[:in.end], streamReadSize)
+		in.buf = in.buf[:cap(in.buf)]
+	}
+	return in.buf[in.end:]
+}
+
+// add scans the n bytes read into space() and returns the bytes ready to
+// store, the held ones and the new ones up to the last commit point, with
+// the scanner state after them, or nothing when the new bytes have no
+// commit point and join the held ones. getAck is as for
+// resp.StreamScanner.Feed. With err the new bytes are not a replication
+// stream, and ready is all the bytes held and read.
+func (in *ingest) add(n int) (ready []byte, after resp.StreamScanner, getAck bool, err error) {
+	_, commit, getAck, err := in.tx.Feed(in.buf[in.end : in.end+n])
 	switch {
 	case err != nil:
-		// Not a replication stream: hand it all to the store, which
-		// refuses it whole, counts and logs it, and ends the session.
-		commit = len(p)
-	case commit < 0 && len(held)+len(p) > maxHeldTail:
+		commit = n
+	case commit < 0 && in.end-in.start+n > maxHeldTail:
 		// A command or transaction this large is stored as it comes, as
 		// if nothing were held: a link cut inside it then leaves the
 		// stored end past the last commit point, and a replica promoted
 		// from this history answers the relay's next PSYNC with a full
 		// resync (Redis itself would hold it all in the query buffer).
-		commit = len(p)
+		commit = n
+		after = in.tx.Scanner()
 	}
+	// Otherwise the bytes end at a commit point, a command boundary: the
+	// zero scanner's state.
+	in.end += n
 	if commit < 0 {
-		return nil, -1
+		return nil, after, getAck, nil
 	}
-	if len(held) == 0 {
-		return p[:commit], commit
-	}
-	return append(held, p[:commit]...), commit
+	ready = in.buf[in.start : in.end-n+commit]
+	in.start += len(ready)
+	return ready, after, getAck, err
 }
 
 // ackLoop sends REPLCONF ACK with the offset upstreamAck gives: the

@@ -107,7 +107,8 @@ func NewTxScanner(sc StreamScanner) *TxScanner {
 
 // Feed scans p, which continues the stream. lastCommit is the index in p
 // just after the last command boundary outside a transaction within p, or
-// -1 if there is none. n, getAck and err are as for StreamScanner.Feed;
+// -1 if there is none; being a command boundary, it is where the zero
+// StreamScanner stands. n, getAck and err are as for StreamScanner.Feed;
 // after an error the TxScanner is unusable.
 func (t *TxScanner) Feed(p []byte) (n, lastCommit int, getAck bool, err error) {
 	t.tx.last = -1
@@ -117,3 +118,7 @@ func (t *TxScanner) Feed(p []byte) (n, lastCommit int, getAck bool, err error) {
 
 // InTransaction reports whether the bytes fed so far end inside MULTI…EXEC.
 func (t *TxScanner) InTransaction() bool { return t.tx.multi }
+
+// Scanner returns a copy of the stream scanner's state after the bytes fed
+// so far.
+func (t *TxScanner) Scanner() StreamScanner { return t.sc }

@@ -666,6 +666,21 @@ func (s *Store) NeedSnapshot() bool {
 // With FsyncAlways the bytes are flushed before they count; a failed flush
 // returns a *SyncError, and so does every Append after it.
 func (s *Store) Append(p []byte) (getAck bool, err error) {
+	return s.append(p, nil)
+}
+
+// AppendScanned is Append for bytes the caller has already scanned, so that
+// the upstream link scans each stream byte once (it scans them anyway, for
+// the points where a replica's offset may stand: see resp.TxScanner): p must
+// continue the stream from Scanner(), and after is the scanner's state after
+// p. It does not check p again.
+func (s *Store) AppendScanned(p []byte, after resp.StreamScanner) error {
+	_, err := s.append(p, &after)
+	return err
+}
+
+// append is Append, or with after != nil AppendScanned.
+func (s *Store) append(p []byte, after *resp.StreamScanner) (getAck bool, err error) {
 	if len(p) == 0 {
 		return false, nil
 	}
@@ -687,10 +702,15 @@ func (s *Store) Append(p []byte) (getAck bool, err error) {
 		}
 	}
 	saved := s.scanner
-	n, _, getAck, err := s.scanner.Feed(p)
-	if err != nil {
-		s.scanner = saved
-		return false, &StreamError{Offset: s.end + int64(n), Err: err}
+	if after != nil {
+		s.scanner = *after
+	} else {
+		n, _, ack, err := s.scanner.Feed(p)
+		if err != nil {
+			s.scanner = saved
+			return false, &StreamError{Offset: s.end + int64(n), Err: err}
+		}
+		getAck = ack
 	}
 	before := *active
 	for rest := p; len(rest) > 0; {
