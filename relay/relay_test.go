@@ -196,6 +196,26 @@ func TestRelayAnswersLikeRedis(t *testing.T) {
 	}
 }
 
+// outgrowBacklog writes far more to master than relay r's 1 MiB backlog
+// holds (LoadAllTypes seeds from firstSeed on) and waits until r has
+// refreshed its snapshot past offset after and trimmed its backlog to at
+// most 3 MiB.
+func outgrowBacklog(t *testing.T, master *redistest.Server, r *testRelay, after, firstSeed int64) {
+	t.Helper()
+	for seed := firstSeed; seed < firstSeed+4; seed++ {
+		load(t, master, redistest.LoadOptions{SmallKeys: 20000, Seed: seed})
+	}
+	redistest.WaitFor(t, syncTimeout, func() error {
+		info := r.Info(t, "arbor")
+		snap, _ := strconv.ParseInt(info["arbor_snapshot_offset"], 10, 64)
+		backlog, _ := strconv.ParseInt(info["arbor_backlog_bytes"], 10, 64)
+		if snap <= after || backlog > 3<<20 {
+			return fmt.Errorf("snapshot offset %d (was %d), backlog %d bytes: want a refreshed snapshot and at most 3 MiB", snap, after, backlog)
+		}
+		return nil
+	})
+}
+
 // TestBacklogStaysBounded: with a small --backlog-size, the relay fetches
 // fresher snapshots (REPLCONF rdb-only) from its configured snapshot
 // source, with the source's own password, so the backlog can be trimmed,
@@ -218,18 +238,7 @@ func TestBacklogStaysBounded(t *testing.T) {
 	replicaOf(t, gone, r.Port)
 	redistest.WaitInSync(t, syncTimeout, master, early, gone)
 	gone.Kill()
-	for seed := int64(1); seed <= 4; seed++ {
-		load(t, master, redistest.LoadOptions{SmallKeys: 20000, Seed: seed})
-	}
-	redistest.WaitFor(t, syncTimeout, func() error {
-		info := r.Info(t, "arbor")
-		snap, _ := strconv.ParseInt(info["arbor_snapshot_offset"], 10, 64)
-		backlog, _ := strconv.ParseInt(info["arbor_backlog_bytes"], 10, 64)
-		if snap == 0 || backlog > 3<<20 {
-			return fmt.Errorf("snapshot offset %d, backlog %d bytes: want a refreshed snapshot and at most 3 MiB", snap, backlog)
-		}
-		return nil
-	})
+	outgrowBacklog(t, master, r, 0, 1)
 	partialErr := r.InfoInt(t, "stats", "sync_partial_err")
 	gone.Restart(t)
 	late := redistest.Start(t)

@@ -2,7 +2,6 @@ package relay_test
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"testing"
 
@@ -36,18 +35,7 @@ func TestSnapshotRefreshIgnoresAnnouncedReplica(t *testing.T) {
 		}
 	}
 	first, _ := strconv.ParseInt(r.Info(t, "arbor")["arbor_snapshot_offset"], 10, 64)
-	for seed := int64(2); seed <= 5; seed++ {
-		load(t, master, redistest.LoadOptions{SmallKeys: 20000, Seed: seed})
-	}
-	redistest.WaitFor(t, syncTimeout, func() error {
-		info := r.Info(t, "arbor")
-		snap, _ := strconv.ParseInt(info["arbor_snapshot_offset"], 10, 64)
-		backlog, _ := strconv.ParseInt(info["arbor_backlog_bytes"], 10, 64)
-		if snap <= first || backlog > 3<<20 {
-			return fmt.Errorf("snapshot offset %d (first %d), backlog %d bytes: want a refreshed snapshot and at most 3 MiB", snap, first, backlog)
-		}
-		return nil
-	})
+	outgrowBacklog(t, master, r, first, 2)
 	expectEq(t, "planted server's sync_full (the relay asked it for an RDB)", masterInt(t, planted, "stats", "sync_full"), 0)
 
 	late := redistest.Start(t)
