@@ -31,6 +31,16 @@ func checkFor(t *testing.T, timeout time.Duration, what string, cond func() bool
 	}
 }
 
+// waitDone waits until the session ends, at most timeout.
+func waitDone(t *testing.T, timeout time.Duration, what string, s *Session) {
+	t.Helper()
+	select {
+	case <-s.Done():
+	case <-time.After(timeout):
+		t.Fatalf("%s did not end within %v", what, timeout)
+	}
+}
+
 func newSession(t *testing.T, ctx context.Context, cli *clientv3.Client, ttl, margin time.Duration) *Session {
 	t.Helper()
 	s, err := NewSession(ctx, cli, SessionConfig{TTL: ttl, FenceMargin: margin, Logger: slog.New(slog.DiscardHandler)})
@@ -138,14 +148,7 @@ func TestEpochsAndGuardedWrites(t *testing.T) {
 	if _, err := l2.PublishMaster(ctx, Master{Node: "n2", RedisAddr: "127.0.0.1:2"}); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("n2 publish after its lease was revoked: got %v, want ErrNotLeader", err)
 	}
-	checkFor(t, 20*time.Second, "n2's session to end", func() bool {
-		select {
-		case <-s2.Done():
-			return true
-		default:
-			return false
-		}
-	})
+	waitDone(t, 20*time.Second, "n2's session", s2)
 }
 
 // TestCampaignChecksItsKey: a campaign queued behind a leader whose own
@@ -198,14 +201,7 @@ func TestFenceDeadline(t *testing.T) {
 
 	etcd.Members[0].Kill()
 	killed := time.Now()
-	checkFor(t, 30*time.Second, "the session to end", func() bool {
-		select {
-		case <-s.Done():
-			return true
-		default:
-			return false
-		}
-	})
+	waitDone(t, 30*time.Second, "the session", s)
 	ended := time.Now()
 	d2 := s.FenceDeadline()
 	if d2.After(killed.Add(ttl - margin)) {
