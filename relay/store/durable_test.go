@@ -68,18 +68,27 @@ func (h *syncHook) count(name string) int {
 	return n
 }
 
+// hookedStore opens a store in a new directory with fsync policy p and
+// its flushes going through a new syncHook, and installs a full sync at
+// offset; it returns the options it opened the store with.
+func hookedStore(t *testing.T, p FsyncPolicy, offset int64) (*Store, *syncHook, Options) {
+	t.Helper()
+	h := &syncHook{}
+	o := testOptions(t, t.TempDir())
+	o.Fsync = p
+	o.SyncFile = h.sync
+	s := mustOpen(t, o)
+	fullSync(t, s, testReplid, offset)
+	return s, h, o
+}
+
 var errInjected = errors.New("injected: input/output error")
 
 // TestEverySecDurableTrailsEnd: with everysec the durable offset is what the
 // last flush covered, not what was written; readers still get the written
 // bytes; a waiter on the durable offset wakes when a flush moves it.
 func TestEverySecDurableTrailsEnd(t *testing.T) {
-	h := &syncHook{}
-	o := testOptions(t, t.TempDir())
-	o.Fsync = FsyncEverySec
-	o.SyncFile = h.sync
-	s := mustOpen(t, o)
-	fullSync(t, s, testReplid, 100)
+	s, h, _ := hookedStore(t, FsyncEverySec, 100)
 	h.hold()
 	defer h.release()
 	stream := commands(0, 50)
@@ -114,13 +123,7 @@ func TestEverySecDurableTrailsEnd(t *testing.T) {
 // were, fails the store for good (no retry that could report a false
 // success), and the bytes are gone from the file when it is reopened.
 func TestAlwaysFlushFailureNeverCounts(t *testing.T) {
-	dir := t.TempDir()
-	h := &syncHook{}
-	o := testOptions(t, dir)
-	o.Fsync = FsyncAlways
-	o.SyncFile = h.sync
-	s := mustOpen(t, o)
-	fullSync(t, s, testReplid, 0)
+	s, h, o := hookedStore(t, FsyncAlways, 0)
 	good := commands(0, 20)
 	appendAll(t, s, good, 1<<20)
 	end := int64(len(good))
@@ -178,12 +181,7 @@ func TestAlwaysFlushFailureNeverCounts(t *testing.T) {
 // TestEverySecFlushFailureFailsStore: a failed flush of the sync loop
 // stops the durable offset for good and the store refuses more bytes.
 func TestEverySecFlushFailureFailsStore(t *testing.T) {
-	h := &syncHook{}
-	o := testOptions(t, t.TempDir())
-	o.Fsync = FsyncEverySec
-	o.SyncFile = h.sync
-	s := mustOpen(t, o)
-	fullSync(t, s, testReplid, 0)
+	s, h, _ := hookedStore(t, FsyncEverySec, 0)
 	h.failWith(errInjected)
 	appendAll(t, s, commands(0, 10), 1<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -218,12 +216,7 @@ func TestNoPolicyDurableIsEnd(t *testing.T) {
 func TestNewSegmentsAndHistoriesSyncTheirDirectory(t *testing.T) {
 	for _, policy := range []FsyncPolicy{FsyncAlways, FsyncEverySec} {
 		t.Run(policy.String(), func(t *testing.T) {
-			h := &syncHook{}
-			o := testOptions(t, t.TempDir())
-			o.Fsync = policy
-			o.SyncFile = h.sync
-			s := mustOpen(t, o)
-			fullSync(t, s, testReplid, 0)
+			s, h, o := hookedStore(t, policy, 0)
 			backlog := filepath.Join(o.Dir, s.meta.BacklogDir)
 			if n := h.count(backlog); n == 0 {
 				t.Fatalf("the new history's directory %s was not flushed", backlog)
