@@ -93,6 +93,18 @@ func wait(t *testing.T, master *redistest.Server, timeout time.Duration) int64 {
 	return n
 }
 
+// waitAcked waits until WAIT 1 on the master returns 1; when says in
+// what circumstance, for the failure.
+func waitAcked(t *testing.T, master *redistest.Server, when string) {
+	t.Helper()
+	redistest.WaitFor(t, syncTimeout, func() error {
+		if n := wait(t, master, time.Second); n != 1 {
+			return errors.New("WAIT 1 still 0 " + when)
+		}
+		return nil
+	})
+}
+
 func set(t *testing.T, master *redistest.Server, k, v string) {
 	t.Helper()
 	if err := master.Client().Set(context.Background(), k, v, 0).Err(); err != nil {
@@ -105,7 +117,7 @@ func set(t *testing.T, master *redistest.Server, k, v string) {
 func waitDurable(t *testing.T, master *redistest.Server, tr *testRelay) {
 	t.Helper()
 	redistest.WaitFor(t, syncTimeout, func() error {
-		want := masterInt(t, master, "replication", "master_repl_offset")
+		want := masterOffsetOf(t, master)
 		if got := tr.InfoInt(t, "arbor", "arbor_durable_offset"); got < want {
 			return fmt.Errorf("%s durable offset %d, master at %d", tr.cfg.ID, got, want)
 		}
@@ -136,7 +148,7 @@ func TestAcksAreDurableEverySec(t *testing.T) {
 	for i := range 20 {
 		set(t, master, fmt.Sprintf("held:%d", i), "v")
 	}
-	want := masterInt(t, master, "replication", "master_repl_offset")
+	want := masterOffsetOf(t, master)
 	redistest.WaitFor(t, syncTimeout, func() error {
 		if got := tr.InfoInt(t, "arbor", "arbor_stored_offset"); got < want {
 			return fmt.Errorf("relay stored %d, master at %d", got, want)
@@ -161,12 +173,7 @@ func TestAcksAreDurableEverySec(t *testing.T) {
 	}
 
 	h.release()
-	redistest.WaitFor(t, syncTimeout, func() error {
-		if n := wait(t, master, time.Second); n != 1 {
-			return errors.New("WAIT 1 still 0 after the flushes were released")
-		}
-		return nil
-	})
+	waitAcked(t, master, "after the flushes were released")
 	if acked, durable := slaveOffset(t, master, tr.Port), tr.InfoInt(t, "arbor", "arbor_durable_offset"); acked > durable {
 		t.Errorf("master counts offset %d acked; relay durable %d", acked, durable)
 	}
@@ -249,12 +256,7 @@ func TestAckPolicyRemote(t *testing.T) {
 		load(t, master, redistest.LoadOptions{SmallKeys: 100, Seed: 1})
 		waitDurable(t, master, a)
 		set(t, master, "k", "v")
-		redistest.WaitFor(t, syncTimeout, func() error {
-			if n := wait(t, master, time.Second); n != 1 {
-				return errors.New("WAIT 1 is 0 with a local-policy root relay")
-			}
-			return nil
-		})
+		waitAcked(t, master, "with a local-policy root relay")
 	})
 	t.Run("remote", func(t *testing.T) {
 		master := redistest.Start(t)
@@ -272,12 +274,7 @@ func TestAckPolicyRemote(t *testing.T) {
 		h := &flushHook{}
 		b := treeRelay(t, "relay-b", "B", a.arborURL(), func(c *relay.Config) { relay.SetSyncFile(c, h.sync) })
 		defer h.release()
-		redistest.WaitFor(t, syncTimeout, func() error {
-			if n := wait(t, master, time.Second); n != 1 {
-				return errors.New("WAIT 1 still 0 with relay-b (site B) attached")
-			}
-			return nil
-		})
+		waitAcked(t, master, "with relay-b (site B) attached")
 
 		// relay-b receives the next write but cannot flush it: not acked.
 		h.hold()
@@ -298,12 +295,7 @@ func TestAckPolicyRemote(t *testing.T) {
 			t.Fatalf("master counts offset %d acked by relay-a; relay-b has not flushed past %d", acked, want)
 		}
 		h.release()
-		redistest.WaitFor(t, syncTimeout, func() error {
-			if n := wait(t, master, time.Second); n != 1 {
-				return errors.New("WAIT 1 still 0 after relay-b flushed")
-			}
-			return nil
-		})
+		waitAcked(t, master, "after relay-b flushed")
 
 		// relay-b gone: nothing new is acked.
 		b.Stop()
