@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,12 +190,20 @@ func TestMutualSubscribeNeverBothEstablished(t *testing.T) {
 				t.Fatalf("SetUpstream: %v", err)
 			}
 		}
-		// Watch long enough for both sessions to be decided and retried.
-		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		// Watch until the race is decided, a relay refused with CYCLE, and
+		// long enough (3 s) for the sessions to be retried; at most 30 s.
+		refused := false
+		for start := time.Now(); !refused || time.Since(start) < 3*time.Second; time.Sleep(50 * time.Millisecond) {
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("round %d: neither relay was refused with CYCLE within 30 s (last errors %q, %q)",
+					round, a.status(t).GetLastError(), b.status(t).GetLastError())
+			}
 			if streamingFrom(a, b.arborURL()) && streamingFrom(b, a.arborURL()) {
 				t.Fatalf("round %d: relay-a and relay-b both stream from each other", round)
 			}
-			time.Sleep(50 * time.Millisecond)
+			for _, tr := range []*testRelay{a, b} {
+				refused = refused || strings.Contains(tr.status(t).GetLastError(), "CYCLE")
+			}
 		}
 		a.setUpstream(t, upstreamOf(master))
 		b.setUpstream(t, upstreamOf(master))
