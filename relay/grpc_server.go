@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"sync"
@@ -253,50 +254,68 @@ func (r *Relay) recvSubscribe(stream arborv1.RelayService_SyncServer) (*arborv1.
 // serveSnapshot sends the snapshot alone (Subscribe.snapshot_only), under
 // the same slow-consumer watchdog as a child's link; it cancels ctx with
 // the reason before returning.
-func (r *Relay) serveSnapshot(ctx context.Context, cancel context.CancelCauseFunc, stream arborv1.RelayService_SyncServer, c *childLink) (err error) {
-	enc, err := newFrameEncoder(c.compression)
-	if err != nil {
-		return status.Errorf(codes.Internal, "compression: %v", err)
-	}
-	defer enc.close()
-	f := &feeder{r: r, c: c, srv: stream, enc: enc, log: r.log.With("child", c.id, "snapshot_only", true)}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer func() {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			err = cause
+func (r *Relay) serveSnapshot(ctx context.Context, cancel context.CancelCauseFunc, stream arborv1.RelayService_SyncServer, c *childLink) error {
+	log := r.log.With("child", c.id, "snapshot_only", true)
+	return r.serveLink(ctx, cancel, stream, c, log, func(f *feeder, _ *sync.WaitGroup) error {
+		reader, err := f.fullSync(ctx, nil)
+		if err != nil {
+			return err
 		}
-		cancel(err)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		f.watchdog(ctx, cancel)
-	}()
-	reader, err := f.fullSync(ctx, nil)
-	if err != nil {
-		return err
-	}
-	return reader.Close()
+		return reader.Close()
+	})
 }
 
 // serveChild answers a child's subscription and streams to it until the
 // link ends; it cancels ctx with the reason before returning.
 func (r *Relay) serveChild(ctx context.Context, cancel context.CancelCauseFunc, stream arborv1.RelayService_SyncServer,
-	c *childLink, sub *arborv1.Subscribe, resume *arborv1.ResumeRdb) (err error) {
+	c *childLink, sub *arborv1.Subscribe, resume *arborv1.ResumeRdb) error {
 	if err := r.registerChild(c, sub); err != nil {
 		r.log.Warn("child relay refused", "child", c.id, "err", err)
 		return err
 	}
 	defer r.removeChild(c)
 	log := r.log.With("child", c.id, "child_site", c.site, "compression", compressionName(c.compression))
+	err := r.serveLink(ctx, cancel, stream, c, log, func(f *feeder, wg *sync.WaitGroup) error {
+		reader, err := f.begin(ctx, sub, resume)
+		if err != nil {
+			return err
+		}
+		// The child holds the stream up to here, no further (whatever
+		// offset it claimed when it subscribed); its acks are bounded by
+		// what is sent.
+		c.offered.Store(reader.Pos())
+		if c.acked.Load() > reader.Pos() {
+			c.acked.Store(reader.Pos())
+		}
+		c.state.Store(int32(arborv1.LinkState_LINK_STATE_STREAMING))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := r.readChildAcks(stream, c)
+			if err == nil || errors.Is(err, io.EOF) {
+				err = errors.New("child closed the link")
+			}
+			cancel(err)
+		}()
+		return f.stream(ctx, reader)
+	})
+	log.Info("child relay link closed", "reason", err, "sent_offset", c.sent.Load(), "acked_offset", c.acked.Load())
+	return err
+}
+
+// serveLink runs serve, which sends to the child c through a feeder in the
+// link's compression, under the slow-consumer watchdog; serve's goroutines
+// join wg. It cancels ctx with the reason the link ended (the cause ctx
+// was cancelled with, or else serve's error) and returns that reason once
+// the goroutines are done.
+func (r *Relay) serveLink(ctx context.Context, cancel context.CancelCauseFunc, stream arborv1.RelayService_SyncServer,
+	c *childLink, log *slog.Logger, serve func(f *feeder, wg *sync.WaitGroup) error) (err error) {
 	enc, err := newFrameEncoder(c.compression)
 	if err != nil {
 		return status.Errorf(codes.Internal, "compression: %v", err)
 	}
 	defer enc.close()
 	f := &feeder{r: r, c: c, srv: stream, enc: enc, log: log}
-
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer func() {
@@ -304,34 +323,13 @@ func (r *Relay) serveChild(ctx context.Context, cancel context.CancelCauseFunc, 
 			err = cause
 		}
 		cancel(err)
-		log.Info("child relay link closed", "reason", err, "sent_offset", c.sent.Load(), "acked_offset", c.acked.Load())
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		f.watchdog(ctx, cancel)
 	}()
-	reader, err := f.begin(ctx, sub, resume)
-	if err != nil {
-		return err
-	}
-	// The child holds the stream up to here, no further (whatever offset it
-	// claimed when it subscribed); its acks are bounded by what is sent.
-	c.offered.Store(reader.Pos())
-	if c.acked.Load() > reader.Pos() {
-		c.acked.Store(reader.Pos())
-	}
-	c.state.Store(int32(arborv1.LinkState_LINK_STATE_STREAMING))
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		err := r.readChildAcks(stream, c)
-		if err == nil || errors.Is(err, io.EOF) {
-			err = errors.New("child closed the link")
-		}
-		cancel(err)
-	}()
-	return f.stream(ctx, reader)
+	return serve(f, &wg)
 }
 
 // errNoSubscribe: a Sync stream sent no subscription within
