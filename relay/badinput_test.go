@@ -317,8 +317,12 @@ func TestCorruptSegmentOnDisk(t *testing.T) {
 
 // TestHungMasterReconnects: a master that accepted the link and then stops
 // reading and sending is noticed within repl-timeout and the relay
-// reconnects (a partial resync), well before the 60 s a default deadline
-// would take.
+// reconnects (a partial resync at the offset it holds), well before the
+// 60 s a default deadline would take. Over TCP a REPLCONF ACK a second
+// never fills the socket buffers, so the ACK write does not block here and
+// the read deadline alone ends the session (this passed before the
+// blocked-ACK fix too); TestBlockedAckEndsSession covers the ACK write
+// that blocks.
 func TestHungMasterReconnects(t *testing.T) {
 	good := rdb.Minimal(10)
 	hung := make(chan struct{})
