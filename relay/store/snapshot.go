@@ -91,6 +91,18 @@ func (w *SnapshotWriter) finish() (rdb.Summary, error) {
 	return sum, w.f.Close()
 }
 
+// keep renames the finished RDB (Finish) to file in dir, as the snapshot
+// of replid at offset, and returns its description: size, checksums and
+// version as Finish found them.
+func (w *SnapshotWriter) keep(dir, file, replid string, offset int64) (Snapshot, error) {
+	if err := os.Rename(w.path, filepath.Join(dir, file)); err != nil {
+		os.Remove(w.path)
+		return Snapshot{}, fmt.Errorf("store: %w", err)
+	}
+	return Snapshot{File: file, Replid: replid, Offset: offset, Size: w.n,
+		CRC64: w.sum.CRC, CRC32C: w.crc, RDBVersion: w.sum.Version}, nil
+}
+
 // ResetTo replaces the whole history with the RDB in w, received with
 // +FULLRESYNC replid offset: the old snapshot and backlog are dropped and
 // readers of them get ErrReset. The RDB is checked first; if it fails, the
@@ -108,18 +120,9 @@ func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (Snapsho
 	s.mu.RLock()
 	gen := s.meta.Generation + 1
 	s.mu.RUnlock()
-	snap := Snapshot{
-		File:       fmt.Sprintf("snapshot-%d.rdb", gen),
-		Replid:     replid,
-		Offset:     offset,
-		Size:       w.n,
-		CRC64:      sum.CRC,
-		CRC32C:     w.crc,
-		RDBVersion: sum.Version,
-	}
-	if err := os.Rename(w.path, filepath.Join(s.opts.Dir, snap.File)); err != nil {
-		os.Remove(w.path)
-		return Snapshot{}, fmt.Errorf("store: %w", err)
+	snap, err := w.keep(s.opts.Dir, fmt.Sprintf("snapshot-%d.rdb", gen), replid, offset)
+	if err != nil {
+		return Snapshot{}, err
 	}
 	backlogDir := fmt.Sprintf("backlog-%d", gen)
 	dir := filepath.Join(s.opts.Dir, backlogDir)
@@ -282,18 +285,9 @@ func (s *Store) InstallSnapshotWith(w *SnapshotWriter, replid string, offset int
 			}
 		}
 	}
-	snap := Snapshot{
-		File:       fmt.Sprintf("snapshot-%d-%d.rdb", s.meta.Generation, offset),
-		Replid:     replid,
-		Offset:     offset,
-		Size:       w.n,
-		CRC64:      sum.CRC,
-		CRC32C:     w.crc,
-		RDBVersion: sum.Version,
-	}
-	if err := os.Rename(w.path, filepath.Join(s.opts.Dir, snap.File)); err != nil {
-		os.Remove(w.path)
-		return Snapshot{}, fmt.Errorf("store: %w", err)
+	snap, err := w.keep(s.opts.Dir, fmt.Sprintf("snapshot-%d-%d.rdb", s.meta.Generation, offset), replid, offset)
+	if err != nil {
+		return Snapshot{}, err
 	}
 	m := s.meta
 	old := m.Snapshot
