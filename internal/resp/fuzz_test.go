@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -33,15 +34,7 @@ func (a transcript) String() string {
 }
 
 func (a transcript) equal(b transcript) bool {
-	if a.err != b.err || len(a.items) != len(b.items) {
-		return false
-	}
-	for i := range a.items {
-		if a.items[i] != b.items[i] {
-			return false
-		}
-	}
-	return true
+	return a.err == b.err && slices.Equal(a.items, b.items)
 }
 
 // maxRetained bounds the buffer a Reader may hold after reading n input
@@ -147,7 +140,7 @@ func FuzzReader(f *testing.F) {
 		}
 		limited := readCommands(t, data, step, 16, true)
 		n := len(limited.items)
-		if n > len(whole.items) || !(transcript{items: whole.items[:n]}).equal(transcript{items: limited.items}) {
+		if n > len(whole.items) || !slices.Equal(whole.items[:n], limited.items) {
 			t.Fatalf("commands with limits: got %v, without %v", limited, whole)
 		}
 		if n < len(whole.items) && !strings.Contains(limited.err, "over limit") {
