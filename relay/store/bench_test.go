@@ -1,12 +1,6 @@
 package store
 
-import (
-	"io"
-	"log/slog"
-	"testing"
-
-	"github.com/arbor-fabric/arbor/internal/rdb"
-)
+import "testing"
 
 // BenchmarkAppend appends 16 KiB chunks of SET commands under each fsync
 // policy (segments of 64 MiB, as a 512 MiB backlog gets).
@@ -17,22 +11,12 @@ func BenchmarkAppend(b *testing.B) {
 	}
 	for _, policy := range []FsyncPolicy{FsyncNo, FsyncEverySec, FsyncAlways} {
 		b.Run(policy.String(), func(b *testing.B) {
-			s, err := Open(Options{Dir: b.TempDir(), BacklogSize: 512 << 20, Fsync: policy,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			w, err := s.NewSnapshotWriter()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := w.Write(rdb.Minimal(10)); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := s.ResetTo(w, testReplid, 0); err != nil {
-				b.Fatal(err)
-			}
+			o := testOptions(b, b.TempDir())
+			// Open picks the segment and tail sizes of a 512 MiB backlog.
+			o.BacklogSize, o.SegmentSize, o.TailSize = 512<<20, 0, 0
+			o.Fsync = policy
+			s := mustOpen(b, o)
+			fullSync(b, s, testReplid, 0)
 			b.SetBytes(int64(len(chunk)))
 			b.ResetTimer()
 			for range b.N {

@@ -18,7 +18,7 @@ import (
 
 const testReplid = "0123456789012345678901234567890123456789"
 
-func testOptions(t *testing.T, dir string) Options {
+func testOptions(t testing.TB, dir string) Options {
 	t.Helper()
 	return Options{
 		Dir:         dir,
@@ -30,7 +30,7 @@ func testOptions(t *testing.T, dir string) Options {
 	}
 }
 
-func mustOpen(t *testing.T, o Options) *Store {
+func mustOpen(t testing.TB, o Options) *Store {
 	t.Helper()
 	s, err := Open(o)
 	if err != nil {
@@ -41,7 +41,7 @@ func mustOpen(t *testing.T, o Options) *Store {
 }
 
 // fullSync installs a minimal RDB at offset.
-func fullSync(t *testing.T, s *Store, replid string, offset int64) {
+func fullSync(t testing.TB, s *Store, replid string, offset int64) {
 	t.Helper()
 	w, err := s.NewSnapshotWriter()
 	if err != nil {
