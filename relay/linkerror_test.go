@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/arbor-fabric/arbor/internal/freeport"
 	"github.com/arbor-fabric/arbor/internal/redistest"
 )
 
@@ -13,11 +12,7 @@ import (
 // the link is down and is gone once the relay streams again, so a healthy
 // relay does not show a stale failure in INFO, Status and arbor status.
 func TestLastErrorClearedOnceConnected(t *testing.T) {
-	port, err := freeport.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := fmt.Sprintf("redis://127.0.0.1:%d", port)
+	dead := fmt.Sprintf("redis://127.0.0.1:%d", redistest.FreePort(t))
 	r := startRelay(t, newRelayConfig(t, dead))
 	redistest.WaitFor(t, 20*time.Second, func() error {
 		if r.relay().Status().GetLastError() == "" {
