@@ -5,18 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/arbor-fabric/arbor/internal/redistest"
 )
-
-// pid is a redis-server's process id.
-func pid(t *testing.T, s *redistest.Server) int {
-	t.Helper()
-	return int(masterInt(t, s, "server", "process_id"))
-}
 
 // TestLoadingReplicaIsKept: a real replica that takes longer to load its
 // RDB than repl-timeout, and reads nothing meanwhile while the stream piles
@@ -36,12 +29,6 @@ func TestLoadingReplicaIsKept(t *testing.T) {
 	// The replica loads each key 100 µs (4 s or more for the set, longer
 	// than repl-timeout), from disk, saying it is alive every second.
 	rep := redistest.Start(t, "--key-load-delay", "100", "--loading-process-events-interval-bytes", "1024", "--repl-diskless-load", "disabled")
-	repPID, stopped := pid(t, rep), false
-	t.Cleanup(func() {
-		if stopped {
-			syscall.Kill(repPID, syscall.SIGCONT)
-		}
-	})
 	replicaOf(t, rep, r.Port)
 	redistest.WaitFor(t, 30*time.Second, func() error {
 		if n, err := rep.InfoInt(ctx, "persistence", "loading"); err != nil || n != 1 {
@@ -65,20 +52,14 @@ func TestLoadingReplicaIsKept(t *testing.T) {
 	expectEq(t, "relay partial syncs", r.InfoInt(t, "stats", "sync_partial_ok"), 0)
 
 	// Silent beyond repl-timeout: dropped, as Redis drops it.
-	if err := syscall.Kill(repPID, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped = true
+	rep.Pause()
 	redistest.WaitFor(t, 20*time.Second, func() error {
 		if r.logLine("replica link closed", "no ACK from replica") == "" {
 			return errors.New("the stopped replica is still attached")
 		}
 		return nil
 	})
-	if err := syscall.Kill(repPID, syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	stopped = false
+	rep.Resume()
 	load(t, master, redistest.LoadOptions{SmallKeys: 100, Seed: 3})
 	redistest.WaitInSync(t, syncTimeout, master, rep)
 	expectEq(t, "relay full syncs", r.InfoInt(t, "stats", "sync_full"), 1)
