@@ -33,6 +33,13 @@ type fakeMaster struct {
 	stop     chan struct{}
 }
 
+// fullResync answers a PSYNC with a full resync of history replid at
+// offset 0: a minimal RDB, then stream.
+func fullResync(c net.Conn, replid, stream string) {
+	good := rdb.Minimal(10)
+	fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\n%s%s", replid, len(good), good, stream)
+}
+
 func startFakeMaster(t *testing.T, sessions ...func(c net.Conn, psync []string) error) *fakeMaster {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -158,9 +165,7 @@ func TestBadUpstream(t *testing.T) {
 		},
 		// 3: a good RDB and stream, then garbage.
 		func(c net.Conn, _ []string) error {
-			fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\n", fakeReplid, len(good))
-			c.Write(good)
-			c.Write([]byte(first))
+			fullResync(c, fakeReplid, first)
 			// The relay acks what it stored: once it acks the good bytes,
 			// the garbage arrives in a read of its own.
 			if err := waitAck(c, int64(len(first))); err != nil {
@@ -324,14 +329,11 @@ func TestCorruptSegmentOnDisk(t *testing.T) {
 // blocked-ACK fix too); TestBlockedAckEndsSession covers the ACK write
 // that blocks.
 func TestHungMasterReconnects(t *testing.T) {
-	good := rdb.Minimal(10)
 	hung := make(chan struct{})
 	resumed := make(chan []string, 1)
 	f := startFakeMaster(t,
 		func(c net.Conn, _ []string) error {
-			fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\n", fakeReplid, len(good))
-			c.Write(good)
-			c.Write([]byte(setCmd("a", "1")))
+			fullResync(c, fakeReplid, setCmd("a", "1"))
 			<-hung // neither reads nor sends again
 			return nil
 		},

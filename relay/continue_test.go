@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/arbor-fabric/arbor/internal/rdb"
 	"github.com/arbor-fabric/arbor/internal/redistest"
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay"
@@ -69,12 +68,9 @@ type upstreamChange struct {
 }
 
 func upstreamChanges() []upstreamChange {
-	good := rdb.Minimal(10)
 	return []upstreamChange{
 		{"full resync", int64(len(newHistoryBytes(0))), func(c net.Conn, _ []string) error {
-			fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\n", newHistory, len(good))
-			c.Write(good)
-			c.Write([]byte(newHistoryBytes(0)))
+			fullResync(c, newHistory, newHistoryBytes(0))
 			return nil
 		}},
 		{"new id below the consumer", int64(len(commonBytes) + len(newHistoryBytes(len(commonBytes)))), func(c net.Conn, ps []string) error {
@@ -93,19 +89,14 @@ func upstreamChanges() []upstreamChange {
 // and, once cut is closed, drops the link and answers the relay's next
 // PSYNC with change.
 func twoUpstreams(t *testing.T, change upstreamChange) (ahead, behind *fakeMaster, cut chan struct{}) {
-	good := rdb.Minimal(10)
 	cut = make(chan struct{})
 	ahead = startFakeMaster(t, func(c net.Conn, _ []string) error {
-		fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\n", oldHistory, len(good))
-		c.Write(good)
-		c.Write([]byte(commonBytes + aheadBytes))
+		fullResync(c, oldHistory, commonBytes+aheadBytes)
 		return nil
 	})
 	behind = startFakeMaster(t,
 		func(c net.Conn, _ []string) error {
-			fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\n", oldHistory, len(good))
-			c.Write(good)
-			c.Write([]byte(commonBytes))
+			fullResync(c, oldHistory, commonBytes)
 			<-cut
 			c.Close()
 			return nil
