@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,7 +35,7 @@ func TestTxScannerCommits(t *testing.T) {
 			got = append(got, j+1)
 		}
 	}
-	if !equalInts(got, want) {
+	if !slices.Equal(got, want) {
 		t.Errorf("commit points byte by byte: got %v, want %v", got, want)
 	}
 	if !sc.InTransaction() {
@@ -65,18 +66,6 @@ func TestTxScannerGetAckAndErrors(t *testing.T) {
 	if _, _, _, err := sc.Feed([]byte("x")); err == nil {
 		t.Error("garbage: no error")
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // FuzzTxScanner: a TxScanner scans exactly as a StreamScanner does, and
