@@ -33,7 +33,10 @@ const (
 	// cut transfer resumes at the last chunk the child stored.
 	rdbChunkSize = 1 << 20
 	// heartbeatEvery is how often an idle child link carries a Heartbeat.
-	heartbeatEvery = time.Second
+	// A child judges its parent hung when the link is silent past a bound
+	// of about a second (the high-availability runner's --silence), so
+	// an idle but live link must speak well within it.
+	heartbeatEvery = 250 * time.Millisecond
 	// gracefulStopTimeout bounds GracefulStop before a hard Stop.
 	gracefulStopTimeout = 5 * time.Second
 )

@@ -243,7 +243,15 @@ type RelayStatus struct {
 	MasterNode string `protobuf:"bytes,22,opt,name=master_node,json=masterNode,proto3" json:"master_node,omitempty"`
 	// With --etcd: why the newest master record was refused (unparsable, or
 	// an epoch older than one already followed); empty when it was not.
-	MasterError   string `protobuf:"bytes,23,opt,name=master_error,json=masterError,proto3" json:"master_error,omitempty"`
+	MasterError string `protobuf:"bytes,23,opt,name=master_error,json=masterError,proto3" json:"master_error,omitempty"`
+	// The parent this relay follows now: "master", or a relay id. It differs
+	// from upstream (the declared one) while the relay has moved away from
+	// an unhealthy parent (see move). Set by the high-availability runner
+	// (with --etcd, or with a list of upstreams); empty without one.
+	EffectiveUpstream string `protobuf:"bytes,40,opt,name=effective_upstream,json=effectiveUpstream,proto3" json:"effective_upstream,omitempty"`
+	// The relay's last move away from its declared parent, while it lasts;
+	// unset while it follows its declared parent.
+	Move          *ParentMove `protobuf:"bytes,41,opt,name=move,proto3" json:"move,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -439,6 +447,96 @@ func (x *RelayStatus) GetMasterError() string {
 	return ""
 }
 
+func (x *RelayStatus) GetEffectiveUpstream() string {
+	if x != nil {
+		return x.EffectiveUpstream
+	}
+	return ""
+}
+
+func (x *RelayStatus) GetMove() *ParentMove {
+	if x != nil {
+		return x.Move
+	}
+	return nil
+}
+
+// ParentMove records a child (relay or node) following another parent than
+// its declared one, because the declared one was unhealthy.
+type ParentMove struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The parent moved away from: the declared one (a relay id, or an
+	// upstream URL without a topology).
+	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	// The parent followed now: a relay id, "master", or an upstream URL.
+	To string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// Why: what was seen of the parent (its status lease gone, its link
+	// silent or down) and the tier of the choice.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When the move was made, in Unix milliseconds.
+	AtUnixMs      int64 `protobuf:"varint,4,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParentMove) Reset() {
+	*x = ParentMove{}
+	mi := &file_arbor_v1_status_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParentMove) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParentMove) ProtoMessage() {}
+
+func (x *ParentMove) ProtoReflect() protoreflect.Message {
+	mi := &file_arbor_v1_status_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParentMove.ProtoReflect.Descriptor instead.
+func (*ParentMove) Descriptor() ([]byte, []int) {
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ParentMove) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *ParentMove) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *ParentMove) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ParentMove) GetAtUnixMs() int64 {
+	if x != nil {
+		return x.AtUnixMs
+	}
+	return 0
+}
+
 // Snapshot describes an RDB snapshot a relay holds.
 type Snapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -457,7 +555,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_arbor_v1_status_proto_msgTypes[2]
+	mi := &file_arbor_v1_status_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +567,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[2]
+	mi := &file_arbor_v1_status_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +580,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{2}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Snapshot) GetReplid() string {
@@ -531,7 +629,7 @@ type Backlog struct {
 
 func (x *Backlog) Reset() {
 	*x = Backlog{}
-	mi := &file_arbor_v1_status_proto_msgTypes[3]
+	mi := &file_arbor_v1_status_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +641,7 @@ func (x *Backlog) String() string {
 func (*Backlog) ProtoMessage() {}
 
 func (x *Backlog) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[3]
+	mi := &file_arbor_v1_status_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +654,7 @@ func (x *Backlog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backlog.ProtoReflect.Descriptor instead.
 func (*Backlog) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{3}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Backlog) GetStartOffset() int64 {
@@ -604,7 +702,7 @@ type CompressionStats struct {
 
 func (x *CompressionStats) Reset() {
 	*x = CompressionStats{}
-	mi := &file_arbor_v1_status_proto_msgTypes[4]
+	mi := &file_arbor_v1_status_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +714,7 @@ func (x *CompressionStats) String() string {
 func (*CompressionStats) ProtoMessage() {}
 
 func (x *CompressionStats) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[4]
+	mi := &file_arbor_v1_status_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +727,7 @@ func (x *CompressionStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompressionStats.ProtoReflect.Descriptor instead.
 func (*CompressionStats) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{4}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CompressionStats) GetRawBytes() uint64 {
@@ -673,7 +771,7 @@ type SyncCounters struct {
 
 func (x *SyncCounters) Reset() {
 	*x = SyncCounters{}
-	mi := &file_arbor_v1_status_proto_msgTypes[5]
+	mi := &file_arbor_v1_status_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +783,7 @@ func (x *SyncCounters) String() string {
 func (*SyncCounters) ProtoMessage() {}
 
 func (x *SyncCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[5]
+	mi := &file_arbor_v1_status_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +796,7 @@ func (x *SyncCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncCounters.ProtoReflect.Descriptor instead.
 func (*SyncCounters) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{5}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SyncCounters) GetFullSyncsServed() uint64 {
@@ -768,7 +866,7 @@ type ChildStatus struct {
 
 func (x *ChildStatus) Reset() {
 	*x = ChildStatus{}
-	mi := &file_arbor_v1_status_proto_msgTypes[6]
+	mi := &file_arbor_v1_status_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +878,7 @@ func (x *ChildStatus) String() string {
 func (*ChildStatus) ProtoMessage() {}
 
 func (x *ChildStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[6]
+	mi := &file_arbor_v1_status_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +891,7 @@ func (x *ChildStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChildStatus.ProtoReflect.Descriptor instead.
 func (*ChildStatus) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{6}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ChildStatus) GetId() string {
@@ -883,7 +981,7 @@ type SiteAck struct {
 
 func (x *SiteAck) Reset() {
 	*x = SiteAck{}
-	mi := &file_arbor_v1_status_proto_msgTypes[7]
+	mi := &file_arbor_v1_status_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +993,7 @@ func (x *SiteAck) String() string {
 func (*SiteAck) ProtoMessage() {}
 
 func (x *SiteAck) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[7]
+	mi := &file_arbor_v1_status_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1006,7 @@ func (x *SiteAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteAck.ProtoReflect.Descriptor instead.
 func (*SiteAck) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{7}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SiteAck) GetSite() string {
@@ -938,7 +1036,7 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\n" +
 	"\x15arbor/v1/status.proto\x12\barbor.v1\"=\n" +
 	"\x0eStatusResponse\x12+\n" +
-	"\x05relay\x18\x01 \x01(\v2\x15.arbor.v1.RelayStatusR\x05relay\"\x94\a\n" +
+	"\x05relay\x18\x01 \x01(\v2\x15.arbor.v1.RelayStatusR\x05relay\"\xed\a\n" +
 	"\vRelayStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1a\n" +
@@ -966,7 +1064,16 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\fmaster_epoch\x18\x15 \x01(\x03R\vmasterEpoch\x12\x1f\n" +
 	"\vmaster_node\x18\x16 \x01(\tR\n" +
 	"masterNode\x12!\n" +
-	"\fmaster_error\x18\x17 \x01(\tR\vmasterError\"z\n" +
+	"\fmaster_error\x18\x17 \x01(\tR\vmasterError\x12-\n" +
+	"\x12effective_upstream\x18( \x01(\tR\x11effectiveUpstream\x12(\n" +
+	"\x04move\x18) \x01(\v2\x14.arbor.v1.ParentMoveR\x04move\"f\n" +
+	"\n" +
+	"ParentMove\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1c\n" +
+	"\n" +
+	"at_unix_ms\x18\x04 \x01(\x03R\batUnixMs\"z\n" +
 	"\bSnapshot\x12\x16\n" +
 	"\x06replid\x18\x01 \x01(\tR\x06replid\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x1d\n" +
@@ -1033,37 +1140,39 @@ func file_arbor_v1_status_proto_rawDescGZIP() []byte {
 }
 
 var file_arbor_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_arbor_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_arbor_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_arbor_v1_status_proto_goTypes = []any{
 	(LinkState)(0),           // 0: arbor.v1.LinkState
 	(ChildKind)(0),           // 1: arbor.v1.ChildKind
 	(*StatusResponse)(nil),   // 2: arbor.v1.StatusResponse
 	(*RelayStatus)(nil),      // 3: arbor.v1.RelayStatus
-	(*Snapshot)(nil),         // 4: arbor.v1.Snapshot
-	(*Backlog)(nil),          // 5: arbor.v1.Backlog
-	(*CompressionStats)(nil), // 6: arbor.v1.CompressionStats
-	(*SyncCounters)(nil),     // 7: arbor.v1.SyncCounters
-	(*ChildStatus)(nil),      // 8: arbor.v1.ChildStatus
-	(*SiteAck)(nil),          // 9: arbor.v1.SiteAck
+	(*ParentMove)(nil),       // 4: arbor.v1.ParentMove
+	(*Snapshot)(nil),         // 5: arbor.v1.Snapshot
+	(*Backlog)(nil),          // 6: arbor.v1.Backlog
+	(*CompressionStats)(nil), // 7: arbor.v1.CompressionStats
+	(*SyncCounters)(nil),     // 8: arbor.v1.SyncCounters
+	(*ChildStatus)(nil),      // 9: arbor.v1.ChildStatus
+	(*SiteAck)(nil),          // 10: arbor.v1.SiteAck
 }
 var file_arbor_v1_status_proto_depIdxs = []int32{
 	3,  // 0: arbor.v1.StatusResponse.relay:type_name -> arbor.v1.RelayStatus
 	0,  // 1: arbor.v1.RelayStatus.link_state:type_name -> arbor.v1.LinkState
-	4,  // 2: arbor.v1.RelayStatus.snapshot:type_name -> arbor.v1.Snapshot
-	5,  // 3: arbor.v1.RelayStatus.backlog:type_name -> arbor.v1.Backlog
-	6,  // 4: arbor.v1.RelayStatus.compression:type_name -> arbor.v1.CompressionStats
-	7,  // 5: arbor.v1.RelayStatus.counters:type_name -> arbor.v1.SyncCounters
-	8,  // 6: arbor.v1.RelayStatus.children:type_name -> arbor.v1.ChildStatus
-	9,  // 7: arbor.v1.RelayStatus.site_acks:type_name -> arbor.v1.SiteAck
-	6,  // 8: arbor.v1.RelayStatus.upstream_bytes:type_name -> arbor.v1.CompressionStats
-	1,  // 9: arbor.v1.ChildStatus.kind:type_name -> arbor.v1.ChildKind
-	0,  // 10: arbor.v1.ChildStatus.state:type_name -> arbor.v1.LinkState
-	6,  // 11: arbor.v1.ChildStatus.bytes:type_name -> arbor.v1.CompressionStats
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	5,  // 2: arbor.v1.RelayStatus.snapshot:type_name -> arbor.v1.Snapshot
+	6,  // 3: arbor.v1.RelayStatus.backlog:type_name -> arbor.v1.Backlog
+	7,  // 4: arbor.v1.RelayStatus.compression:type_name -> arbor.v1.CompressionStats
+	8,  // 5: arbor.v1.RelayStatus.counters:type_name -> arbor.v1.SyncCounters
+	9,  // 6: arbor.v1.RelayStatus.children:type_name -> arbor.v1.ChildStatus
+	10, // 7: arbor.v1.RelayStatus.site_acks:type_name -> arbor.v1.SiteAck
+	7,  // 8: arbor.v1.RelayStatus.upstream_bytes:type_name -> arbor.v1.CompressionStats
+	4,  // 9: arbor.v1.RelayStatus.move:type_name -> arbor.v1.ParentMove
+	1,  // 10: arbor.v1.ChildStatus.kind:type_name -> arbor.v1.ChildKind
+	0,  // 11: arbor.v1.ChildStatus.state:type_name -> arbor.v1.LinkState
+	7,  // 12: arbor.v1.ChildStatus.bytes:type_name -> arbor.v1.CompressionStats
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_arbor_v1_status_proto_init() }
@@ -1077,7 +1186,7 @@ func file_arbor_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_arbor_v1_status_proto_rawDesc), len(file_arbor_v1_status_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -332,7 +332,14 @@ type NodeStatus struct {
 	// The last error met while watching or steering the node, empty if none.
 	LastError string `protobuf:"bytes,9,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// Whether the node is reachable and answering.
-	Healthy       bool `protobuf:"varint,10,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	Healthy bool `protobuf:"varint,10,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	// What the node's Redis follows now: a relay id, or "master". It differs
+	// from the topology's follow while the node has moved away from an
+	// unhealthy relay (see move); empty for the master.
+	EffectiveFollow string `protobuf:"bytes,30,opt,name=effective_follow,json=effectiveFollow,proto3" json:"effective_follow,omitempty"`
+	// The node's last move away from its declared relay, while it lasts;
+	// unset while it follows the declared one.
+	Move          *ParentMove `protobuf:"bytes,31,opt,name=move,proto3" json:"move,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +444,20 @@ func (x *NodeStatus) GetHealthy() bool {
 	return false
 }
 
+func (x *NodeStatus) GetEffectiveFollow() string {
+	if x != nil {
+		return x.EffectiveFollow
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetMove() *ParentMove {
+	if x != nil {
+		return x.Move
+	}
+	return nil
+}
+
 var File_arbor_v1_topology_proto protoreflect.FileDescriptor
 
 const file_arbor_v1_topology_proto_rawDesc = "" +
@@ -459,7 +480,7 @@ const file_arbor_v1_topology_proto_rawDesc = "" +
 	"redis_addr\x18\x03 \x01(\tR\tredisAddr\x12\x1c\n" +
 	"\tcandidate\x18\x04 \x01(\bR\tcandidate\x12\x1a\n" +
 	"\bpriority\x18\x05 \x01(\x05R\bpriority\x12\x16\n" +
-	"\x06follow\x18\x06 \x01(\tR\x06follow\"\xa9\x02\n" +
+	"\x06follow\x18\x06 \x01(\tR\x06follow\"\xfe\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -474,7 +495,9 @@ const file_arbor_v1_topology_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\t \x01(\tR\tlastError\x12\x18\n" +
 	"\ahealthy\x18\n" +
-	" \x01(\bR\ahealthy*R\n" +
+	" \x01(\bR\ahealthy\x12)\n" +
+	"\x10effective_follow\x18\x1e \x01(\tR\x0feffectiveFollow\x12(\n" +
+	"\x04move\x18\x1f \x01(\v2\x14.arbor.v1.ParentMoveR\x04move*R\n" +
 	"\bNodeRole\x12\x19\n" +
 	"\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_ROLE_MASTER\x10\x01\x12\x15\n" +
@@ -501,15 +524,17 @@ var file_arbor_v1_topology_proto_goTypes = []any{
 	(*NodeSpec)(nil),   // 3: arbor.v1.NodeSpec
 	(*NodeStatus)(nil), // 4: arbor.v1.NodeStatus
 	(LinkState)(0),     // 5: arbor.v1.LinkState
+	(*ParentMove)(nil), // 6: arbor.v1.ParentMove
 }
 var file_arbor_v1_topology_proto_depIdxs = []int32{
 	0, // 0: arbor.v1.NodeStatus.role:type_name -> arbor.v1.NodeRole
 	5, // 1: arbor.v1.NodeStatus.link_state:type_name -> arbor.v1.LinkState
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	6, // 2: arbor.v1.NodeStatus.move:type_name -> arbor.v1.ParentMove
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_arbor_v1_topology_proto_init() }
