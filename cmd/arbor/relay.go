@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/arbor-fabric/arbor/relay"
+	"github.com/arbor-fabric/arbor/topology"
 )
 
 const (
@@ -65,6 +66,8 @@ flushed.`,
 	f.Duration("handshake-timeout", def.HandshakeTimeout, "close a Redis connection that has not sent PSYNC or SYNC and sends no complete command for this long")
 	f.Int("max-clients", def.MaxClients, "cap on Redis connections, replicas included; one more gets \"-ERR max number of clients reached\"")
 	f.Duration("trace-every", def.TraceEvery, "how often a root relay samples a stream frame per child relay link for tracing (0: never); spans go to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set")
+	f.Duration("move-after", topology.DefaultSilence, "move to another parent when the link to the parent relay is down, or up but silent, this long (with --etcd, or a list of --upstream URLs)")
+	f.Duration("hold-down", topology.DefaultHoldDown, "return to the declared (or first listed) parent only after it has been healthy this long (with --etcd, or a list of --upstream URLs)")
 	f.String("debug-addr", "", "address of an HTTP endpoint with /debug/pprof and Prometheus /metrics (empty: none)")
 	f.String("log-level", "info", "log level: debug, info, warn or error")
 	f.String("log-format", "text", "log format: text or json")
@@ -74,6 +77,10 @@ flushed.`,
 			return err
 		}
 		cfg, logger, err := relayConfig(cmd.Flags())
+		if err != nil {
+			return err
+		}
+		ha, err := relayHAConfig(cmd.Flags())
 		if err != nil {
 			return err
 		}
@@ -89,7 +96,7 @@ flushed.`,
 			if err := ef.validate(); err != nil {
 				return err
 			}
-			return runRelayWithEtcd(cmd.Context(), cfg, ef, logger.With("relay", cfg.ID))
+			return runRelayWithEtcd(cmd.Context(), cfg, ha, ef, logger.With("relay", cfg.ID))
 		}
 		r, err := relay.New(cfg)
 		if err != nil {
@@ -98,6 +105,25 @@ flushed.`,
 		return r.Run(cmd.Context())
 	}
 	return cmd
+}
+
+// relayHA is how a relay moves off a failed parent: --move-after and
+// --hold-down.
+type relayHA struct {
+	moveAfter, holdDown time.Duration
+}
+
+func relayHAConfig(fs *pflag.FlagSet) (relayHA, error) {
+	var h relayHA
+	h.moveAfter, _ = fs.GetDuration("move-after")
+	h.holdDown, _ = fs.GetDuration("hold-down")
+	if h.moveAfter < 100*time.Millisecond {
+		return h, fmt.Errorf("move-after %v: must be at least 100ms", h.moveAfter)
+	}
+	if h.holdDown < 0 {
+		return h, fmt.Errorf("hold-down %v: must not be negative", h.holdDown)
+	}
+	return h, nil
 }
 
 func relayConfig(fs *pflag.FlagSet) (relay.Config, *slog.Logger, error) {

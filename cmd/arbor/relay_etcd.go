@@ -10,13 +10,13 @@ import (
 
 // runRelayWithEtcd runs `arbor relay --etcd`: it connects to etcd as the
 // flags say (waiting for it while it cannot be reached) and runs the relay
-// under the control plane (fabric.RunRelay: upstream from the topology,
-// followed live, status on a lease).
-func runRelayWithEtcd(ctx context.Context, cfg relay.Config, ef *etcdFlags, log *slog.Logger) error {
+// under the control plane (fabric.Relay: upstream from the topology,
+// followed live, moved off a failed parent, status on a lease).
+func runRelayWithEtcd(ctx context.Context, cfg relay.Config, ha relayHA, ef *etcdFlags, log *slog.Logger) error {
 	cli, err := ef.connect(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
-	return fabric.RunRelay(ctx, cfg, cli, ef.cluster, log)
+	return fabric.Relay{Config: cfg, Etcd: cli, Cluster: ef.cluster, Logger: log, Silence: ha.moveAfter, HoldDown: ha.holdDown}.Run(ctx)
 }

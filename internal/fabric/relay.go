@@ -7,6 +7,7 @@ package fabric
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"slices"
@@ -41,7 +42,19 @@ type Relay struct {
 	// listeners are open), before it runs; for callers that read its
 	// Status. It is called at most once, on Run's goroutine.
 	Started func(*relay.Relay)
+	// Silence is how long the link to a parent relay may be down, or up
+	// but silent, before the relay moves to another parent (see
+	// topology.Mover); 0 means topology.DefaultSilence.
+	Silence time.Duration
+	// HoldDown is how long the declared parent must be healthy before a
+	// relay that moved away returns to it; 0 means
+	// topology.DefaultHoldDown.
+	HoldDown time.Duration
 }
+
+// haTick is how often a relay under the control plane judges the parent it
+// follows (besides every change of the relays' statuses).
+const haTick = 100 * time.Millisecond
 
 // RunRelay runs a relay whose upstream comes from the topology in etcd: it
 // follows the relay's key live (a new upstream is followed at once, with a
@@ -54,8 +67,13 @@ type Relay struct {
 // EpochFile) and shown in its status. Without cfg.SnapshotSources, the
 // relay's snapshot sources are the topology's nodes of its site
 // (topology.Topology.SnapshotSources), followed live. cfg.Upstream, if set, is used until the topology is
-// read (see Relay.Config). RunRelay returns when ctx ends (nil) or the
-// relay fails, after every goroutine it started ended.
+// read (see Relay.Config). A relay whose declared upstream is another
+// relay moves on its own (topology.Mover): when that parent's status
+// lease is gone, or the link to it stays down or silent past the silence
+// bound, it follows another healthy relay (topology.ChooseRelayParent)
+// with a partial resync, records the move in its status, and returns
+// after the hold-down. RunRelay returns when ctx ends (nil) or the relay
+// fails, after every goroutine it started ended.
 func RunRelay(ctx context.Context, cfg relay.Config, cli *clientv3.Client, cluster string, log *slog.Logger) error {
 	return Relay{Config: cfg, Etcd: cli, Cluster: cluster, Logger: log}.Run(ctx)
 }
@@ -99,6 +117,22 @@ func (f Relay) Run(ctx context.Context) error {
 		watchMaster(ctx, cli, cluster, gate, log)
 	}()
 
+	// The whole topology and the relays' live statuses, for the parent
+	// choice when the parent relay fails.
+	topo := topology.NewWatcher(cli, cluster, log)
+	statuses := topology.NewRelayStatusWatcher(cli, cluster)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		topo.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		statuses.Run(ctx)
+	}()
+	mover := topology.NewMover(topology.MoverConfig{Child: cfg.ID, Relay: true, Silence: f.Silence, HoldDown: f.HoldDown})
+	var ha haStatus
+
 	static := cfg.Upstream
 	var pending *topology.RelayUpdate
 	if static == "" {
@@ -137,6 +171,15 @@ func (f Relay) Run(ctx context.Context) error {
 			return
 		}
 		up := upstreamOf(*spec, gate)
+		if target := mover.Target(); target != "" {
+			if top, _ := topo.Current(); top != nil {
+				if moved, err := targetURL(top, target, gate); err == nil {
+					up = moved
+				} else {
+					log.Error("cannot follow the parent chosen; keeping the declared one", "parent", target, "err", err)
+				}
+			}
+		}
 		if m, _ := gate.state(); m != nil && spec.Spec.Upstream == topology.UpstreamMaster && (logged == nil || *logged != *m) {
 			log.Info("following the elected master", "epoch", m.Epoch, "node", m.Node, "upstream", up)
 			logged = m
@@ -170,13 +213,44 @@ func (f Relay) Run(ctx context.Context) error {
 	}
 	pub := topology.NewStatusPublisher(cli, topology.StatusConfig{
 		Cluster: cluster, Kind: topology.KindRelay, ID: r.ID(), Interval: StatusInterval,
-		Value: func() any { return relayStatus(r, gate) }, Logger: log,
+		Value: func() any { return ha.fill(relayStatus(r, gate)) }, Logger: log,
 	})
+	// judge is one round of the mover: it repoints the relay when the
+	// parent it follows failed, or the declared one is back for good.
+	judge := func() {
+		top, _ := topo.Current()
+		sts, ok := statuses.Current()
+		if top == nil || !ok {
+			return
+		}
+		up, idle := r.UpstreamLink()
+		changed, why := mover.Step(topology.Observation{Now: time.Now(), Topology: top, Relays: sts, LinkUp: up, Idle: idle, Updated: statuses.Updated()})
+		effective := mover.Followed()
+		if effective == "" && spec != nil {
+			effective = spec.Spec.Upstream
+		}
+		ha.set(effective, mover.Move())
+		if changed {
+			if mover.Target() != "" {
+				log.Warn("moving to another parent", "declared", spec.Spec.Upstream, "parent", mover.Target(), "why", why)
+			} else {
+				log.Info("returning to the declared parent", "parent", mover.Followed(), "why", why)
+			}
+			follow()
+			pub.Trigger()
+		}
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
+		tick := time.NewTicker(haTick)
+		defer tick.Stop()
 		for {
 			select {
+			case <-tick.C:
+				judge()
+			case <-statuses.Changes():
+				judge()
 			case u := <-updates:
 				apply(u)
 			case <-gate.Changed():
@@ -207,6 +281,49 @@ func relayStatus(r *relay.Relay, gate *masterGate) *arborv1.RelayStatus {
 	}
 	st.MasterError = refused
 	return st
+}
+
+// haStatus is what the mover adds to the relay's status: the parent
+// followed and the move in force. Written by the owner loop, read by the
+// status publisher.
+type haStatus struct {
+	mu        sync.Mutex
+	effective string
+	move      *arborv1.ParentMove
+}
+
+func (h *haStatus) set(effective string, move *arborv1.ParentMove) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.effective, h.move = effective, move
+}
+
+// fill adds the effective upstream and the move to st.
+func (h *haStatus) fill(st *arborv1.RelayStatus) *arborv1.RelayStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st.EffectiveUpstream, st.Move = h.effective, h.move
+	return st
+}
+
+// targetURL is the upstream URL of a parent the mover chose: a relay's
+// gRPC address, or the master (the elected one when there is a record).
+func targetURL(top *topology.Topology, target string, gate *masterGate) (string, error) {
+	if target == topology.UpstreamMaster {
+		if m, _ := gate.state(); m != nil {
+			return "redis://" + m.RedisAddr, nil
+		}
+		n, ok := top.Nodes[top.Master]
+		if !ok {
+			return "", errors.New("no master designated")
+		}
+		return "redis://" + n.RedisAddr, nil
+	}
+	p, ok := top.Relays[target]
+	if !ok || p.GRPCAddr == "" {
+		return "", fmt.Errorf("relay %q: not in the topology, or no grpc_addr", target)
+	}
+	return "arbor://" + p.GRPCAddr, nil
 }
 
 // snapshotSources are the topology's snapshot sources of the relay but

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arbor-fabric/arbor/internal/etcdtest"
+	"github.com/arbor-fabric/arbor/internal/redistest"
+	"github.com/arbor-fabric/arbor/topology"
+)
+
+// writeStats is what a steady writer saw.
+type writeStats struct {
+	ok, errs  int
+	lastErr   error
+	longest   time.Duration // longest time between two accepted writes
+	stalledAt time.Time     // when the longest stall began
+}
+
+// steadyWriter writes to the master (SET, one at a time) until stopped, at
+// most maxOps writes or until ctx ends, and counts refused writes and the
+// longest stall between two accepted ones.
+type steadyWriter struct {
+	cancel context.CancelFunc
+	done   chan writeStats
+}
+
+func startWriter(ctx context.Context, c *redis.Client, maxOps int) *steadyWriter {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &steadyWriter{cancel: cancel, done: make(chan writeStats, 1)}
+	go func() {
+		var s writeStats
+		last := time.Now()
+		for i := 0; i < maxOps && ctx.Err() == nil; i++ {
+			err := c.Set(ctx, "w:"+strconv.Itoa(i%2000), i, 0).Err()
+			now := time.Now()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.errs++
+					s.lastErr = err
+				}
+				time.Sleep(5 * time.Millisecond) // bounded: the loop is bounded by maxOps and ctx
+				continue
+			}
+			s.ok++
+			if d := now.Sub(last); d > s.longest {
+				s.longest, s.stalledAt = d, last
+			}
+			last = now
+			time.Sleep(time.Millisecond)
+		}
+		w.done <- s
+	}()
+	return w
+}
+
+func (w *steadyWriter) stop() writeStats {
+	w.cancel()
+	return <-w.done
+}
+
+// haCluster is the relay tree of the HA tests: etcd, a master with
+// min-replicas-to-write 1, relays as `arbor relay --etcd` processes, and a
+// Redis replica under each relay (attached directly, no node agent).
+type haCluster struct {
+	t        *testing.T
+	bin      string
+	etcd     *etcdtest.Cluster
+	cluster  string
+	master   *redistest.Server
+	relays   map[string]*haRelay
+	replicas map[string]*redistest.Server // by the relay they hang off
+	eflags   []string
+	holdDown time.Duration
+}
+
+type haRelay struct {
+	id, site, upstream string
+	redis, grpc        string
+	dataDir            string
+	proc               *relayProcess
+}
+
+func (h *haRelay) port() int {
+	p, _ := strconv.Atoi(h.redis[strings.LastIndex(h.redis, ":")+1:])
+	return p
+}
+
+// startHACluster starts relays a1, a2 (following the master) and b1, b2
+// (declared under a1), with a replica under each.
+func startHACluster(t *testing.T, holdDown time.Duration) *haCluster {
+	ctx := context.Background()
+	h := &haCluster{t: t, bin: buildArbor(t), etcd: etcdtest.Start(t, 1), cluster: "ha", holdDown: holdDown,
+		relays: map[string]*haRelay{}, replicas: map[string]*redistest.Server{}}
+	h.master = redistest.Start(t, "--repl-backlog-size", "64mb")
+	if err := redistest.LoadAllTypes(ctx, h.master.Client(), redistest.LoadOptions{SmallKeys: 2000, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	addr := func() string { return "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) }
+	for _, r := range []struct{ id, site, up string }{
+		{"a1", "A", "master"}, {"a2", "A", "master"}, {"b1", "B", "a1"}, {"b2", "B", "a1"},
+	} {
+		h.relays[r.id] = &haRelay{id: r.id, site: r.site, upstream: r.up, redis: addr(), grpc: addr(), dataDir: t.TempDir()}
+	}
+	var b strings.Builder
+	b.WriteString("master: A-Master\nsites: {A: {}, B: {}}\nrelays:\n")
+	for _, id := range []string{"a1", "a2", "b1", "b2"} {
+		r := h.relays[id]
+		fmt.Fprintf(&b, "  %s: {site: %s, grpc_addr: %q, redis_addr: %q, upstream: %s}\n", id, r.site, r.grpc, r.redis, r.upstream)
+	}
+	fmt.Fprintf(&b, "nodes:\n  A-Master: {site: A, redis_addr: %q, candidate: true, priority: 100, follow: a1}\n", h.master.Addr)
+	file := filepath.Join(t.TempDir(), "topology.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.eflags = []string{"--etcd", strings.Join(h.etcd.Endpoints(), ","), "--cluster", h.cluster}
+	if out, err := arbor(ctx, append([]string{"topology", "apply", "-f", file}, h.eflags...)...); err != nil {
+		t.Fatalf("topology apply: %v\n%s", err, out)
+	}
+	for _, id := range []string{"a1", "a2", "b1", "b2"} {
+		r := h.relays[id]
+		r.proc = startRelayProcess(t, h.bin, append([]string{"relay", "--id", id, "--site", r.site, "--data-dir", r.dataDir,
+			"--redis-addr", r.redis, "--grpc-addr", r.grpc, "--plaintext", "--log-level", "debug",
+			"--move-after", "1s", "--hold-down", holdDown.String()}, h.eflags...)...)
+	}
+	for _, id := range []string{"a1", "a2", "b1", "b2"} {
+		r := h.relays[id]
+		rep := redistest.Start(t)
+		redistest.WaitFor(t, 30*time.Second, func() error { _, err := relayInfoInt(r.redis, "master_repl_offset"); return err })
+		if err := rep.ReplicaOf(ctx, "127.0.0.1", r.port()); err != nil {
+			t.Fatal(err)
+		}
+		h.replicas[id] = rep
+	}
+	redistest.WaitInSync(t, 90*time.Second, h.master, h.allReplicas()...)
+	// Writes need one acking relay from now on: with a1 and a2 both
+	// following the master, either one's death must not stop them.
+	for _, kv := range [][2]string{{"min-replicas-to-write", "1"}, {"min-replicas-max-lag", "3"}} {
+		if err := h.master.Client().ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h
+}
+
+func (h *haCluster) allReplicas() []*redistest.Server {
+	var out []*redistest.Server
+	for _, id := range []string{"a1", "a2", "b1", "b2"} {
+		out = append(out, h.replicas[id])
+	}
+	return out
+}
+
+// upstream is the upstream the relay follows now (INFO arbor_upstream).
+func (h *haCluster) upstream(id string) string {
+	v, _ := relayInfo(h.relays[id].redis, "arbor_upstream")
+	return v
+}
+
+func (h *haCluster) grpcURL(id string) string { return "arbor://" + h.relays[id].grpc }
+
+// counters reads the sync counters that must not move in a failover: each
+// relay's full syncs from its upstream and full syncs served to replicas.
+func (h *haCluster) counters(ids ...string) map[string]int64 {
+	out := map[string]int64{}
+	for _, id := range ids {
+		for _, k := range []string{"arbor_upstream_full_syncs", "sync_full"} {
+			n, err := relayInfoInt(h.relays[id].redis, k)
+			if err != nil {
+				h.t.Fatalf("%s %s: %v", id, k, err)
+			}
+			out[id+" "+k] = n
+		}
+	}
+	return out
+}
+
+func (h *haCluster) checkCounters(before map[string]int64) {
+	h.t.Helper()
+	for k, v := range before {
+		id, key, _ := strings.Cut(k, " ")
+		if n, _ := relayInfoInt(h.relays[id].redis, key); n != v {
+			h.t.Errorf("%s %s: %d, was %d: a move must not cost a full sync", id, key, n, v)
+		}
+	}
+}
+
+// waitUpstream waits until each relay in want follows the relay named.
+func (h *haCluster) waitUpstream(timeout time.Duration, want map[string]string) {
+	h.t.Helper()
+	redistest.WaitFor(h.t, timeout, func() error {
+		for id, parent := range want {
+			if got := h.upstream(id); got != h.grpcURL(parent) {
+				return fmt.Errorf("%s follows %s, want %s (%s)", id, got, parent, h.grpcURL(parent))
+			}
+			if st, _ := relayInfo(h.relays[id].redis, "master_link_status"); st != "up" {
+				return fmt.Errorf("%s: link %s", id, st)
+			}
+		}
+		return nil
+	})
+}
+
+// moveOf reads the move a relay published in etcd.
+func (h *haCluster) moveOf(id string) (from, to, reason string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cli := h.etcd.Client(h.t)
+	sts, err := topology.ReadStatus(ctx, cli, h.cluster)
+	if err != nil {
+		return "", "", "", err
+	}
+	st, ok := sts.Relays[id]
+	if !ok {
+		return "", "", "", errors.New("no status of " + id)
+	}
+	m := st.GetMove()
+	return m.GetFrom(), m.GetTo(), m.GetReason(), nil
+}
+
+// TestRelayHAKillAndPause: two relays in site A follow the master (which
+// needs one acking replica to take writes), two in site B are declared
+// under a1. a1 is killed with SIGKILL under steady writes: the writes keep
+// being accepted, b1 and b2 move to a2 within the bound with a partial
+// resync (no full sync anywhere), their status says so, every replica
+// stays equal to the master. a1 restarts: b1 and b2 return only after the
+// hold-down. Then a1 is paused with SIGSTOP past the bound: b1 and b2
+// move again, stay on a2 after SIGCONT until the hold-down, then return;
+// digests equal throughout.
+func TestRelayHAKillAndPause(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary, runs etcd, five redis-servers and four relay processes")
+	}
+	const holdDown = 8 * time.Second
+	h := startHACluster(t, holdDown)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	h.waitUpstream(20*time.Second, map[string]string{"b1": "a1", "b2": "a1"})
+	before := h.counters("a2", "b1", "b2")
+
+	// 1. SIGKILL of a1 under steady writes.
+	w := startWriter(ctx, h.master.Client(), 200000)
+	redistest.WaitFor(t, 10*time.Second, func() error {
+		if n, _ := h.master.InfoInt(ctx, "replication", "master_repl_offset"); n == 0 {
+			return errors.New("no writes yet")
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond) // writes flow before the kill
+	h.relays["a1"].proc.signal(syscall.SIGKILL)
+	killed := time.Now()
+	h.waitUpstream(20*time.Second, map[string]string{"b1": "a2", "b2": "a2"})
+	t.Logf("b1 and b2 streaming from a2 %v after a1's SIGKILL", time.Since(killed).Round(time.Millisecond))
+	time.Sleep(500 * time.Millisecond) // writes flow after the move
+	ws := w.stop()
+	t.Logf("writer: %d accepted, %d refused (last: %v), longest stall %v", ws.ok, ws.errs, ws.lastErr, ws.longest.Round(time.Millisecond))
+	if ws.errs != 0 {
+		t.Errorf("writes refused while a2 was healthy: %d (last: %v)", ws.errs, ws.lastErr)
+	}
+	for _, id := range []string{"b1", "b2"} {
+		from, to, reason, err := h.moveOf(id)
+		if err != nil || from != "a1" || to != "a2" || reason == "" {
+			t.Errorf("%s status move: from %q to %q why %q (%v), want a1 -> a2 with a reason", id, from, to, reason, err)
+		}
+	}
+	live := []*redistest.Server{h.replicas["a2"], h.replicas["b1"], h.replicas["b2"]}
+	redistest.WaitInSync(t, 60*time.Second, h.master, live...)
+	h.checkCounters(before)
+
+	// a1 comes back: no return before the hold-down, then back.
+	h.relays["a1"].proc.start()
+	back := time.Now()
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if st, _ := relayInfo(h.relays["a1"].redis, "master_link_status"); st != "up" {
+			return fmt.Errorf("a1 link %q", st)
+		}
+		return nil
+	})
+	h.waitUpstream(holdDown+30*time.Second, map[string]string{"b1": "a1", "b2": "a1"})
+	if d := time.Since(back); d < holdDown {
+		t.Errorf("b1 and b2 back on a1 %v after it restarted, before the hold-down %v", d, holdDown)
+	}
+	redistest.WaitInSync(t, 60*time.Second, h.master, h.allReplicas()...)
+	before = h.counters("a2", "b1", "b2")
+
+	// 2. SIGSTOP of a1 past the bound, then SIGCONT.
+	w = startWriter(ctx, h.master.Client(), 200000)
+	h.relays["a1"].proc.cmd.Process.Signal(syscall.SIGSTOP)
+	paused := time.Now()
+	t.Cleanup(func() {
+		if p := h.relays["a1"].proc.cmd; p != nil {
+			p.Process.Signal(syscall.SIGCONT)
+		}
+	})
+	h.waitUpstream(20*time.Second, map[string]string{"b1": "a2", "b2": "a2"})
+	t.Logf("b1 and b2 streaming from a2 %v after a1's SIGSTOP", time.Since(paused).Round(time.Millisecond))
+	for _, id := range []string{"b1", "b2"} {
+		if _, _, reason, _ := h.moveOf(id); !strings.Contains(reason, "a1") {
+			t.Errorf("%s move reason %q does not name a1", id, reason)
+		}
+	}
+	time.Sleep(2 * time.Second) // a1 stays paused past the bound
+	h.relays["a1"].proc.cmd.Process.Signal(syscall.SIGCONT)
+	resumed := time.Now()
+	// Nobody flaps back within the hold-down: watch until it ends.
+	for time.Since(resumed) < holdDown-time.Second {
+		for _, id := range []string{"b1", "b2"} {
+			if got := h.upstream(id); got != h.grpcURL("a2") {
+				t.Fatalf("%s follows %s %v after a1's SIGCONT, within the hold-down %v", id, got, time.Since(resumed), holdDown)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	h.waitUpstream(holdDown+30*time.Second, map[string]string{"b1": "a1", "b2": "a1"})
+	ws = w.stop()
+	t.Logf("writer: %d accepted, %d refused (last: %v), longest stall %v", ws.ok, ws.errs, ws.lastErr, ws.longest.Round(time.Millisecond))
+	if ws.errs != 0 {
+		t.Errorf("writes refused while a2 was healthy: %d (last: %v)", ws.errs, ws.lastErr)
+	}
+	redistest.WaitInSync(t, 60*time.Second, h.master, h.allReplicas()...)
+	if err := redistest.CompareDigests(ctx, h.master, h.allReplicas()...); err != nil {
+		t.Error(err)
+	}
+	h.checkCounters(before)
+}

@@ -1,0 +1,272 @@
+package topology
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+)
+
+// Mover defaults.
+const (
+	// DefaultSilence is how long a link to a parent may be down or silent
+	// before the child moves to another parent.
+	DefaultSilence = time.Second
+	// DefaultHoldDown is how long a declared parent must be seen healthy
+	// before a child that moved away from it returns.
+	DefaultHoldDown = 30 * time.Second
+)
+
+// MoverConfig configures a Mover.
+type MoverConfig struct {
+	// Child is the relay or node id whose parent the Mover keeps.
+	Child string
+	// Relay says Child is a relay (ChooseRelayParent), not a node
+	// (ChooseNodeParent).
+	Relay bool
+	// Silence is how long the link to the parent followed may be down, or
+	// up but silent, before the child moves; 0 means DefaultSilence.
+	Silence time.Duration
+	// HoldDown is how long the declared parent must be seen healthy
+	// before the child returns to it; 0 means DefaultHoldDown.
+	HoldDown time.Duration
+}
+
+// Observation is what a Mover is told at each Step.
+type Observation struct {
+	// Now is the time of the observation.
+	Now time.Time
+	// Topology is the topology in force.
+	Topology *Topology
+	// Relays are the relays' live statuses (a relay whose lease is gone
+	// is absent).
+	Relays map[string]*arborv1.RelayStatus
+	// LinkUp says the child's link to the parent it follows is up
+	// (streaming, or receiving a full sync).
+	LinkUp bool
+	// Idle is how long that link has received nothing; 0 if unknown.
+	Idle time.Duration
+	// Updated, if not nil, says when each relay's status was last seen
+	// written (RelayStatusWatcher.Updated). A hung relay keeps a status
+	// that looks healthy until its lease expires, so a child that moved
+	// away starts the hold-down of its declared parent only at a status
+	// written after the move.
+	Updated map[string]time.Time
+}
+
+// Mover decides which parent one child follows: its declared parent while
+// that is healthy; another, chosen by ChooseRelayParent or
+// ChooseNodeParent, when the parent it follows loses its status lease or
+// its link stays down or silent past the silence bound; the declared one
+// again once it has been healthy for the hold-down, or at once when the
+// topology declares another parent. A Mover is owned by one goroutine.
+type Mover struct {
+	cfg MoverConfig
+
+	declared  string              // the declared parent relay; "" when it is no relay (nothing to move)
+	target    string              // what is followed instead of declared: a relay id or UpstreamMaster; "" for declared
+	move      *arborv1.ParentMove // the move in force; nil when following declared
+	badSince  time.Time           // when the link was first seen down; zero while up
+	judgeFrom time.Time           // the link is not judged before this (a fresh link connects)
+	upSince   time.Time           // since when the declared parent is seen healthy while moved away
+	movedAt   time.Time           // when the target last changed
+	// Since the parent followed was last set: whether its status was
+	// seen, and whether the link to it was seen up. A parent never seen
+	// yet is starting (its lease gone means nothing), and a link never up
+	// yet may wait for a parent that is getting its own data: such a link
+	// is judged against startBound instead of the silence bound.
+	seenLease, linked bool
+}
+
+// startFactor times the silence bound is how long a link that was never
+// up may stay down before the child moves.
+const startFactor = 10
+
+// NewMover returns a Mover following the declared parent.
+func NewMover(cfg MoverConfig) *Mover {
+	if cfg.Silence <= 0 {
+		cfg.Silence = DefaultSilence
+	}
+	if cfg.HoldDown <= 0 {
+		cfg.HoldDown = DefaultHoldDown
+	}
+	return &Mover{cfg: cfg}
+}
+
+// Target returns what the child follows instead of its declared parent:
+// a relay id or UpstreamMaster; "" while it follows the declared one.
+func (m *Mover) Target() string { return m.target }
+
+// Move returns the move in force (a copy), nil while the child follows
+// its declared parent.
+func (m *Mover) Move() *arborv1.ParentMove {
+	if m.move == nil {
+		return nil
+	}
+	return proto.CloneOf(m.move)
+}
+
+// Followed returns the relay id (or UpstreamMaster) the child follows now.
+func (m *Mover) Followed() string {
+	if m.target != "" {
+		return m.target
+	}
+	return m.declared
+}
+
+// Step takes one observation and reports whether the target changed (the
+// caller then repoints the child: Target, or the declared parent when it
+// is ""). It returns why it changed, for logs.
+func (m *Mover) Step(o Observation) (changed bool, why string) {
+	if o.Topology == nil {
+		return false, ""
+	}
+	declared := m.declaredIn(o.Topology)
+	if declared != m.declared {
+		// The topology names another parent: follow it at once.
+		changed = m.target != ""
+		m.declared, m.target, m.move = declared, "", nil
+		m.seenLease, m.linked = false, false
+		m.badSince, m.upSince, m.judgeFrom = time.Time{}, time.Time{}, o.Now.Add(m.cfg.Silence)
+		if changed {
+			return true, "the topology declares parent " + declared
+		}
+	}
+	if m.declared == "" {
+		return false, ""
+	}
+	followed := m.Followed()
+	bad := m.judge(o, followed)
+
+	health := Health{}
+	for id, st := range o.Relays {
+		if id == m.cfg.Child && m.cfg.Relay {
+			continue
+		}
+		up := st.GetEffectiveUpstream()
+		if up == "" {
+			if spec, ok := o.Topology.Relays[id]; ok {
+				up = spec.Upstream
+			}
+		}
+		if up == UpstreamMaster {
+			up = ""
+		}
+		health[id] = RelayHealth{Healthy: st.GetLinkState() == arborv1.LinkState_LINK_STATE_STREAMING, Upstream: up}
+	}
+	if bad != "" {
+		h := health[followed]
+		h.Healthy = false
+		health[followed] = h
+	}
+	if m.target != "" {
+		// Moved away: the declared parent counts as healthy only after
+		// the hold-down, so a parent that comes and goes is not followed
+		// back and forth.
+		alive := o.Updated == nil || o.Updated[m.declared].After(m.movedAt)
+		if health[m.declared].Healthy && alive {
+			if m.upSince.IsZero() {
+				m.upSince = o.Now
+			}
+			if o.Now.Sub(m.upSince) < m.cfg.HoldDown {
+				h := health[m.declared]
+				h.Healthy = false
+				health[m.declared] = h
+				if bad == "" {
+					return false, ""
+				}
+			}
+		} else {
+			m.upSince = time.Time{}
+			h := health[m.declared]
+			h.Healthy = false
+			health[m.declared] = h
+			if bad == "" {
+				return false, ""
+			}
+		}
+	} else if bad == "" {
+		return false, ""
+	}
+
+	var c Choice
+	var err error
+	if m.cfg.Relay {
+		c, err = o.Topology.ChooseRelayParent(m.cfg.Child, health)
+	} else {
+		c, err = o.Topology.ChooseNodeParent(m.cfg.Child, health)
+	}
+	if err != nil {
+		return false, ""
+	}
+	target := c.Parent
+	switch c.Tier {
+	case TierDeclared:
+		target = ""
+	case TierMaster:
+		target = UpstreamMaster
+	}
+	if target == m.target {
+		return false, ""
+	}
+	m.target, m.movedAt = target, o.Now
+	_, m.seenLease = o.Relays[m.Followed()]
+	m.linked = false
+	m.badSince, m.upSince, m.judgeFrom = time.Time{}, time.Time{}, o.Now.Add(m.cfg.Silence)
+	if target == "" {
+		m.move = nil
+		return true, fmt.Sprintf("back to %s after it was healthy for %v", m.declared, m.cfg.HoldDown)
+	}
+	why = c.Reason
+	if bad != "" {
+		why = bad + "; " + c.Reason
+	}
+	m.move = &arborv1.ParentMove{From: m.declared, To: target, Reason: why, AtUnixMs: o.Now.UnixMilli()}
+	return true, why
+}
+
+// declaredIn returns the declared parent relay of the child in t, "" when
+// it has none (a root relay, a node following a node, the master).
+func (m *Mover) declaredIn(t *Topology) string {
+	var p string
+	if m.cfg.Relay {
+		p = t.Relays[m.cfg.Child].Upstream
+	} else if t.Master != m.cfg.Child {
+		p = t.Nodes[m.cfg.Child].Follow
+	}
+	if _, ok := t.Relays[p]; !ok {
+		return ""
+	}
+	return p
+}
+
+// judge says why the parent followed is to be left, or "".
+func (m *Mover) judge(o Observation, followed string) string {
+	if followed != UpstreamMaster {
+		if _, ok := o.Relays[followed]; ok {
+			m.seenLease = true
+		} else if m.seenLease {
+			return fmt.Sprintf("status lease of %s gone", followed)
+		}
+	}
+	if o.LinkUp {
+		m.linked = true
+	}
+	if o.Now.Before(m.judgeFrom) {
+		return ""
+	}
+	switch {
+	case o.LinkUp && o.Idle >= m.cfg.Silence:
+		return fmt.Sprintf("link to %s silent for %v", followed, o.Idle.Round(time.Millisecond))
+	case o.LinkUp:
+		m.badSince = time.Time{}
+	case m.badSince.IsZero():
+		m.badSince = o.Now
+	case o.Now.Sub(m.badSince) >= m.cfg.Silence && m.linked,
+		o.Now.Sub(m.badSince) >= startFactor*m.cfg.Silence:
+		return fmt.Sprintf("link to %s down for %v", followed, o.Now.Sub(m.badSince).Round(time.Millisecond))
+	}
+	return ""
+}

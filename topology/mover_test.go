@@ -1,0 +1,137 @@
+package topology
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+)
+
+func streaming(ids ...string) map[string]*arborv1.RelayStatus {
+	m := map[string]*arborv1.RelayStatus{}
+	for _, id := range ids {
+		m[id] = &arborv1.RelayStatus{Id: id, LinkState: arborv1.LinkState_LINK_STATE_STREAMING}
+	}
+	return m
+}
+
+// TestMover walks one child relay through a hung parent, a move, the
+// parent's return within and past the hold-down, and a topology edit.
+func TestMover(t *testing.T) {
+	top := haTopology()
+	m := NewMover(MoverConfig{Child: "b1", Relay: true, Silence: time.Second, HoldDown: 10 * time.Second})
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	all := streaming("a1", "a2", "b1", "b2", "c1")
+	step := func(o Observation) (bool, string) {
+		t.Helper()
+		o.Topology = top
+		if o.Relays == nil {
+			o.Relays = all
+		}
+		return m.Step(o)
+	}
+	if ch, _ := step(Observation{Now: at(0), LinkUp: false}); ch || m.Followed() != "a1" {
+		t.Fatalf("start: changed %v, following %q", ch, m.Followed())
+	}
+	// A fresh link is not judged for one silence; then down past the
+	// bound moves it.
+	if ch, _ := step(Observation{Now: at(900 * time.Millisecond)}); ch {
+		t.Fatal("moved within the start grace")
+	}
+	step(Observation{Now: at(1100 * time.Millisecond), LinkUp: true, Idle: 10 * time.Millisecond})
+	if ch, _ := step(Observation{Now: at(2 * time.Second), LinkUp: true, Idle: 900 * time.Millisecond}); ch {
+		t.Fatal("moved on a link idle below the bound")
+	}
+	ch, why := step(Observation{Now: at(2100 * time.Millisecond), LinkUp: true, Idle: 1100 * time.Millisecond})
+	if !ch || m.Target() != "a2" || !strings.Contains(why, "silent") {
+		t.Fatalf("hung parent: changed %v, target %q, why %q", ch, m.Target(), why)
+	}
+	if mv := m.Move(); mv.GetFrom() != "a1" || mv.GetTo() != "a2" || mv.GetReason() == "" {
+		t.Fatalf("move %+v", mv)
+	}
+	// a1 is healthy again: no return before the hold-down.
+	for d := 3 * time.Second; d < 12*time.Second; d += 500 * time.Millisecond {
+		if ch, _ := step(Observation{Now: at(d), LinkUp: true}); ch {
+			t.Fatalf("flapped back at %v", d)
+		}
+	}
+	// a1 drops its lease meanwhile: the hold-down starts again.
+	step(Observation{Now: at(12 * time.Second), LinkUp: true, Relays: streaming("a2", "b2")})
+	for d := 12500 * time.Millisecond; d < 22*time.Second; d += 500 * time.Millisecond {
+		if ch, _ := step(Observation{Now: at(d), LinkUp: true}); ch {
+			t.Fatalf("back before a full hold-down after a1 came back: %v", d)
+		}
+	}
+	if ch, _ := step(Observation{Now: at(23 * time.Second), LinkUp: true}); !ch || m.Target() != "" || m.Move() != nil {
+		t.Fatalf("after the hold-down: changed %v target %q move %v", ch, m.Target(), m.Move())
+	}
+	// The lease of the parent gone: moves at once.
+	if ch, why := step(Observation{Now: at(30 * time.Second), LinkUp: true, Relays: streaming("a2", "b2")}); !ch || m.Target() != "a2" || !strings.Contains(why, "lease") {
+		t.Fatalf("lease gone: changed %v target %q why %q", ch, m.Target(), why)
+	}
+	// The relay moved to loses its lease too: the master (b2, in site B,
+	// is no relay of a1's site or above).
+	if ch, _ := step(Observation{Now: at(32 * time.Second), LinkUp: true, Relays: streaming("b2")}); !ch || m.Target() != UpstreamMaster {
+		t.Fatalf("a1 and a2 gone: target %q", m.Target())
+	}
+	// The topology declares another parent: followed at once.
+	top = haTopology()
+	top.Relays["b1"] = RelaySpec{ID: "b1", Site: "B", Upstream: "a2", GRPCAddr: "127.0.0.1:7510", RedisAddr: "127.0.0.1:7110"}
+	if ch, _ := step(Observation{Now: at(34 * time.Second), LinkUp: false, Relays: streaming("b2")}); !ch || m.Target() != "" || m.Followed() != "a2" {
+		t.Fatalf("topology edit: target %q followed %q", m.Target(), m.Followed())
+	}
+}
+
+// TestMoverHoldDownNeedsFreshStatus: a hung parent keeps a status that
+// looks healthy until its lease expires; the hold-down starts only at a
+// status it wrote after the child moved away.
+func TestMoverHoldDownNeedsFreshStatus(t *testing.T) {
+	top := haTopology()
+	m := NewMover(MoverConfig{Child: "b1", Relay: true, Silence: time.Second, HoldDown: 5 * time.Second})
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	all := streaming("a1", "a2", "b1", "b2", "c1")
+	updated := map[string]time.Time{"a1": at(0), "a2": at(0)}
+	step := func(now time.Duration, up bool, idle time.Duration) bool {
+		ch, _ := m.Step(Observation{Now: at(now), Topology: top, Relays: all, LinkUp: up, Idle: idle, Updated: updated})
+		return ch
+	}
+	step(0, true, 0)
+	if !step(3*time.Second, true, 2*time.Second) || m.Target() != "a2" {
+		t.Fatalf("hung a1: target %q", m.Target())
+	}
+	for d := 4 * time.Second; d < 20*time.Second; d += 500 * time.Millisecond {
+		if step(d, true, 0) {
+			t.Fatalf("back on a1 at %v with a status a1 wrote before the move", d)
+		}
+	}
+	updated["a1"] = at(20 * time.Second) // a1 resumed and wrote its status
+	for d := 20 * time.Second; d < 25*time.Second; d += 500 * time.Millisecond {
+		if step(d, true, 0) {
+			t.Fatalf("back on a1 at %v, within the hold-down after its fresh status", d)
+		}
+	}
+	if !step(25*time.Second, true, 0) || m.Target() != "" {
+		t.Fatalf("after the hold-down: target %q", m.Target())
+	}
+}
+
+// TestMoverStart: a parent whose status was never seen is starting, not
+// gone, and a link never up yet gets startFactor times the silence bound
+// (the parent may be getting its own data).
+func TestMoverStart(t *testing.T) {
+	top := haTopology()
+	m := NewMover(MoverConfig{Child: "b1", Relay: true, Silence: time.Second})
+	t0 := time.Unix(1000, 0)
+	noA1 := streaming("a2", "b2")
+	for d := time.Duration(0); d < startFactor*time.Second; d += 500 * time.Millisecond {
+		if ch, why := m.Step(Observation{Now: t0.Add(d), Topology: top, Relays: noA1}); ch {
+			t.Fatalf("moved at %v while a1 starts: %s", d, why)
+		}
+	}
+	if ch, _ := m.Step(Observation{Now: t0.Add(12 * time.Second), Topology: top, Relays: noA1}); !ch || m.Target() != "a2" {
+		t.Fatalf("a1 never came: target %q", m.Target())
+	}
+}
