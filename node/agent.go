@@ -196,6 +196,7 @@ func (a *Agent) step(ctx context.Context, wg *sync.WaitGroup, w *topology.Watche
 	}
 
 	info, err := a.probe(ctx)
+	lagKnown := false
 	if a.cfg.Elect {
 		if problem := a.elect(ctx, wg, top, info, err); problem != "" {
 			problems = append(problems, problem)
@@ -237,6 +238,7 @@ func (a *Agent) step(ctx context.Context, wg *sync.WaitGroup, w *topology.Watche
 			if top != nil && top.Master != "" && top.Master != a.cfg.ID {
 				if b, d, ok := off.lag(top.Master, info.offset, time.Now()); ok {
 					st.LagBytes, st.LagMs = b, d.Milliseconds()
+					lagKnown = true
 				}
 			}
 		}
@@ -258,6 +260,7 @@ func (a *Agent) step(ctx context.Context, wg *sync.WaitGroup, w *topology.Watche
 	prev := a.status
 	a.status = st
 	a.mu.Unlock()
+	a.met.checked(st, err == nil, lagKnown)
 	return prev.GetRole() != st.GetRole() || prev.GetLinkState() != st.GetLinkState() ||
 		prev.GetHealthy() != st.GetHealthy() || prev.GetLastError() != st.GetLastError() ||
 		prev.GetReplid() != st.GetReplid()

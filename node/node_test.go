@@ -70,14 +70,17 @@ func newFabric(t *testing.T, members int) *fabric {
 }
 
 // runAgent runs an agent for node id until the test ends (or stop is
-// called).
-func (f *fabric) runAgent(t *testing.T, id string, redis *redistest.Server) (a *Agent, stop func()) {
+// called); edit, if given, changes its config first.
+func (f *fabric) runAgent(t *testing.T, id string, redis *redistest.Server, edit ...func(*Config)) (a *Agent, stop func()) {
 	cfg := DefaultConfig()
 	cfg.ID, cfg.Site, cfg.Cluster = id, "A", f.cluster
 	cfg.Redis = "redis://" + redis.Addr
 	cfg.StatusInterval = 200 * time.Millisecond
 	cfg.StatusTTL = 2 * time.Second
 	cfg.Logger = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("agent", id)
+	for _, e := range edit {
+		e(&cfg)
+	}
 	a, err := New(cfg, f.cli)
 	if err != nil {
 		t.Fatal(err)

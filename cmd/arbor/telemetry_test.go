@@ -389,7 +389,8 @@ func TestRelayOTLPExport(t *testing.T) {
 }
 
 // TestNodeMetricsEndpoint: `arbor node --debug-addr` serves Prometheus
-// metrics under its own service name (arbor-node), with its election role.
+// metrics under its own service name (arbor-node), with its election role
+// and its Redis's state.
 func TestNodeMetricsEndpoint(t *testing.T) {
 	noLeaks(t)
 	c := etcdtest.Start(t, 1)
@@ -408,6 +409,15 @@ func TestNodeMetricsEndpoint(t *testing.T) {
 		}
 		if !strings.Contains(text, "arbor_node_election_role") {
 			return fmt.Errorf("no arbor_node_election_role in /metrics")
+		}
+		// Its Redis: up, healthy, a master (role 1) with an offset.
+		for name, want := range map[string]float64{"arbor_node_redis_up": 1, "arbor_node_healthy": 1, "arbor_node_redis_role": 1} {
+			if v, ok := promValue(text, name, `node_id="n-prom"`); !ok || v != want {
+				return fmt.Errorf("%s: %v (present %v), want %v", name, v, ok, want)
+			}
+		}
+		if _, ok := promValue(text, "arbor_node_offset_bytes", `node_id="n-prom"`); !ok {
+			return fmt.Errorf("no arbor_node_offset_bytes in /metrics")
 		}
 		return nil
 	})
