@@ -194,6 +194,8 @@ type FailoverRun struct {
 	Lost                int64   `json:"lost"`
 	FullSyncs           int64   `json:"full_syncs"`
 	PartialSyncs        int64   `json:"partial_syncs"`
+	// Trace is every server's lag through the run.
+	Trace *LagTrace `json:"trace,omitempty"`
 }
 
 // FailoverRatio is a system's p50 and p99 over the reference system's.
@@ -358,6 +360,8 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 		wg.Wait()
 	}
 	defer stopWriter()
+	tracer := startLagTracer(ctx, append([]*server{setup.Master()}, setup.Others()...))
+	defer tracer.close()
 
 	// Let the writer write to the master, then kill it.
 	select {
@@ -397,6 +401,13 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 		return run, err
 	}
 	run.ReplicasStreamingMs = ms(streamingAt.Sub(killed))
+	// Trace the lag settling under the writer a little longer.
+	select {
+	case <-time.After(lagTraceTail):
+	case <-ctx.Done():
+		return run, ctx.Err()
+	}
+	run.Trace = tracer.stop(killed)
 
 	stopWriter()
 	keys := wr.ackedKeys()

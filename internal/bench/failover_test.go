@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ func TestFailoverSentinelSmoke(t *testing.T) {
 	if s.WriteAccepted.Count != 1 || s.ReplicasStreaming.Count != 1 {
 		t.Errorf("distributions: %+v %+v", s.WriteAccepted, s.ReplicasStreaming)
 	}
+	checkTrace(t, run)
 	var out bytes.Buffer
 	if err := rep.WriteText(&out); err != nil {
 		t.Fatal(err)
@@ -38,6 +40,48 @@ func TestFailoverSentinelSmoke(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+}
+
+// checkTrace checks a run's lag trace: every server named, the old master
+// first; samples before and after the kill; the old master answering
+// before it and never after; every sample's lags relative to its furthest
+// server (some server at 0).
+func checkTrace(t *testing.T, run FailoverRun) {
+	t.Helper()
+	tr := run.Trace
+	if tr == nil || len(tr.Servers) != 4 || tr.Servers[0] != "master" {
+		t.Fatalf("trace: %+v", tr)
+	}
+	var before, after int
+	for _, s := range tr.Samples {
+		if len(s.Lag) != len(tr.Servers) {
+			t.Fatalf("sample %+v: %d lags for %d servers", s, len(s.Lag), len(tr.Servers))
+		}
+		if s.Ms < 0 {
+			before++
+		} else {
+			after++
+			if s.Lag[0] >= 0 && s.Ms > run.WriteAcceptedMs {
+				t.Errorf("sample %+v: the killed master answered", s)
+			}
+		}
+		if slices.Max(s.Lag) >= 0 && !slices.Contains(s.Lag, 0) {
+			t.Errorf("sample %+v: no server at lag 0", s)
+		}
+	}
+	if before == 0 || after == 0 || tr.Samples[len(tr.Samples)-1].Ms < run.ReplicasStreamingMs {
+		t.Errorf("trace: %d samples before the kill, %d after, the last at %v ms (replicas streaming at %v ms)",
+			before, after, tr.Samples[len(tr.Samples)-1].Ms, run.ReplicasStreamingMs)
+	}
+}
+
+func TestLagsOf(t *testing.T) {
+	if got := lagsOf([]int64{100, -1, 90, 100}); !slices.Equal(got, []int64{0, -1, 10, 0}) {
+		t.Errorf("lagsOf: %v", got)
+	}
+	if got := lagsOf([]int64{-1, -1}); !slices.Equal(got, []int64{-1, -1}) {
+		t.Errorf("lagsOf with no answer: %v", got)
 	}
 }
 
@@ -93,6 +137,7 @@ func TestFailoverArborSmoke(t *testing.T) {
 	if run.FullSyncs != 0 {
 		t.Errorf("%d full syncs after the failover, want 0", run.FullSyncs)
 	}
+	checkTrace(t, run)
 	var out bytes.Buffer
 	if err := rep.WriteText(&out); err != nil {
 		t.Fatal(err)
