@@ -1,9 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -326,6 +329,7 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason, ha
 		return err
 	}
 	var ranking []election.Ranked
+	var siteLoss *election.SiteLoss
 	promote := !(info.role == "master" && (old == nil || old.Node == a.cfg.ID))
 	if !promote {
 		// Bootstrap or re-election of a master: its Redis must hold at
@@ -354,9 +358,24 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason, ha
 		note = a.fenceOldMaster(ctx, top, old)
 		step("probe-old-master", t0, note)
 
+		// The loss of the old master's whole site (election.PlanSiteLoss):
+		// catch up from the most advanced surviving relay instead of the
+		// lost roots, and rewrite the topology around the lost site in the
+		// publishing transaction.
+		t0 = time.Now()
+		if plan, ok := a.planSiteLoss(ctx, top, old, sts, info); ok {
+			siteLoss = &plan
+			step("site-loss", t0, plan.String())
+			reason += fmt.Sprintf(" after the loss of site %s", plan.Site)
+		}
+
 		if !forced {
 			t0 = time.Now()
-			note, err = a.catchUp(ctx, top, sts)
+			if siteLoss != nil {
+				note, err = a.catchUpAnchor(ctx, top, *siteLoss)
+			} else {
+				note, err = a.catchUp(ctx, top, sts)
+			}
 			if err != nil {
 				return err
 			}
@@ -379,7 +398,16 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason, ha
 
 	t0 := time.Now()
 	var also []clientv3.Op
-	if top.Master != a.cfg.ID {
+	if siteLoss != nil {
+		// The rewrite around the lost site, with the new master, in the
+		// one transaction guarded on the epoch: relays and agents see the
+		// whole change at one revision, and a deposed leader cannot make it.
+		ops, err := topologyOps(a.cfg.Cluster, top, siteLoss.Topology)
+		if err != nil {
+			return err
+		}
+		also = append(also, ops...)
+	} else if top.Master != a.cfg.ID {
 		// Name the new master in the topology too, in the same guarded
 		// transaction, so what reads only the topology agrees.
 		tm, err := topology.EncodeMaster(a.cfg.ID)
@@ -483,21 +511,119 @@ func (a *Agent) catchUp(ctx context.Context, top *topology.Topology, sts *topolo
 	if target == 0 || a.caughtUp(ctx, info, target) {
 		return fmt.Sprintf("at offset %d (read %d), relay %s at %d", info.offset, info.readOffset, from, target), nil
 	}
+	if info, err = a.waitCaughtUp(ctx, info, target, "relay "+from); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("reached relay %s's offset %d (executed %d)", from, target, info.offset), nil
+}
+
+// planSiteLoss probes the relays and asks election.PlanSiteLoss whether
+// the old master's whole site is lost. A relay is live when it publishes a
+// status and its Redis side answers now (a dead relay's status outlives it
+// by up to its TTL); its offset counts only on this Redis's history.
+func (a *Agent) planSiteLoss(ctx context.Context, top *topology.Topology, old *election.Master, sts *topology.Statuses, info replInfo) (election.SiteLoss, bool) {
+	if old == nil || old.Node == a.cfg.ID {
+		return election.SiteLoss{}, false
+	}
+	if om, ok := top.Nodes[old.Node]; !ok || om.Site == top.Nodes[a.cfg.ID].Site {
+		return election.SiteLoss{}, false
+	}
+	views := make(map[string]election.RelayView, len(top.Relays))
+	for _, id := range top.RelayIDs() {
+		if _, ok := sts.Relays[id]; !ok {
+			continue
+		}
+		rp, err := a.probePeer(ctx, top.Relays[id].RedisAddr)
+		if err != nil {
+			continue
+		}
+		v := election.RelayView{Live: true}
+		if rp.replid == info.replid || rp.replid2 == info.replid {
+			v.Offset = rp.offset
+		}
+		views[id] = v
+	}
+	return election.PlanSiteLoss(top, old.Node, a.cfg.ID, views)
+}
+
+// catchUpAnchor is catchUp after a site loss: the Redis catches up to
+// the offset of the plan's anchor, the most advanced surviving relay. A
+// Redis that follows another relay first follows the anchor (a partial
+// resync: the anchor holds at least as much of the same history).
+func (a *Agent) catchUpAnchor(ctx context.Context, top *topology.Topology, plan election.SiteLoss) (string, error) {
+	if plan.Anchor == "" {
+		return "no surviving relay to catch up from", nil
+	}
+	target := plan.AnchorOffset
+	info, err := a.probe(ctx)
+	if err != nil {
+		return "", err
+	}
+	how := ""
+	if top.Nodes[a.cfg.ID].Follow != plan.Anchor && !a.caughtUp(ctx, info, target) {
+		cctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+		err := replicaOf(cctx, a.redis, top.Relays[plan.Anchor].RedisAddr)
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("follow relay %s to catch up: %w", plan.Anchor, err)
+		}
+		how = ", after following it"
+	}
+	info, err = a.waitCaughtUp(ctx, info, target, "relay "+plan.Anchor)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("reached relay %s's offset %d (executed %d)%s", plan.Anchor, target, info.offset, how), nil
+}
+
+// waitCaughtUp polls the Redis until it is caught up to target (see
+// caughtUp), bounded by CatchUpTimeout.
+func (a *Agent) waitCaughtUp(ctx context.Context, info replInfo, target int64, from string) (replInfo, error) {
 	deadline := time.Now().Add(a.cfg.CatchUpTimeout)
 	for !a.caughtUp(ctx, info, target) {
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("catch up: at offset %d after %v, relay %s stored %d", info.offset, a.cfg.CatchUpTimeout, from, target)
+			return info, fmt.Errorf("catch up: at offset %d after %v, %s stored %d", info.offset, a.cfg.CatchUpTimeout, from, target)
 		}
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return info, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
+		var err error
 		if info, err = a.probe(ctx); err != nil {
-			return "", err
+			return info, err
 		}
 	}
-	return fmt.Sprintf("reached relay %s's offset %d (executed %d)", from, target, info.offset), nil
+	return info, nil
+}
+
+// topologyOps returns the puts and deletes that turn the topology from
+// into to (a put for each changed key, including the master key).
+func topologyOps(cluster string, from, to *topology.Topology) ([]clientv3.Op, error) {
+	if err := topology.Validate(to); err != nil {
+		return nil, fmt.Errorf("site-loss rewrite: %w", err)
+	}
+	have, err := topology.Encode(from)
+	if err != nil {
+		return nil, err
+	}
+	want, err := topology.Encode(to)
+	if err != nil {
+		return nil, err
+	}
+	prefix := topology.Prefix(cluster)
+	var ops []clientv3.Op
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if !bytes.Equal(have[k], want[k]) {
+			ops = append(ops, clientv3.OpPut(prefix+k, string(want[k])))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(have)) {
+		if _, ok := want[k]; !ok {
+			ops = append(ops, clientv3.OpDelete(prefix+k))
+		}
+	}
+	return ops, nil
 }
 
 // caughtUp reports whether the Redis holds the stream up to target. It

@@ -1,0 +1,408 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/arbor-fabric/arbor/election"
+	"github.com/arbor-fabric/arbor/internal/etcdtest"
+	arborfabric "github.com/arbor-fabric/arbor/internal/fabric"
+	"github.com/arbor-fabric/arbor/internal/freeport"
+	"github.com/arbor-fabric/arbor/internal/redistest"
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/arbor-fabric/arbor/relay"
+	"github.com/arbor-fabric/arbor/topology"
+)
+
+// drFabric is the three-site shape of failover-notes (DR): a 3-member etcd
+// with one member per site; in site A the master am, the backup ab and
+// the root relay relay-a; in B the backup bm under relay-b; in C the
+// replica cr under relay-c. relay-b and relay-c are children of relay-a.
+// Every relay runs with --ack-policy remote. Each site's agents and relay
+// talk to their site's etcd member only.
+type drFabric struct {
+	t       *testing.T
+	etcd    *etcdtest.Cluster
+	cli     *clientv3.Client // the test's own, on the members of B and C
+	cluster string
+	ctx     context.Context
+	log     *slog.Logger
+	top     *topology.Topology
+	redis   map[string]*redistest.Server   // by node id
+	relays  map[string]relay.Config        // by relay id
+	running map[string]func() *relay.Relay // by relay id; the relay last started
+	stops   map[string]func()              // by relay or node id: stops what runs
+	clients map[string]*clientv3.Client    // by site
+}
+
+var drSites = map[string]int{"A": 0, "B": 1, "C": 2} // site → etcd member
+
+func newDRFabric(t *testing.T) *drFabric {
+	t.Helper()
+	f := &drFabric{t: t, etcd: etcdtest.Start(t, 3), cluster: "siteloss",
+		redis: map[string]*redistest.Server{}, relays: map[string]relay.Config{}, running: map[string]func() *relay.Relay{},
+		stops: map[string]func(){}, clients: map[string]*clientv3.Client{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	f.ctx = ctx
+	f.log = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	f.cli = f.etcd.ClientOf(t, f.etcd.Members[1].ClientURL, f.etcd.Members[2].ClientURL)
+	for site, m := range drSites {
+		f.clients[site] = f.etcd.ClientOf(t, f.etcd.Members[m].ClientURL)
+	}
+
+	top := topology.New()
+	for site := range drSites {
+		top.Sites[site] = topology.Site{Name: site}
+	}
+	addRelay := func(id, site, upstream string) {
+		cfg := relay.DefaultConfig()
+		cfg.ID, cfg.Site = id, site
+		cfg.DataDir = filepath.Join(t.TempDir(), id)
+		cfg.RedisAddr = "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
+		cfg.GRPCAddr = "127.0.0.1:" + strconv.Itoa(mustFreePort(t))
+		cfg.TLS.Plaintext = true
+		cfg.BacklogSize = 64 << 20
+		cfg.AckPolicy = "remote"
+		cfg.Fsync = "always" // a WAIT returns once a flush reached another site, not on the next everysec tick
+		cfg.Logger = f.log.With("relay", id)
+		f.relays[id] = cfg
+		top.Relays[id] = topology.RelaySpec{ID: id, Site: site, RedisAddr: cfg.RedisAddr, GRPCAddr: cfg.GRPCAddr, Upstream: upstream}
+	}
+	addRelay("relay-a", "A", topology.UpstreamMaster)
+	addRelay("relay-b", "B", "relay-a")
+	addRelay("relay-c", "C", "relay-a")
+	addNode := func(id, site, follow string, prio int32) {
+		s := redistest.Start(t, "--repl-backlog-size", "16mb")
+		f.redis[id] = s
+		top.Nodes[id] = topology.NodeSpec{ID: id, Site: site, RedisAddr: s.Addr, Candidate: prio > 0, Priority: prio, Follow: follow}
+	}
+	addNode("am", "A", "relay-a", 10)
+	addNode("ab", "A", "relay-a", 5)
+	addNode("bm", "B", "relay-b", 5)
+	addNode("cr", "C", "relay-c", 0)
+	top.Master = "am"
+	if _, err := topology.Apply(ctx, f.cli, f.cluster, top); err != nil {
+		t.Fatal(err)
+	}
+	f.top = top
+	return f
+}
+
+func mustFreePort(t *testing.T) int {
+	t.Helper()
+	p, err := freeport.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startRelay runs relay id under etcd with its site's client until the
+// test ends or stopAll/stop is called.
+func (f *drFabric) startRelay(id string) {
+	cfg := f.relays[id]
+	var mu sync.Mutex
+	var started *relay.Relay
+	f.running[id] = func() *relay.Relay { mu.Lock(); defer mu.Unlock(); return started }
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fr := arborfabric.Relay{Config: cfg, Etcd: f.clients[cfg.Site], Cluster: f.cluster, Logger: cfg.Logger,
+			Started: func(r *relay.Relay) { mu.Lock(); started = r; mu.Unlock() }}
+		if err := fr.Run(rctx); err != nil && rctx.Err() == nil {
+			f.t.Errorf("relay %s: %v", id, err)
+		}
+	}()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	f.stops[id] = stop
+	f.t.Cleanup(stop)
+}
+
+// startAgent runs node id's agent (fast profile) with its site's client.
+func (f *drFabric) startAgent(id string) {
+	t := f.t
+	spec := f.top.Nodes[id]
+	cfg := DefaultConfig()
+	cfg.ID, cfg.Site, cfg.Cluster = id, spec.Site, f.cluster
+	cfg.Redis = "redis://" + f.redis[id].Addr
+	cfg.StatusInterval = 100 * time.Millisecond
+	cfg.StatusTTL = 2 * time.Second
+	cfg.RedisTimeout = 500 * time.Millisecond
+	cfg.Elect = true
+	cfg.FastProfile()
+	cfg.DeferStep = 500 * time.Millisecond
+	cfg.Logger = f.log.With("agent", id)
+	a, err := New(cfg, f.clients[spec.Site])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.stops[id] = runUntilStopped(t, id, a)
+}
+
+// state reads the election state (an error while etcd elects a leader
+// is for the caller's poll to retry).
+func (f *drFabric) state() (election.State, error) {
+	ctx, cancel := context.WithTimeout(f.ctx, 2*time.Second)
+	defer cancel()
+	return election.ReadState(ctx, f.cli, f.cluster)
+}
+
+// counters returns the sync counters of the relay running as id.
+func (f *drFabric) counters(id string) *arborv1.SyncCounters {
+	r := f.running[id]()
+	if r == nil {
+		f.t.Fatalf("relay %s not started", id)
+	}
+	return r.Status().GetCounters()
+}
+
+// waitWriter writes w:<i> to s (at most 100 000 writes, one every 2 ms)
+// and records a write as acknowledged only once WAIT 1 says a replica has
+// it: with --ack-policy remote on the root relay, that a relay of another
+// site stored it.
+type waitWriter struct {
+	stop  context.CancelFunc
+	done  chan struct{}
+	acked []string // owned by the goroutine until done is closed
+	tried int
+	count atomic.Int64 // len(acked), for any goroutine
+}
+
+func startWaitWriter(t *testing.T, ctx context.Context, s *redistest.Server) *waitWriter {
+	t.Helper()
+	wctx, stop := context.WithCancel(ctx)
+	w := &waitWriter{stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		c := s.Client()
+		for i := 0; wctx.Err() == nil && i < 100_000; i++ {
+			k := "w:" + strconv.Itoa(i)
+			w.tried++
+			cctx, cancel := context.WithTimeout(wctx, 2*time.Second)
+			err := c.Set(cctx, k, i, 0).Err()
+			var n int64
+			if err == nil {
+				n, err = c.Do(cctx, "WAIT", 1, 900).Int64()
+			}
+			cancel()
+			if err == nil && n >= 1 {
+				w.acked = append(w.acked, k)
+				w.count.Add(1)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { stop(); <-w.done })
+	return w
+}
+
+// waitKeys waits until key exists on s.
+func waitKeys(t *testing.T, ctx context.Context, s *redistest.Server, key string) {
+	t.Helper()
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		n, err := s.Client().Exists(ctx, key).Result()
+		if err != nil || n != 1 {
+			return fmt.Errorf("%s not written yet (%v)", key, err)
+		}
+		return nil
+	})
+}
+
+// TestFailoverSiteLoss: issue #9 items 5 and 6. Site A (the master, its
+// backup, its root relay and its etcd member) vanishes under a writer that
+// counts a write only when WAIT 1 acknowledges it (--ack-policy remote:
+// a relay of another site has it). etcd keeps a quorum in B and C. The
+// backup bm in B is promoted after catching up from the most advanced
+// surviving relay; that relay becomes a root and the other child of
+// relay-a follows it, in the one guarded transaction that publishes the
+// new master; the history says why. No WAIT-acknowledged write is lost,
+// no survivor full-syncs, there is one writable master. Then A comes back:
+// its nodes rejoin as replicas (never a second master) and every DEBUG
+// DIGEST is equal.
+func TestFailoverSiteLoss(t *testing.T) {
+	const minAcked = 50
+	f := newDRFabric(t)
+	ctx := f.ctx
+	for _, id := range []string{"relay-a", "relay-b", "relay-c"} {
+		f.startRelay(id)
+	}
+	for _, id := range []string{"am", "ab", "bm", "cr"} {
+		f.startAgent(id)
+	}
+	am, ab, bm, cr := f.redis["am"], f.redis["ab"], f.redis["bm"], f.redis["cr"]
+	var boot election.State
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		var err error
+		if boot, err = f.state(); err != nil {
+			return err
+		}
+		if !boot.Live() || boot.Master.Node != "am" {
+			return fmt.Errorf("state %+v: want am elected at bootstrap", boot)
+		}
+		return nil
+	})
+	waitLinkUp(t, ctx, ab, bm, cr)
+	if err := redistest.LoadAllTypes(ctx, am.Client(), redistest.LoadOptions{SmallKeys: 500, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitInSync(t, 30*time.Second, am, ab, bm, cr)
+
+	w := startWaitWriter(t, ctx, am)
+	redistest.WaitFor(t, 60*time.Second, func() error {
+		if n := w.count.Load(); n < minAcked {
+			return fmt.Errorf("%d writes WAIT-acknowledged, want %d before the loss", n, minAcked)
+		}
+		return nil
+	})
+	before := map[string]*arborv1.SyncCounters{"relay-b": f.counters("relay-b"), "relay-c": f.counters("relay-c")}
+
+	// Site A vanishes: its Redis servers are killed, its agents and relay
+	// stop, its etcd member is killed.
+	t0 := time.Now()
+	am.Kill()
+	ab.Kill()
+	f.stops["relay-a"]()
+	f.stops["am"]()
+	f.stops["ab"]()
+	f.etcd.Members[drSites["A"]].Kill()
+
+	var after election.State
+	redistest.WaitFor(t, 60*time.Second, func() error {
+		var err error
+		if after, err = f.state(); err != nil {
+			return err
+		}
+		if after.Master == nil || after.Master.Node != "bm" || after.Master.Epoch <= boot.Master.Epoch || !after.Live() {
+			return fmt.Errorf("record %+v: want bm live at an epoch after %d", after.Master, boot.Master.Epoch)
+		}
+		return nil
+	})
+	elected := time.Since(t0)
+	w.stop()
+	<-w.done
+
+	// The topology was rewritten in the publishing transaction: the
+	// anchor is a root, the other child of relay-a follows it.
+	top, _, err := topology.Load(ctx, f.cli, f.cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchor, other := "relay-b", "relay-c"
+	if top.Relays["relay-c"].Upstream == topology.UpstreamMaster {
+		anchor, other = other, anchor
+	}
+	if top.Master != "bm" || top.Relays[anchor].Upstream != topology.UpstreamMaster || top.Relays[other].Upstream != anchor ||
+		top.Relays["relay-a"].Upstream != topology.UpstreamMaster {
+		t.Fatalf("topology after the site loss: master %s, relay-a <- %s, relay-b <- %s, relay-c <- %s; want bm, master, and one of relay-b/relay-c a root with the other under it",
+			top.Master, top.Relays["relay-a"].Upstream, top.Relays["relay-b"].Upstream, top.Relays["relay-c"].Upstream)
+	}
+	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
+	if err != nil || len(hs) != 1 || hs[0].Node != "bm" || hs[0].Previous != "am" {
+		t.Fatalf("history %+v, %v: want bm taking over from am", hs, err)
+	}
+	var why string
+	for _, s := range hs[0].Steps {
+		if s.Name == "site-loss" {
+			why = s.Note
+		}
+	}
+	if !strings.Contains(why, "site A lost") || !strings.Contains(hs[0].Reason, "loss of site A") {
+		t.Fatalf("history %+v: want the site loss recorded in the reason and a site-loss step", hs[0])
+	}
+	t.Logf("site A lost: bm elected after %v; anchor %s; %s; steps %+v", elected, anchor, hs[0].Reason, hs[0].Steps)
+
+	// Every WAIT-acknowledged write is on the new master.
+	var lost []string
+	for _, k := range w.acked {
+		if n, err := bm.Client().Exists(ctx, k).Result(); err != nil || n != 1 {
+			lost = append(lost, k)
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("%d of %d WAIT-acknowledged writes are not on bm: %v", len(lost), len(w.acked), lost[:min(len(lost), 10)])
+	}
+	if len(w.acked) < minAcked {
+		t.Errorf("only %d writes WAIT-acknowledged of %d: the writer did not test much", len(w.acked), w.tried)
+	}
+	t.Logf("writer: %d WAIT-acknowledged of %d tried, all on bm", len(w.acked), w.tried)
+
+	// The new master takes writes and the surviving tree streams them.
+	redistest.WaitFor(t, 30*time.Second, func() error { return bm.Client().Set(ctx, "after-site-loss", "1", 0).Err() })
+	waitKeys(t, ctx, cr, "after-site-loss")
+	redistest.WaitInSync(t, 30*time.Second, bm, cr)
+	for id, b := range before {
+		now := f.counters(id)
+		if now.GetFullSyncsServed() != b.GetFullSyncsServed() || now.GetUpstreamFullSyncs() != b.GetUpstreamFullSyncs() {
+			t.Errorf("%s full syncs: served %d -> %d, upstream %d -> %d; want no new ones", id,
+				b.GetFullSyncsServed(), now.GetFullSyncsServed(), b.GetUpstreamFullSyncs(), now.GetUpstreamFullSyncs())
+		}
+	}
+	if stats, err := bm.Info(ctx, "stats"); err != nil || stats["sync_full"] != "0" {
+		t.Errorf("bm served sync_full %s (%v); want 0", stats["sync_full"], err)
+	}
+	checkRoles(t, ctx, bm, bm, cr)
+
+	// Site A comes back: its etcd member, its Redis servers (empty: they
+	// were killed), its relay and agents. Its nodes rejoin as replicas.
+	f.etcd.Members[drSites["A"]].Start(t)
+	am.Restart(t)
+	ab.Restart(t)
+	f.startRelay("relay-a")
+	f.startAgent("am")
+	f.startAgent("ab")
+	waitLinkUp(t, ctx, am, ab)
+	if err := bm.Client().Set(ctx, "after-return", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitInSync(t, 60*time.Second, bm, cr, am, ab)
+	checkRoles(t, ctx, bm, bm, cr, am, ab)
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		st, err := f.state()
+		if err != nil {
+			return err
+		}
+		if st.Master.Node != "bm" || st.Master.Epoch != after.Master.Epoch {
+			t.Errorf("after A's return: record %+v, want bm at epoch %d", st.Master, after.Master.Epoch)
+		}
+		return nil
+	})
+	ra := f.counters("relay-a")
+	t.Logf("A's return: relay-a upstream full syncs %d, served %d (A's Redis servers restarted empty)", ra.GetUpstreamFullSyncs(), ra.GetFullSyncsServed())
+	for id, b := range before {
+		now := f.counters(id)
+		if now.GetUpstreamFullSyncs() != b.GetUpstreamFullSyncs() {
+			t.Errorf("%s upstream full syncs %d -> %d after A's return; want none", id, b.GetUpstreamFullSyncs(), now.GetUpstreamFullSyncs())
+		}
+	}
+}
+
+// checkRoles checks that of servers only master says ROLE master.
+func checkRoles(t *testing.T, ctx context.Context, master *redistest.Server, servers ...*redistest.Server) {
+	t.Helper()
+	for _, s := range servers {
+		role, err := s.Client().Do(ctx, "ROLE").Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "slave"
+		if s == master {
+			want = "master"
+		}
+		if len(role) == 0 || role[0] != want {
+			t.Errorf("%s: ROLE %v, want %s", s.Addr, role, want)
+		}
+	}
+}
