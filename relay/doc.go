@@ -6,6 +6,17 @@
 // and offsets, so that a replica can move between the relay and the master
 // with a partial resync.
 //
+// The files follow the bytes. In: upstream.go runs the session with the
+// upstream, upstream_redis.go (PSYNC from a Redis master) or
+// upstream_relay.go (Sync from a parent relay), and both store the stream
+// through the one ingest path, ingest.go. Out: downstream.go holds what both
+// downstreams share (the one wait to continue, over the store's one
+// continuation rule, store.Continue), downstream_redis.go serves Redis
+// replicas, downstream_relay.go serves child relays their Sync, whose frames
+// feeder.go sends (its own, or a fanout's, fanout.go). errors.go holds the
+// domain errors and the one table that maps them to gRPC status codes;
+// tree.go the relay's place in the tree (children, chain, cycle checks).
+//
 // A Relay is built with New and run with Run, which blocks until its context
 // ends and waits for every goroutine it started.
 package relay

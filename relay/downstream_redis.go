@@ -347,16 +347,8 @@ func (r *Relay) startReplica(ctx context.Context, c *client, br *bufio.Reader, a
 	rp := &replica{conn: c.conn, addr: host, listeningPort: c.listeningPort, capaEOF: c.capaEOF, capaPsync2: c.capaPsync2, sync: isSync}
 	rp.state.Store("wait_bgsave")
 	rp.ackTime.Store(time.Now().UnixNano())
-	r.mu.Lock()
-	r.nextID++
-	rp.id = r.nextID
-	r.replicas[rp.id] = rp
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		delete(r.replicas, rp.id)
-		r.mu.Unlock()
-	}()
+	r.replicas.add(rp)
+	defer r.replicas.remove(rp)
 	log := r.log.With("replica", fmt.Sprintf("%s:%d", rp.addr, rp.listeningPort))
 
 	var stream *store.Reader
@@ -426,45 +418,6 @@ func (r *Relay) tryPartial(ctx context.Context, rp *replica, replid string, off 
 		return nil, err
 	}
 	return stream, nil
-}
-
-// continueAt decides whether a consumer (a Redis replica or a child relay)
-// that holds pos bytes of replid's history may continue, and opens its
-// reader (store.Continue). A consumer ahead of the store on its current
-// history (the relay lost an unflushed tail, or the consumer comes from a
-// relay further ahead) is waited for up to FutureOffsetWait, as x-pipe's
-// keeper does, with tick run every second meanwhile (nil: none). The
-// decision is taken again on each state the store reaches, never carried
-// over the wait: if the upstream full-resyncs or switches ID below pos
-// meanwhile, the answer is ErrHistoryDiverged, not a continuation onto
-// another history.
-func (r *Relay) continueAt(ctx context.Context, replid string, pos int64, tick func() error) (*store.Reader, store.State, error) {
-	deadline := time.Now().Add(r.cfg.FutureOffsetWait)
-	for {
-		next := time.Now().Add(time.Second)
-		if deadline.Before(next) {
-			next = deadline
-		}
-		wctx, cancel := context.WithDeadline(ctx, next)
-		reader, st, err := r.store.WaitContinue(wctx, replid, pos)
-		cancel()
-		switch {
-		case !errors.Is(err, store.ErrFuture) || !time.Now().Before(deadline):
-			return reader, st, err
-		case ctx.Err() != nil:
-			return nil, st, ctx.Err()
-		case tick != nil:
-			if err := tick(); err != nil {
-				return nil, st, err
-			}
-		}
-	}
-}
-
-// continueRefused tells whether a continueAt error means the consumer
-// needs a full sync (rather than that the link failed).
-func continueRefused(err error) bool {
-	return errors.Is(err, store.ErrHistoryDiverged) || errors.Is(err, store.ErrOffsetNotCovered) || errors.Is(err, store.ErrFuture)
 }
 
 // fullSync sends +FULLRESYNC (not for SYNC) and the stored RDB in the $len
@@ -625,21 +578,46 @@ func (r *Relay) readAcks(rp *replica, br *bufio.Reader) {
 	}
 }
 
-// closeReplicas drops every replica link (they reconnect and PSYNC).
-func (r *Relay) closeReplicas(reason string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rp := range r.replicas {
+// replicaSet is the registry of the Redis replicas attached to the relay.
+type replicaSet struct {
+	mu     sync.Mutex
+	m      map[int64]*replica // guarded by mu
+	nextID int64              // guarded by mu
+}
+
+// add registers rp under a new id.
+func (s *replicaSet) add(rp *replica) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[int64]*replica)
+	}
+	s.nextID++
+	rp.id = s.nextID
+	s.m[rp.id] = rp
+}
+
+func (s *replicaSet) remove(rp *replica) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, rp.id)
+}
+
+// closeAll drops every replica link (they reconnect and PSYNC).
+func (s *replicaSet) closeAll(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rp := range s.m {
 		rp.close(reason)
 	}
 }
 
-// replicaList returns the attached replicas ordered by id.
-func (r *Relay) replicaList() []*replica {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]*replica, 0, len(r.replicas))
-	for _, rp := range r.replicas {
+// list returns the attached replicas ordered by id.
+func (s *replicaSet) list() []*replica {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*replica, 0, len(s.m))
+	for _, rp := range s.m {
 		out = append(out, rp)
 	}
 	sortReplicas(out)

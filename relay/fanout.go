@@ -88,17 +88,24 @@ func newFanout(r *Relay, kind arborv1.Compression) *fanout {
 	return &fanout{r: r, kind: kind, changed: make(chan struct{}), queueBytes: fanoutQueueBytes, rejoinDelay: fanoutRejoinDelay}
 }
 
+// fanoutSet is the registry of the relay's fanouts, one per codec.
+type fanoutSet struct {
+	mu sync.Mutex
+	m  map[arborv1.Compression]*fanout // guarded by mu
+}
+
 // fanoutFor returns the relay's fanout for kind, making it on first use.
 func (r *Relay) fanoutFor(kind arborv1.Compression) *fanout {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fanouts == nil {
-		r.fanouts = make(map[arborv1.Compression]*fanout)
+	s := &r.fanouts
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[arborv1.Compression]*fanout)
 	}
-	fo := r.fanouts[kind]
+	fo := s.m[kind]
 	if fo == nil {
 		fo = newFanout(r, kind)
-		r.fanouts[kind] = fo
+		s.m[kind] = fo
 	}
 	return fo
 }

@@ -104,7 +104,7 @@ func (r *Relay) infoReplication(b *strings.Builder) {
 	kv(b, "slave_priority", 0)
 	kv(b, "slave_read_only", 1)
 	kv(b, "replica_announced", 1)
-	rs := r.replicaList()
+	rs := r.replicas.list()
 	kv(b, "connected_slaves", len(rs))
 	now := time.Now()
 	for i, rp := range rs {

@@ -43,6 +43,8 @@ type Relay struct {
 	// ack readers to the upstream session's ack loop (see noteChildAck).
 	childAcked chan struct{}
 
+	// upMu guards what the relay is told from outside: the upstream to
+	// follow, the snapshot sources, the topology in force.
 	upMu      sync.Mutex
 	topoRev   int64         // guarded by upMu: revision of the topology in force
 	topoErr   string        // guarded by upMu: why the newest edit was refused
@@ -52,12 +54,11 @@ type Relay struct {
 
 	bg sync.WaitGroup // child relay links, which may outlive their RPC handler briefly
 
-	mu       sync.Mutex
-	replicas map[int64]*replica              // guarded by mu
-	nextID   int64                           // guarded by mu
-	children []*childLink                    // guarded by mu: child relays attached over Sync
-	fanouts  map[arborv1.Compression]*fanout // guarded by mu: see fanout.go
-	chain    []string                        // guarded by mu: relays above this one, parent first
+	// The registries, each with its own lock (none is taken while another
+	// is held):
+	replicas replicaSet // Redis replicas attached over PSYNC or SYNC
+	tree     tree       // child relays attached over Sync, and the relays above
+	fanouts  fanoutSet  // one fanout per codec, shared by child links
 }
 
 // stats are the relay's counters, read by INFO and tests.
@@ -168,7 +169,6 @@ func New(cfg Config) (*Relay, error) {
 		started:     time.Now(),
 		runID:       newRunID(),
 		link:        linkState{state: "connect", downSince: time.Now()},
-		replicas:    make(map[int64]*replica),
 	}
 	if cfg.MeterProvider != nil {
 		if r.metrics, err = r.registerMetrics(cfg.MeterProvider); err != nil {
@@ -321,7 +321,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}()
 	<-ctx.Done()
 	r.ln.Close()
-	r.closeReplicas("relay shutting down")
+	r.replicas.closeAll("relay shutting down")
 	wg.Wait()
 	r.bg.Wait()
 	if r.metrics != nil {

@@ -57,7 +57,7 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 			Bytes:       &arborv1.CompressionStats{RawBytes: c.rawBytes.Load(), WireBytes: c.wireBytes.Load(), SharedRawBytes: c.sharedRawBytes.Load()},
 		})
 	}
-	for _, rp := range r.replicaList() {
+	for _, rp := range r.replicas.list() {
 		acked := rp.ackOffset.Load()
 		state := arborv1.LinkState_LINK_STATE_STREAMING
 		if v, _ := rp.state.Load().(string); v != "online" {

@@ -4,108 +4,21 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/arbor-fabric/arbor/internal/resp"
-	"github.com/arbor-fabric/arbor/relay/store"
 )
 
 const (
-	dialTimeout    = 5 * time.Second
-	ackInterval    = time.Second
-	minBackoff     = 100 * time.Millisecond
-	maxBackoff     = 5 * time.Second
-	streamReadSize = 256 << 10
-	progressEvery  = 5 * time.Second
-	// maxHeldTail bounds the incomplete command or transaction the stream
-	// holds in memory until it completes (see ingest).
-	maxHeldTail = 128 << 20
+	dialTimeout   = 5 * time.Second
+	progressEvery = 5 * time.Second
 )
-
-// retryLater is an upstream refusal that asks to come back soon
-// (-NOMASTERLINK, -LOADING).
-type retryLater struct{ reply string }
-
-func (e *retryLater) Error() string { return "upstream not ready: " + e.reply }
-
-// runUpstream keeps a replication link to the upstream until ctx ends,
-// reconnecting with backoff and resuming where the store ends. A new
-// upstream (SetUpstream) ends the current session and is followed at once.
-func (r *Relay) runUpstream(ctx context.Context) {
-	backoff := minBackoff
-	for ctx.Err() == nil {
-		up, changed := r.upstreamForSession()
-		sctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-changed:
-				cancel()
-			case <-sctx.Done():
-			}
-		}()
-		began := time.Now()
-		var err error
-		if up.Kind == UpstreamRelay {
-			err = r.syncRelay(sctx, up)
-		} else {
-			if err = r.setChain(nil); err == nil {
-				err = r.syncOnce(sctx, up)
-			}
-		}
-		moved := sctx.Err() != nil && ctx.Err() == nil
-		cancel()
-		r.link.set("connect")
-		if ctx.Err() != nil {
-			return
-		}
-		if moved {
-			r.log.Info("upstream changed; following the new one", "upstream", r.currentUpstream().String())
-			backoff = minBackoff
-			continue
-		}
-		r.link.setErr(err)
-		var se *store.SyncError
-		if errors.As(err, &se) {
-			// After a failed flush nothing the store would take counts
-			// (see store.SyncError): stop following, keep serving and
-			// acking what is durable, and say so until a restart.
-			r.log.Error("store failed to flush to disk; not following the upstream any more: fix the disk and restart the relay",
-				"durable_offset", se.Durable, "err", se.Err)
-			<-ctx.Done()
-			return
-		}
-		var rl *retryLater
-		switch {
-		case errors.Is(err, errUnknownHistory):
-			backoff = minBackoff
-		case errors.As(err, &rl):
-			r.log.Info("upstream not ready; retrying", "reply", rl.reply)
-			backoff = time.Second
-		case time.Since(began) > 30*time.Second:
-			r.log.Warn("upstream link lost; reconnecting", "err", err)
-			backoff = minBackoff
-		default:
-			r.log.Warn("upstream link failed; retrying", "err", err, "backoff", backoff)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		case <-changed:
-			backoff = minBackoff
-			continue
-		}
-		backoff = min(backoff*2, maxBackoff)
-	}
-}
 
 // upstreamConn is one session with the upstream master.
 type upstreamConn struct {
@@ -204,7 +117,7 @@ func (r *Relay) syncOnce(ctx context.Context, up Upstream) error {
 				return err
 			}
 			r.log.Info("upstream continued with a new replication id", "old_replid", st.Replid, "new_replid", fields[1], "offset", st.End)
-			r.closeReplicas("upstream replication id changed")
+			r.replicas.closeAll("upstream replication id changed")
 		}
 		r.stats.upstreamPartial.Add(1)
 		r.log.Info("partial resync with upstream", "replid", r.store.State().Replid, "offset", st.End)
@@ -429,33 +342,6 @@ func copyUntilMark(u *upstreamConn, w io.Writer, mark []byte) error {
 	}
 }
 
-// storeStream appends stream bytes from the upstream (a Redis master or a
-// parent relay) that end at offset end and were first received by the root
-// relay at origin (unix nanos), and keeps the relay's books on them. Bytes
-// that are not a valid stream are refused whole, counted and logged.
-func (r *Relay) storeStream(p []byte, end, origin int64, from string) (getAck bool, err error) {
-	getAck, err = r.store.Append(p)
-	if err != nil {
-		var se *store.StreamError
-		if errors.As(err, &se) {
-			r.stats.rejectedStreams.Add(1)
-			r.log.Error(from+" sent bytes that are not a replication stream; dropping the link, nothing of them stored",
-				"offset", se.Offset, "err", se.Err)
-		}
-		return false, err
-	}
-	r.noteStored(len(p), end, origin)
-	return getAck, nil
-}
-
-// noteStored keeps the relay's books on n stream bytes stored that end at
-// offset end and were first received by the root relay at origin.
-func (r *Relay) noteStored(n int, end, origin int64) {
-	r.timeline.record(end, origin)
-	r.noteMasterOffset(end)
-	r.stats.upstreamBytes.Add(int64(n))
-}
-
 func ackCommand(off int64) []byte {
 	return resp.AppendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))
 }
@@ -525,70 +411,6 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 			return fmt.Errorf("upstream stream: %w", err)
 		}
 	}
-}
-
-// ingest holds the stream of one upstream session between reads. Reads land
-// in buf after the bytes held since the last commit point (see
-// resp.TxScanner), so the bytes ready to store are always one slice of buf:
-// nothing is copied on the way to the store, and each byte is scanned once
-// (the store takes the scanner's state with them, Store.AppendScanned).
-type ingest struct {
-	tx    *resp.TxScanner
-	buf   []byte
-	start int // buf[:start] was handed out ready; the next read drops it
-	end   int // buf[start:end] is held
-}
-
-func newIngest(sc resp.StreamScanner) *ingest {
-	return &ingest{tx: resp.NewTxScanner(sc), buf: make([]byte, streamReadSize)}
-}
-
-// space returns the buffer for the next read, after the held bytes. It
-// invalidates what add returned.
-func (in *ingest) space() []byte {
-	if in.start > 0 {
-		held := in.buf[in.start:in.end]
-		if cap(in.buf) > 4*streamReadSize && len(held) <= streamReadSize/2 {
-			in.buf = make([]byte, streamReadSize) // let a large transaction's buffer go
-		}
-		in.end, in.start = copy(in.buf, held), 0
-	}
-	if len(in.buf)-in.end < streamReadSize/2 {
-		in.buf = slices.Grow(in.buf[:in.end], streamReadSize)
-		in.buf = in.buf[:cap(in.buf)]
-	}
-	return in.buf[in.end:]
-}
-
-// add scans the n bytes read into space() and returns the bytes ready to
-// store, the held ones and the new ones up to the last commit point, with
-// the scanner state after them, or nothing when the new bytes have no
-// commit point and join the held ones. getAck is as for
-// resp.StreamScanner.Feed. With err the new bytes are not a replication
-// stream, and ready is all the bytes held and read.
-func (in *ingest) add(n int) (ready []byte, after resp.StreamScanner, getAck bool, err error) {
-	_, commit, getAck, err := in.tx.Feed(in.buf[in.end : in.end+n])
-	switch {
-	case err != nil:
-		commit = n
-	case commit < 0 && in.end-in.start+n > maxHeldTail:
-		// A command or transaction this large is stored as it comes, as
-		// if nothing were held: a link cut inside it then leaves the
-		// stored end past the last commit point, and a replica promoted
-		// from this history answers the relay's next PSYNC with a full
-		// resync (Redis itself would hold it all in the query buffer).
-		commit = n
-		after = in.tx.Scanner()
-	}
-	// Otherwise the bytes end at a commit point, a command boundary: the
-	// zero scanner's state.
-	in.end += n
-	if commit < 0 {
-		return nil, after, getAck, nil
-	}
-	ready = in.buf[in.start : in.end-n+commit]
-	in.start += len(ready)
-	return ready, after, getAck, err
 }
 
 // ackLoop sends REPLCONF ACK with the offset upstreamAck gives: the

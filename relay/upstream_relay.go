@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,14 +27,6 @@ const (
 	transferRDB  = "transfer.rdb"
 	transferMeta = "transfer.json"
 )
-
-// errUnknownHistory makes the next subscription ask for a full sync.
-var errUnknownHistory = errors.New("parent does not know this relay's history")
-
-// errTransferRefused means an RDB from a parent relay failed its
-// end-to-end check or is not a valid RDB: it is discarded, never
-// installed, and fetched again from its first chunk.
-var errTransferRefused = errors.New("rdb transfer refused")
 
 // syncRelay runs one session with a parent relay: subscribe, Continue or a
 // (resumable) full sync, then stream frames into the store, acking what is
@@ -175,7 +166,7 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 				return err
 			}
 			r.log.Info("parent switched replication id", "new_replid", sw.GetNewReplid(), "offset", sw.GetAtOffset())
-			r.closeReplicas("upstream replication id changed")
+			r.replicas.closeAll("upstream replication id changed")
 		case *arborv1.SyncResponse_Disconnect:
 			return fmt.Errorf("parent relay cut the link: %s: %s", f.Disconnect.GetReason(), f.Disconnect.GetMessage())
 		default:
@@ -262,43 +253,6 @@ func (d *decoders) close() {
 	for _, fd := range d.m {
 		fd.close()
 	}
-}
-
-// appendFrame stores one Stream frame, which must continue the store.
-//
-// Frames are stored as they come, although a parent cuts them from its
-// store at any byte, so a child whose link breaks between frames may end
-// inside a command or transaction. While the parent lives that is harmless:
-// the child resumes from the same history. If the parent's site is lost and
-// this relay becomes a root following a Redis replica of its own that was
-// promoted, that replica ends at the last whole command outside MULTI, and
-// a stored end past it costs a full resync; holding the tail here as
-// stream does would avoid it (not done yet).
-func (r *Relay) appendFrame(s *arborv1.Stream, dec *decoders) error {
-	if end := r.store.End(); s.GetStartOffset() != end {
-		return fmt.Errorf("stream frame starts at %d, this relay holds %d", s.GetStartOffset(), end)
-	}
-	if s.GetCompressionReset() {
-		if err := dec.reset(s.GetCompression()); err != nil {
-			return fmt.Errorf("stream frame at %d: compression reset: %w", s.GetStartOffset(), err)
-		}
-	}
-	data, err := dec.decode(s.GetData(), s.GetCompression(), s.GetRawLen())
-	if err != nil {
-		return fmt.Errorf("stream frame at %d: %w", s.GetStartOffset(), err)
-	}
-	now := time.Now()
-	origin := s.GetOriginTimeUnixNano()
-	if origin == 0 {
-		origin = now.UnixNano()
-	}
-	if _, err := r.storeStream(data, s.GetStartOffset()+int64(len(data)), origin, "parent relay"); err != nil {
-		return err
-	}
-	r.originLag.record(now, now.Sub(time.Unix(0, origin)))
-	r.stats.upstreamRawBytes.Add(int64(len(data)))
-	r.stats.upstreamWireBytes.Add(int64(len(s.GetData())))
-	return nil
 }
 
 // receiveChunks receives a full sync's RDB chunks, resuming a partial
@@ -496,7 +450,7 @@ func (r *Relay) adoptIDs(replid, replid2 string, second int64) error {
 		return err
 	}
 	if before != "" && before != replid {
-		r.closeReplicas("upstream replication id changed")
+		r.replicas.closeAll("upstream replication id changed")
 	}
 	return nil
 }
@@ -529,7 +483,7 @@ func (r *Relay) sendAcks(ctx context.Context, stream arborv1.RelayService_SyncCl
 // offset: its Redis replicas, its child relays, and theirs.
 func (r *Relay) subtreeAcks() []*arborv1.ChildAck {
 	var out []*arborv1.ChildAck
-	for _, rp := range r.replicaList() {
+	for _, rp := range r.replicas.list() {
 		out = append(out, &arborv1.ChildAck{Id: rp.name(), Site: r.cfg.Site,
 			Kind: arborv1.ChildKind_CHILD_KIND_REDIS, AckedOffset: rp.ackOffset.Load()})
 	}
@@ -544,58 +498,6 @@ func (r *Relay) subtreeAcks() []*arborv1.ChildAck {
 		out = append(out, c.getSubtree()...)
 	}
 	return out
-}
-
-// descendants returns this relay's id and every relay below it.
-func (r *Relay) descendants() []string {
-	ids := []string{r.cfg.ID}
-	for _, a := range r.subtreeAcks() {
-		if a.GetKind() == arborv1.ChildKind_CHILD_KIND_RELAY && !slices.Contains(ids, a.GetId()) {
-			ids = append(ids, a.GetId())
-		}
-	}
-	return ids
-}
-
-// setChain records the relays above this one (the parent first) and
-// refuses a chain that contains this relay or a relay below it. The check
-// and the record are one hold of r.mu, the lock under which a parent
-// registers its children (registerChild): a parent registers a child
-// before it tells it its chain, so of two relays subscribing to each other
-// at once, at least one sees the other among its children here.
-func (r *Relay) setChain(chain []string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if slices.Contains(chain, r.cfg.ID) {
-		return fmt.Errorf("CYCLE: this relay (%s) is upstream of its parent (chain %v); refusing to follow it", r.cfg.ID, chain)
-	}
-	for _, c := range r.children {
-		below := []string{c.id}
-		for _, a := range c.getSubtree() {
-			if a.GetKind() == arborv1.ChildKind_CHILD_KIND_RELAY {
-				below = append(below, a.GetId())
-			}
-		}
-		for _, id := range below {
-			if slices.Contains(chain, id) {
-				return fmt.Errorf("CYCLE: relay %s replicates through this relay (%s) and is in its parent's chain %v; refusing to follow it", id, r.cfg.ID, chain)
-			}
-		}
-	}
-	r.chain = slices.Clone(chain)
-	return nil
-}
-
-// ancestors returns the relays above this one, the parent first.
-func (r *Relay) ancestors() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.chain)
-}
-
-// chainForChildren is what a child is told of its ancestry.
-func (r *Relay) chainForChildren() []string {
-	return append([]string{r.cfg.ID}, r.ancestors()...)
 }
 
 // noteMasterOffset records the newest master offset heard of.
