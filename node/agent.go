@@ -35,6 +35,9 @@ type Agent struct {
 	lastAction   string   // last steering action logged
 	el           *elector // the election role (idle unless cfg.Elect)
 	met          *metrics
+	mover        *topology.Mover // which relay the Redis follows when its own is unhealthy
+	relayProbe   *relayProbe     // PINGs the relay the Redis follows
+	relays       *topology.RelayStatusWatcher
 
 	// beforeStep, if set (tests only), runs at the top of every round of
 	// the owner loop. A test blocks in it to freeze the agent as SIGSTOP
@@ -57,13 +60,15 @@ func New(cfg Config, cli *clientv3.Client) (*Agent, error) {
 	}
 	target, _ := parseRedisURL(cfg.Redis)
 	a := &Agent{
-		cfg:    cfg,
-		cli:    cli,
-		log:    cfg.Logger.With("node", cfg.ID),
-		target: target,
-		redis:  newRedisClient(target, cfg.RedisTimeout),
-		status: &arborv1.NodeStatus{Id: cfg.ID, Site: cfg.Site, LastError: "starting"},
-		el:     newElector(),
+		cfg:        cfg,
+		cli:        cli,
+		log:        cfg.Logger.With("node", cfg.ID),
+		target:     target,
+		redis:      newRedisClient(target, cfg.RedisTimeout),
+		status:     &arborv1.NodeStatus{Id: cfg.ID, Site: cfg.Site, LastError: "starting"},
+		el:         newElector(),
+		mover:      topology.NewMover(topology.MoverConfig{Child: cfg.ID, Silence: cfg.MoveAfter, HoldDown: cfg.HoldDown}),
+		relayProbe: newRelayProbe(cfg.MoveAfter),
 	}
 	met, err := newMetrics(cfg.MeterProvider, cfg.ID)
 	if err != nil {
@@ -117,8 +122,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		Value:    func() any { return a.Status() },
 		Logger:   a.log,
 	})
+	a.relays = topology.NewRelayStatusWatcher(a.cli, a.cfg.Cluster)
 	wg.Go(func() { w.Run(ctx) })
 	wg.Go(func() { off.run(ctx) })
+	wg.Go(func() { a.relays.Run(ctx) })
+	wg.Go(func() { a.relayProbe.run(ctx) })
 	if a.cfg.Elect {
 		states = election.Observe(ctx, a.cli, a.cfg.Cluster, a.log)
 	}
@@ -202,6 +210,9 @@ func (a *Agent) step(ctx context.Context, wg *sync.WaitGroup, w *topology.Watche
 			problems = append(problems, problem)
 		}
 	}
+	if err == nil && top != nil {
+		a.judgeRelay(top, info)
+	}
 	if err == nil {
 		if problem := a.steer(ctx, top, info); problem != "" {
 			problems = append(problems, problem)
@@ -245,6 +256,13 @@ func (a *Agent) step(ctx context.Context, wg *sync.WaitGroup, w *topology.Watche
 	}
 	if top != nil {
 		problems = append(problems, a.mismatches(top)...)
+		if n, ok := top.Nodes[a.cfg.ID]; ok && top.Master != a.cfg.ID {
+			st.EffectiveFollow = n.Follow
+			if f := a.mover.Target(); f != "" {
+				st.EffectiveFollow = f
+			}
+			st.Move = a.mover.Move()
+		}
 	}
 	st.LastError = strings.Join(problems, "; ")
 	if st.LastError != a.lastProblems {
@@ -263,7 +281,51 @@ func (a *Agent) step(ctx context.Context, wg *sync.WaitGroup, w *topology.Watche
 	a.met.checked(st, err == nil, lagKnown)
 	return prev.GetRole() != st.GetRole() || prev.GetLinkState() != st.GetLinkState() ||
 		prev.GetHealthy() != st.GetHealthy() || prev.GetLastError() != st.GetLastError() ||
-		prev.GetReplid() != st.GetReplid()
+		prev.GetReplid() != st.GetReplid() || prev.GetEffectiveFollow() != st.GetEffectiveFollow()
+}
+
+// judgeRelay is one round of the mover: it decides whether the Redis
+// follows its declared relay or, while that is unhealthy, another (steer
+// then points the Redis there). The link counts as up while the Redis
+// follows the address the mover wants and says master_link_status:up or
+// is syncing; idle is how long that relay has not answered a PING.
+func (a *Agent) judgeRelay(top *topology.Topology, info replInfo) {
+	want := a.relayAddr(top)
+	sts, ok := a.relays.Current()
+	if !ok {
+		return
+	}
+	a.relayProbe.set(want)
+	up := info.role == "slave" && info.masterAddr == want && (info.linkUp || info.syncing)
+	changed, why := a.mover.Step(topology.Observation{
+		Now: time.Now(), Topology: top, Relays: sts, LinkUp: up, Idle: a.relayProbe.idle(), Updated: a.relays.Updated(),
+		Reachable: func(id string) bool { return top.PingRelay(id, topology.PingTimeout) },
+	})
+	if changed {
+		if t := a.mover.Target(); t != "" {
+			a.log.Warn("moving the redis to another relay", "declared", top.Nodes[a.cfg.ID].Follow, "to", t, "why", why)
+		} else {
+			a.log.Info("returning the redis to its declared relay", "relay", top.Nodes[a.cfg.ID].Follow, "why", why)
+		}
+		a.relayProbe.set(a.relayAddr(top))
+	}
+}
+
+// relayAddr is the address the Redis should replicate from by the mover:
+// the relay it chose, or the master's, or what the topology says.
+func (a *Agent) relayAddr(top *topology.Topology) string {
+	switch t := a.mover.Target(); {
+	case t == topology.UpstreamMaster:
+		if m, ok := top.Nodes[top.Master]; ok {
+			return m.RedisAddr
+		}
+	case t != "":
+		if r, ok := top.Relays[t]; ok {
+			return r.RedisAddr
+		}
+	}
+	want, _ := top.NodeUpstream(a.cfg.ID)
+	return want
 }
 
 func (a *Agent) probe(ctx context.Context) (replInfo, error) {
@@ -287,10 +349,10 @@ func (a *Agent) steer(ctx context.Context, top *topology.Topology, info replInfo
 		}
 		return fmt.Sprintf("designated master, but the redis replicates from %s: promotion is the election's job; not promoting", info.masterAddr)
 	}
-	want, err := top.NodeUpstream(a.cfg.ID)
-	if err != nil {
+	if _, err := top.NodeUpstream(a.cfg.ID); err != nil {
 		return err.Error() // cannot happen in a valid topology
 	}
+	want := a.relayAddr(top)
 	from := info.masterAddr
 	unpause := false
 	switch info.role {
@@ -324,7 +386,7 @@ func (a *Agent) steer(ctx context.Context, top *topology.Topology, info replInfo
 		_ = a.redis.Do(rctx, "CLIENT", "UNPAUSE").Err()
 	}
 	n := top.Nodes[a.cfg.ID]
-	a.log.Info("redis re-pointed", "from", from, "to", want, "follow", n.Follow)
+	a.log.Info("redis re-pointed", "from", from, "to", want, "follow", n.Follow, "moved_to", a.mover.Target())
 	a.lastAction = "REPLICAOF " + want
 	return ""
 }

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/arbor-fabric/arbor/election"
+	"github.com/arbor-fabric/arbor/topology"
 )
 
 // Config configures an Agent. Build one with DefaultConfig and check it
@@ -77,6 +78,14 @@ type Config struct {
 	// Relays send REPLCONF ACK every second and count as replicas.
 	MinReplicas       int
 	MinReplicasMaxLag time.Duration
+	// MoveAfter is how long the relay the Redis follows may be unhealthy
+	// (the Redis' link down, or the relay not answering PING) before the
+	// agent points the Redis at another healthy relay (see
+	// topology.Mover).
+	MoveAfter time.Duration
+	// HoldDown is how long the declared relay must be healthy before a
+	// Redis that moved away returns to it.
+	HoldDown time.Duration
 	// Logger receives the agent's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// MeterProvider, if set, receives the election metrics (epoch, role,
@@ -99,6 +108,8 @@ func DefaultConfig() Config {
 		DeferStep:         time.Second,
 		CatchUpTimeout:    5 * time.Second,
 		MinReplicasMaxLag: 2 * time.Second,
+		MoveAfter:         topology.DefaultSilence,
+		HoldDown:          topology.DefaultHoldDown,
 	}
 }
 
@@ -163,6 +174,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MinReplicas < 0 {
 		errs = append(errs, fmt.Errorf("min-replicas %d: must not be negative", c.MinReplicas))
+	}
+	if c.MoveAfter < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("move-after %v: must be at least 100ms", c.MoveAfter))
+	}
+	if c.HoldDown < 0 {
+		errs = append(errs, fmt.Errorf("hold-down %v: must not be negative", c.HoldDown))
 	}
 	if c.MinReplicas > 0 && (c.MinReplicasMaxLag < time.Second || c.MinReplicasMaxLag%time.Second != 0 || c.MinReplicasMaxLag >= c.LeaseTTL) {
 		errs = append(errs, fmt.Errorf("min-replicas-max-lag %v: must be whole seconds, at least 1s, below the lease TTL %v", c.MinReplicasMaxLag, c.LeaseTTL))

@@ -54,6 +54,11 @@ type Observation struct {
 	// away starts the hold-down of its declared parent only at a status
 	// written after the move.
 	Updated map[string]time.Time
+	// Reachable, if not nil, checks a relay the Mover is about to choose
+	// (e.g. Topology.PingRelay): one that fails it is passed over, as a
+	// relay killed a moment ago still has a status that looks healthy.
+	// It is called only when the child moves.
+	Reachable func(id string) bool
 }
 
 // Mover decides which parent one child follows: its declared parent while
@@ -65,13 +70,14 @@ type Observation struct {
 type Mover struct {
 	cfg MoverConfig
 
-	declared  string              // the declared parent relay; "" when it is no relay (nothing to move)
-	target    string              // what is followed instead of declared: a relay id or UpstreamMaster; "" for declared
-	move      *arborv1.ParentMove // the move in force; nil when following declared
-	badSince  time.Time           // when the link was first seen down; zero while up
-	judgeFrom time.Time           // the link is not judged before this (a fresh link connects)
-	upSince   time.Time           // since when the declared parent is seen healthy while moved away
-	movedAt   time.Time           // when the target last changed
+	declared  string               // the declared parent relay; "" when it is no relay (nothing to move)
+	target    string               // what is followed instead of declared: a relay id or UpstreamMaster; "" for declared
+	move      *arborv1.ParentMove  // the move in force; nil when following declared
+	badSince  time.Time            // when the link was first seen down; zero while up
+	judgeFrom time.Time            // the link is not judged before this (a fresh link connects)
+	tier      Tier                 // the tier of target
+	upSince   map[string]time.Time // since when each relay is seen healthy (see Step)
+	movedAt   time.Time            // when the target last changed
 	// Since the parent followed was last set: whether its status was
 	// seen, and whether the link to it was seen up. A parent never seen
 	// yet is starting (its lease gone means nothing), and a link never up
@@ -119,6 +125,14 @@ func (m *Mover) Followed() string {
 // Step takes one observation and reports whether the target changed (the
 // caller then repoints the child: Target, or the declared parent when it
 // is ""). It returns why it changed, for logs.
+//
+// While the child follows its declared parent, it moves only when that
+// parent fails. Once moved, it moves again when the parent it follows
+// fails, and otherwise only to a better tier (the declared parent, a
+// relay of the declared parent's site) whose relay has been healthy for
+// the hold-down: so a child that fell back to the parent site returns to
+// its own site when one of its relays is back, and nobody follows a relay
+// that comes and goes.
 func (m *Mover) Step(o Observation) (changed bool, why string) {
 	if o.Topology == nil {
 		return false, ""
@@ -127,9 +141,9 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 	if declared != m.declared {
 		// The topology names another parent: follow it at once.
 		changed = m.target != ""
-		m.declared, m.target, m.move = declared, "", nil
+		m.declared, m.target, m.move, m.tier = declared, "", nil, TierDeclared
 		m.seenLease, m.linked = false, false
-		m.badSince, m.upSince, m.judgeFrom = time.Time{}, time.Time{}, o.Now.Add(m.cfg.Silence)
+		m.badSince, m.judgeFrom = time.Time{}, o.Now.Add(m.cfg.Silence)
 		if changed {
 			return true, "the topology declares parent " + declared
 		}
@@ -156,47 +170,77 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 		}
 		health[id] = RelayHealth{Healthy: st.GetLinkState() == arborv1.LinkState_LINK_STATE_STREAMING, Upstream: up}
 	}
-	if bad != "" {
-		h := health[followed]
-		h.Healthy = false
-		health[followed] = h
+	// How long each relay has been healthy, for the hold-down. The
+	// declared parent counts only from a status it wrote after the child
+	// moved away: a hung relay keeps a healthy-looking status until its
+	// lease expires.
+	if m.upSince == nil {
+		m.upSince = map[string]time.Time{}
 	}
-	if m.target != "" {
-		// Moved away: the declared parent counts as healthy only after
-		// the hold-down, so a parent that comes and goes is not followed
-		// back and forth.
-		alive := o.Updated == nil || o.Updated[m.declared].After(m.movedAt)
-		if health[m.declared].Healthy && alive {
-			if m.upSince.IsZero() {
-				m.upSince = o.Now
-			}
-			if o.Now.Sub(m.upSince) < m.cfg.HoldDown {
-				h := health[m.declared]
-				h.Healthy = false
-				health[m.declared] = h
-				if bad == "" {
-					return false, ""
-				}
-			}
-		} else {
-			m.upSince = time.Time{}
-			h := health[m.declared]
-			h.Healthy = false
-			health[m.declared] = h
-			if bad == "" {
-				return false, ""
-			}
+	for id := range m.upSince {
+		if !health[id].Healthy {
+			delete(m.upSince, id)
 		}
-	} else if bad == "" {
-		return false, ""
+	}
+	for id, h := range health {
+		fresh := id != m.declared || m.target == "" || o.Updated == nil || o.Updated[id].After(m.movedAt)
+		if !h.Healthy || !fresh {
+			delete(m.upSince, id)
+		} else if _, ok := m.upSince[id]; !ok {
+			m.upSince[id] = o.Now
+		}
+	}
+	without := func(h Health, id string) {
+		r := h[id]
+		r.Healthy = false
+		h[id] = r
+	}
+	if bad != "" {
+		without(health, followed)
+	}
+	held := func(id string) bool {
+		since, ok := m.upSince[id]
+		return ok && o.Now.Sub(since) >= m.cfg.HoldDown
 	}
 
 	var c Choice
 	var err error
-	if m.cfg.Relay {
-		c, err = o.Topology.ChooseRelayParent(m.cfg.Child, health)
-	} else {
-		c, err = o.Topology.ChooseNodeParent(m.cfg.Child, health)
+	choose := func(h Health) {
+		for range len(o.Topology.Relays) + 1 {
+			if m.cfg.Relay {
+				c, err = o.Topology.ChooseRelayParent(m.cfg.Child, h)
+			} else {
+				c, err = o.Topology.ChooseNodeParent(m.cfg.Child, h)
+			}
+			if err != nil || c.Parent == "" || o.Reachable == nil || c.Parent == m.target || o.Reachable(c.Parent) {
+				return
+			}
+			without(h, c.Parent)
+		}
+	}
+	switch {
+	case m.target == "" && bad == "":
+		return false, ""
+	case m.target == "":
+		choose(health)
+	case bad != "":
+		// The parent moved to failed too: the best healthy one now,
+		// but the declared parent only past its hold-down.
+		if !held(m.declared) {
+			without(health, m.declared)
+		}
+		choose(health)
+	default:
+		// Moved and well: a better tier, held down, or nothing.
+		hd := Health{}
+		for id, h := range health {
+			h.Healthy = h.Healthy && (held(id) || id == m.target)
+			hd[id] = h
+		}
+		choose(hd)
+		if err == nil && c.Tier >= m.tier {
+			return false, ""
+		}
 	}
 	if err != nil {
 		return false, ""
@@ -211,10 +255,16 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 	if target == m.target {
 		return false, ""
 	}
-	m.target, m.movedAt = target, o.Now
+	if bad != "" {
+		// What was left for failing starts its hold-down again.
+		delete(m.upSince, followed)
+	}
+	m.target, m.tier, m.movedAt = target, c.Tier, o.Now
 	_, m.seenLease = o.Relays[m.Followed()]
-	m.linked = false
-	m.badSince, m.upSince, m.judgeFrom = time.Time{}, time.Time{}, o.Now.Add(m.cfg.Silence)
+	// A parent chosen is streaming: its link is judged against the
+	// silence bound at once, not given a starting relay's time.
+	m.linked = true
+	m.badSince, m.judgeFrom = time.Time{}, o.Now.Add(m.cfg.Silence)
 	if target == "" {
 		m.move = nil
 		return true, fmt.Sprintf("back to %s after it was healthy for %v", m.declared, m.cfg.HoldDown)
@@ -222,6 +272,8 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 	why = c.Reason
 	if bad != "" {
 		why = bad + "; " + c.Reason
+	} else {
+		why = fmt.Sprintf("%s (%s) healthy for %v: a better tier than %s", target, c.Tier, m.cfg.HoldDown, m.move.GetTo())
 	}
 	m.move = &arborv1.ParentMove{From: m.declared, To: target, Reason: why, AtUnixMs: o.Now.UnixMilli()}
 	return true, why

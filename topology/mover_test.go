@@ -135,3 +135,45 @@ func TestMoverStart(t *testing.T) {
 		t.Fatalf("a1 never came: target %q", m.Target())
 	}
 }
+
+// TestMoverSiteReturns: a node whose site lost both relays falls back to
+// the parent site, moves back into its site once one of its relays has
+// been healthy for the hold-down, and to its declared relay once that one
+// has.
+func TestMoverSiteReturns(t *testing.T) {
+	top := haTopology()
+	top.Relays["b2"] = RelaySpec{ID: "b2", Site: "B", Upstream: "a1", GRPCAddr: "127.0.0.1:7511", RedisAddr: "127.0.0.1:7111"}
+	m := NewMover(MoverConfig{Child: "bs1", Silence: time.Second, HoldDown: 5 * time.Second})
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	step := func(d time.Duration, relays map[string]*arborv1.RelayStatus) bool {
+		ch, _ := m.Step(Observation{Now: at(d), Topology: top, Relays: relays, LinkUp: true})
+		return ch
+	}
+	step(0, streaming("a1", "a2", "b1", "b2"))
+	step(time.Second, streaming("a1", "a2", "b1", "b2"))
+	if !step(2*time.Second, streaming("a1", "a2")) || m.Move().GetTo()[0] != 'a' {
+		t.Fatalf("site B gone: target %q", m.Target())
+	}
+	if mv := m.Move(); !strings.Contains(mv.GetReason(), "parent site") {
+		t.Errorf("reason %q does not say parent site", mv.GetReason())
+	}
+	// b2 is back: used after the hold-down only.
+	for d := 3 * time.Second; d < 8*time.Second; d += 500 * time.Millisecond {
+		if step(d, streaming("a1", "a2", "b2")) {
+			t.Fatalf("moved at %v, within b2's hold-down", d)
+		}
+	}
+	if !step(8*time.Second, streaming("a1", "a2", "b2")) || m.Target() != "b2" {
+		t.Fatalf("b2 healthy past the hold-down: target %q", m.Target())
+	}
+	// b1 is back: the declared relay, after its hold-down.
+	for d := 9 * time.Second; d < 14*time.Second; d += 500 * time.Millisecond {
+		if step(d, streaming("a1", "a2", "b1", "b2")) {
+			t.Fatalf("moved at %v, within b1's hold-down", d)
+		}
+	}
+	if !step(14*time.Second, streaming("a1", "a2", "b1", "b2")) || m.Target() != "" || m.Move() != nil {
+		t.Fatalf("b1 healthy past the hold-down: target %q", m.Target())
+	}
+}

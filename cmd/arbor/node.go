@@ -90,6 +90,8 @@ line and out of the file, leave --redis out and set $` + nodeRedisEnv + `.`,
 	f.DurationVar(&cfg.CatchUpTimeout, "catch-up-timeout", def.CatchUpTimeout, "bound on the winner's wait to reach the most advanced root relay's offset before promotion")
 	f.IntVar(&cfg.MinReplicas, "min-replicas", 0, "min-replicas-to-write set on the elected master (relays count; 0 = off): a master no relay acks refuses writes")
 	f.DurationVar(&cfg.MinReplicasMaxLag, "min-replicas-max-lag", def.MinReplicasMaxLag, "min-replicas-max-lag (whole seconds, below --lease-ttl) with --min-replicas")
+	f.DurationVar(&cfg.MoveAfter, "move-after", def.MoveAfter, "point the redis at another healthy relay when its relay's status lease is gone, or its link is down or the relay answers no PING, this long")
+	f.DurationVar(&cfg.HoldDown, "hold-down", def.HoldDown, "return the redis to its declared relay only after that relay has been healthy this long")
 	debugAddr := f.String("debug-addr", "", "address of an HTTP endpoint with /debug/pprof and Prometheus /metrics: the election's epoch, role, failovers and their durations (empty: none)")
 	logLevel := f.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := f.String("log-format", "text", "log format: text or json")

@@ -82,7 +82,11 @@ type haCluster struct {
 	replicas map[string]*redistest.Server // by the relay they hang off
 	eflags   []string
 	holdDown time.Duration
+	agents   map[string]*relayProcess // `arbor node` by node id, with nodes
 }
+
+// nodeOf names the node (and its replica) under each relay, with nodes.
+var nodeOf = map[string]string{"a1": "as1", "a2": "as2", "b1": "bs1", "b2": "bs2"}
 
 type haRelay struct {
 	id, site, upstream string
@@ -97,11 +101,13 @@ func (h *haRelay) port() int {
 }
 
 // startHACluster starts relays a1, a2 (following the master) and b1, b2
-// (declared under a1), with a replica under each.
-func startHACluster(t *testing.T, holdDown time.Duration) *haCluster {
+// (declared under a1), with a replica under each: attached by REPLICAOF,
+// or with nodes, declared in the topology as following that relay and
+// steered there by an `arbor node` process.
+func startHACluster(t *testing.T, holdDown time.Duration, nodes bool) *haCluster {
 	ctx := context.Background()
 	h := &haCluster{t: t, bin: buildArbor(t), etcd: etcdtest.Start(t, 1), cluster: "ha", holdDown: holdDown,
-		relays: map[string]*haRelay{}, replicas: map[string]*redistest.Server{}}
+		relays: map[string]*haRelay{}, replicas: map[string]*redistest.Server{}, agents: map[string]*relayProcess{}}
 	h.master = redistest.Start(t, "--repl-backlog-size", "64mb")
 	if err := redistest.LoadAllTypes(ctx, h.master.Client(), redistest.LoadOptions{SmallKeys: 2000, Seed: 1}); err != nil {
 		t.Fatal(err)
@@ -119,6 +125,12 @@ func startHACluster(t *testing.T, holdDown time.Duration) *haCluster {
 		fmt.Fprintf(&b, "  %s: {site: %s, grpc_addr: %q, redis_addr: %q, upstream: %s}\n", id, r.site, r.grpc, r.redis, r.upstream)
 	}
 	fmt.Fprintf(&b, "nodes:\n  A-Master: {site: A, redis_addr: %q, candidate: true, priority: 100, follow: a1}\n", h.master.Addr)
+	if nodes {
+		for _, id := range []string{"a1", "a2", "b1", "b2"} {
+			h.replicas[id] = redistest.Start(t)
+			fmt.Fprintf(&b, "  %s: {site: %s, redis_addr: %q, follow: %s}\n", nodeOf[id], h.relays[id].site, h.replicas[id].Addr, id)
+		}
+	}
 	file := filepath.Join(t.TempDir(), "topology.yaml")
 	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -135,6 +147,12 @@ func startHACluster(t *testing.T, holdDown time.Duration) *haCluster {
 	}
 	for _, id := range []string{"a1", "a2", "b1", "b2"} {
 		r := h.relays[id]
+		if nodes {
+			h.agents[nodeOf[id]] = startRelayProcess(t, h.bin, append([]string{"node", "--id", nodeOf[id], "--site", r.site,
+				"--redis", "redis://" + h.replicas[id].Addr, "--log-level", "debug",
+				"--move-after", "1s", "--hold-down", holdDown.String()}, h.eflags...)...)
+			continue
+		}
 		rep := redistest.Start(t)
 		redistest.WaitFor(t, 30*time.Second, func() error { _, err := relayInfoInt(r.redis, "master_repl_offset"); return err })
 		if err := rep.ReplicaOf(ctx, "127.0.0.1", r.port()); err != nil {
@@ -142,6 +160,18 @@ func startHACluster(t *testing.T, holdDown time.Duration) *haCluster {
 		}
 		h.replicas[id] = rep
 	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		info, _ := h.master.Info(ctx, "replication")
+		t.Logf("master %s: offset %s replid %s", h.master.Addr, info["master_repl_offset"], info["master_replid"])
+		for _, id := range []string{"a1", "a2", "b1", "b2"} {
+			info, _ := h.replicas[id].Info(ctx, "replication")
+			t.Logf("replica under %s (%s, %s): master_port %s link %s offset %s replid %s replid2 %s", id, nodeOf[id], h.replicas[id].Addr,
+				info["master_port"], info["master_link_status"], info["master_repl_offset"], info["master_replid"], info["master_replid2"])
+		}
+	})
 	redistest.WaitInSync(t, 90*time.Second, h.master, h.allReplicas()...)
 	// Writes need one acking relay from now on: with a1 and a2 both
 	// following the master, either one's death must not stop them.
@@ -242,7 +272,7 @@ func TestRelayHAKillAndPause(t *testing.T) {
 		t.Skip("builds the binary, runs etcd, five redis-servers and four relay processes")
 	}
 	const holdDown = 8 * time.Second
-	h := startHACluster(t, holdDown)
+	h := startHACluster(t, holdDown, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	h.waitUpstream(20*time.Second, map[string]string{"b1": "a1", "b2": "a1"})
@@ -332,4 +362,135 @@ func TestRelayHAKillAndPause(t *testing.T) {
 		t.Error(err)
 	}
 	h.checkCounters(before)
+}
+
+// waitFollows waits until the replica of each node follows the relay
+// named, with its link up.
+func (h *haCluster) waitFollows(timeout time.Duration, want map[string]string) {
+	h.t.Helper()
+	ctx := context.Background()
+	redistest.WaitFor(h.t, timeout, func() error {
+		for under, relay := range want {
+			info, err := h.replicas[under].Info(ctx, "replication")
+			if err != nil {
+				return err
+			}
+			if got := info["master_port"]; got != strconv.Itoa(h.relays[relay].port()) || info["master_link_status"] != "up" {
+				return fmt.Errorf("%s replicates from port %s (link %s), want %s on %d", nodeOf[under], got, info["master_link_status"], relay, h.relays[relay].port())
+			}
+		}
+		return nil
+	})
+}
+
+// nodeMove reads the move a node agent published in etcd.
+func (h *haCluster) nodeMove(id string) (follow, from, to, reason string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sts, err := topology.ReadStatus(ctx, h.etcd.Client(h.t), h.cluster)
+	if err != nil {
+		return "", "", "", "", err
+	}
+	st, ok := sts.Nodes[id]
+	if !ok {
+		return "", "", "", "", errors.New("no status of " + id)
+	}
+	m := st.GetMove()
+	return st.GetEffectiveFollow(), m.GetFrom(), m.GetTo(), m.GetReason(), nil
+}
+
+// TestNodeHASiteLoss: node agents steer a replica under each of a1, a2,
+// b1, b2. a1 is killed with SIGKILL under writes: its replica moves to a2
+// (the same site) with a partial resync, and its status says so. a1 is
+// back; then both relays of site B are killed: their replicas fall back
+// to a relay of site A with a partial resync; b2 comes back: both return
+// to site B after the hold-down, not before (bs2 to its declared b2,
+// bs1 to b2 as the relay of its site), again without a full sync; every
+// replica ends equal to the master.
+func TestNodeHASiteLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary, runs etcd, five redis-servers, four relay and four node processes")
+	}
+	const holdDown = 6 * time.Second
+	h := startHACluster(t, holdDown, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	h.waitFollows(60*time.Second, map[string]string{"a1": "a1", "a2": "a2", "b1": "b1", "b2": "b2"})
+	redistest.WaitInSync(t, 90*time.Second, h.master, h.allReplicas()...)
+	a2full, _ := relayInfoInt(h.relays["a2"].redis, "sync_full")
+
+	// SIGKILL of a1 under writes: as1 moves to a2.
+	w := startWriter(ctx, h.master.Client(), 200000)
+	time.Sleep(300 * time.Millisecond) // writes flow before the kill
+	h.relays["a1"].proc.signal(syscall.SIGKILL)
+	killed := time.Now()
+	h.waitFollows(20*time.Second, map[string]string{"a1": "a2"})
+	t.Logf("as1 streaming from a2 %v after a1's SIGKILL", time.Since(killed).Round(time.Millisecond))
+	redistest.WaitFor(t, 10*time.Second, func() error {
+		follow, from, to, reason, err := h.nodeMove("as1")
+		if err != nil || follow != "a2" || from != "a1" || to != "a2" || !strings.Contains(reason, "same site") {
+			return fmt.Errorf("as1 status: follows %q, moved %q -> %q: %q (%v)", follow, from, to, reason, err)
+		}
+		return nil
+	})
+	ws := w.stop()
+	t.Logf("writer: %d accepted, %d refused (last: %v), longest stall %v", ws.ok, ws.errs, ws.lastErr, ws.longest.Round(time.Millisecond))
+	if ws.errs != 0 {
+		t.Errorf("writes refused while a2 was healthy: %d (last: %v)", ws.errs, ws.lastErr)
+	}
+	redistest.WaitInSync(t, 60*time.Second, h.master, h.replicas["a1"], h.replicas["a2"], h.replicas["b1"], h.replicas["b2"])
+
+	// a1 is back (b1 and b2 return to it after the hold-down).
+	h.relays["a1"].proc.start()
+	h.waitUpstream(holdDown+30*time.Second, map[string]string{"b1": "a1", "b2": "a1"})
+	h.waitFollows(holdDown+30*time.Second, map[string]string{"a1": "a1"})
+
+	// Site B loses both relays: its replicas fall back to site A.
+	w = startWriter(ctx, h.master.Client(), 200000)
+	h.relays["b1"].proc.signal(syscall.SIGKILL)
+	h.relays["b2"].proc.signal(syscall.SIGKILL)
+	killed = time.Now()
+	redistest.WaitFor(t, 20*time.Second, func() error {
+		for _, under := range []string{"b1", "b2"} {
+			follow, _, _, reason, err := h.nodeMove(nodeOf[under])
+			if err != nil || (follow != "a1" && follow != "a2") || !strings.Contains(reason, "parent site") {
+				return fmt.Errorf("%s follows %q (%q, %v), want a relay of site A", nodeOf[under], follow, reason, err)
+			}
+			info, err := h.replicas[under].Info(ctx, "replication")
+			if err != nil || info["master_link_status"] != "up" {
+				return fmt.Errorf("%s link %q (%v)", nodeOf[under], info["master_link_status"], err)
+			}
+		}
+		return nil
+	})
+	t.Logf("site B's replicas streaming from site A %v after its relays' SIGKILL", time.Since(killed).Round(time.Millisecond))
+
+	// b2 comes back: both return to it, after the hold-down.
+	h.relays["b2"].proc.start()
+	back := time.Now()
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if st, _ := relayInfo(h.relays["b2"].redis, "master_link_status"); st != "up" {
+			return fmt.Errorf("b2 link %q", st)
+		}
+		return nil
+	})
+	h.waitFollows(holdDown+30*time.Second, map[string]string{"b1": "b2", "b2": "b2"})
+	if d := time.Since(back); d < holdDown {
+		t.Errorf("site B's replicas back on b2 %v after it restarted, before the hold-down %v", d, holdDown)
+	}
+	ws = w.stop()
+	t.Logf("writer: %d accepted, %d refused (last: %v), longest stall %v", ws.ok, ws.errs, ws.lastErr, ws.longest.Round(time.Millisecond))
+	redistest.WaitInSync(t, 60*time.Second, h.master, h.allReplicas()...)
+	if err := redistest.CompareDigests(ctx, h.master, h.allReplicas()...); err != nil {
+		t.Error(err)
+	}
+	if n, _ := relayInfoInt(h.relays["a2"].redis, "sync_full"); n != a2full {
+		t.Errorf("a2 sync_full %d, was %d: the moves to it must be partial", n, a2full)
+	}
+	if n, _ := relayInfoInt(h.relays["a1"].redis, "sync_full"); n != 0 {
+		t.Errorf("a1 (restarted) sync_full %d: the moves to it must be partial", n)
+	}
+	if n, _ := relayInfoInt(h.relays["b2"].redis, "sync_full"); n != 0 {
+		t.Errorf("b2 (restarted) sync_full %d: the returns to it must be partial", n)
+	}
 }

@@ -224,7 +224,8 @@ func (f Relay) Run(ctx context.Context) error {
 			return
 		}
 		up, idle := r.UpstreamLink()
-		changed, why := mover.Step(topology.Observation{Now: time.Now(), Topology: top, Relays: sts, LinkUp: up, Idle: idle, Updated: statuses.Updated()})
+		changed, why := mover.Step(topology.Observation{Now: time.Now(), Topology: top, Relays: sts, LinkUp: up, Idle: idle, Updated: statuses.Updated(),
+			Reachable: func(id string) bool { return top.PingRelay(id, topology.PingTimeout) }})
 		effective := mover.Followed()
 		if effective == "" && spec != nil {
 			effective = spec.Spec.Upstream
