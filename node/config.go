@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/topology"
@@ -91,6 +92,10 @@ type Config struct {
 	// MeterProvider, if set, receives the election metrics (epoch, role,
 	// failovers and their durations); nil means none.
 	MeterProvider metric.MeterProvider
+	// TracerProvider, if set, receives a span per take-over (failover,
+	// switchover, forced failover, bootstrap) with a child span per step
+	// (see TakeOverSpan); nil means none.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig returns a Config with every default filled in.

@@ -14,6 +14,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/arbor-fabric/arbor/election"
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
@@ -62,6 +66,7 @@ type elector struct {
 	stop    context.CancelFunc
 	results chan campaignResult // size 1: one campaign at a time
 
+	campaignedAt   time.Time         // when the campaign in progress (or just won) started
 	failures       int               // failed Redis checks in a row, while leading
 	leaderless     time.Time         // when the record's master was first seen without the lease; zero otherwise
 	cooldownUntil  time.Time         // no campaign before
@@ -252,7 +257,7 @@ func (a *Agent) campaign(ctx context.Context, wg *sync.WaitGroup, reason, handOf
 		return
 	}
 	cctx, cancel := context.WithCancel(ctx)
-	e.ses, e.stop = ses, cancel
+	e.ses, e.stop, e.campaignedAt = ses, cancel, time.Now()
 	a.log.Info("election: campaigning", "reason", reason)
 	wg.Go(func() {
 		l, err := ses.Campaign(cctx, a.cfg.Cluster, a.cfg.ID)
@@ -289,13 +294,17 @@ var errBehind = errors.New("master behind the fabric")
 // advanced root relay, probes the old master (pausing its writes if it
 // still is one), and promotes its Redis (REPLICAOF NO ONE). handOff is
 // the ID of the hand-off request the campaign answered ("" for none).
-func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason, handOff string) error {
+func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason, handOff string) (err error) {
 	e := a.el
 	l := e.leader
 	old := e.state.Master
+	won := time.Now()
 	var steps []election.Step
+	var span trace.Span // the take-over's span, once its kind is known
 	step := func(name string, start time.Time, note string) {
-		steps = append(steps, election.Step{Name: name, Took: time.Since(start), Note: note})
+		end := time.Now()
+		steps = append(steps, election.Step{Name: name, Took: end.Sub(start), Note: note})
+		stepSpan(ctx, span, spanNames[name], start, end, note)
 	}
 	// The hand-off this campaign answered, if it still stands. A forced
 	// failover (the operator's override) skips the eligibility check and
@@ -311,10 +320,47 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason, ha
 	if forced {
 		steps = append(steps, election.Step{Name: "forced", Note: fmt.Sprintf("request %s: eligibility check and catch-up skipped", sw.ID)})
 	}
+	// One span for the take-over, from where it started (the write pause
+	// of a switchover, the moment this node saw the master lose the
+	// election, or the win), a child span per step.
+	kind, begin := "failover", e.leaderless
+	switch {
+	case planned:
+		kind, begin = "switchover", sw.PausedAt
+	case forced:
+		kind = "forced"
+	case old == nil:
+		kind = "bootstrap"
+	case old.Node == a.cfg.ID:
+		kind = "re-election"
+	}
+	if begin.IsZero() || begin.After(won) {
+		begin = won
+	}
+	ctx, span = a.tracer().Start(ctx, TakeOverSpan, trace.WithTimestamp(begin), trace.WithAttributes(
+		attribute.String(attrKind, kind), attribute.String(attrNode, a.cfg.ID), attribute.Int64(attrEpoch, l.Epoch()),
+		attribute.String(attrReason, reason)))
+	if old != nil {
+		span.SetAttributes(attribute.String(attrPrevious, old.Node), attribute.Int64(attrPreviousEpoch, old.Epoch))
+	}
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	if planned {
 		steps = append(steps, election.Step{Name: "handoff", Took: time.Since(sw.PausedAt), Note: fmt.Sprintf("since the old master paused writes at offset %d (wall clock)", sw.Offset)})
+		stepSpan(ctx, span, "handoff", sw.PausedAt, won, fmt.Sprintf("the old master paused writes at offset %d", sw.Offset))
 	} else if !e.leaderless.IsZero() {
-		step("detect+campaign", e.leaderless, "from the master's loss of the lease to this win")
+		steps = append(steps, election.Step{Name: "detect+campaign", Took: time.Since(e.leaderless), Note: "from the master's loss of the lease to this win"})
+		campaigned := e.campaignedAt
+		if campaigned.Before(e.leaderless) || campaigned.After(won) {
+			campaigned = e.leaderless
+		}
+		stepSpan(ctx, span, "detect", e.leaderless, campaigned, "from the master's loss of the election to this node's campaign")
+		stepSpan(ctx, span, "campaign", campaigned, won, "queued for the leader key until it was won and checked")
 	}
 	if top == nil {
 		return errors.New("no topology")
@@ -449,6 +495,55 @@ func (a *Agent) takeOver(ctx context.Context, top *topology.Topology, reason, ha
 	e.leaderless = time.Time{}
 	a.log.Info("election: master of epoch", "epoch", rec.Epoch, "replid", rec.Replid, "offset", rec.Offset, "steps", fmt.Sprint(steps))
 	return nil
+}
+
+// TakeOverSpan is the name of the span of one take-over (a failover,
+// switchover, forced failover, bootstrap or re-election: attribute
+// arbor.takeover.kind). Its children are the steps, named detect, campaign
+// (or handoff for a switchover), recheck, probe, site-loss, catch-up,
+// promote and publish, each with its note (arbor.note); a failed take-over
+// ends with an error status.
+const TakeOverSpan = "arbor.takeover"
+
+// Span attributes of a take-over.
+const (
+	attrKind          = "arbor.takeover.kind"
+	attrNode          = "arbor.node.id"
+	attrEpoch         = "arbor.epoch"
+	attrReason        = "arbor.reason"
+	attrPrevious      = "arbor.previous.node"
+	attrPreviousEpoch = "arbor.previous.epoch"
+	attrNote          = "arbor.note"
+)
+
+// spanNames maps a history step's name to its span's.
+var spanNames = map[string]string{
+	"recheck": "recheck", "probe-old-master": "probe", "site-loss": "site-loss",
+	"catch-up": "catch-up", "promote": "promote", "publish": "publish",
+}
+
+// tracer is the agent's tracer (a no-op one without a TracerProvider).
+func (a *Agent) tracer() trace.Tracer {
+	if a.cfg.TracerProvider == nil {
+		return noop.NewTracerProvider().Tracer(tracerName)
+	}
+	return a.cfg.TracerProvider.Tracer(tracerName)
+}
+
+// tracerName is the instrumentation scope of the agent's spans.
+const tracerName = "github.com/arbor-fabric/arbor/node"
+
+// stepSpan records one finished step as a child span of parent, from start
+// to end. A step without a span name is not traced.
+func stepSpan(ctx context.Context, parent trace.Span, name string, start, end time.Time, note string) {
+	if name == "" || parent == nil || !parent.IsRecording() {
+		return
+	}
+	_, sp := parent.TracerProvider().Tracer(tracerName).Start(ctx, name, trace.WithTimestamp(start))
+	if note != "" {
+		sp.SetAttributes(attribute.String(attrNote, note))
+	}
+	sp.End(trace.WithTimestamp(end))
 }
 
 // fenceOldMaster probes the old master's Redis: one that still answers as

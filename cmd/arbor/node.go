@@ -141,6 +141,9 @@ line and out of the file, leave --redis out and set $` + nodeRedisEnv + `.`,
 		if tel.meters != nil {
 			cfg.MeterProvider = tel.meters
 		}
+		if tel.tracers != nil {
+			cfg.TracerProvider = tel.tracers
+		}
 		a, err := node.New(cfg, cli)
 		if err != nil {
 			return err
