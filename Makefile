@@ -3,7 +3,7 @@ GO      ?= go
 TOOL    := $(GO) tool -modfile=tools/go.mod
 PKGS    := ./...
 
-.PHONY: help build test test-short fuzz-short vet fmt fmt-check lint proto proto-check bench demo ci
+.PHONY: help build test test-short fuzz-short vet fmt fmt-check lint proto proto-check bench bench-all demo ci
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ proto-check: ## regenerate protos and fail on drift
 
 bench: build ## benchmark relay vs native replication (see README: Benchmarks)
 	bin/arbor bench relay --pin
+
+bench-all: build ## run every benchmark and write docs/benchmarks.md with tables and SVG plots
+	bin/arbor bench all
 
 demo: build ## run the three-site demo
 	bin/arbor demo

@@ -19,7 +19,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Benchmarks of Arbor against native Redis",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newBenchRelayCmd(), newBenchTreeCmd(), newBenchFailoverCmd())
+	cmd.AddCommand(newBenchRelayCmd(), newBenchTreeCmd(), newBenchFailoverCmd(), newBenchAllCmd())
 	return cmd
 }
 

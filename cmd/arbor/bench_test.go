@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,5 +154,56 @@ func TestParseRate(t *testing.T) {
 		if _, err := parseRate(bad); err == nil {
 			t.Errorf("parseRate(%q): no error", bad)
 		}
+	}
+}
+
+// TestBenchAllConfig: `bench all` runs every benchmark at its documented
+// sizes with --pin where offered, --quick shrinks them, and the command
+// lines it reports carry the sizes it runs.
+func TestBenchAllConfig(t *testing.T) {
+	parse := func(args ...string) (bench.AllConfig, string, error) {
+		cmd := newBenchAllCmd()
+		if err := cmd.ParseFlags(args); err != nil {
+			t.Fatal(err)
+		}
+		return benchAllConfig(cmd)
+	}
+	cfg, out, err := parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != "docs" || !slices.Equal(cfg.Benches, bench.AllBenches) {
+		t.Errorf("out %q benches %q", out, cfg.Benches)
+	}
+	if cfg.Relay.Duration != 10*time.Second || cfg.Relay.Rounds != 3 || !cfg.Relay.Pin || !cfg.Tree.Pin ||
+		cfg.Tree.DatasetSize != 256<<20 || cfg.Failover.Runs != 20 {
+		t.Errorf("standard sizes: relay %+v tree %+v failover runs %d", cfg.Relay, cfg.Tree, cfg.Failover.Runs)
+	}
+	for b, want := range map[string]string{
+		bench.BenchRelay:    "arbor bench relay --duration 10s --rounds 3 --rate 50000 --lag-samples 1000 --pin",
+		bench.BenchTree:     "arbor bench tree --duration 10s --dataset-size 256MiB",
+		bench.BenchFailover: "arbor bench failover --runs 20 --systems sentinel,arbor,arbor-fast",
+	} {
+		if !strings.HasPrefix(cfg.Commands[b], want) {
+			t.Errorf("%s command %q, want it to start %q", b, cfg.Commands[b], want)
+		}
+	}
+
+	cfg, out, err = parse("--quick", "--pin=false", "--out", "/tmp/x", "--benches", "tree,failover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != "/tmp/x" || !slices.Equal(cfg.Benches, []string{"tree", "failover"}) || cfg.Tree.Pin ||
+		cfg.Tree.DatasetSize != 2<<20 || cfg.Tree.Duration != time.Second || cfg.Failover.Runs != 1 || cfg.Relay.Rounds != 1 {
+		t.Errorf("--quick: out %q benches %q tree %+v failover runs %d", out, cfg.Benches, cfg.Tree, cfg.Failover.Runs)
+	}
+	if !strings.Contains(cfg.Commands[bench.BenchTree], "--dataset-size 2MiB") || strings.Contains(cfg.Commands[bench.BenchTree], "--pin") {
+		t.Errorf("--quick tree command %q", cfg.Commands[bench.BenchTree])
+	}
+	if _, _, err := parse("--dataset-size", "lots"); err == nil {
+		t.Error("a bad --dataset-size accepted")
+	}
+	if _, _, err := parse("--runs", "0"); err == nil {
+		t.Error("--runs 0 accepted")
 	}
 }

@@ -148,7 +148,11 @@ func (c *LineChart) SVG() ([]byte, error) {
 	}
 	xt := ticks(xmin, xmax, 8)
 	yt := ticks(ymin, ymax, 6)
-	f := newFrame(c.Width, c.Height, len(c.Series))
+	names := make([]string, len(c.Series))
+	for i, s := range c.Series {
+		names[i] = s.Name
+	}
+	f := newFrame(c.Width, c.Height, names)
 	f.xmin, f.xmax = xt[0], xt[len(xt)-1]
 	f.ymin, f.ymax = yt[0], yt[len(yt)-1]
 
@@ -179,10 +183,6 @@ func (c *LineChart) SVG() ([]byte, error) {
 		}
 		fmt.Fprintf(&b, `<path class="series" data-series="%s" d="%s" fill="none" stroke="%s" stroke-width="1.5"/>`+"\n",
 			attr(s.Name), strings.TrimSpace(d.String()), Color(i))
-	}
-	names := make([]string, len(c.Series))
-	for i, s := range c.Series {
-		names[i] = s.Name
 	}
 	legend(&b, f, names)
 	b.WriteString("</svg>\n")
@@ -219,7 +219,11 @@ func (c *BarChart) SVG() ([]byte, error) {
 		format = func(v float64) string { return strconv.FormatFloat(v, 'g', 3, 64) }
 	}
 	yt := ticks(0, ymax, 6)
-	f := newFrame(c.Width, c.Height, len(c.Series))
+	names := make([]string, len(c.Series))
+	for i, s := range c.Series {
+		names[i] = s.Name
+	}
+	f := newFrame(c.Width, c.Height, names)
 	f.ymin, f.ymax = yt[0], yt[len(yt)-1]
 
 	var b bytes.Buffer
@@ -242,16 +246,12 @@ func (c *BarChart) SVG() ([]byte, error) {
 			text(&b, x+barW/2, y-3, "middle", format(v), "value")
 		}
 	}
-	names := make([]string, len(c.Series))
-	for i, s := range c.Series {
-		names[i] = s.Name
-	}
 	legend(&b, f, names)
 	b.WriteString("</svg>\n")
 	return b.Bytes(), nil
 }
 
-func newFrame(w, h, series int) *frame {
+func newFrame(w, h int, names []string) *frame {
 	if w <= 0 {
 		w = DefaultWidth
 	}
@@ -261,10 +261,24 @@ func newFrame(w, h, series int) *frame {
 	f := &frame{w: float64(w), h: float64(h)}
 	f.left, f.right = marginLeft, f.w-marginRight
 	f.top = marginTop
-	// The legend sits under the X axis label, one row per 4 series.
-	rows := (series + 3) / 4
-	f.bot = f.h - marginBottom - float64(rows)*legendRow
+	f.bot = f.h - marginBottom - float64(legendRows(f, names))*legendRow
 	return f
+}
+
+// legendCols returns how many legend entries fit side by side (at most
+// 4), judged by the longest name at about 0.6 em per character.
+func legendCols(f *frame, names []string) int {
+	longest := 0
+	for _, n := range names {
+		longest = max(longest, len([]rune(n)))
+	}
+	w := 14 + 0.6*fontSize*float64(longest) + 12
+	return max(1, min(4, int((f.right-f.left)/w)))
+}
+
+func legendRows(f *frame, names []string) int {
+	c := legendCols(f, names)
+	return (len(names) + c - 1) / c
 }
 
 func open(b *bytes.Buffer, f *frame, title string) {
@@ -299,10 +313,11 @@ func axes(b *bytes.Buffer, f *frame, xt, yt []float64, xlabel, ylabel string) {
 }
 
 func legend(b *bytes.Buffer, f *frame, names []string) {
-	colW := (f.right - f.left) / 4
+	cols := legendCols(f, names)
+	colW := (f.right - f.left) / float64(cols)
 	for i, name := range names {
-		x := f.left + float64(i%4)*colW
-		y := f.bot + marginBottom + float64(i/4)*legendRow
+		x := f.left + float64(i%cols)*colW
+		y := f.bot + marginBottom + float64(i/cols)*legendRow
 		fmt.Fprintf(b, `<rect x="%s" y="%s" width="10" height="10" fill="%s"/>`+"\n", num(x), num(y-9), Color(i))
 		text(b, x+14, y, "start", name, "legend")
 	}
