@@ -1,14 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/arbor-fabric/arbor/internal/fabric"
 	"github.com/arbor-fabric/arbor/relay"
 	"github.com/arbor-fabric/arbor/topology"
 )
@@ -41,7 +44,7 @@ flushed.`,
 	f.String("id", "", "relay ID (required)")
 	f.String("site", "", "site (datacenter) the relay runs in")
 	f.String("data-dir", "", "directory of the relay's store (required, not shared)")
-	f.String("upstream", "", "what to follow: a Redis master, redis://[user:password@]host:port, or a parent relay, arbor://host:port (its --grpc-addr); required without --etcd, where the topology says it (and this is used until the topology is read)")
+	f.String("upstream", "", "what to follow: a Redis master, redis://[user:password@]host:port, or a parent relay, arbor://host:port (its --grpc-addr); required without --etcd, where the topology says it (and this is used until the topology is read). Without --etcd, a comma-separated list in preference order (arbor://b1:7480,arbor://b2:7480): the relay moves to the next that answers when its link stays down or silent past --move-after, and back after --hold-down")
 	f.String("redis-addr", def.RedisAddr, "address the Redis master side listens on, for REPLICAOF")
 	f.String("grpc-addr", "", "address of the gRPC service for child relays, Status, health and reflection (empty: none)")
 	f.String("tls-cert", "", "certificate (PEM) this relay presents on gRPC, as server and as client")
@@ -84,6 +87,18 @@ flushed.`,
 		if err != nil {
 			return err
 		}
+		// A list of upstreams, in preference order: the relay moves along
+		// it on its own (without etcd; with it, the topology chooses).
+		var upstreams []string
+		if strings.Contains(cfg.Upstream, ",") {
+			if upstreams, err = fabric.ParseUpstreams(cfg.Upstream); err != nil {
+				return fmt.Errorf("--upstream: %w", err)
+			}
+			if ef.enabled() {
+				return errors.New("--upstream: a list of upstreams is for running without --etcd; with it, the topology names the parent and the relay moves by it")
+			}
+			cfg.Upstream = upstreams[0]
+		}
 		logger.Info("arbor relay starting", "version", relay.Version)
 		debugAddr, _ := cmd.Flags().GetString("debug-addr")
 		tel, err := startTelemetry(cmd.Context(), relayServiceName, cfg.ID, debugAddr, logger)
@@ -97,6 +112,10 @@ flushed.`,
 				return err
 			}
 			return runRelayWithEtcd(cmd.Context(), cfg, ha, ef, logger.With("relay", cfg.ID))
+		}
+		if len(upstreams) > 1 {
+			return fabric.StaticRelay{Config: cfg, Upstreams: upstreams, Silence: ha.moveAfter, HoldDown: ha.holdDown,
+				Logger: logger.With("relay", cfg.ID)}.Run(cmd.Context())
 		}
 		r, err := relay.New(cfg)
 		if err != nil {

@@ -494,3 +494,107 @@ func TestNodeHASiteLoss(t *testing.T) {
 		t.Errorf("b2 (restarted) sync_full %d: the returns to it must be partial", n)
 	}
 }
+
+// TestRelayHAUpstreamList: without etcd, relay b follows
+// "arbor://a1,arbor://a2". a1 is killed with SIGKILL under writes (the
+// master needs one acking relay): b moves to a2 within the bound with a
+// partial resync, its replica too; a1 restarts and b returns to it after
+// the hold-down, not before; digests equal. A bad list is refused with an
+// error naming the element.
+func TestRelayHAUpstreamList(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary, runs two redis-servers and three relay processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for _, bad := range []struct{ list, says string }{
+		{"arbor://127.0.0.1:1,,arbor://127.0.0.1:2", "upstream 2"},
+		{"arbor://127.0.0.1:1,arbor://127.0.0.1:1", "the same as upstream 1"},
+		{"arbor://127.0.0.1:1,ftp://127.0.0.1:2", "upstream 2 (ftp://127.0.0.1:2)"},
+	} {
+		out, err := arbor(ctx, "relay", "--id", "x", "--data-dir", t.TempDir(), "--upstream", bad.list, "--plaintext")
+		if err == nil || !strings.Contains(err.Error(), bad.says) {
+			t.Errorf("--upstream %s: %v (%s), want an error saying %q", bad.list, err, out, bad.says)
+		}
+	}
+
+	const holdDown = 6 * time.Second
+	bin := buildArbor(t)
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
+	if err := redistest.LoadAllTypes(ctx, master.Client(), redistest.LoadOptions{SmallKeys: 2000, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	addr := func() string { return "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) }
+	type rel struct {
+		redis, grpc string
+		proc        *relayProcess
+	}
+	rs := map[string]*rel{}
+	for _, id := range []string{"a1", "a2", "b"} {
+		rs[id] = &rel{redis: addr(), grpc: addr()}
+	}
+	start := func(id, upstream string) {
+		rs[id].proc = startRelayProcess(t, bin, "relay", "--id", id, "--site", "A", "--data-dir", t.TempDir(),
+			"--redis-addr", rs[id].redis, "--grpc-addr", rs[id].grpc, "--plaintext", "--log-level", "debug",
+			"--upstream", upstream, "--move-after", "1s", "--hold-down", holdDown.String())
+	}
+	start("a1", "redis://"+master.Addr)
+	start("a2", "redis://"+master.Addr)
+	start("b", "arbor://"+rs["a1"].grpc+",arbor://"+rs["a2"].grpc)
+	rep := redistest.Start(t)
+	redistest.WaitFor(t, 30*time.Second, func() error { _, err := relayInfoInt(rs["b"].redis, "master_repl_offset"); return err })
+	port, _ := strconv.Atoi(rs["b"].redis[strings.LastIndex(rs["b"].redis, ":")+1:])
+	if err := rep.ReplicaOf(ctx, "127.0.0.1", port); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitInSync(t, 60*time.Second, master, rep)
+	for _, kv := range [][2]string{{"min-replicas-to-write", "1"}, {"min-replicas-max-lag", "3"}} {
+		if err := master.Client().ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	follows := func(id string, timeout time.Duration) {
+		t.Helper()
+		redistest.WaitFor(t, timeout, func() error {
+			if got, _ := relayInfo(rs["b"].redis, "arbor_upstream"); got != "arbor://"+rs[id].grpc {
+				return fmt.Errorf("b follows %s, want %s (arbor://%s)", got, id, rs[id].grpc)
+			}
+			if st, _ := relayInfo(rs["b"].redis, "master_link_status"); st != "up" {
+				return fmt.Errorf("b link %s", st)
+			}
+			return nil
+		})
+	}
+	follows("a1", 20*time.Second)
+	fullUp, _ := relayInfoInt(rs["b"].redis, "arbor_upstream_full_syncs")
+	fullServed, _ := relayInfoInt(rs["b"].redis, "sync_full")
+
+	w := startWriter(ctx, master.Client(), 200000)
+	time.Sleep(300 * time.Millisecond) // writes flow before the kill
+	rs["a1"].proc.signal(syscall.SIGKILL)
+	killed := time.Now()
+	follows("a2", 20*time.Second)
+	t.Logf("b streaming from a2 %v after a1's SIGKILL", time.Since(killed).Round(time.Millisecond))
+
+	rs["a1"].proc.start()
+	back := time.Now()
+	follows("a1", holdDown+30*time.Second)
+	if d := time.Since(back); d < holdDown {
+		t.Errorf("b back on a1 %v after it restarted, before the hold-down %v", d, holdDown)
+	}
+	ws := w.stop()
+	t.Logf("writer: %d accepted, %d refused (last: %v), longest stall %v", ws.ok, ws.errs, ws.lastErr, ws.longest.Round(time.Millisecond))
+	if ws.errs != 0 {
+		t.Errorf("writes refused while a2 was healthy: %d (last: %v)", ws.errs, ws.lastErr)
+	}
+	redistest.WaitInSync(t, 60*time.Second, master, rep)
+	if err := redistest.CompareDigests(ctx, master, rep); err != nil {
+		t.Error(err)
+	}
+	if n, _ := relayInfoInt(rs["b"].redis, "arbor_upstream_full_syncs"); n != fullUp {
+		t.Errorf("b upstream full syncs %d, was %d: moving must be partial", n, fullUp)
+	}
+	if n, _ := relayInfoInt(rs["b"].redis, "sync_full"); n != fullServed {
+		t.Errorf("b sync_full %d, was %d: its replica must continue", n, fullServed)
+	}
+}

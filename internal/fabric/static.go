@@ -1,0 +1,279 @@
+package fabric
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/arbor-fabric/arbor/relay"
+	"github.com/arbor-fabric/arbor/topology"
+)
+
+// ErrBadUpstreams is returned (wrapped) by ParseUpstreams for a list that
+// cannot be followed.
+var ErrBadUpstreams = errors.New("bad upstream list")
+
+// ParseUpstreams splits a comma-separated list of upstreams in preference
+// order (redis:// or arbor:// URLs, see relay.ParseUpstream) and checks
+// each: an empty element, a bad URL or the same upstream twice is an
+// error naming its position.
+func ParseUpstreams(s string) ([]string, error) {
+	var out []string
+	seen := map[relay.Upstream]int{}
+	for i, e := range strings.Split(s, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			return nil, fmt.Errorf("upstream %d of %q: empty: %w", i+1, s, ErrBadUpstreams)
+		}
+		up, err := relay.ParseUpstream(e)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %d (%s): %w: %w", i+1, e, ErrBadUpstreams, err)
+		}
+		key := relay.Upstream{Kind: up.Kind, Addr: up.Addr}
+		if j, dup := seen[key]; dup {
+			return nil, fmt.Errorf("upstream %d (%s): the same as upstream %d: %w", i+1, e, j, ErrBadUpstreams)
+		}
+		seen[key] = i + 1
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// staticProbeEvery is how often a StaticRelay checks the upstreams it
+// prefers to the one it follows.
+const staticProbeEvery = 500 * time.Millisecond
+
+// StaticRelay runs a relay without etcd whose upstream is a list in
+// preference order: it follows the first; when the link to the upstream
+// it follows stays down or silent past Silence, it follows the first
+// other upstream of the list that answers (a relay whose Status says it
+// is streaming, a Redis that answers PING), with a partial resync; it
+// returns to a preferred upstream once that has answered for HoldDown.
+type StaticRelay struct {
+	// Config is the relay's configuration; its Upstream is replaced by
+	// the first of Upstreams.
+	Config relay.Config
+	// Upstreams are the upstreams in preference order (ParseUpstreams).
+	Upstreams []string
+	// Silence and HoldDown are as in topology.MoverConfig; 0 means the
+	// defaults.
+	Silence, HoldDown time.Duration
+	// Logger receives the runner's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Started, if not nil, is called with the relay once it is made.
+	Started func(*relay.Relay)
+}
+
+// Run runs the relay and its mover until ctx ends (nil) or the relay
+// fails.
+func (s StaticRelay) Run(ctx context.Context) error {
+	if len(s.Upstreams) == 0 {
+		return fmt.Errorf("no upstream: %w", ErrBadUpstreams)
+	}
+	log := s.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if s.Silence <= 0 {
+		s.Silence = topology.DefaultSilence
+	}
+	if s.HoldDown <= 0 {
+		s.HoldDown = topology.DefaultHoldDown
+	}
+	cfg := s.Config
+	cfg.Upstream = s.Upstreams[0]
+	r, err := relay.New(cfg)
+	if err != nil {
+		return err
+	}
+	if s.Started != nil {
+		s.Started(r)
+	}
+	creds, err := clientCreds(cfg.TLS)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if len(s.Upstreams) > 1 {
+		m := &staticMover{s: s, r: r, log: log, creds: creds}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.run(ctx)
+		}()
+	}
+	err = r.Run(ctx)
+	cancel()
+	return err
+}
+
+// staticMover is the mover of a StaticRelay; run owns it.
+type staticMover struct {
+	s     StaticRelay
+	r     *relay.Relay
+	log   *slog.Logger
+	creds credentials.TransportCredentials
+
+	cur       int       // index of the upstream followed
+	badSince  time.Time // when the link was first seen down; zero while up
+	linked    bool      // the link to cur was up since it was chosen
+	judgeFrom time.Time
+	upSince   map[int]time.Time // preferred upstreams answering since
+	lastProbe time.Time
+}
+
+func (m *staticMover) run(ctx context.Context) {
+	m.upSince = map[int]time.Time{}
+	m.judgeFrom = time.Now().Add(m.s.Silence)
+	t := time.NewTicker(haTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.step(ctx, time.Now())
+	}
+}
+
+func (m *staticMover) step(ctx context.Context, now time.Time) {
+	up, idle := m.r.UpstreamLink()
+	if up {
+		m.linked = true
+	}
+	bad := ""
+	if !now.Before(m.judgeFrom) {
+		bound := m.s.Silence
+		if !m.linked {
+			bound = 10 * m.s.Silence // a first link may wait for its upstream's own data
+		}
+		switch {
+		case up && idle >= m.s.Silence:
+			bad = fmt.Sprintf("link silent for %v", idle.Round(time.Millisecond))
+		case up:
+			m.badSince = time.Time{}
+		case m.badSince.IsZero():
+			m.badSince = now
+		case now.Sub(m.badSince) >= bound:
+			bad = fmt.Sprintf("link down for %v", now.Sub(m.badSince).Round(time.Millisecond))
+		}
+	}
+	if bad == "" && m.cur == 0 {
+		return
+	}
+	if now.Sub(m.lastProbe) < staticProbeEvery {
+		return
+	}
+	m.lastProbe = now
+	if bad != "" {
+		for j := range m.s.Upstreams {
+			if j != m.cur && m.alive(ctx, j) {
+				m.switchTo(now, j, bad)
+				return
+			}
+		}
+		return // nothing answers: keep trying the one followed
+	}
+	// Moved and well: back to a preferred upstream after its hold-down.
+	for j := range m.cur {
+		if !m.alive(ctx, j) {
+			delete(m.upSince, j)
+			continue
+		}
+		if _, ok := m.upSince[j]; !ok {
+			m.upSince[j] = now
+		}
+		if now.Sub(m.upSince[j]) >= m.s.HoldDown {
+			m.switchTo(now, j, fmt.Sprintf("preferred upstream answering for %v", m.s.HoldDown))
+			return
+		}
+	}
+}
+
+func (m *staticMover) switchTo(now time.Time, j int, why string) {
+	from := m.s.Upstreams[m.cur]
+	if err := m.r.SetUpstream(withCredentials(m.s.Upstreams[j], m.s.Config.Upstream)); err != nil {
+		m.log.Error("cannot follow the next upstream", "upstream", m.s.Upstreams[j], "err", err)
+		return
+	}
+	m.log.Warn("moving to another upstream", "from", from, "to", m.s.Upstreams[j], "why", why)
+	m.cur, m.linked, m.badSince, m.judgeFrom = j, true, time.Time{}, now.Add(m.s.Silence)
+	m.upSince = map[int]time.Time{}
+}
+
+// alive checks upstream j: a relay answers Status streaming, a Redis
+// answers PING.
+func (m *staticMover) alive(ctx context.Context, j int) bool {
+	up, err := relay.ParseUpstream(m.s.Upstreams[j])
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, topology.PingTimeout)
+	defer cancel()
+	if up.Kind == relay.UpstreamRedis {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", up.Addr)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		deadline, _ := ctx.Deadline()
+		c.SetDeadline(deadline)
+		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+			return false
+		}
+		_, err = bufio.NewReader(c).ReadString('\n')
+		return err == nil
+	}
+	conn, err := grpc.NewClient(up.Addr, grpc.WithTransportCredentials(m.creds))
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	st, err := arborv1.NewRelayServiceClient(conn).Status(ctx, &arborv1.StatusRequest{})
+	return err == nil && st.GetRelay().GetLinkState() == arborv1.LinkState_LINK_STATE_STREAMING
+}
+
+// clientCreds are the gRPC credentials to ask a relay for its Status, as
+// the relay itself dials its parent: mutual TLS from the relay's files,
+// or plaintext.
+func clientCreds(c relay.TLSConfig) (credentials.TransportCredentials, error) {
+	if c.Plaintext || c.CertFile == "" {
+		return insecure.NewCredentials(), nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, ServerName: c.ServerName, MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		b, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("tls: %s: no certificate", c.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return credentials.NewTLS(cfg), nil
+}
