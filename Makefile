@@ -3,7 +3,7 @@ GO      ?= go
 TOOL    := $(GO) tool -modfile=tools/go.mod
 PKGS    := ./...
 
-.PHONY: help build test test-short fuzz-short vet fmt fmt-check lint proto proto-check bench bench-all demo ci
+.PHONY: help build test test-short e2e fuzz-short vet fmt fmt-check lint proto proto-check bench bench-all demo ci
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -13,6 +13,14 @@ build: ## build bin/arbor
 
 test: ## run every test (needs redis-server on PATH), with the race detector
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+# E2E_REPORT is where make e2e writes the fault suite's table (markdown).
+E2E_REPORT ?= bin/e2e-report.md
+
+e2e: build ## the fault suite over the seed topology (real redis-server, etcd, agents; about 3 min); its table goes to E2E_REPORT
+	$(GO) vet -tags e2e ./internal/e2e
+	ARBOR_BIN=$(CURDIR)/bin/arbor ARBOR_E2E_REPORT=$(abspath $(E2E_REPORT)) \
+		$(GO) test -tags e2e -race -count=1 -v -timeout 20m -run '^TestFaults$$' ./internal/e2e
 
 test-short: ## quick tests
 	$(GO) test -short -count=1 $(PKGS)

@@ -202,6 +202,12 @@ type demo struct {
 	endpoints []string
 	cli       *clientv3.Client
 	ctl       *fabricState
+
+	// With StartFabric: its options, the agents run as processes (by
+	// node) and the agents' own etcd clients.
+	hooks     *FabricOptions
+	agents    map[string]*agentProc
+	agentClis []*clientv3.Client
 }
 
 func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ...string) (*server, error) {
@@ -216,6 +222,9 @@ func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ..
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "local",
 		"--logfile", filepath.Join(dir, "redis.log"), "--repl-diskless-sync-delay", "0"}, extra...)
+	if d.hooks != nil {
+		args = append(args, d.hooks.RedisArgs...)
+	}
 	n := &server{name: name, site: site, role: role, port: port, args: args}
 	n.client = redis.NewClient(&redis.Options{Addr: n.addr(), Protocol: 2, DisableIdentity: true})
 	if err := d.launch(ctx, n); err != nil {
@@ -669,7 +678,13 @@ func (d *demo) stop() {
 	if d.cancel != nil {
 		d.cancel()
 	}
+	for _, a := range d.agents {
+		a.kill()
+	}
 	d.wg.Wait()
+	for _, c := range d.agentClis {
+		c.Close()
+	}
 	for _, rn := range d.relays {
 		rn.client.Close()
 	}
@@ -681,7 +696,7 @@ func (d *demo) stop() {
 	}
 	for _, n := range d.nodes {
 		n.client.Close()
-		if n.cmd.Process != nil {
+		if n.cmd != nil && n.cmd.Process != nil {
 			syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
 			<-n.done
 		}

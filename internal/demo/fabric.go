@@ -10,7 +10,6 @@ import (
 
 	"github.com/arbor-fabric/arbor/internal/fabric"
 	"github.com/arbor-fabric/arbor/internal/statusview"
-	"github.com/arbor-fabric/arbor/node"
 	"github.com/arbor-fabric/arbor/relay"
 	"github.com/arbor-fabric/arbor/topology"
 )
@@ -123,7 +122,7 @@ func (d *demo) startFabric(ctx context.Context) error {
 			return err
 		}
 		cfgs = append(cfgs, cfg)
-		relayRedis[r.ID], relayGRPC[r.ID] = cfg.RedisAddr, cfg.GRPCAddr
+		relayRedis[r.ID], relayGRPC[r.ID] = cfg.RedisAddr, d.advertiseGRPC(r.ID, cfg.GRPCAddr)
 	}
 	top := seedTopology(relayRedis, relayGRPC, nodeRedis)
 	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
@@ -178,22 +177,9 @@ func (d *demo) startFabric(ctx context.Context) error {
 	}
 	// A node agent beside every redis-server.
 	for _, n := range d.nodes {
-		cfg := node.DefaultConfig()
-		cfg.ID, cfg.Site, cfg.Cluster = n.name, n.site, d.o.Cluster
-		cfg.Redis = "redis://" + n.addr()
-		cfg.Logger = d.o.Logger
-		cfg.Elect = true // the master's agent holds the election; candidates fail over
-		a, err := node.New(cfg, d.cli)
-		if err != nil {
+		if err := d.startAgent(rctx, n); err != nil {
 			return err
 		}
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			if err := a.Run(rctx); err != nil {
-				d.o.Logger.Error("node agent stopped with an error", "node", cfg.ID, "err", err)
-			}
-		}()
 	}
 	fmt.Fprintf(d.o.Out, "\nWhile it runs, look at it from another terminal (arbor = go run ./cmd/arbor):\n")
 	fmt.Fprintf(d.o.Out, "  arbor status --etcd %s --cluster %s --watch\n", strings.Join(d.endpoints, ","), d.o.Cluster)
