@@ -137,6 +137,40 @@ type Relay struct {
 	FullSyncsServed uint64 `json:"full_syncs_served"`
 	// TopologyError says why the relay refused the newest topology edit.
 	TopologyError string `json:"topology_error,omitempty"`
+	// EffectiveUpstream is the parent the relay follows now ("master" or
+	// a relay id); it differs from Upstream while Move is set.
+	EffectiveUpstream string `json:"effective_upstream,omitempty"`
+	// Move is the relay's move away from its declared parent, if any.
+	Move *Move `json:"move,omitempty"`
+	// MovedAway are the children (relays and nodes) declared under this
+	// relay that follow another parent now, and why.
+	MovedAway []MovedChild `json:"moved_away,omitempty"`
+	// AckingMaster is true for a live relay that follows the master
+	// itself and streams: the replicas the master's min-replicas-to-write
+	// counts.
+	AckingMaster bool `json:"acking_master"`
+}
+
+// Move is a child's move away from its declared parent.
+type Move struct {
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// MovedChild is a child that moved away from a relay.
+type MovedChild struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // "relay" or "node"
+	Move
+}
+
+func moveOf(m *arborv1.ParentMove) *Move {
+	if m == nil {
+		return nil
+	}
+	return &Move{From: m.GetFrom(), To: m.GetTo(), Reason: m.GetReason(), At: time.UnixMilli(m.GetAtUnixMs()).UTC()}
 }
 
 // SiteAck is how far one site's replicas in a relay's subtree acknowledged.
@@ -167,6 +201,11 @@ type Node struct {
 	LagMs     int64  `json:"lag_ms"`
 	Healthy   bool   `json:"healthy"`
 	LastError string `json:"last_error,omitempty"`
+	// EffectiveFollow is the relay (or "master") the node's Redis follows
+	// now; it differs from Follow while Move is set.
+	EffectiveFollow string `json:"effective_follow,omitempty"`
+	// Move is the node's move away from its declared relay, if any.
+	Move *Move `json:"move,omitempty"`
 }
 
 // Read reads the topology, the statuses and the election of a cluster,
@@ -237,6 +276,12 @@ func ReadHistory(ctx context.Context, cli *clientv3.Client, cluster string, hist
 			r.SnapshotBytes = st.GetSnapshot().GetSizeBytes()
 			r.FullSyncsServed = st.GetCounters().GetFullSyncsServed()
 			r.TopologyError = st.GetTopologyError()
+			r.EffectiveUpstream, r.Move = st.GetEffectiveUpstream(), moveOf(st.GetMove())
+			follows := r.EffectiveUpstream
+			if follows == "" {
+				follows = r.Upstream
+			}
+			r.AckingMaster = follows == topology.UpstreamMaster && st.GetLinkState() == arborv1.LinkState_LINK_STATE_STREAMING
 			for _, c := range st.GetChildren() {
 				r.Links = append(r.Links, linkOf(c))
 			}
@@ -268,13 +313,40 @@ func ReadHistory(ctx context.Context, cli *clientv3.Client, cluster string, hist
 			n.LagBytes, n.LagMs = st.GetLagBytes(), st.GetLagMs()
 			n.Healthy = st.GetHealthy()
 			n.LastError = st.GetLastError()
+			n.EffectiveFollow, n.Move = st.GetEffectiveFollow(), moveOf(st.GetMove())
 		}
 		v.Nodes = append(v.Nodes, n)
 	}
+	v.movedAway()
 	if err := v.readElection(ctx, cli, top, history); err != nil {
 		return nil, err
 	}
 	return v, nil
+}
+
+// movedAway lists, under each relay, the children that moved away from it.
+func (v *Fabric) movedAway() {
+	byID := map[string]*Relay{}
+	for i := range v.Relays {
+		byID[v.Relays[i].ID] = &v.Relays[i]
+	}
+	for _, c := range v.Relays {
+		if p, ok := byID[c.Move.from()]; ok {
+			p.MovedAway = append(p.MovedAway, MovedChild{ID: c.ID, Kind: "relay", Move: *c.Move})
+		}
+	}
+	for _, n := range v.Nodes {
+		if p, ok := byID[n.Move.from()]; ok {
+			p.MovedAway = append(p.MovedAway, MovedChild{ID: n.ID, Kind: "node", Move: *n.Move})
+		}
+	}
+}
+
+func (m *Move) from() string {
+	if m == nil {
+		return ""
+	}
+	return m.From
 }
 
 // linkOf is the view of one child link of a relay.
@@ -389,6 +461,13 @@ func (v *Fabric) Render(w io.Writer) {
 		}
 	}
 	v.renderElection(w)
+	var acking []string
+	for _, r := range v.Relays {
+		if r.AckingMaster {
+			acking = append(acking, r.ID)
+		}
+	}
+	fmt.Fprintf(w, "acking the master: %s\n", orDash(strings.Join(acking, ", ")))
 	relays := map[string]*Relay{}
 	nodes := map[string]*Node{}
 	children := map[string][]string{} // parent -> relay ids then node ids; "" is the root
@@ -444,7 +523,22 @@ func (v *Fabric) Render(w io.Writer) {
 			shown[k] = true
 			kind, kid := k[:2], k[2:]
 			if kind == "r:" {
-				fmt.Fprintf(w, "%s%s%s\n", prefix, branch, relays[kid].line())
+				r := relays[kid]
+				fmt.Fprintf(w, "%s%s%s\n", prefix, branch, r.line())
+				if r.Live && len(r.Links) > 0 {
+					var ids []string
+					for _, l := range r.Links {
+						id := l.ID
+						if l.Node != "" {
+							id = l.Node
+						}
+						ids = append(ids, id)
+					}
+					fmt.Fprintf(w, "%s%s  live children: %s\n", prefix, next, strings.Join(ids, ", "))
+				}
+				for _, m := range r.MovedAway {
+					fmt.Fprintf(w, "%s%s  moved away: %s %s → %s (%s)\n", prefix, next, m.Kind, m.ID, m.To, clip(m.Reason))
+				}
 			} else {
 				fmt.Fprintf(w, "%s%s%s\n", prefix, branch, nodes[kid].line())
 			}
@@ -537,6 +631,12 @@ func (r *Relay) line() string {
 	if r.StaleEpoch != "" {
 		b.WriteString("  STALE")
 	}
+	if r.AckingMaster {
+		b.WriteString("  acking master")
+	}
+	if r.Move != nil {
+		fmt.Fprintf(&b, "  MOVED to %s", r.Move.To)
+	}
 	if r.LastError != "" {
 		fmt.Fprintf(&b, "  ! %s", clip(r.LastError))
 	}
@@ -568,6 +668,9 @@ func (n *Node) line() string {
 		fmt.Fprintf(&b, "  link %s  lag %s / %s", orDash(n.Link), bytesStr(n.LagBytes), (time.Duration(n.LagMs) * time.Millisecond).String())
 	}
 	fmt.Fprintf(&b, "  %s", health)
+	if n.Move != nil {
+		fmt.Fprintf(&b, "  MOVED to %s", n.Move.To)
+	}
 	if n.LastError != "" {
 		fmt.Fprintf(&b, "  ! %s", clip(n.LastError))
 	}
