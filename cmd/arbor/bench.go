@@ -354,8 +354,16 @@ key. After 500 ms the master's redis-server is killed with SIGKILL (with
   replicas streaming  master killed -> every other server replicating from the
                       new master with master_link_status:up
   acked writes lost   acknowledged keys the new master lacks afterwards
+  write pause         the writer's last write acknowledged by the old master ->
+                      its first acknowledged by the new one
   full/partial syncs  sync_full / sync_partial_ok of the new master
 and the report gives p50/p99 over the runs.
+
+With --switchover nothing is killed: each run asks for a planned switchover
+to the backup (Arbor: a switchover request, as arbor switchover makes, with
+its default 5 s timeout; Sentinel: SENTINEL FAILOVER to one sentinel, which
+does not pause writes on the old master), and the times run from the
+request; the write pause is the switchover's.
 
 Systems:
   sentinel          3 redis-sentinel processes (quorum 2) with
@@ -377,7 +385,8 @@ processes run on free loopback ports under a temporary directory and are
 killed when the command ends, also on SIGINT.`,
 		Example: `  arbor bench failover
   arbor bench failover --runs 5 --sentinel-default --json
-  arbor bench failover --systems sentinel --runs 1`,
+  arbor bench failover --systems sentinel --runs 1
+  arbor bench failover --switchover --systems sentinel,arbor`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
@@ -387,6 +396,7 @@ killed when the command ends, also on SIGINT.`,
 	f.Duration("down-after", def.DownAfter, "Sentinel's down-after-milliseconds")
 	f.Bool("sentinel-default", false, "also run Sentinel with its default down-after-milliseconds (30s)")
 	f.String("kill", "redis", "what each run kills: redis (the master's redis-server) or host (it and its node agent: Arbor detects it by lease expiry; Sentinel runs nothing on the host)")
+	f.Bool("switchover", false, "a planned switchover to the backup in each run instead of a kill (not with --kill host)")
 	f.String("redis-server", def.RedisServer, "redis-server binary")
 	f.String("redis-sentinel", def.RedisSentinel, "redis-sentinel binary")
 	f.String("dir", "", "parent of the temporary directory (default: the system temp dir)")
@@ -409,6 +419,7 @@ killed when the command ends, also on SIGINT.`,
 		default:
 			return fmt.Errorf("--kill %q: want redis or host", kill)
 		}
+		cfg.Switchover, _ = fs.GetBool("switchover")
 		cfg.RedisServer, _ = fs.GetString("redis-server")
 		cfg.RedisSentinel, _ = fs.GetString("redis-sentinel")
 		cfg.Dir, _ = fs.GetString("dir")

@@ -28,14 +28,15 @@ const (
 // workspace is what every run needs: the binaries, a temporary directory
 // for the processes of its phases, and a progress writer.
 type workspace struct {
-	root      string // temporary directory of the run
-	redisBin  string
-	relayBin  string
-	relayArgs []string
-	keep      bool
-	pin       placement // nil: no pinning (see pin.go)
-	out       io.Writer
-	killHost  bool // bench failover: kill the master's host, not only its redis
+	root       string // temporary directory of the run
+	redisBin   string
+	relayBin   string
+	relayArgs  []string
+	keep       bool
+	pin        placement // nil: no pinning (see pin.go)
+	out        io.Writer
+	killHost   bool // bench failover: kill the master's host, not only its redis
+	switchOver bool // bench failover: a planned switchover instead of a kill
 }
 
 // newWorkspace looks the binaries up and makes the temporary directory

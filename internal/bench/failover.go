@@ -52,6 +52,11 @@ type FailoverConfig struct {
 	// KillHost kills the master's whole host (its redis-server and, for
 	// Arbor, its node agent) instead of only its redis-server.
 	KillHost bool
+	// Switchover asks each run for a planned switchover to the backup
+	// instead of killing the master (Arbor: a switchover request, as
+	// arbor switchover makes; Sentinel: SENTINEL FAILOVER). Not with
+	// KillHost.
+	Switchover bool
 	// SentinelDefault also runs Sentinel with its default
 	// down-after-milliseconds (30 s): about 35 s per run.
 	SentinelDefault bool
@@ -90,6 +95,9 @@ func (c *FailoverConfig) Validate() error {
 	if c.DownAfter < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("down-after: %v, want at least 100ms", c.DownAfter))
 	}
+	if c.Switchover && c.KillHost {
+		errs = append(errs, errors.New("switchover: not with kill host"))
+	}
 	if len(c.Systems) == 0 {
 		errs = append(errs, errors.New("systems: none"))
 	}
@@ -126,6 +134,10 @@ type FailoverSetup interface {
 	KillMaster(host bool)
 	// Others are the other redis-servers: the backup and the replicas.
 	Others() []*server
+	// Switchover asks the system for a planned switchover to the backup
+	// and returns once the system accepted (Sentinel) or finished (Arbor)
+	// it.
+	Switchover(ctx context.Context) error
 	// FullSyncs returns the full syncs served since the set-up was ready,
 	// once newMaster was promoted: the new master's and, for a system
 	// with other servers of the stream (relays), theirs.
@@ -140,7 +152,8 @@ type FailoverReport struct {
 	Host Host `json:"host"`
 	Runs int  `json:"runs"`
 	// Kill is what each run kills: "redis" (the master's redis-server) or
-	// "host" (with its node agent).
+	// "host" (with its node agent), or "switchover": no kill, a planned
+	// switchover.
 	Kill    string           `json:"kill"`
 	Systems []FailoverResult `json:"systems"`
 	// NotRun names the systems asked for that could not run, and why.
@@ -167,6 +180,10 @@ type FailoverResult struct {
 	// ReplicasStreaming: master killed → every replica streaming from the
 	// new master (master_link_status:up, pointing at it).
 	ReplicasStreaming Dist `json:"replicas_streaming"`
+	// WritePause: the writer's last write acknowledged by the old master
+	// → its first acknowledged by the new one (the pause a client sees;
+	// with a switchover, the write pause).
+	WritePause Dist `json:"write_pause"`
 	// AckedWrites and LostWrites sum over the runs: writes acknowledged
 	// (by the old or the new master) and, of those, the ones the new
 	// master lacks afterwards. MaxLostInRun is the worst run.
@@ -189,6 +206,7 @@ type FailoverResult struct {
 type FailoverRun struct {
 	WriteAcceptedMs     float64 `json:"write_accepted_ms"`
 	ReplicasStreamingMs float64 `json:"replicas_streaming_ms"`
+	WritePauseMs        float64 `json:"write_pause_ms"`
 	NewMaster           string  `json:"new_master"`
 	Acked               int64   `json:"acked"`
 	Lost                int64   `json:"lost"`
@@ -224,10 +242,13 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 		return nil, err
 	}
 	defer w.close()
-	w.killHost = cfg.KillHost
+	w.killHost, w.switchOver = cfg.KillHost, cfg.Switchover
 	rep := &FailoverReport{Host: newHost(), Runs: cfg.Runs, Kill: "redis"}
-	if cfg.KillHost {
+	switch {
+	case cfg.KillHost:
 		rep.Kill = "host"
+	case cfg.Switchover:
+		rep.Kill = "switchover"
 	}
 	if cfg.Keep {
 		rep.Dir = w.root
@@ -295,9 +316,9 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 // failoverRuns runs one system n times.
 func (w *workspace) failoverRuns(ctx context.Context, sys FailoverSystem, n int, host *Host) (*FailoverResult, error) {
 	res := &FailoverResult{Name: sys.Name(), Settings: sys.Settings()}
-	var writes, streams []time.Duration
+	var writes, streams, pauses []time.Duration
 	defer func() {
-		res.WriteAccepted, res.ReplicasStreaming = summarize(writes), summarize(streams)
+		res.WriteAccepted, res.ReplicasStreaming, res.WritePause = summarize(writes), summarize(streams), summarize(pauses)
 	}()
 	for i := range n {
 		if err := ctx.Err(); err != nil {
@@ -314,11 +335,12 @@ func (w *workspace) failoverRuns(ctx context.Context, sys FailoverSystem, n int,
 		if err != nil {
 			return res, fmt.Errorf("run %d: %w", i+1, err)
 		}
-		w.progress("%s run %d/%d: write accepted after %.0f ms, replicas streaming after %.0f ms, %d/%d acked writes lost, %d full syncs",
-			sys.Name(), i+1, n, run.WriteAcceptedMs, run.ReplicasStreamingMs, run.Lost, run.Acked, run.FullSyncs)
+		w.progress("%s run %d/%d: write accepted after %.0f ms (write pause %.0f ms), replicas streaming after %.0f ms, %d/%d acked writes lost, %d full syncs",
+			sys.Name(), i+1, n, run.WriteAcceptedMs, run.WritePauseMs, run.ReplicasStreamingMs, run.Lost, run.Acked, run.FullSyncs)
 		res.PerRun = append(res.PerRun, run)
 		writes = append(writes, seconds(run.WriteAcceptedMs/1000))
 		streams = append(streams, seconds(run.ReplicasStreamingMs/1000))
+		pauses = append(pauses, seconds(run.WritePauseMs/1000))
 		res.AckedWrites += run.Acked
 		res.LostWrites += run.Lost
 		res.MaxLostInRun = max(res.MaxLostInRun, run.Lost)
@@ -373,18 +395,35 @@ func (w *workspace) failoverOnce(ctx context.Context, sys FailoverSystem, e *env
 		return run, fmt.Errorf("the writer had no write acknowledged by the master %s in %v: %v", oldMaster, failoverWarmup, wr.lastErr())
 	}
 	killed := time.Now()
-	setup.KillMaster(w.killHost)
+	swErr := make(chan error, 1)
+	if w.switchOver {
+		// The request runs beside the writer: Arbor's returns once the new
+		// master is published, after the pause being measured.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			swErr <- setup.Switchover(wctx)
+		}()
+	} else {
+		setup.KillMaster(w.killHost)
+	}
 
 	// Master killed → first write accepted elsewhere.
 	newMaster, at, err := wr.waitNewMaster(wctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			err = fmt.Errorf("%w: no write accepted on a new master within %v (last writer error: %v)", errNoFailover, failoverBound, wr.lastErr())
+			var why error
+			select {
+			case why = <-swErr:
+			default:
+			}
+			err = fmt.Errorf("%w: no write accepted on a new master within %v (last writer error: %v; switchover: %v)", errNoFailover, failoverBound, wr.lastErr(), why)
 		}
 		return run, err
 	}
 	run.NewMaster = newMaster
 	run.WriteAcceptedMs = ms(at.Sub(killed))
+	run.WritePauseMs = ms(at.Sub(wr.lastOldAck()))
 
 	// → every other server streaming from the new master.
 	var replicas []*server
@@ -433,9 +472,10 @@ type failoverWriter struct {
 	setup FailoverSetup
 	old   string // the master at the start
 
-	mu    sync.Mutex
-	keys  []string // acknowledged, in order
-	first struct {
+	mu      sync.Mutex
+	keys    []string  // acknowledged, in order
+	lastOld time.Time // the last ack of the old master before first
+	first   struct {
 		addr string
 		at   time.Time
 	}
@@ -496,10 +536,21 @@ func (wr *failoverWriter) ack(key, addr string) {
 	wr.mu.Lock()
 	defer wr.mu.Unlock()
 	wr.keys = append(wr.keys, key)
+	if addr == wr.old && wr.first.addr == "" {
+		wr.lastOld = time.Now()
+	}
 	if addr != wr.old && wr.first.addr == "" {
 		wr.first.addr, wr.first.at = addr, time.Now()
 		close(wr.newSeen)
 	}
+}
+
+// lastOldAck is when the old master last acknowledged a write before the
+// first write another server acknowledged.
+func (wr *failoverWriter) lastOldAck() time.Time {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	return wr.lastOld
 }
 
 func (wr *failoverWriter) lastErr() error {
@@ -588,17 +639,20 @@ func countMissing(ctx context.Context, addr string, keys []string) (int64, error
 func (r *FailoverReport) WriteText(w io.Writer) error {
 	p := &printer{w: w}
 	p.f("failover benchmark: %d runs per system · %d CPUs · redis %s · %s\n", r.Runs, r.Host.CPUs, r.Host.RedisVersion, r.Host.GoVersion)
-	kill := "the master's redis-server"
-	if r.Kill == "host" {
-		kill = "the master's host (its redis-server and node agent)"
+	kill := "kill -9 of the master's redis-server"
+	switch r.Kill {
+	case "host":
+		kill = "kill -9 of the master's host (its redis-server and node agent)"
+	case "switchover":
+		kill = "a planned switchover to the backup (Arbor: a switchover request; Sentinel: SENTINEL FAILOVER), times from the request"
 	}
-	p.f("each run: fresh master + backup + 2 replicas; a writer SETs to the address the system names (1 attempt/ms); kill -9 of %s\n\n", kill)
+	p.f("each run: fresh master + backup + 2 replicas; a writer SETs to the address the system names (1 attempt/ms); %s\n\n", kill)
 	tw := p.table()
-	fmt.Fprintf(tw, "system\tsettings\truns failed over\twrite accepted p50\tp99\treplicas streaming p50\tp99\tacked writes lost\tworst run\tfull syncs\tpartial syncs\n")
+	fmt.Fprintf(tw, "system\tsettings\truns failed over\twrite accepted p50\tp99\twrite pause p50\tp99\treplicas streaming p50\tp99\tacked writes lost\tworst run\tfull syncs\tpartial syncs\n")
 	for _, s := range r.Systems {
-		fmt.Fprintf(tw, "%s\t%s\t%d of %d\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f ms\t%d of %d\t%d\t%d\t%d\n", s.Name, s.Settings,
+		fmt.Fprintf(tw, "%s\t%s\t%d of %d\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f ms\t%d of %d\t%d\t%d\t%d\n", s.Name, s.Settings,
 			len(s.PerRun), len(s.PerRun)+len(s.Failed),
-			s.WriteAccepted.P50, s.WriteAccepted.P99, s.ReplicasStreaming.P50, s.ReplicasStreaming.P99,
+			s.WriteAccepted.P50, s.WriteAccepted.P99, s.WritePause.P50, s.WritePause.P99, s.ReplicasStreaming.P50, s.ReplicasStreaming.P99,
 			s.LostWrites, s.AckedWrites, s.MaxLostInRun, s.FullSyncs, s.PartialSyncs)
 	}
 	for _, nr := range r.NotRun {

@@ -146,8 +146,7 @@ func (s *arborSystem) Start(ctx context.Context, e *env) (FailoverSetup, error) 
 	relayAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(rport))
 	top := topology.New()
 	top.Sites["A"] = topology.Site{Name: "A"}
-	// Node ids: "master" is reserved in the topology.
-	id := func(name string) string { return "n-" + name }
+	id := arborNodeID
 	top.Master = id("master")
 	top.Relays["r1"] = topology.RelaySpec{ID: "r1", Site: "A", RedisAddr: relayAddr, Upstream: topology.UpstreamMaster}
 	prio := map[string]int32{"master": 10, "backup": 5}
@@ -284,7 +283,22 @@ func (s *arborSetup) KillMaster(host bool) {
 	s.master.kill()
 }
 func (s *arborSetup) Others() []*server { return s.others }
-func (s *arborSetup) Close()            {}
+
+// Switchover requests a switchover to the backup, as arbor switchover
+// does, and waits for the new master's record.
+func (s *arborSetup) Switchover(ctx context.Context) error {
+	_, err := election.RequestSwitchover(ctx, s.cli, s.cluster, arborNodeID("backup"), arborSwitchoverTimeout)
+	return err
+}
+
+// arborSwitchoverTimeout bounds the write pause of a benchmark switchover
+// (arbor switchover's default).
+const arborSwitchoverTimeout = 5 * time.Second
+
+// arborNodeID is the topology id of a benchmark server ("master" is
+// reserved in the topology).
+func arborNodeID(name string) string { return "n-" + name }
+func (s *arborSetup) Close()         {}
 
 func (s *arborSetup) MasterAddr(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)

@@ -125,6 +125,15 @@ func (s *sentinelSetup) Master() *server { return s.master }
 func (s *sentinelSetup) KillMaster(bool)   { s.master.kill() }
 func (s *sentinelSetup) Others() []*server { return s.others }
 
+// Switchover sends SENTINEL FAILOVER to the first sentinel: a failover as
+// if the master were down, without asking the others for agreement; the
+// backup is the only replica of priority > 0. It returns once the sentinel
+// accepted it (the failover itself runs on).
+func (s *sentinelSetup) Switchover(ctx context.Context) error {
+	_, err := query(ctx, s.sentinels[0].addr, "SENTINEL", "FAILOVER", sentinelName)
+	return err
+}
+
 func (s *sentinelSetup) MasterAddr(ctx context.Context) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

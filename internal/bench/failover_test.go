@@ -161,3 +161,34 @@ func TestFailoverArborHostSmoke(t *testing.T) {
 		t.Errorf("run: %+v", run)
 	}
 }
+
+// TestFailoverArborSwitchoverSmoke runs the Arbor side once with a
+// planned switchover instead of a kill: the backup is master, no
+// acknowledged write is lost, no full sync, and the write pause is
+// measured.
+func TestFailoverArborSwitchoverSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds arbor, runs etcd, four redis-servers, a relay and four node agents")
+	}
+	bin := buildArbor(t)
+	rep := runFailoverOnce(t, 5*time.Minute, "arbor", func(cfg *FailoverConfig) { cfg.ArborBin, cfg.Switchover = bin, true })
+	if rep.Kill != "switchover" {
+		t.Fatalf("report: kill %q, want switchover", rep.Kill)
+	}
+	s := rep.Systems[0]
+	run := s.PerRun[0]
+	if run.NewMaster == "" || run.Acked == 0 || run.WritePauseMs <= 0 || s.WritePause.Count != 1 {
+		t.Errorf("run: %+v, write pause %+v", run, s.WritePause)
+	}
+	if run.Lost != 0 || run.FullSyncs != 0 {
+		t.Errorf("%d acknowledged writes lost, %d full syncs; want 0 and 0", run.Lost, run.FullSyncs)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "planned switchover") {
+		t.Errorf("report does not say it is a switchover:\n%s", out.String())
+	}
+	t.Logf("\n%s", out.String())
+}
