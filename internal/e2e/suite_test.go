@@ -551,7 +551,11 @@ func rows() []row {
 				if _, ok := r.waitFailover(t, t0, backup, leaseTTL+2*time.Second); !ok {
 					return
 				}
-				r.sleep(2 * time.Second) // the old Redis, agentless, under the probers
+				// The winner paused the agentless old master's writes for
+				// 2·TTL (CLIENT PAUSE); past that only min-replicas-to-write
+				// (no relay acks it any more) keeps it from taking writes:
+				// the probers watch it that long and more.
+				r.sleep(2*leaseTTL + 2*time.Second)
 				if err := r.f.RestartAgent(m); err != nil {
 					r.res.Failf("restart: %v", err)
 					return
