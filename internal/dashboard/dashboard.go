@@ -87,8 +87,9 @@ type Config struct {
 
 // Server is the dashboard: Serve runs it.
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	track *tracker
 
 	mu      sync.Mutex
 	view    []byte        // guarded by mu: the newest view's JSON, nil before the first
@@ -111,7 +112,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, changed: make(chan struct{})}
+	return &Server{cfg: cfg, log: cfg.Logger, track: newTracker(), changed: make(chan struct{})}
 }
 
 // Serve watches the fabric and serves the page and its API on ln until ctx
@@ -163,13 +164,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// read reads the view and, if it changed, hands it to the event streams.
+// read reads the view, adds the dashboard's figures over time (lag
+// history, full-sync rates) and hands it to the event streams.
 func (s *Server) read(ctx context.Context) error {
 	v, err := statusview.ReadHistory(ctx, s.cfg.Etcd, s.cfg.Cluster, s.cfg.History)
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(v)
+	b, err := json.Marshal(s.track.observe(v))
 	if err != nil {
 		return err
 	}
@@ -199,8 +201,10 @@ func (s *Server) current() ([]byte, uint64, <-chan struct{}) {
 //
 //	GET /             the page
 //	GET /static/...   its script and style
-//	GET /api/view     the whole view as JSON (statusview.Fabric)
+//	GET /api/view     the whole view as JSON (statusview.Fabric with
+//	                  site_lag and full_syncs: see pageView)
 //	GET /api/events   the view as server-sent events ("view"), one per change
+//	GET /api/lag-history  each site's lag over the last HistoryAge
 //	GET /api/config   what the page may offer: {"actions": bool}
 //	POST /api/switchover  {"to": node, "timeout_ms": n}: a switchover (see
 //	                  serveSwitchover), refused unless actions are allowed
@@ -218,6 +222,11 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /api/view", s.serveView)
 	mux.HandleFunc("GET /api/events", s.serveEvents)
+	mux.HandleFunc("GET /api/lag-history", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(map[string]any{"age_ms": HistoryAge.Milliseconds(), "sites": s.track.lagHistory()})
+	})
 	mux.HandleFunc("GET /api/config", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
@@ -229,7 +238,7 @@ func (s *Server) Handler() http.Handler {
 			jsonError(w, http.StatusMethodNotAllowed, "the dashboard's only action is POST /api/switchover")
 			return
 		}
-		jsonError(w, http.StatusNotFound, "no such endpoint: see /api/view, /api/events and /api/config")
+		jsonError(w, http.StatusNotFound, "no such endpoint: see /api/view, /api/events, /api/lag-history and /api/config")
 	})
 	return headers(mux)
 }

@@ -235,30 +235,47 @@ function renderTree(v) {
   return its;
 }
 
-// recordLag keeps, per site, the largest lag of its components over the
-// last minutes, for the sites' charts.
-function recordLag(v, its) {
-  const now = Date.now();
-  const worst = new Map();
-  for (const it of its.values()) {
-    if (!it.edge) continue;
-    worst.set(it.site, Math.max(worst.get(it.site) || 0, it.edge.bytes));
-  }
+// recordLag adds each site's largest lag in this view (computed by the
+// server over the same edges the tree draws: site_lag) to the sites'
+// charts, at the view's own time, so the points continue the history the
+// server kept before the page opened (loadHistory).
+function recordLag(v) {
+  const t = Date.parse(v.time);
+  const lags = v.site_lag || {};
   for (const s of v.sites) {
     if (!lagHistory.has(s.name)) lagHistory.set(s.name, []);
     const h = lagHistory.get(s.name);
-    h.push({ t: now, bytes: worst.get(s.name) || 0 });
-    while (h.length && h[0].t < now - HISTORY_MS) h.shift();
+    if (h.length && h[h.length - 1].t >= t) continue;
+    h.push({ t, bytes: lags[s.name] || 0 });
+    while (h.length && h[0].t < t - HISTORY_MS) h.shift();
+  }
+}
+
+// loadHistory seeds the sites' charts with the lag history the server
+// kept (the last minutes), so they do not start empty.
+async function loadHistory() {
+  try {
+    const resp = await fetch("/api/lag-history");
+    if (!resp.ok) return;
+    const body = await resp.json();
+    for (const [site, points] of Object.entries(body.sites || {})) {
+      const h = lagHistory.get(site) || [];
+      const first = h.length ? h[0].t : Infinity;
+      lagHistory.set(site, points.filter(p => p.t < first).concat(h));
+    }
+  } catch (e) {
+    // The charts then start from the live views.
   }
 }
 
 function sparkline(points) {
   const W = 150, H = 30;
-  const svg = sv("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "chart" });
+  const svg = sv("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "chart", "data-points": String(points.length) });
   svg.append(sv("rect", { class: "spark-frame", x: 0.5, y: 0.5, width: W - 1, height: H - 1 }));
   if (points.length === 0) return svg;
-  // The x axis spans the samples kept (at most HISTORY_MS, at least 10 s).
-  const now = Date.now(), top = Math.max(1, ...points.map(p => p.bytes));
+  // The x axis spans the samples kept (at most HISTORY_MS, at least 10 s),
+  // ending at the newest (server time: no clock skew with the page).
+  const now = points[points.length - 1].t, top = Math.max(1, ...points.map(p => p.bytes));
   const span = Math.min(HISTORY_MS, Math.max(10000, now - points[0].t));
   const xy = points.map(p => [W - ((now - p.t) / span) * W, H - 2 - (p.bytes / top) * (H - 4)]);
   const line = xy.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" ");
@@ -287,13 +304,17 @@ function renderSites(v) {
   body.replaceChildren(...rows);
 }
 
+// renderSyncs lists the full syncs in progress with the server's figures:
+// bytes sent of the snapshot, percent, the rate seen so far and the time
+// left at that rate.
 function renderSyncs(v) {
   const list = [];
-  for (const r of v.relays) for (const l of r.links || []) {
-    if (l.state !== "full_sync") continue;
-    let s = `${r.id} → ${l.id}: ${bytes(l.raw_bytes)} sent`;
-    if (r.snapshot_bytes > 0) s += ` of ${bytes(r.snapshot_bytes)} (${Math.min(100, (100 * l.raw_bytes) / r.snapshot_bytes).toFixed(0)}%)`;
-    list.push(el("li", { "data-sync": l.id }, s));
+  for (const f of v.full_syncs || []) {
+    let s = `${f.relay} → ${f.child}: ${bytes(f.bytes)} sent`;
+    if (f.total_bytes > 0) s += ` of ${bytes(f.total_bytes)} (${(f.percent || 0).toFixed(0)}%)`;
+    if (f.rate_bytes_per_sec > 0) s += ` · ${bytes(Math.round(f.rate_bytes_per_sec))}/s`;
+    s += f.eta_ms != null ? ` · ETA ${ms(f.eta_ms)}` : " · ETA –";
+    list.push(el("li", { "data-sync": f.child, "data-relay": f.relay, "data-eta-ms": f.eta_ms != null ? String(f.eta_ms) : "" }, s));
   }
   document.getElementById("syncs").replaceChildren(...list);
   document.getElementById("syncs-panel").hidden = list.length === 0;
@@ -445,8 +466,8 @@ function render(v) {
   document.getElementById("cluster").textContent = v.cluster;
   document.getElementById("meta").textContent =
     `etcd revision ${v.revision} · ${v.relays.length} relays · ${v.nodes.length} nodes · ${new Date(v.time).toLocaleTimeString()}`;
-  const its = renderTree(v);
-  recordLag(v, its);
+  renderTree(v);
+  recordLag(v);
   renderSites(v);
   renderSyncs(v);
   renderElection(v);
@@ -467,4 +488,4 @@ function connect() {
   });
 }
 
-loadConfig().finally(connect);
+Promise.allSettled([loadConfig(), loadHistory()]).finally(connect);
