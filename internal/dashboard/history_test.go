@@ -35,7 +35,7 @@ func TestTrackerLagHistory(t *testing.T) {
 	if pv.SiteLag["A"] != 7 || pv.SiteLag["B"] != 100 {
 		t.Errorf("site lags %v, want A 7 (ra's upstream lag), B 100 (ra's link to rb)", pv.SiteLag)
 	}
-	tr.observe(view(t0, 200, "A", "B"))                  // the same time: not a new point
+	tr.observe(view(t0, 200, "A", "B"))                   // the same time: not a new point
 	tr.observe(view(t0.Add(-time.Second), 300, "A", "B")) // older: not a new point
 	for i := 1; i <= historyPoints+10; i++ {
 		tr.observe(view(t0.Add(time.Duration(i)*100*time.Millisecond), int64(i), "A", "B"))
