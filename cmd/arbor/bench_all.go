@@ -38,6 +38,8 @@ drawn from this run's measurements.
   failover  arbor bench failover (Sentinel, Arbor and Arbor's fast profile:
                                   failover time distribution and the lag of
                                   every server through a failover)
+  switchover  arbor bench failover --switchover (the write pause of a
+                                  planned switchover, Arbor vs Sentinel)
 
 The report also records the machine: CPU model and count, load average at
 the start and the end (the machine may be shared: other load skews the
@@ -45,9 +47,9 @@ numbers), kernel, Redis and Go versions and the arbor commit. A benchmark
 that fails is reported as failed and the next one runs; the command then
 exits non-zero.
 
-Standard sizes (the documented ones; about 10 minutes on 2 CPUs): --duration
+Standard sizes (the documented ones; about 15 minutes on 2 CPUs): --duration
 10s per load, 3 throughput rounds, --dataset-size 256MiB, --runs 20 failovers
-per system. --quick runs tiny sizes (about 2 minutes) to check the pipeline.`,
+per system (failover and switchover). --quick runs tiny sizes (about 2 minutes) to check the pipeline.`,
 		Example: `  arbor bench all                      # writes docs/benchmarks.md
   arbor bench all --quick --out /tmp/bench
   make bench-all`,
@@ -116,7 +118,7 @@ func benchAllConfig(cmd *cobra.Command) (bench.AllConfig, string, error) {
 	benches, _ := fs.GetString("benches")
 
 	cfg := bench.AllConfig{Relay: bench.DefaultConfig(), Tree: bench.DefaultTreeConfig(), Failover: bench.DefaultFailoverConfig(),
-		Commands: map[string]string{}}
+		Switchover: bench.DefaultFailoverConfig(), Commands: map[string]string{}}
 	for _, b := range strings.Split(benches, ",") {
 		cfg.Benches = append(cfg.Benches, strings.TrimSpace(b))
 	}
@@ -151,6 +153,10 @@ func benchAllConfig(cmd *cobra.Command) (bench.AllConfig, string, error) {
 	fo.RedisServer, fo.ArborBin, fo.Dir, fo.Progress = redisServer, arborBin, dir, cfg.Progress
 	fo.RedisSentinel, _ = fs.GetString("redis-sentinel")
 	cfg.Commands[bench.BenchFailover] = fmt.Sprintf("arbor bench failover --runs %d --systems %s", fo.Runs, strings.Join(fo.Systems, ","))
+	sw := &cfg.Switchover
+	*sw = *fo
+	sw.Switchover = true
+	cfg.Commands[bench.BenchSwitchover] = fmt.Sprintf("arbor bench failover --switchover --runs %d --systems %s", sw.Runs, strings.Join(sw.Systems, ","))
 
 	for name, v := range map[string]interface{ Validate() error }{"relay": r, "tree": t, "failover": fo} {
 		if err := v.Validate(); err != nil {

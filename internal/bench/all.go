@@ -21,16 +21,21 @@ const (
 	BenchRelay    = "relay"
 	BenchTree     = "tree"
 	BenchFailover = "failover"
+	// BenchSwitchover is the failover benchmark with a planned switchover
+	// in each run instead of a kill (FailoverConfig.Switchover).
+	BenchSwitchover = "switchover"
 )
 
 // AllBenches are the benchmarks RunAll runs.
-var AllBenches = []string{BenchRelay, BenchTree, BenchFailover}
+var AllBenches = []string{BenchRelay, BenchTree, BenchFailover, BenchSwitchover}
 
 // AllConfig configures RunAll: one config per benchmark, run as given.
 type AllConfig struct {
 	Relay    Config
 	Tree     TreeConfig
 	Failover FailoverConfig
+	// Switchover runs with Switchover set whatever it says.
+	Switchover FailoverConfig
 	// Benches are the benchmarks to run (AllBenches' names).
 	Benches []string
 	// Commands are the equivalent command lines, by benchmark, for the
@@ -52,6 +57,9 @@ type AllReport struct {
 	TreeErr     string          `json:"tree_error,omitempty"`
 	Failover    *FailoverReport `json:"failover,omitempty"`
 	FailoverErr string          `json:"failover_error,omitempty"`
+	// Switchover is the failover benchmark with planned switchovers.
+	Switchover    *FailoverReport `json:"switchover,omitempty"`
+	SwitchoverErr string          `json:"switchover_error,omitempty"`
 }
 
 // Machine is where the benchmarks ran.
@@ -126,6 +134,14 @@ func RunAll(ctx context.Context, cfg AllConfig) (*AllReport, error) {
 			if rep.Failover != nil {
 				rep.Machine.RedisVersion = cmp.Or(rep.Machine.RedisVersion, rep.Failover.Host.RedisVersion)
 			}
+		case BenchSwitchover:
+			sc := cfg.Switchover
+			sc.Switchover, sc.KillHost = true, false
+			rep.Switchover, err = RunFailover(ctx, sc)
+			rep.SwitchoverErr = errText(err)
+			if rep.Switchover != nil {
+				rep.Machine.RedisVersion = cmp.Or(rep.Machine.RedisVersion, rep.Switchover.Host.RedisVersion)
+			}
 		}
 		if err != nil {
 			progress("%s: %v", b, err)
@@ -142,7 +158,7 @@ func RunAll(ctx context.Context, cfg AllConfig) (*AllReport, error) {
 // Failed lists the benchmarks that failed, with their errors.
 func (r *AllReport) Failed() []string {
 	var out []string
-	for _, f := range []struct{ name, err string }{{BenchRelay, r.RelayErr}, {BenchTree, r.TreeErr}, {BenchFailover, r.FailoverErr}} {
+	for _, f := range []struct{ name, err string }{{BenchRelay, r.RelayErr}, {BenchTree, r.TreeErr}, {BenchFailover, r.FailoverErr}, {BenchSwitchover, r.SwitchoverErr}} {
 		if f.err != "" {
 			out = append(out, f.name+": "+f.err)
 		}

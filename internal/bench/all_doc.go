@@ -126,6 +126,7 @@ func (d *docWriter) write(r *AllReport) {
 	}
 
 	d.failover(r.Failover)
+	d.switchover(r.Switchover)
 	d.tree(r.Tree)
 	d.relay(r.Relay)
 }
@@ -144,18 +145,20 @@ func (d *docWriter) failover(r *FailoverReport) {
 	d.f("replicas; a writer SETs to whatever address the system names as the master, one attempt per\n")
 	d.f("millisecond; after 500 ms the master loses %s to `kill -9`. *Write accepted* is from the kill\n", kill)
 	d.f("to the first write acknowledged by the new master; *replicas streaming* to every other server\n")
-	d.f("replicating from it with its link up.\n\n")
+	d.f("replicating from it with its link up; *write pause* from the writer's last write acknowledged by\n")
+	d.f("the old master to its first acknowledged by the new one.\n\n")
 	var rows [][]string
 	for _, s := range r.Systems {
 		rows = append(rows, []string{s.Name, s.Settings, fmt.Sprintf("%d of %d", len(s.PerRun), len(s.PerRun)+len(s.Failed)),
 			msText(s.WriteAccepted.P50), msText(s.WriteAccepted.P99), msText(s.WriteAccepted.Max),
-			msText(s.ReplicasStreaming.P50), msText(s.ReplicasStreaming.P99),
+			msText(s.ReplicasStreaming.P50), msText(s.ReplicasStreaming.P99), msText(s.WritePause.P50), msText(s.WritePause.P99),
 			fmt.Sprintf("%d of %d", s.LostWrites, s.AckedWrites), fmt.Sprint(s.FullSyncs)})
 	}
 	for _, nr := range r.NotRun {
-		rows = append(rows, []string{nr.Name, "not run: " + nr.Why, "", "", "", "", "", "", "", ""})
+		rows = append(rows, []string{nr.Name, "not run: " + nr.Why, "", "", "", "", "", "", "", "", "", ""})
 	}
-	d.table([]string{"system", "settings", "runs failed over", "write accepted p50", "p99", "max", "replicas streaming p50", "p99", "acked writes lost", "full syncs"}, rows)
+	d.table([]string{"system", "settings", "runs failed over", "write accepted p50", "p99", "max", "replicas streaming p50", "p99",
+		"write pause p50", "p99", "acked writes lost", "full syncs"}, rows)
 
 	// The distribution: each system's runs as an empirical CDF.
 	cdf := &svgplot.LineChart{Title: "Failover time over " + fmt.Sprint(r.Runs) + " runs per system (kill -9 of the master)",
@@ -209,6 +212,44 @@ func (d *docWriter) failover(r *FailoverReport) {
 		d.figure("failover-lag-"+s.Name+".svg", s.Name+": lag over time through a failover", chart)
 	}
 	d.text("Full text report of `arbor bench failover`", r)
+}
+
+// switchover writes the planned-switchover section: the write pause.
+func (d *docWriter) switchover(r *FailoverReport) {
+	d.f("## Planned switchover: the write pause\n\n")
+	if r == nil || len(r.Systems) == 0 {
+		d.f("Not measured in this run.\n\n")
+		return
+	}
+	d.f("`arbor bench failover --switchover`: the same set-up, %d runs per system, but nothing is killed:\n", r.Runs)
+	d.f("each run asks for a planned switchover to the backup (Arbor: a switchover request, as `arbor\n")
+	d.f("switchover` makes; Sentinel: `SENTINEL FAILOVER`, which does not pause writes on the old master).\n")
+	d.f("The *write pause* is from the writer's last write acknowledged by the old master to its first\n")
+	d.f("acknowledged by the new one; times run from the request.\n\n")
+	var rows [][]string
+	chart := &svgplot.LineChart{Title: fmt.Sprintf("Write pause of a planned switchover over %d runs per system", r.Runs),
+		XLabel: "write pause, ms", YLabel: "fraction of runs", YMin0: true}
+	for _, s := range r.Systems {
+		rows = append(rows, []string{s.Name, fmt.Sprintf("%d of %d", len(s.PerRun), len(s.PerRun)+len(s.Failed)),
+			msText(s.WritePause.P50), msText(s.WritePause.P99), msText(s.WritePause.Max),
+			msText(s.WriteAccepted.P50), msText(s.ReplicasStreaming.P50),
+			fmt.Sprintf("%d of %d", s.LostWrites, s.AckedWrites), fmt.Sprint(s.FullSyncs)})
+		var ps []float64
+		for _, run := range s.PerRun {
+			ps = append(ps, run.WritePauseMs)
+		}
+		if len(ps) > 0 {
+			x, y := ecdf(ps)
+			chart.Series = append(chart.Series, svgplot.Series{Name: s.Name, X: x, Y: y})
+		}
+	}
+	for _, nr := range r.NotRun {
+		rows = append(rows, []string{nr.Name, "not run: " + nr.Why, "", "", "", "", "", "", ""})
+	}
+	d.table([]string{"system", "runs switched over", "write pause p50", "p99", "max", "write accepted p50", "replicas streaming p50",
+		"acked writes lost", "full syncs"}, rows)
+	d.figure("switchover-pause.svg", "switchover write-pause distribution, Arbor vs Sentinel", chart)
+	d.text("Full text report of `arbor bench failover --switchover`", r)
 }
 
 func (d *docWriter) tree(r *TreeReport) {

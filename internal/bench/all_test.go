@@ -50,6 +50,9 @@ func sampleAllReport() *AllReport {
 			FullSync: &FullSyncResult{DataBytes: 256 << 20, NativeSeconds: 21.5, ArborRelaySeconds: 7.25, ArborReplicaSeconds: 3.5, ArborSeconds: 10.75, Ratio: 0.5},
 		},
 		TreeErr: "lag probes missing",
+		Switchover: &FailoverReport{Runs: 2, Kill: "switchover", Systems: []FailoverResult{
+			{Name: "arbor", Settings: "agents", WritePause: Dist{Count: 2, P50: 46.5, P99: 89, Max: 89},
+				PerRun: []FailoverRun{{WritePauseMs: 46.5, WriteAcceptedMs: 50}, {WritePauseMs: 89, WriteAcceptedMs: 95}}}}},
 	}
 }
 
@@ -77,6 +80,7 @@ func TestWriteDoc(t *testing.T) {
 		"tree: lag probes missing",
 		"## One relay vs native replication\n\nNot measured in this run.",
 		"The machine was shared",
+		"## Planned switchover: the write pause", "| arbor | 2 of 2 | 46.50 ms | 89.00 ms |",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("document lacks %q", want)
@@ -98,7 +102,7 @@ func TestWriteDoc(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"benchmarks/results.json", "benchmarks/failover-cdf.svg", "benchmarks/failover-lag-sentinel.svg",
-		"benchmarks/failover-lag-arbor.svg", "benchmarks/intersite-bytes.svg", "benchmarks/fullsync.svg"} {
+		"benchmarks/failover-lag-arbor.svg", "benchmarks/intersite-bytes.svg", "benchmarks/fullsync.svg", "benchmarks/switchover-pause.svg"} {
 		if !seen[want] {
 			t.Errorf("document does not link %s (links: %v)", want, seen)
 		}
