@@ -23,17 +23,26 @@ const ForcedReason = "forced failover by operator"
 // did not happen; the reason follows.
 var ErrFailover = errors.New("forced failover not done")
 
+// MasterProbe reports whether the Redis at addr answers (nil) or not, as
+// seen from the operator's side: any reply counts as an answer, even an
+// error reply.
+type MasterProbe func(ctx context.Context, addr string) error
+
 // ForceFailover is the operator's override for a cluster whose automatic
-// failover does not act (no candidate eligible: all lag, history unknown):
-// it makes node to's agent, and only it, campaign and promote its Redis
-// even if the ranking finds it not eligible and without catching up with
-// the relays; whatever the most advanced relay holds beyond that Redis is
-// lost. It refuses (ErrFailover) while a live master holds the election
-// (use RequestSwitchover) or another request is pending. The request is
-// written only if the master record is still the one read (no failover in
-// between), lapses after timeout, and is deleted before this returns. It
-// waits for to's record of a new epoch and returns it.
-func ForceFailover(ctx context.Context, cli *clientv3.Client, cluster, to string, timeout time.Duration) (Master, error) {
+// failover does not act (no candidate eligible: all lag, history unknown;
+// or a master whose agent holds the election while its Redis does not
+// answer): it makes node to's agent, and only it, campaign and promote its
+// Redis even if the ranking finds it not eligible and without catching up
+// with the relays; whatever the most advanced relay holds beyond that
+// Redis is lost. It refuses (ErrFailover) while a live master holds the
+// election and its Redis answers probe (use RequestSwitchover; a nil probe
+// refuses every live master), or another request is pending. With a live
+// leader the request names its epoch: the leader's agent pauses and demotes
+// its Redis if it can, and resigns. The request is written only if the
+// master record is still the one read (no failover in between), lapses
+// after timeout, and is deleted before this returns. It waits for to's
+// record of a new epoch and returns it.
+func ForceFailover(ctx context.Context, cli *clientv3.Client, cluster, to string, timeout time.Duration, probe MasterProbe) (Master, error) {
 	if to == "" {
 		return Master{}, fmt.Errorf("%w: a target node is required", ErrFailover)
 	}
@@ -42,8 +51,14 @@ func ForceFailover(ctx context.Context, cli *clientv3.Client, cluster, to string
 		return Master{}, err
 	}
 	switch {
-	case st.Live():
+	case st.Live() && probe == nil:
 		return Master{}, fmt.Errorf("%w: a live master holds the election (%s, epoch %d): use arbor switchover", ErrFailover, st.Master.Node, st.Master.Epoch)
+	case st.Live() && st.Master.Node == to:
+		return Master{}, fmt.Errorf("%w: %s is the live master already", ErrFailover, to)
+	case st.Live():
+		if err := probe(ctx, st.Master.RedisAddr); err == nil {
+			return Master{}, fmt.Errorf("%w: a live master holds the election (%s, epoch %d) and its redis %s answers: use arbor switchover", ErrFailover, st.Master.Node, st.Master.Epoch, st.Master.RedisAddr)
+		}
 	case st.Master == nil:
 		return Master{}, fmt.Errorf("%w: no master was ever elected (the bootstrap elects the topology's master)", ErrFailover)
 	case st.Master.Node == to:

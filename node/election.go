@@ -137,6 +137,17 @@ func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Top
 	me := a.cfg.ID
 	switch e.role() {
 	case roleLeader:
+		if sw := e.state.Switchover; sw.HandsOff(time.Now()) && sw.State == election.SwitchoverForced && sw.To != me &&
+			sw.Epoch == e.leader.Epoch() && sw.ID != e.handled {
+			// The operator forced a failover away from this live leader
+			// (arbor failover --force: its Redis did not answer them).
+			// Fence what can be fenced and resign, so the target campaigns.
+			e.handled = sw.ID
+			a.log.Warn("election: forced failover by operator to another node; pausing and demoting the redis, resigning", "to", sw.To, "request", sw.ID)
+			a.fenceRedis(ctx, top)
+			a.stepDown(ctx, true)
+			return ""
+		}
 		if perr != nil {
 			e.failures++
 			if e.failures >= a.cfg.DownAfter {
@@ -883,6 +894,14 @@ func (a *Agent) stepDown(ctx context.Context, resign bool) {
 // then, and refuses writes itself).
 func (a *Agent) fence(ctx context.Context, top *topology.Topology) {
 	a.log.Error("election: lease not renewed by the fence deadline; pausing writes and demoting the redis")
+	a.fenceRedis(ctx, top)
+	a.stepDown(ctx, false)
+}
+
+// fenceRedis pauses the Redis's writes, demotes it to what the node
+// follows, and resumes it (a replica refuses writes itself), as far as the
+// Redis answers.
+func (a *Agent) fenceRedis(ctx context.Context, top *topology.Topology) {
 	cctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
 	defer cancel()
 	pause := strconv.FormatInt((2 * a.cfg.LeaseTTL).Milliseconds(), 10)
@@ -897,7 +916,6 @@ func (a *Agent) fence(ctx context.Context, top *topology.Topology) {
 		}
 	}
 	_ = a.redis.Do(cctx, "CLIENT", "UNPAUSE").Err()
-	a.stepDown(ctx, false)
 }
 
 // followAddr returns the Redis address of what node id follows when it is

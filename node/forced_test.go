@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,7 +27,7 @@ func TestFailoverForced(t *testing.T) {
 	f.agentCfg = func(c *Config) { c.MaxLagBytes, c.CatchUpTimeout = 4<<10, time.Second }
 	boot, _ := f.start(t, nil)
 
-	if _, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 10*time.Second); !errors.Is(err, election.ErrFailover) || !strings.Contains(err.Error(), "live master") {
+	if _, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 10*time.Second, nil); !errors.Is(err, election.ErrFailover) || !strings.Contains(err.Error(), "live master") {
 		t.Fatalf("forced failover with m alive: %v; want refused (ErrFailover, a live master)", err)
 	}
 	if st := f.state(t); !st.Live() || st.Master.Node != "m" || st.Master.Epoch != boot.Master.Epoch || st.Switchover != nil {
@@ -67,7 +68,7 @@ func TestFailoverForced(t *testing.T) {
 	})
 	noFailover()
 
-	m, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 30*time.Second)
+	m, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 30*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,4 +90,54 @@ func TestFailoverForced(t *testing.T) {
 	})
 	f.checkOneMaster(t, f.b)
 	t.Logf("forced: epoch %d, steps %+v", m.Epoch, hs[0].Steps)
+}
+
+// TestFailoverForcedLiveLeader: arbor failover --force while the master's
+// agent holds the election but its Redis does not answer the operator
+// (the probe says so; the agent still reaches it). Refused while the
+// probe gets an answer; otherwise the leader's agent demotes its Redis and
+// resigns, the target is master in a new epoch with the forced reason,
+// and there is one master.
+func TestFailoverForcedLiveLeader(t *testing.T) {
+	f := newElectFabric(t, 1)
+	ctx := f.ctx
+	boot, _ := f.start(t, nil)
+	var probed string
+	answers := func(_ context.Context, addr string) error { probed = addr; return nil }
+	if _, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 10*time.Second, answers); !errors.Is(err, election.ErrFailover) || !strings.Contains(err.Error(), "answers") {
+		t.Fatalf("forced failover with m's redis answering: %v; want refused (ErrFailover, answers)", err)
+	}
+	if probed != f.m.Addr {
+		t.Errorf("probed %q, want m's redis %s", probed, f.m.Addr)
+	}
+	if st := f.state(t); !st.Live() || st.Master.Node != "m" || st.Master.Epoch != boot.Master.Epoch || st.Switchover != nil {
+		t.Fatalf("state %+v after the refusal: want m live at epoch %d and no request", st, boot.Master.Epoch)
+	}
+
+	silent := func(context.Context, string) error { return errors.New("no reply from here") }
+	m, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 30*time.Second, silent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Node != "b" || m.Epoch <= boot.Master.Epoch || m.Reason != election.ForcedReason {
+		t.Fatalf("record %+v: want b at an epoch after %d, forced", m, boot.Master.Epoch)
+	}
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		return f.b.Client().Set(ctx, "after-forced", "1", 0).Err()
+	})
+	// m's agent demoted its Redis; it follows the relay, which follows b.
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		v, err := f.m.Client().Get(ctx, "after-forced").Result()
+		if err != nil || v != "1" {
+			return fmt.Errorf("m has %q (%v)", v, err)
+		}
+		return nil
+	})
+	f.checkOneMaster(t, f.b)
+	redistest.WaitInSync(t, 30*time.Second, f.b, f.m, f.r)
+	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
+	if err != nil || len(hs) != 1 || hs[0].Previous != "m" {
+		t.Fatalf("history %+v, %v", hs, err)
+	}
+	t.Logf("forced from a live leader: epoch %d, steps %+v", m.Epoch, hs[0].Steps)
 }
