@@ -43,7 +43,9 @@ func syncStream(t *testing.T, addr string, opts ...grpc.DialOption) (arborv1.Rel
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Long enough for a test's load to go through a busy machine while
+	// the stream is open (TestSlowChildIsCut drains it only after).
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	s, err := arborv1.NewRelayServiceClient(conn).Sync(ctx)
 	if err != nil {
 		cancel()
