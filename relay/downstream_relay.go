@@ -13,14 +13,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 )
@@ -113,9 +111,7 @@ func (r *Relay) serveGRPC(ctx context.Context, srv *grpc.Server, hs *health.Serv
 	hs.Shutdown()
 	// Sync streams never end on their own; end them so GracefulStop only
 	// waits for them to say goodbye.
-	for _, c := range r.childList() {
-		c.cancel(errShuttingDown)
-	}
+	r.cutChildren(ErrShuttingDown)
 	stopped := make(chan struct{})
 	go func() {
 		srv.GracefulStop()
@@ -151,7 +147,7 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 		sub = resume.GetSubscribe()
 	}
 	if sub == nil {
-		return status.Error(codes.InvalidArgument, "the first frame of Sync must be subscribe or resume_rdb")
+		return toStatus(fmt.Errorf("the first frame of Sync must be subscribe or resume_rdb: %w", ErrProtocol))
 	}
 	addr := ""
 	var tlsState *tls.ConnectionState
@@ -232,8 +228,7 @@ func (r *Relay) recvSubscribe(stream arborv1.RelayService_SyncServer) (*arborv1.
 		return g.m, g.err
 	case <-t.C:
 		r.log.Warn("sync stream sent no subscribe in time; ending it", "timeout", r.cfg.SubscribeTimeout)
-		return nil, &cutError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR,
-			msg: fmt.Sprintf("no subscribe within %v", r.cfg.SubscribeTimeout), err: errNoSubscribe}
+		return nil, fmt.Errorf("within %v: %w", r.cfg.SubscribeTimeout, errNoSubscribe)
 	}
 }
 
@@ -278,7 +273,7 @@ func (r *Relay) serveChild(ctx context.Context, cancel context.CancelCauseFunc, 
 		go func() {
 			defer wg.Done()
 			err := r.readChildAcks(stream, c)
-			if err == nil || errors.Is(err, io.EOF) {
+			if errors.Is(err, io.EOF) {
 				err = errors.New("child closed the link")
 			}
 			cancel(err)
@@ -298,7 +293,7 @@ func (r *Relay) serveLink(ctx context.Context, cancel context.CancelCauseFunc, s
 	c *childLink, log *slog.Logger, serve func(f *feeder, wg *sync.WaitGroup) error) (err error) {
 	enc, err := newFrameEncoder(c.compression)
 	if err != nil {
-		return status.Errorf(codes.Internal, "compression: %v", err)
+		return fmt.Errorf("compression: %w", err)
 	}
 	defer enc.close()
 	f := &feeder{r: r, c: c, srv: stream, enc: enc, log: log}
@@ -327,14 +322,13 @@ func (r *Relay) readChildAcks(stream arborv1.RelayService_SyncServer, c *childLi
 		}
 		ack := m.GetAck()
 		if ack == nil {
-			return status.Error(codes.InvalidArgument, "only ack frames may follow subscribe")
+			return fmt.Errorf("only ack frames may follow subscribe: %w", ErrProtocol)
 		}
 		// An ack feeds the site figures (acked offsets, bytes at risk, lag)
 		// and the acks this relay passes up: one beyond what was sent on
 		// this link is a lie or a bug, and the link is cut.
 		if off, sent := ack.GetOffset(), c.offered.Load(); off < 0 || off > sent {
-			return &cutError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_PROTOCOL_ERROR,
-				msg: fmt.Sprintf("ack offset %d is outside the %d bytes sent on this link", off, sent)}
+			return fmt.Errorf("ack offset %d is outside the %d bytes sent on this link: %w", off, sent, ErrProtocol)
 		}
 		c.acked.Store(ack.GetOffset())
 		c.ackTime.Store(time.Now().UnixNano())

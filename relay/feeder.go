@@ -11,8 +11,6 @@ import (
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay/store"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 const (
@@ -116,10 +114,7 @@ func (f *feeder) watchdog(ctx context.Context, cancel context.CancelCauseFunc) {
 		}
 		if began := f.sending.Load(); began != 0 && time.Since(time.Unix(0, began)) > f.r.cfg.SlowConsumerTimeout {
 			f.log.Info("child relay accepts nothing; cutting it as a slow consumer", "timeout", f.r.cfg.SlowConsumerTimeout)
-			cancel(&cutError{
-				reason: arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER,
-				msg:    fmt.Sprintf("child %s accepted nothing for %v", f.c.id, f.r.cfg.SlowConsumerTimeout),
-			})
+			cancel(fmt.Errorf("child %s accepted nothing for %v: %w", f.c.id, f.r.cfg.SlowConsumerTimeout, ErrSlowConsumer))
 			return
 		}
 	}
@@ -139,7 +134,7 @@ func (f *feeder) begin(ctx context.Context, sub *arborv1.Subscribe, resume *arbo
 		st, _ = r.store.WaitFor(wctx, store.State.HasData)
 		cancel()
 		if !st.HasData() {
-			return nil, status.Errorf(codes.Unavailable, "relay %s holds no data yet (waited %v)", r.cfg.ID, r.cfg.FutureOffsetWait)
+			return nil, fmt.Errorf("relay %s holds no data yet (waited %v): %w", r.cfg.ID, r.cfg.FutureOffsetWait, ErrNotReady)
 		}
 	}
 	replid, off := sub.GetReplid(), sub.GetOffset()
@@ -188,7 +183,7 @@ func (f *feeder) fullSync(ctx context.Context, resume *arborv1.ResumeRdb) (*stor
 	r := f.r
 	fs, err := r.store.OpenFullSync()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "no snapshot to send: %v", err)
+		return nil, fmt.Errorf("no snapshot to send: %w", err)
 	}
 	defer fs.File.Close()
 	f.c.state.Store(int32(arborv1.LinkState_LINK_STATE_FULL_SYNC))
@@ -216,14 +211,14 @@ func (f *feeder) fullSync(ctx context.Context, resume *arborv1.ResumeRdb) (*stor
 		n, err := fs.File.ReadAt(buf, int64(i)*rdbChunkSize)
 		if err != nil && !(errors.Is(err, io.EOF) && int64(i)*rdbChunkSize+int64(n) == fs.Snapshot.Size) {
 			fs.Stream.Close()
-			return nil, status.Errorf(codes.Internal, "read snapshot: %v", err)
+			return nil, fmt.Errorf("read snapshot: %w", err)
 		}
 		raw := buf[:n]
 		whole = crc32.Update(whole, castagnoli, raw)
 		wire, err := f.enc.encode(raw)
 		if err != nil {
 			fs.Stream.Close()
-			return nil, status.Errorf(codes.Internal, "compress: %v", err)
+			return nil, fmt.Errorf("compress: %w", err)
 		}
 		f.c.rawBytes.Add(uint64(n))
 		f.c.wireBytes.Add(uint64(len(wire)))
@@ -283,8 +278,7 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 		pos := f.c.sent.Load()
 		if lag := r.store.End() - pos; lag > r.cfg.MaxChildLag {
 			f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER, fmt.Sprintf("%d bytes behind, bound %d", lag, r.cfg.MaxChildLag))
-			return &cutError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER,
-				msg: fmt.Sprintf("child %s fell %d bytes behind (bound %d)", f.c.id, lag, r.cfg.MaxChildLag)}
+			return fmt.Errorf("child %s fell %d bytes behind (bound %d): %w", f.c.id, lag, r.cfg.MaxChildLag, ErrSlowConsumer)
 		}
 		var err error
 		switch f.mode {
@@ -486,8 +480,7 @@ func (f *feeder) heartbeat() error {
 // over instead.
 func (f *feeder) sendSwitch(sw *store.ReplidSwitchError) error {
 	if sw.Pos != sw.At {
-		return &cutError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_REPLID_CHANGED,
-			msg: fmt.Sprintf("replication id changed at %d, behind this link at %d; subscribe again", sw.At, sw.Pos)}
+		return fmt.Errorf("replication id changed at %d, behind this link at %d: %w", sw.At, sw.Pos, ErrReplidChanged)
 	}
 	err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_ReplidSwitch{ReplidSwitch: &arborv1.ReplidSwitch{
 		NewReplid: sw.Replid, AtOffset: sw.At,

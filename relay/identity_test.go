@@ -54,6 +54,9 @@ func TestRelayIDBoundToCertificate(t *testing.T) {
 		if status.Code(err) != tc.code {
 			t.Errorf("operator's certificate subscribing as %s: got %v, want %v", tc.id, err, tc.code)
 		}
+		if tc.code == codes.PermissionDenied && disconnectReason(err) != arborv1.DisconnectReason_DISCONNECT_REASON_IDENTITY_REFUSED {
+			t.Errorf("operator's certificate subscribing as %s: got reason %v, want DISCONNECT_REASON_IDENTITY_REFUSED", tc.id, disconnectReason(err))
+		}
 		if tc.code == codes.OK && m.GetFullSync() == nil {
 			t.Errorf("operator subscribing as itself: got %v, want a full sync", m)
 		}

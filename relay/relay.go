@@ -38,6 +38,7 @@ type Relay struct {
 	link          linkState
 	masterOffset  atomic.Int64 // the newest master offset heard of
 	forceFullSync atomic.Bool  // the parent did not know our history
+	upstreamLost  atomic.Bool  // the relay stopped following its upstream for good (store.SyncError)
 	ackPolicy     AckPolicy
 	// childAcked is a coalescing notify (size 1) from the child relays'
 	// ack readers to the upstream session's ack loop (see noteChildAck).
@@ -88,12 +89,17 @@ type stats struct {
 type linkState struct {
 	mu          sync.Mutex
 	state       string    // "connect", "connecting", "sync", "connected"
+	since       time.Time // when state last changed
 	lastIO      time.Time // last byte received
 	downSince   time.Time
 	lastErr     string // why the link last failed; cleared once it is connected again
 	syncBytes   int64  // RDB bytes received in the current transfer
 	syncTotal   int64  // RDB size when known (-1 for EOF framing)
 	syncStarted time.Time
+	// cut is the parent relay's last cut or refusal of the link (nil if
+	// none since the relay started); unlike lastErr it stays once the link
+	// is up again, with its time, for a runner that moves the relay.
+	cut *arborv1.UpstreamCut
 }
 
 func (l *linkState) set(state string) {
@@ -102,12 +108,23 @@ func (l *linkState) set(state string) {
 	if state != "connected" && l.state == "connected" {
 		l.downSince = time.Now()
 	}
+	if state != l.state {
+		l.since = time.Now()
+	}
 	if state == "connected" {
 		// The link is up again: an error from before it is history (the
 		// log keeps it), not something for an operator to act on now.
 		l.lastErr = ""
 	}
 	l.state = state
+}
+
+// setCut records a parent relay's cut or refusal of the link.
+func (l *linkState) setCut(e *LinkError) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = &arborv1.UpstreamCut{Reason: e.Reason.String(), Action: e.Action(), Message: e.Message, Parent: e.Parent,
+		AtUnixMs: time.Now().UnixMilli()}
 }
 
 func (l *linkState) setErr(err error) {
@@ -168,7 +185,7 @@ func New(cfg Config) (*Relay, error) {
 		tracing:     newTracing(cfg),
 		started:     time.Now(),
 		runID:       newRunID(),
-		link:        linkState{state: "connect", downSince: time.Now()},
+		link:        linkState{state: "connect", downSince: time.Now(), since: time.Now()},
 	}
 	if cfg.MeterProvider != nil {
 		if r.metrics, err = r.registerMetrics(cfg.MeterProvider); err != nil {

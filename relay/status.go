@@ -5,6 +5,7 @@ import (
 	"time"
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // Status returns the relay's state as served by the Status RPC (and
@@ -16,7 +17,7 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 	st := r.store.State()
 	now := time.Now()
 	r.link.mu.Lock()
-	linkState, lastErr := r.link.state, r.link.lastErr
+	linkState, lastErr, since, cut := r.link.state, r.link.lastErr, r.link.since, r.link.cut
 	r.link.mu.Unlock()
 	master := max(r.masterOffset.Load(), st.End)
 	s := &arborv1.RelayStatus{
@@ -33,6 +34,10 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 		Backlog:      &arborv1.Backlog{StartOffset: st.Start, EndOffset: st.End, SizeBytes: st.BacklogBytes, LimitBytes: r.cfg.BacklogSize},
 		Compression:  &arborv1.CompressionStats{RawBytes: r.stats.rawBytes.Load(), WireBytes: r.stats.wireBytes.Load(), SharedRawBytes: r.stats.sharedRawBytes.Load()},
 		LastError:    lastErr,
+		// A runner that moves the relay reads these two (see
+		// UpstreamCut.action).
+		UpstreamCut:          cloneCut(cut),
+		LinkStateSinceUnixMs: since.UnixMilli(),
 		Counters: &arborv1.SyncCounters{
 			FullSyncsServed:      uint64(r.stats.fullSyncs.Load()),
 			PartialSyncsServed:   uint64(r.stats.partialOK.Load()),
@@ -113,4 +118,12 @@ func linkStateOf(s string) arborv1.LinkState {
 		return arborv1.LinkState_LINK_STATE_CONNECTING
 	}
 	return arborv1.LinkState_LINK_STATE_DISCONNECTED
+}
+
+// cloneCut copies the link's last cut for a caller of Status (nil stays nil).
+func cloneCut(c *arborv1.UpstreamCut) *arborv1.UpstreamCut {
+	if c == nil {
+		return nil
+	}
+	return proto.CloneOf(c)
 }

@@ -104,6 +104,9 @@ type identityError struct {
 	Names []string // the IDs the certificate names
 }
 
+// Is makes an identityError ErrIdentityRefused.
+func (e *identityError) Is(target error) bool { return target == ErrIdentityRefused }
+
 func (e *identityError) Error() string {
 	return fmt.Sprintf("relay id %q is not named by the peer's certificate (it names %v)", e.ID, e.Names)
 }

@@ -1,14 +1,11 @@
 package relay
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // tree is the relay's place in the relay tree: the child relays attached
@@ -41,7 +38,7 @@ func (r *Relay) setChain(chain []string) error {
 	r.tree.mu.Lock()
 	defer r.tree.mu.Unlock()
 	if slices.Contains(chain, r.cfg.ID) {
-		return fmt.Errorf("CYCLE: this relay (%s) is upstream of its parent (chain %v); refusing to follow it", r.cfg.ID, chain)
+		return fmt.Errorf("CYCLE: this relay (%s) is upstream of its parent (chain %v); refusing to follow it: %w", r.cfg.ID, chain, ErrCycle)
 	}
 	for _, c := range r.tree.children {
 		below := []string{c.id}
@@ -52,7 +49,7 @@ func (r *Relay) setChain(chain []string) error {
 		}
 		for _, id := range below {
 			if slices.Contains(chain, id) {
-				return fmt.Errorf("CYCLE: relay %s replicates through this relay (%s) and is in its parent's chain %v; refusing to follow it", id, r.cfg.ID, chain)
+				return fmt.Errorf("CYCLE: relay %s replicates through this relay (%s) and is in its parent's chain %v; refusing to follow it: %w", id, r.cfg.ID, chain, ErrCycle)
 			}
 		}
 	}
@@ -72,16 +69,20 @@ func (r *Relay) chainForChildren() []string {
 	return append([]string{r.cfg.ID}, r.ancestors()...)
 }
 
-// checkSubscribe refuses malformed subscriptions and cycles.
+// checkSubscribe refuses malformed subscriptions, cycles, and every child
+// once the relay no longer follows its upstream.
 func (r *Relay) checkSubscribe(sub *arborv1.Subscribe) error {
 	id := sub.GetRelayId()
 	switch {
 	case id == "":
-		return status.Error(codes.InvalidArgument, "subscribe: relay_id is required")
+		return fmt.Errorf("subscribe: relay_id is required: %w", ErrProtocol)
 	case sub.GetOffset() < 0:
-		return status.Errorf(codes.InvalidArgument, "subscribe: offset %d is negative", sub.GetOffset())
+		return fmt.Errorf("subscribe: offset %d is negative: %w", sub.GetOffset(), ErrProtocol)
 	case !validReplid(sub.GetReplid()):
-		return status.Errorf(codes.InvalidArgument, "subscribe: replid %q is neither empty, \"?\" nor 40 hex digits", sub.GetReplid())
+		return fmt.Errorf("subscribe: replid %q is neither empty, \"?\" nor 40 hex digits: %w", sub.GetReplid(), ErrProtocol)
+	}
+	if r.upstreamLost.Load() {
+		return fmt.Errorf("relay %s no longer follows its upstream: %w", r.cfg.ID, ErrUpstreamLost)
 	}
 	r.tree.mu.Lock()
 	defer r.tree.mu.Unlock()
@@ -107,7 +108,7 @@ func (r *Relay) cycleLocked(sub *arborv1.Subscribe) error {
 	default:
 		return nil
 	}
-	return &cutError{reason: arborv1.DisconnectReason_DISCONNECT_REASON_CYCLE, msg: msg}
+	return fmt.Errorf("%s: %w", msg, ErrCycle)
 }
 
 func validReplid(s string) bool {
@@ -137,7 +138,7 @@ func (r *Relay) registerChild(c *childLink, sub *arborv1.Subscribe) error {
 	}
 	for _, o := range r.tree.children {
 		if o.id == c.id {
-			o.cancel(errors.New("replaced by a new link from the same relay"))
+			o.cancel(ErrReplaced)
 		}
 	}
 	r.tree.children = append(r.tree.children, c)
@@ -148,6 +149,32 @@ func (r *Relay) removeChild(c *childLink) {
 	r.tree.mu.Lock()
 	defer r.tree.mu.Unlock()
 	r.tree.children = slices.DeleteFunc(r.tree.children, func(o *childLink) bool { return o == c })
+}
+
+// CutChild ends the Sync link of child relay id, if it is attached, with
+// err as what the child is told: err should wrap one of the Sync
+// contract's errors, such as ErrTopologyChanged when the topology moved
+// the child to another parent (ErrTopologyChanged alone if it wraps none).
+// It reports whether a link was cut.
+func (r *Relay) CutChild(id string, err error) bool {
+	if reason, _ := reasonOf(err); reason == arborv1.DisconnectReason_DISCONNECT_REASON_UNSPECIFIED {
+		err = fmt.Errorf("%w: %w", err, ErrTopologyChanged)
+	}
+	cut := false
+	for _, c := range r.childList() {
+		if c.id == id {
+			c.cancel(err)
+			cut = true
+		}
+	}
+	return cut
+}
+
+// cutChildren ends every child relay's link with err.
+func (r *Relay) cutChildren(err error) {
+	for _, c := range r.childList() {
+		c.cancel(err)
+	}
 }
 
 func (r *Relay) childList() []*childLink {

@@ -3,8 +3,10 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay/store"
 )
 
@@ -52,6 +54,10 @@ func (r *Relay) runUpstream(ctx context.Context) {
 			continue
 		}
 		r.link.setErr(err)
+		var le *LinkError
+		if errors.As(err, &le) {
+			r.link.setCut(le)
+		}
 		var se *store.SyncError
 		if errors.As(err, &se) {
 			// After a failed flush nothing the store would take counts
@@ -59,13 +65,28 @@ func (r *Relay) runUpstream(ctx context.Context) {
 			// acking what is durable, and say so until a restart.
 			r.log.Error("store failed to flush to disk; not following the upstream any more: fix the disk and restart the relay",
 				"durable_offset", se.Durable, "err", se.Err)
+			// Child relays would fall further behind here for good:
+			// tell them to move to another parent.
+			r.upstreamLost.Store(true)
+			r.cutChildren(fmt.Errorf("relay %s stopped following its upstream (store flush failed): %w", r.cfg.ID, ErrUpstreamLost))
 			<-ctx.Done()
 			return
 		}
 		var rl *retryLater
 		switch {
-		case errors.Is(err, errUnknownHistory):
+		case le != nil && le.Action() == arborv1.LinkAction_LINK_ACTION_FULL_SYNC:
+			r.forceFullSync.Store(true)
+			r.log.Error("parent relay does not know this relay's history; asking for a full sync", "err", err)
 			backoff = minBackoff
+		case le != nil && le.Action() == arborv1.LinkAction_LINK_ACTION_STOP:
+			// Asking again soon cannot help: only a new upstream (which
+			// ends the wait) or a change at the parent can.
+			r.log.Error("parent relay refuses this relay; retrying at the longest backoff", "err", err)
+			backoff = maxBackoff
+		case le != nil && le.Action() == arborv1.LinkAction_LINK_ACTION_MOVE:
+			// Status shows it (upstream_cut) for a runner that moves the
+			// relay; meanwhile it keeps trying this parent.
+			r.log.Warn("parent relay cannot serve this relay now; another parent could", "err", err, "backoff", backoff)
 		case errors.As(err, &rl):
 			r.log.Info("upstream not ready; retrying", "reply", rl.reply)
 			backoff = time.Second

@@ -7,14 +7,11 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/status"
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay/store"
@@ -61,12 +58,8 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 	}
 	m, err := stream.Recv()
 	if err != nil {
-		if status.Code(err) == codes.FailedPrecondition && strings.Contains(status.Convert(err).Message(), "unknown history") {
-			r.forceFullSync.Store(true)
-			r.log.Error("parent relay does not know this relay's history; asking for a full sync", "parent", up.Addr, "err", status.Convert(err).Message())
-			return errUnknownHistory
-		}
-		return fmt.Errorf("parent relay %s refused the subscription: %w", up.Addr, err)
+		// A refusal is typed (LinkError), never read from its text.
+		return fmt.Errorf("subscribe: %w", linkErrorOf(up.Addr, err))
 	}
 	dec := &decoders{}
 	defer dec.close()
@@ -145,7 +138,7 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("parent relay stream: %w", err)
+			return fmt.Errorf("parent relay stream: %w", linkErrorOf(up.Addr, err))
 		}
 		r.link.mu.Lock()
 		r.link.lastIO = time.Now()
@@ -168,7 +161,9 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 			r.log.Info("parent switched replication id", "new_replid", sw.GetNewReplid(), "offset", sw.GetAtOffset())
 			r.replicas.closeAll("upstream replication id changed")
 		case *arborv1.SyncResponse_Disconnect:
-			return fmt.Errorf("parent relay cut the link: %s: %s", f.Disconnect.GetReason(), f.Disconnect.GetMessage())
+			// The parent says why before it ends the stream (with the
+			// same reason in its status).
+			return &LinkError{Parent: up.Addr, Reason: f.Disconnect.GetReason(), Message: f.Disconnect.GetMessage()}
 		default:
 			return fmt.Errorf("unexpected frame %T from parent relay", m.Frame)
 		}

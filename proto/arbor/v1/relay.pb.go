@@ -102,20 +102,40 @@ const (
 	DisconnectReason_DISCONNECT_REASON_UPSTREAM_LOST DisconnectReason = 7
 	// The topology changed and the child should follow another parent.
 	DisconnectReason_DISCONNECT_REASON_TOPOLOGY_CHANGED DisconnectReason = 8
+	// The parent does not know the child's history (its replication ID, or
+	// its offset under a previous ID): the child needs a full sync.
+	DisconnectReason_DISCONNECT_REASON_UNKNOWN_HISTORY DisconnectReason = 9
+	// The child's certificate does not name the relay ID it subscribed with.
+	DisconnectReason_DISCONNECT_REASON_IDENTITY_REFUSED DisconnectReason = 10
+	// The parent holds no data yet (it is still coming up).
+	DisconnectReason_DISCONNECT_REASON_NOT_READY DisconnectReason = 11
+	// The child holds more of the stream than the parent does, even after
+	// the parent waited to catch up: another parent may hold it.
+	DisconnectReason_DISCONNECT_REASON_AHEAD_OF_PARENT DisconnectReason = 12
+	// The parent's backlog or snapshot failed its check.
+	DisconnectReason_DISCONNECT_REASON_DATA_LOSS DisconnectReason = 13
+	// A newer link from the same child relay replaced this one.
+	DisconnectReason_DISCONNECT_REASON_REPLACED DisconnectReason = 14
 )
 
 // Enum value maps for DisconnectReason.
 var (
 	DisconnectReason_name = map[int32]string{
-		0: "DISCONNECT_REASON_UNSPECIFIED",
-		1: "DISCONNECT_REASON_SLOW_CONSUMER",
-		2: "DISCONNECT_REASON_BACKLOG_EXCEEDED",
-		3: "DISCONNECT_REASON_SHUTTING_DOWN",
-		4: "DISCONNECT_REASON_REPLID_CHANGED",
-		5: "DISCONNECT_REASON_CYCLE",
-		6: "DISCONNECT_REASON_PROTOCOL_ERROR",
-		7: "DISCONNECT_REASON_UPSTREAM_LOST",
-		8: "DISCONNECT_REASON_TOPOLOGY_CHANGED",
+		0:  "DISCONNECT_REASON_UNSPECIFIED",
+		1:  "DISCONNECT_REASON_SLOW_CONSUMER",
+		2:  "DISCONNECT_REASON_BACKLOG_EXCEEDED",
+		3:  "DISCONNECT_REASON_SHUTTING_DOWN",
+		4:  "DISCONNECT_REASON_REPLID_CHANGED",
+		5:  "DISCONNECT_REASON_CYCLE",
+		6:  "DISCONNECT_REASON_PROTOCOL_ERROR",
+		7:  "DISCONNECT_REASON_UPSTREAM_LOST",
+		8:  "DISCONNECT_REASON_TOPOLOGY_CHANGED",
+		9:  "DISCONNECT_REASON_UNKNOWN_HISTORY",
+		10: "DISCONNECT_REASON_IDENTITY_REFUSED",
+		11: "DISCONNECT_REASON_NOT_READY",
+		12: "DISCONNECT_REASON_AHEAD_OF_PARENT",
+		13: "DISCONNECT_REASON_DATA_LOSS",
+		14: "DISCONNECT_REASON_REPLACED",
 	}
 	DisconnectReason_value = map[string]int32{
 		"DISCONNECT_REASON_UNSPECIFIED":      0,
@@ -127,6 +147,12 @@ var (
 		"DISCONNECT_REASON_PROTOCOL_ERROR":   6,
 		"DISCONNECT_REASON_UPSTREAM_LOST":    7,
 		"DISCONNECT_REASON_TOPOLOGY_CHANGED": 8,
+		"DISCONNECT_REASON_UNKNOWN_HISTORY":  9,
+		"DISCONNECT_REASON_IDENTITY_REFUSED": 10,
+		"DISCONNECT_REASON_NOT_READY":        11,
+		"DISCONNECT_REASON_AHEAD_OF_PARENT":  12,
+		"DISCONNECT_REASON_DATA_LOSS":        13,
+		"DISCONNECT_REASON_REPLACED":         14,
 	}
 )
 
@@ -1570,7 +1596,7 @@ const file_arbor_v1_relay_proto_rawDesc = "" +
 	"\x17COMPRESSION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10COMPRESSION_NONE\x10\x01\x12\x14\n" +
 	"\x10COMPRESSION_ZSTD\x10\x02\x12\x12\n" +
-	"\x0eCOMPRESSION_S2\x10\x03*\xdd\x02\n" +
+	"\x0eCOMPRESSION_S2\x10\x03*\xb5\x04\n" +
 	"\x10DisconnectReason\x12!\n" +
 	"\x1dDISCONNECT_REASON_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fDISCONNECT_REASON_SLOW_CONSUMER\x10\x01\x12&\n" +
@@ -1580,7 +1606,14 @@ const file_arbor_v1_relay_proto_rawDesc = "" +
 	"\x17DISCONNECT_REASON_CYCLE\x10\x05\x12$\n" +
 	" DISCONNECT_REASON_PROTOCOL_ERROR\x10\x06\x12#\n" +
 	"\x1fDISCONNECT_REASON_UPSTREAM_LOST\x10\a\x12&\n" +
-	"\"DISCONNECT_REASON_TOPOLOGY_CHANGED\x10\b2\x86\x01\n" +
+	"\"DISCONNECT_REASON_TOPOLOGY_CHANGED\x10\b\x12%\n" +
+	"!DISCONNECT_REASON_UNKNOWN_HISTORY\x10\t\x12&\n" +
+	"\"DISCONNECT_REASON_IDENTITY_REFUSED\x10\n" +
+	"\x12\x1f\n" +
+	"\x1bDISCONNECT_REASON_NOT_READY\x10\v\x12%\n" +
+	"!DISCONNECT_REASON_AHEAD_OF_PARENT\x10\f\x12\x1f\n" +
+	"\x1bDISCONNECT_REASON_DATA_LOSS\x10\r\x12\x1e\n" +
+	"\x1aDISCONNECT_REASON_REPLACED\x10\x0e2\x86\x01\n" +
 	"\fRelayService\x129\n" +
 	"\x04Sync\x12\x15.arbor.v1.SyncRequest\x1a\x16.arbor.v1.SyncResponse(\x010\x01\x12;\n" +
 	"\x06Status\x12\x17.arbor.v1.StatusRequest\x1a\x18.arbor.v1.StatusResponseB6Z4github.com/arbor-fabric/arbor/proto/arbor/v1;arborv1b\x06proto3"

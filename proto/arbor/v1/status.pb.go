@@ -137,6 +137,75 @@ func (ChildKind) EnumDescriptor() ([]byte, []int) {
 	return file_arbor_v1_status_proto_rawDescGZIP(), []int{1}
 }
 
+// LinkAction is what a child relay does after its parent relay cut or
+// refused its Sync link, by the reason the parent gave (relay.ActionOf).
+type LinkAction int32
+
+const (
+	// Not reported.
+	LinkAction_LINK_ACTION_UNSPECIFIED LinkAction = 0
+	// Subscribe again to the same parent, which continues the child or
+	// full-syncs it (slow consumer, behind the backlog, replication ID
+	// changed, parent not ready yet, link replaced, no reason given).
+	LinkAction_LINK_ACTION_RESUBSCRIBE LinkAction = 1
+	// Subscribe again to the same parent asking for a full sync: the parent
+	// does not know the child's history.
+	LinkAction_LINK_ACTION_FULL_SYNC LinkAction = 2
+	// Follow another parent: this one cannot serve the child now (shutting
+	// down, lost its own upstream, the topology moved the child away, behind
+	// the child, a damaged backlog).
+	LinkAction_LINK_ACTION_MOVE LinkAction = 3
+	// Retrying this parent cannot help until the configuration changes (a
+	// cycle, a refused identity, a protocol error): the child retries only
+	// at its longest backoff.
+	LinkAction_LINK_ACTION_STOP LinkAction = 4
+)
+
+// Enum value maps for LinkAction.
+var (
+	LinkAction_name = map[int32]string{
+		0: "LINK_ACTION_UNSPECIFIED",
+		1: "LINK_ACTION_RESUBSCRIBE",
+		2: "LINK_ACTION_FULL_SYNC",
+		3: "LINK_ACTION_MOVE",
+		4: "LINK_ACTION_STOP",
+	}
+	LinkAction_value = map[string]int32{
+		"LINK_ACTION_UNSPECIFIED": 0,
+		"LINK_ACTION_RESUBSCRIBE": 1,
+		"LINK_ACTION_FULL_SYNC":   2,
+		"LINK_ACTION_MOVE":        3,
+		"LINK_ACTION_STOP":        4,
+	}
+)
+
+func (x LinkAction) Enum() *LinkAction {
+	p := new(LinkAction)
+	*p = x
+	return p
+}
+
+func (x LinkAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LinkAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_arbor_v1_status_proto_enumTypes[2].Descriptor()
+}
+
+func (LinkAction) Type() protoreflect.EnumType {
+	return &file_arbor_v1_status_proto_enumTypes[2]
+}
+
+func (x LinkAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LinkAction.Descriptor instead.
+func (LinkAction) EnumDescriptor() ([]byte, []int) {
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{2}
+}
+
 // StatusResponse is the answer to RelayService.Status.
 type StatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -251,9 +320,17 @@ type RelayStatus struct {
 	EffectiveUpstream string `protobuf:"bytes,40,opt,name=effective_upstream,json=effectiveUpstream,proto3" json:"effective_upstream,omitempty"`
 	// The relay's last move away from its declared parent, while it lasts;
 	// unset while it follows its declared parent.
-	Move          *ParentMove `protobuf:"bytes,41,opt,name=move,proto3" json:"move,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Move *ParentMove `protobuf:"bytes,41,opt,name=move,proto3" json:"move,omitempty"`
+	// The last time the parent relay cut or refused this relay's Sync link,
+	// and what the relay does about it; unset if no parent relay did since
+	// the relay started. A runner that moves the relay reads action (MOVE:
+	// this parent cannot serve it now).
+	UpstreamCut *UpstreamCut `protobuf:"bytes,50,opt,name=upstream_cut,json=upstreamCut,proto3" json:"upstream_cut,omitempty"`
+	// When link_state last changed, in Unix milliseconds: with link_state,
+	// how long the upstream link has been down (or up).
+	LinkStateSinceUnixMs int64 `protobuf:"varint,51,opt,name=link_state_since_unix_ms,json=linkStateSinceUnixMs,proto3" json:"link_state_since_unix_ms,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *RelayStatus) Reset() {
@@ -461,6 +538,104 @@ func (x *RelayStatus) GetMove() *ParentMove {
 	return nil
 }
 
+func (x *RelayStatus) GetUpstreamCut() *UpstreamCut {
+	if x != nil {
+		return x.UpstreamCut
+	}
+	return nil
+}
+
+func (x *RelayStatus) GetLinkStateSinceUnixMs() int64 {
+	if x != nil {
+		return x.LinkStateSinceUnixMs
+	}
+	return 0
+}
+
+// UpstreamCut is a parent relay's cut or refusal of a child's Sync link.
+type UpstreamCut struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The parent's arbor.v1.DisconnectReason, by name (for example
+	// "DISCONNECT_REASON_SHUTTING_DOWN"): status.proto cannot import
+	// relay.proto, which imports it.
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// What the child does about it.
+	Action LinkAction `protobuf:"varint,2,opt,name=action,proto3,enum=arbor.v1.LinkAction" json:"action,omitempty"`
+	// The parent's details, for people and logs.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// The parent's address.
+	Parent string `protobuf:"bytes,4,opt,name=parent,proto3" json:"parent,omitempty"`
+	// When the cut was seen, in Unix milliseconds.
+	AtUnixMs      int64 `protobuf:"varint,5,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpstreamCut) Reset() {
+	*x = UpstreamCut{}
+	mi := &file_arbor_v1_status_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpstreamCut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpstreamCut) ProtoMessage() {}
+
+func (x *UpstreamCut) ProtoReflect() protoreflect.Message {
+	mi := &file_arbor_v1_status_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpstreamCut.ProtoReflect.Descriptor instead.
+func (*UpstreamCut) Descriptor() ([]byte, []int) {
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpstreamCut) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *UpstreamCut) GetAction() LinkAction {
+	if x != nil {
+		return x.Action
+	}
+	return LinkAction_LINK_ACTION_UNSPECIFIED
+}
+
+func (x *UpstreamCut) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *UpstreamCut) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *UpstreamCut) GetAtUnixMs() int64 {
+	if x != nil {
+		return x.AtUnixMs
+	}
+	return 0
+}
+
 // ParentMove records a child (relay or node) following another parent than
 // its declared one, because the declared one was unhealthy.
 type ParentMove struct {
@@ -481,7 +656,7 @@ type ParentMove struct {
 
 func (x *ParentMove) Reset() {
 	*x = ParentMove{}
-	mi := &file_arbor_v1_status_proto_msgTypes[2]
+	mi := &file_arbor_v1_status_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +668,7 @@ func (x *ParentMove) String() string {
 func (*ParentMove) ProtoMessage() {}
 
 func (x *ParentMove) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[2]
+	mi := &file_arbor_v1_status_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +681,7 @@ func (x *ParentMove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParentMove.ProtoReflect.Descriptor instead.
 func (*ParentMove) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{2}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ParentMove) GetFrom() string {
@@ -555,7 +730,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_arbor_v1_status_proto_msgTypes[3]
+	mi := &file_arbor_v1_status_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +742,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[3]
+	mi := &file_arbor_v1_status_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +755,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{3}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Snapshot) GetReplid() string {
@@ -629,7 +804,7 @@ type Backlog struct {
 
 func (x *Backlog) Reset() {
 	*x = Backlog{}
-	mi := &file_arbor_v1_status_proto_msgTypes[4]
+	mi := &file_arbor_v1_status_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +816,7 @@ func (x *Backlog) String() string {
 func (*Backlog) ProtoMessage() {}
 
 func (x *Backlog) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[4]
+	mi := &file_arbor_v1_status_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +829,7 @@ func (x *Backlog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backlog.ProtoReflect.Descriptor instead.
 func (*Backlog) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{4}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Backlog) GetStartOffset() int64 {
@@ -702,7 +877,7 @@ type CompressionStats struct {
 
 func (x *CompressionStats) Reset() {
 	*x = CompressionStats{}
-	mi := &file_arbor_v1_status_proto_msgTypes[5]
+	mi := &file_arbor_v1_status_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +889,7 @@ func (x *CompressionStats) String() string {
 func (*CompressionStats) ProtoMessage() {}
 
 func (x *CompressionStats) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[5]
+	mi := &file_arbor_v1_status_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +902,7 @@ func (x *CompressionStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompressionStats.ProtoReflect.Descriptor instead.
 func (*CompressionStats) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{5}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CompressionStats) GetRawBytes() uint64 {
@@ -771,7 +946,7 @@ type SyncCounters struct {
 
 func (x *SyncCounters) Reset() {
 	*x = SyncCounters{}
-	mi := &file_arbor_v1_status_proto_msgTypes[6]
+	mi := &file_arbor_v1_status_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +958,7 @@ func (x *SyncCounters) String() string {
 func (*SyncCounters) ProtoMessage() {}
 
 func (x *SyncCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[6]
+	mi := &file_arbor_v1_status_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +971,7 @@ func (x *SyncCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncCounters.ProtoReflect.Descriptor instead.
 func (*SyncCounters) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{6}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SyncCounters) GetFullSyncsServed() uint64 {
@@ -866,7 +1041,7 @@ type ChildStatus struct {
 
 func (x *ChildStatus) Reset() {
 	*x = ChildStatus{}
-	mi := &file_arbor_v1_status_proto_msgTypes[7]
+	mi := &file_arbor_v1_status_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1053,7 @@ func (x *ChildStatus) String() string {
 func (*ChildStatus) ProtoMessage() {}
 
 func (x *ChildStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[7]
+	mi := &file_arbor_v1_status_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1066,7 @@ func (x *ChildStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChildStatus.ProtoReflect.Descriptor instead.
 func (*ChildStatus) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{7}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ChildStatus) GetId() string {
@@ -981,7 +1156,7 @@ type SiteAck struct {
 
 func (x *SiteAck) Reset() {
 	*x = SiteAck{}
-	mi := &file_arbor_v1_status_proto_msgTypes[8]
+	mi := &file_arbor_v1_status_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1168,7 @@ func (x *SiteAck) String() string {
 func (*SiteAck) ProtoMessage() {}
 
 func (x *SiteAck) ProtoReflect() protoreflect.Message {
-	mi := &file_arbor_v1_status_proto_msgTypes[8]
+	mi := &file_arbor_v1_status_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1181,7 @@ func (x *SiteAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteAck.ProtoReflect.Descriptor instead.
 func (*SiteAck) Descriptor() ([]byte, []int) {
-	return file_arbor_v1_status_proto_rawDescGZIP(), []int{8}
+	return file_arbor_v1_status_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SiteAck) GetSite() string {
@@ -1036,7 +1211,7 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\n" +
 	"\x15arbor/v1/status.proto\x12\barbor.v1\"=\n" +
 	"\x0eStatusResponse\x12+\n" +
-	"\x05relay\x18\x01 \x01(\v2\x15.arbor.v1.RelayStatusR\x05relay\"\xed\a\n" +
+	"\x05relay\x18\x01 \x01(\v2\x15.arbor.v1.RelayStatusR\x05relay\"\xdf\b\n" +
 	"\vRelayStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1a\n" +
@@ -1066,7 +1241,16 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"masterNode\x12!\n" +
 	"\fmaster_error\x18\x17 \x01(\tR\vmasterError\x12-\n" +
 	"\x12effective_upstream\x18( \x01(\tR\x11effectiveUpstream\x12(\n" +
-	"\x04move\x18) \x01(\v2\x14.arbor.v1.ParentMoveR\x04move\"f\n" +
+	"\x04move\x18) \x01(\v2\x14.arbor.v1.ParentMoveR\x04move\x128\n" +
+	"\fupstream_cut\x182 \x01(\v2\x15.arbor.v1.UpstreamCutR\vupstreamCut\x126\n" +
+	"\x18link_state_since_unix_ms\x183 \x01(\x03R\x14linkStateSinceUnixMs\"\xa3\x01\n" +
+	"\vUpstreamCut\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12,\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x14.arbor.v1.LinkActionR\x06action\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x16\n" +
+	"\x06parent\x18\x04 \x01(\tR\x06parent\x12\x1c\n" +
+	"\n" +
+	"at_unix_ms\x18\x05 \x01(\x03R\batUnixMs\"f\n" +
 	"\n" +
 	"ParentMove\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
@@ -1125,7 +1309,14 @@ const file_arbor_v1_status_proto_rawDesc = "" +
 	"\tChildKind\x12\x1a\n" +
 	"\x16CHILD_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10CHILD_KIND_RELAY\x10\x01\x12\x14\n" +
-	"\x10CHILD_KIND_REDIS\x10\x02B6Z4github.com/arbor-fabric/arbor/proto/arbor/v1;arborv1b\x06proto3"
+	"\x10CHILD_KIND_REDIS\x10\x02*\x8d\x01\n" +
+	"\n" +
+	"LinkAction\x12\x1b\n" +
+	"\x17LINK_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17LINK_ACTION_RESUBSCRIBE\x10\x01\x12\x19\n" +
+	"\x15LINK_ACTION_FULL_SYNC\x10\x02\x12\x14\n" +
+	"\x10LINK_ACTION_MOVE\x10\x03\x12\x14\n" +
+	"\x10LINK_ACTION_STOP\x10\x04B6Z4github.com/arbor-fabric/arbor/proto/arbor/v1;arborv1b\x06proto3"
 
 var (
 	file_arbor_v1_status_proto_rawDescOnce sync.Once
@@ -1139,40 +1330,44 @@ func file_arbor_v1_status_proto_rawDescGZIP() []byte {
 	return file_arbor_v1_status_proto_rawDescData
 }
 
-var file_arbor_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_arbor_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_arbor_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_arbor_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_arbor_v1_status_proto_goTypes = []any{
 	(LinkState)(0),           // 0: arbor.v1.LinkState
 	(ChildKind)(0),           // 1: arbor.v1.ChildKind
-	(*StatusResponse)(nil),   // 2: arbor.v1.StatusResponse
-	(*RelayStatus)(nil),      // 3: arbor.v1.RelayStatus
-	(*ParentMove)(nil),       // 4: arbor.v1.ParentMove
-	(*Snapshot)(nil),         // 5: arbor.v1.Snapshot
-	(*Backlog)(nil),          // 6: arbor.v1.Backlog
-	(*CompressionStats)(nil), // 7: arbor.v1.CompressionStats
-	(*SyncCounters)(nil),     // 8: arbor.v1.SyncCounters
-	(*ChildStatus)(nil),      // 9: arbor.v1.ChildStatus
-	(*SiteAck)(nil),          // 10: arbor.v1.SiteAck
+	(LinkAction)(0),          // 2: arbor.v1.LinkAction
+	(*StatusResponse)(nil),   // 3: arbor.v1.StatusResponse
+	(*RelayStatus)(nil),      // 4: arbor.v1.RelayStatus
+	(*UpstreamCut)(nil),      // 5: arbor.v1.UpstreamCut
+	(*ParentMove)(nil),       // 6: arbor.v1.ParentMove
+	(*Snapshot)(nil),         // 7: arbor.v1.Snapshot
+	(*Backlog)(nil),          // 8: arbor.v1.Backlog
+	(*CompressionStats)(nil), // 9: arbor.v1.CompressionStats
+	(*SyncCounters)(nil),     // 10: arbor.v1.SyncCounters
+	(*ChildStatus)(nil),      // 11: arbor.v1.ChildStatus
+	(*SiteAck)(nil),          // 12: arbor.v1.SiteAck
 }
 var file_arbor_v1_status_proto_depIdxs = []int32{
-	3,  // 0: arbor.v1.StatusResponse.relay:type_name -> arbor.v1.RelayStatus
+	4,  // 0: arbor.v1.StatusResponse.relay:type_name -> arbor.v1.RelayStatus
 	0,  // 1: arbor.v1.RelayStatus.link_state:type_name -> arbor.v1.LinkState
-	5,  // 2: arbor.v1.RelayStatus.snapshot:type_name -> arbor.v1.Snapshot
-	6,  // 3: arbor.v1.RelayStatus.backlog:type_name -> arbor.v1.Backlog
-	7,  // 4: arbor.v1.RelayStatus.compression:type_name -> arbor.v1.CompressionStats
-	8,  // 5: arbor.v1.RelayStatus.counters:type_name -> arbor.v1.SyncCounters
-	9,  // 6: arbor.v1.RelayStatus.children:type_name -> arbor.v1.ChildStatus
-	10, // 7: arbor.v1.RelayStatus.site_acks:type_name -> arbor.v1.SiteAck
-	7,  // 8: arbor.v1.RelayStatus.upstream_bytes:type_name -> arbor.v1.CompressionStats
-	4,  // 9: arbor.v1.RelayStatus.move:type_name -> arbor.v1.ParentMove
-	1,  // 10: arbor.v1.ChildStatus.kind:type_name -> arbor.v1.ChildKind
-	0,  // 11: arbor.v1.ChildStatus.state:type_name -> arbor.v1.LinkState
-	7,  // 12: arbor.v1.ChildStatus.bytes:type_name -> arbor.v1.CompressionStats
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	7,  // 2: arbor.v1.RelayStatus.snapshot:type_name -> arbor.v1.Snapshot
+	8,  // 3: arbor.v1.RelayStatus.backlog:type_name -> arbor.v1.Backlog
+	9,  // 4: arbor.v1.RelayStatus.compression:type_name -> arbor.v1.CompressionStats
+	10, // 5: arbor.v1.RelayStatus.counters:type_name -> arbor.v1.SyncCounters
+	11, // 6: arbor.v1.RelayStatus.children:type_name -> arbor.v1.ChildStatus
+	12, // 7: arbor.v1.RelayStatus.site_acks:type_name -> arbor.v1.SiteAck
+	9,  // 8: arbor.v1.RelayStatus.upstream_bytes:type_name -> arbor.v1.CompressionStats
+	6,  // 9: arbor.v1.RelayStatus.move:type_name -> arbor.v1.ParentMove
+	5,  // 10: arbor.v1.RelayStatus.upstream_cut:type_name -> arbor.v1.UpstreamCut
+	2,  // 11: arbor.v1.UpstreamCut.action:type_name -> arbor.v1.LinkAction
+	1,  // 12: arbor.v1.ChildStatus.kind:type_name -> arbor.v1.ChildKind
+	0,  // 13: arbor.v1.ChildStatus.state:type_name -> arbor.v1.LinkState
+	9,  // 14: arbor.v1.ChildStatus.bytes:type_name -> arbor.v1.CompressionStats
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_arbor_v1_status_proto_init() }
@@ -1185,8 +1380,8 @@ func file_arbor_v1_status_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_arbor_v1_status_proto_rawDesc), len(file_arbor_v1_status_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   9,
+			NumEnums:      3,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
