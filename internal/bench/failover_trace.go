@@ -53,7 +53,8 @@ type lagTracer struct {
 	offsets [][]int64       // per sample, per server (-1: no answer); guarded by mu
 }
 
-// startLagTracer starts sampling servers (the old master first).
+// startLagTracer starts sampling servers: the old master first, then the
+// backup, then the replicas (the order they are read in is the reverse).
 func startLagTracer(ctx context.Context, servers []*server) *lagTracer {
 	ctx, cancel := context.WithCancel(ctx)
 	t := &lagTracer{servers: servers, cancel: cancel, done: make(chan struct{}), start: time.Now()}
@@ -76,8 +77,15 @@ func (t *lagTracer) run(ctx context.Context) {
 	for n := 0; n < lagTraceMax; n++ {
 		at := time.Since(t.start)
 		row := make([]int64, len(t.servers))
-		for i, s := range t.servers {
+		for i := range row {
 			row[i] = -1
+		}
+		// Downstream first, the old master last: the servers are read one
+		// after the other while writes flow, so a server read later may be
+		// further on; reading upstream last keeps a replica from seeming
+		// ahead of its master (and the master behind).
+		for i := len(t.servers) - 1; i >= 0; i-- {
+			s := t.servers[i]
 			if conns[i] == nil {
 				dctx, cancel := context.WithTimeout(ctx, lagTraceEvery)
 				c, err := dial(dctx, s.addr)
