@@ -105,6 +105,13 @@ type relayNode struct {
 	started             chan struct{} // closed once r is set
 	exited              chan struct{} // closed when the relay's goroutine returned
 	r                   *relay.Relay
+	// Under the control plane: its configuration, and what stops it alone
+	// (StartFabric's StopRelay).
+	cfg    relay.Config
+	cancel context.CancelFunc
+	// The full syncs it took (upstream) and served before it was last
+	// stopped: its counters start at zero again when it restarts.
+	priorUpstreamFull, priorServedFull int64
 }
 
 func (rn *relayNode) redisAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(rn.port)) }
@@ -208,6 +215,8 @@ type demo struct {
 	hooks     *FabricOptions
 	agents    map[string]*agentProc
 	agentClis []*clientv3.Client
+	// rerunRelay runs a stopped relay again, under the fabric's context.
+	rerunRelay func(*relayNode)
 }
 
 func (d *demo) startRedis(ctx context.Context, name, site, role string, extra ...string) (*server, error) {

@@ -95,6 +95,7 @@ type fabricState struct {
 func (d *demo) startFabric(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
+	d.rerunRelay = func(rn *relayNode) { d.runRelay(rctx, rn) }
 	nodeRedis := map[string]string{}
 	for _, n := range seedNodes {
 		var extra []string
@@ -157,18 +158,8 @@ func (d *demo) startFabric(ctx context.Context) error {
 			rn.follows = seedMaster
 		}
 		d.relays = append(d.relays, rn)
-		f := fabric.Relay{
-			Config: cfg, Etcd: d.cli, Cluster: d.o.Cluster, Logger: d.o.Logger.With("relay", cfg.ID),
-			Started: func(r *relay.Relay) { rn.r = r; close(rn.started) },
-		}
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			defer close(rn.exited)
-			if err := f.Run(rctx); err != nil {
-				d.o.Logger.Error("relay stopped with an error", "relay", cfg.ID, "err", err)
-			}
-		}()
+		rn.cfg = cfg
+		d.runRelay(rctx, rn)
 	}
 	for _, rn := range d.relays {
 		if err := d.waitSynced(ctx, rn); err != nil {
@@ -186,6 +177,26 @@ func (d *demo) startFabric(ctx context.Context) error {
 	fmt.Fprintf(d.o.Out, "  arbor dashboard --etcd %s --cluster %s --listen 127.0.0.1:8080   # then open http://127.0.0.1:8080/\n", strings.Join(d.endpoints, ","), d.o.Cluster)
 	fmt.Fprintf(d.o.Out, "  arbor topology get --etcd %s --cluster %s\n", strings.Join(d.endpoints, ","), d.o.Cluster)
 	return nil
+}
+
+// runRelay runs relay rn under the control plane until ctx ends or the
+// relay is stopped (its own cancel, kept in rn).
+func (d *demo) runRelay(ctx context.Context, rn *relayNode) {
+	ctx, rn.cancel = context.WithCancel(ctx)
+	started, exited := make(chan struct{}), make(chan struct{})
+	rn.started, rn.exited = started, exited
+	f := fabric.Relay{
+		Config: rn.cfg, Etcd: d.cli, Cluster: d.o.Cluster, Logger: d.o.Logger.With("relay", rn.cfg.ID),
+		Started: func(r *relay.Relay) { rn.r = r; close(started) },
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer close(exited)
+		if err := f.Run(ctx); err != nil {
+			d.o.Logger.Error("relay stopped with an error", "relay", rn.cfg.ID, "err", err)
+		}
+	}()
 }
 
 // waitSynced waits until relay rn runs (it read its spec from etcd) and

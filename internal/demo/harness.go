@@ -379,11 +379,57 @@ func (f *Fabric) RedisLog(name string) string { return filepath.Join(f.d.o.Dir, 
 func (f *Fabric) UpstreamFullSyncs() map[string]int64 {
 	out := map[string]int64{}
 	for _, rn := range f.d.relays {
+		out[rn.name] = rn.priorUpstreamFull
+		select {
+		case <-rn.exited: // stopped: its counts are in the prior ones
+			continue
+		default:
+		}
 		select {
 		case <-rn.started:
-			out[rn.name] = int64(rn.r.Status().GetCounters().GetUpstreamFullSyncs())
+			out[rn.name] += int64(rn.r.Status().GetCounters().GetUpstreamFullSyncs())
 		default:
 		}
 	}
 	return out
 }
+
+// StopRelay stops a relay: its listeners and links close, as its peers
+// see a relay process die (the relays run in this process and cannot be
+// kill -9'd), and its status lease is left to expire. It returns once the
+// relay stopped.
+func (f *Fabric) StopRelay(name string) {
+	rn := f.d.relay(name)
+	rn.cancel()
+	<-rn.exited
+	select {
+	case <-rn.started:
+		c := rn.r.Status().GetCounters()
+		rn.priorUpstreamFull += int64(c.GetUpstreamFullSyncs())
+		rn.priorServedFull += int64(c.GetFullSyncsServed())
+	default:
+	}
+}
+
+// RestartRelay starts a relay stopped by StopRelay again, with the same
+// configuration and data directory.
+func (f *Fabric) RestartRelay(ctx context.Context, name string) error {
+	rn := f.d.relay(name)
+	select {
+	case <-rn.exited:
+	default:
+		return fmt.Errorf("relay %s still runs", name)
+	}
+	f.d.rerunRelay(rn)
+	select {
+	case <-rn.started:
+		return nil
+	case <-rn.exited:
+		return fmt.Errorf("relay %s stopped at start", name)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// RedisRunning reports whether a node's redis-server runs.
+func (f *Fabric) RedisRunning(name string) bool { return !f.d.server(name).exited() }
