@@ -52,7 +52,8 @@ Standard sizes (the documented ones; about 15 minutes on 2 CPUs): --duration
 per system (failover and switchover). --quick runs tiny sizes (about 2 minutes) to check the pipeline.`,
 		Example: `  arbor bench all                      # writes docs/benchmarks.md
   arbor bench all --quick --out /tmp/bench
-  make bench-all`,
+  make bench-all
+  arbor bench all --from docs/benchmarks/results.json   # redraw the report only`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
@@ -69,12 +70,18 @@ per system (failover and switchover). --quick runs tiny sizes (about 2 minutes) 
 	f.String("arbor-bin", "", "arbor binary for relays and node agents (default: this executable)")
 	f.String("dir", "", "parent of the temporary directories (default: the system temp dir)")
 	f.Bool("quiet", false, "no progress lines on stderr")
+	f.String("from", "", "run nothing: write the report again from the results.json of an earlier run")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, out, err := benchAllConfig(cmd)
 		if err != nil {
 			return err
 		}
-		rep, err := bench.RunAll(cmd.Context(), cfg)
+		var rep *bench.AllReport
+		if from, _ := cmd.Flags().GetString("from"); from != "" {
+			rep, err = bench.ReadResults(from)
+		} else {
+			rep, err = bench.RunAll(cmd.Context(), cfg)
+		}
 		if err != nil {
 			return fmt.Errorf("bench all: %w", err)
 		}

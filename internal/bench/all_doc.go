@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/arbor-fabric/arbor/internal/svgplot"
@@ -21,6 +22,20 @@ const (
 	DocName   = "benchmarks.md"
 	DocAssets = "benchmarks"
 )
+
+// ReadResults reads a report WriteDoc saved (benchmarks/results.json), to
+// write its document again.
+func ReadResults(path string) (*AllReport, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r AllReport
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
 
 // WriteDoc writes r as dir/benchmarks.md with its SVG figures and the
 // measured data (results.json) under dir/benchmarks/. Every figure and
@@ -190,7 +205,7 @@ func (d *docWriter) failover(r *FailoverReport) {
 			continue
 		}
 		chart := &svgplot.LineChart{
-			Title:  fmt.Sprintf("%s: lag through a failover (run with the median time, new master %s)", s.Name, run.NewMaster),
+			Title:  fmt.Sprintf("%s: lag through a failover (the run with the median failover time)", s.Name),
 			XLabel: "ms from the kill", YLabel: "bytes behind the furthest server", YMin0: true,
 			Markers: []svgplot.Marker{{X: 0, Label: "kill -9"}, {X: run.WriteAcceptedMs, Label: "write accepted"}},
 		}
@@ -378,7 +393,7 @@ func (d *docWriter) targets(ts []Target) {
 		if !t.Pass {
 			res = "**MISS**"
 		}
-		rows = append(rows, []string{t.Name, fmt.Sprintf("%.3g %s", t.Value, t.Unit), fmt.Sprintf("%s %.3g", t.Op, t.Limit), res})
+		rows = append(rows, []string{t.Name, strings.TrimSpace(numText(t.Value) + " " + t.Unit), strings.TrimSpace(t.Op + " " + numText(t.Limit) + " " + t.Unit), res})
 	}
 	d.table([]string{"target", "measured", "wanted", ""}, rows)
 }
@@ -410,6 +425,14 @@ func medianRun(runs []FailoverRun) (FailoverRun, bool) {
 	}
 	slices.SortStableFunc(with, func(a, b FailoverRun) int { return cmp.Compare(a.WriteAcceptedMs, b.WriteAcceptedMs) })
 	return with[(len(with)-1)/2], true
+}
+
+// numText formats a figure with 3 significant digits, never in e-notation.
+func numText(v float64) string {
+	if math.Abs(v) >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
 }
 
 func msText(v float64) string {
