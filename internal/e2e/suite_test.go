@@ -855,8 +855,41 @@ func rows() []row {
 			notBuilt: "etcd members are not placed in sites: the suite's 3-member etcd sits beside every site, so a partition that keeps the majority in A cannot be made with the TCP bridge",
 		},
 		{
-			name: "etcd_quorum_loss", matrix: "6", fault: "two etcd members of three killed (quorum lost) during a master crash",
-			notBuilt: "not in the suite yet: with the fast profile every master fences itself after 1.5 s without etcd; the row needs a bound of its own",
+			name: "etcd_quorum_loss", matrix: "6", fault: "two etcd members of three and the master's redis-server killed; quorum back after 2·TTL+2 s",
+			run: func(t *testing.T, r *rig) {
+				lost := r.etcd.Members[1:]
+				t0 := time.Now()
+				for _, em := range lost {
+					em.Kill()
+				}
+				r.f.KillRedis(m)
+				r.mayLoseAckedBy(m, t0)
+				// §5 row 6: no promotion without quorum. No candidate's
+				// Redis may turn master while etcd has no quorum.
+				for end := time.Now().Add(2*leaseTTL + 2*time.Second); time.Now().Before(end); r.sleep(100 * time.Millisecond) {
+					for _, n := range []string{backup, "B-M-Backup"} {
+						info, err := r.f.Client(n).Info(r.ctx, "replication").Result()
+						if err == nil && strings.Contains(info, "role:master") {
+							r.res.Failf("%s promoted itself without an etcd quorum", n)
+							return
+						}
+					}
+				}
+				for _, em := range lost {
+					em.Start(t)
+				}
+				t1 := time.Now()
+				r.res.Notef("no candidate promoted during %v without quorum; the failover is timed from the quorum's return", t1.Sub(t0).Round(100*time.Millisecond))
+				if _, ok := r.waitFailover(t, t1, backup, 2*leaseTTL+2*time.Second); !ok {
+					return
+				}
+				if err := r.f.RestartRedis(r.ctx, m); err != nil {
+					r.res.Failf("restart: %v", err)
+					return
+				}
+				r.waitReplica(t, m)
+				r.allowSyncs(m, 1, "a restarted Redis has a new replication ID")
+			},
 		},
 		{
 			name: "flapping_links", matrix: "9", fault: "one-way cuts and flapping (5 s random halves)",
