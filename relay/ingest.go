@@ -46,7 +46,18 @@ func (r *Relay) noteStored(n int, end, origin int64) {
 	r.stats.upstreamBytes.Add(int64(n))
 }
 
-// ingest holds the stream of one upstream session between reads. Reads land
+// ingest is the one path of an upstream's stream into the store, for both
+// kinds of upstream: a Redis master's reads (Relay.stream) and a parent
+// relay's frames (appendFrame), which the parent cuts from its store at any
+// byte. Only whole commands outside MULTI…EXEC are stored (so acked and
+// served), as a Redis replica advances its offset only there: the tail after
+// the last such point is held in memory until it completes. It belongs to
+// the upstream session: when the link ends it is dropped, and the next
+// session asks from the stored end, where a Redis replica of this history,
+// promoted, also ends, so that a relay that later follows it continues with
+// a partial resync.
+//
+// An ingest holds the stream of one upstream session between reads. Reads land
 // in buf after the bytes held since the last commit point (see
 // resp.TxScanner), so the bytes ready to store are always one slice of buf:
 // nothing is copied on the way to the store, and each byte is scanned once
@@ -77,6 +88,48 @@ func (in *ingest) space() []byte {
 		in.buf = in.buf[:cap(in.buf)]
 	}
 	return in.buf[in.end:]
+}
+
+// held returns how many bytes the ingest holds past the stored end.
+func (in *ingest) held() int { return in.end - in.start }
+
+// flush hands out the held bytes as ready, with the scanner state after
+// them, as if they ended at a commit point (a parent's history switches
+// there: its store holds them).
+func (in *ingest) flush() (ready []byte, after resp.StreamScanner) {
+	ready, after = in.buf[in.start:in.end], in.tx.Scanner()
+	in.start = in.end
+	return ready, after
+}
+
+// write is add for bytes received whole (a frame's decoded data): it copies
+// p after the held bytes.
+func (in *ingest) write(p []byte) (ready []byte, after resp.StreamScanner, getAck bool, err error) {
+	buf := in.space()
+	if len(buf) < len(p) {
+		in.buf = slices.Grow(in.buf[:in.end], len(p))
+		in.buf = in.buf[:cap(in.buf)]
+		buf = in.buf[in.end:]
+	}
+	return in.add(copy(buf, p))
+}
+
+// storeReady stores the bytes an ingest handed out ready (add, write), which
+// end at stream offset end and were first received by the root relay at
+// origin (unix nanos). With scanErr they are not a replication stream: the
+// store refuses them whole, counts and logs them, and the session ends.
+func (r *Relay) storeReady(ready []byte, after resp.StreamScanner, scanErr error, end, origin int64, from string) error {
+	if scanErr != nil {
+		if _, err := r.storeStream(ready, end, origin, from); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s: %w", from, scanErr)
+	}
+	if err := r.store.AppendScanned(ready, after); err != nil {
+		return err
+	}
+	r.noteStored(len(ready), end, origin)
+	return nil
 }
 
 // add scans the n bytes read into space() and returns the bytes ready to
@@ -110,19 +163,13 @@ func (in *ingest) add(n int) (ready []byte, after resp.StreamScanner, getAck boo
 	return ready, after, getAck, err
 }
 
-// appendFrame stores one Stream frame, which must continue the store.
-//
-// Frames are stored as they come, although a parent cuts them from its
-// store at any byte, so a child whose link breaks between frames may end
-// inside a command or transaction. While the parent lives that is harmless:
-// the child resumes from the same history. If the parent's site is lost and
-// this relay becomes a root following a Redis replica of its own that was
-// promoted, that replica ends at the last whole command outside MULTI, and
-// a stored end past it costs a full resync; holding the tail here as
-// stream does would avoid it (not done yet).
-func (r *Relay) appendFrame(s *arborv1.Stream, dec *decoders) error {
-	if end := r.store.End(); s.GetStartOffset() != end {
-		return fmt.Errorf("stream frame starts at %d, this relay holds %d", s.GetStartOffset(), end)
+// appendFrame takes one Stream frame from a parent relay, which must
+// continue the stream where the session's ingest is (the stored end plus
+// what it holds), into the store through in.
+func (r *Relay) appendFrame(s *arborv1.Stream, dec *decoders, in *ingest) error {
+	stored := r.store.End() // this goroutine is the only appender
+	if at := stored + int64(in.held()); s.GetStartOffset() != at {
+		return fmt.Errorf("stream frame starts at %d, this relay holds %d (%d of them stored)", s.GetStartOffset(), at, stored)
 	}
 	if s.GetCompressionReset() {
 		if err := dec.reset(s.GetCompression()); err != nil {
@@ -138,8 +185,10 @@ func (r *Relay) appendFrame(s *arborv1.Stream, dec *decoders) error {
 	if origin == 0 {
 		origin = now.UnixNano()
 	}
-	if _, err := r.storeStream(data, s.GetStartOffset()+int64(len(data)), origin, "parent relay"); err != nil {
-		return err
+	if ready, after, _, serr := in.write(data); len(ready) > 0 {
+		if err := r.storeReady(ready, after, serr, stored+int64(len(ready)), origin, "parent relay"); err != nil {
+			return err
+		}
 	}
 	r.originLag.record(now, now.Sub(time.Unix(0, origin)))
 	r.stats.upstreamRawBytes.Add(int64(len(data)))

@@ -215,15 +215,15 @@ func endSpan(sp trace.Span, err error) {
 // storeFrame stores a Stream frame from the parent relay. A frame that
 // carries a trace context gets an arbor.relay.store span under it and is
 // remembered, so the feeders pass the context on to this relay's children.
-func (r *Relay) storeFrame(s *arborv1.Stream, dec *decoders) error {
+func (r *Relay) storeFrame(s *arborv1.Stream, dec *decoders, in *ingest) error {
 	if len(s.GetTraceContext()) == 0 {
-		return r.appendFrame(s, dec)
+		return r.appendFrame(s, dec, in)
 	}
 	t := r.tracing
 	ctx := t.prop.Extract(context.Background(), propagation.MapCarrier(s.GetTraceContext()))
 	parent := trace.SpanContextFromContext(ctx)
 	if !parent.IsValid() {
-		return r.appendFrame(s, dec)
+		return r.appendFrame(s, dec, in)
 	}
 	received := time.Now()
 	_, sp := t.tracer.Start(ctx, SpanStore,
@@ -244,7 +244,7 @@ func (r *Relay) storeFrame(s *arborv1.Stream, dec *decoders) error {
 	// moment they are.
 	m := traceMark{start: s.GetStartOffset(), end: s.GetStartOffset() + int64(s.GetRawLen()), sc: sc, received: received}
 	t.mark(m)
-	err := r.appendFrame(s, dec)
+	err := r.appendFrame(s, dec, in)
 	if err != nil {
 		t.unmark(m.end)
 		endSpan(sp, err)

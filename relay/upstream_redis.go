@@ -367,12 +367,8 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 		cancel(r.ackLoop(ctx, u, ackNow))
 	}()
 	end := r.store.End() // this goroutine is the only appender
-	// Only whole commands outside MULTI…EXEC are stored (so acked and
-	// served), as a Redis replica advances its offset only there: the
-	// tail after the last such point is held until it completes (see
-	// ingest). It belongs to this session: when the link ends it is
-	// dropped, and the next PSYNC asks from the stored end, which a new
-	// master that was a replica of this history also ends at.
+	// Whole commands outside MULTI…EXEC only are stored; the tail is
+	// held for this session (see ingest).
 	in := newIngest(r.store.Scanner())
 	for {
 		u.deadline()
@@ -385,17 +381,9 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 			ready, after, getAck, serr := in.add(n)
 			if len(ready) > 0 {
 				end += int64(len(ready))
-				if serr != nil {
-					// Not a replication stream: hand it all to the
-					// store, which refuses it whole, counts and logs
-					// it, and ends the session.
-					_, aerr := r.storeStream(ready, end, now.UnixNano(), "upstream")
-					return aerr
+				if err := r.storeReady(ready, after, serr, end, now.UnixNano(), "upstream"); err != nil {
+					return err
 				}
-				if aerr := r.store.AppendScanned(ready, after); aerr != nil {
-					return aerr
-				}
-				r.noteStored(len(ready), end, now.UnixNano())
 			}
 			if getAck {
 				select {

@@ -95,6 +95,10 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 	r.link.lastIO = time.Now()
 	r.link.mu.Unlock()
 
+	// The parent cuts frames at any byte: whole commands outside
+	// MULTI…EXEC only are stored, the tail is held for this session (see
+	// ingest).
+	in := newIngest(r.store.Scanner())
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
@@ -145,15 +149,24 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 		r.link.mu.Unlock()
 		switch f := m.Frame.(type) {
 		case *arborv1.SyncResponse_Stream:
-			if err := r.storeFrame(f.Stream, dec); err != nil {
+			if err := r.storeFrame(f.Stream, dec, in); err != nil {
 				return err
 			}
 		case *arborv1.SyncResponse_Heartbeat:
 			r.noteMasterOffset(f.Heartbeat.GetMasterOffset())
 		case *arborv1.SyncResponse_ReplidSwitch:
 			sw := f.ReplidSwitch
-			if end := r.store.End(); sw.GetAtOffset() != end {
+			if end := r.store.End() + int64(in.held()); sw.GetAtOffset() != end {
 				return fmt.Errorf("replid switch at %d, this relay holds %d", sw.GetAtOffset(), end)
+			}
+			if in.held() > 0 {
+				// A history switches at a commit point, unless the
+				// parent stored a command past maxHeldTail as it came:
+				// it holds these bytes, so this relay stores them too.
+				ready, after := in.flush()
+				if err := r.storeReady(ready, after, nil, sw.GetAtOffset(), time.Now().UnixNano(), "parent relay"); err != nil {
+					return err
+				}
 			}
 			if err := r.store.SwitchReplid(sw.GetNewReplid()); err != nil {
 				return err
