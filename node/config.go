@@ -92,6 +92,11 @@ type Config struct {
 	// MeterProvider, if set, receives the election metrics (epoch, role,
 	// failovers and their durations); nil means none.
 	MeterProvider metric.MeterProvider
+	// DeadManSwitch, if set, is the command (argv) of the dead-man switch
+	// process the agent runs beside itself with --elect (arbor node
+	// dead-man-switch): while the agent leads, the switch knows its fence
+	// deadline, and if the agent dies it fences the Redis then. nil: none.
+	DeadManSwitch []string
 	// TracerProvider, if set, receives a span per take-over (failover,
 	// switchover, forced failover, bootstrap) with a child span per step
 	// (see TakeOverSpan); nil means none.

@@ -79,6 +79,10 @@ type elector struct {
 	// this, a stale state would make the leader act on it again and put
 	// the request back, blocking every later switchover.
 	handled string
+	// dm is the dead-man switch, once started (Config.DeadManSwitch);
+	// dmHook, if set, is its onSend (tests).
+	dm     *deadMan
+	dmHook func(line string)
 }
 
 func newElector() *elector {
@@ -133,6 +137,37 @@ func (e *elector) effective(top *topology.Topology) *topology.Topology {
 // elect is the election part of one round of the owner loop, after the
 // Redis was probed (info, err). It returns a problem to report, or "".
 func (a *Agent) elect(ctx context.Context, wg *sync.WaitGroup, top *topology.Topology, info replInfo, perr error) string {
+	problem := a.electRound(ctx, wg, top, info, perr)
+	if p := a.updateDeadMan(top); problem == "" {
+		problem = p
+	}
+	return problem
+}
+
+// updateDeadMan arms the dead-man switch with the fence deadline while
+// this agent leads, and disarms it otherwise (starting it first if
+// configured). It returns a problem to report, or "".
+func (a *Agent) updateDeadMan(top *topology.Topology) string {
+	e := a.el
+	if len(a.cfg.DeadManSwitch) == 0 {
+		return ""
+	}
+	if e.dm == nil {
+		dm, err := startDeadMan(a.cfg.DeadManSwitch, a.cfg.Redis, a.log)
+		if err != nil {
+			return err.Error()
+		}
+		e.dm, dm.onSend = dm, e.dmHook
+	}
+	if e.role() == roleLeader {
+		e.dm.arm(e.ses.FenceDeadline(), 2*a.cfg.LeaseTTL, followAddr(top, a.cfg.ID))
+	} else {
+		e.dm.disarm()
+	}
+	return ""
+}
+
+func (a *Agent) electRound(ctx context.Context, wg *sync.WaitGroup, top *topology.Topology, info replInfo, perr error) string {
 	e := a.el
 	me := a.cfg.ID
 	switch e.role() {
@@ -959,6 +994,9 @@ func (e *elector) shutdown(ctx context.Context) {
 		e.ses = nil
 	}
 	e.leader = nil
+	if e.dm != nil {
+		e.dm.close() // a clean stop leaves the Redis as it is
+	}
 }
 
 // switchover carries out a requested switchover as the leader: pick and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +19,18 @@ import (
 	"github.com/arbor-fabric/arbor/topology"
 )
 
+// deadManTestEnv makes the test binary run as a dead-man switch process
+// (see TestFailoverDeadManSwitch).
+const deadManTestEnv = "ARBOR_TEST_DEAD_MAN_SWITCH"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(deadManTestEnv) == "1" {
+		if err := RunDeadManSwitch(context.Background(), os.Stdin, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m,
 		// go-redis retries a failed dial in a goroutine that sleeps a
 		// second, past Close (the agent of a killed Redis).

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -92,6 +94,7 @@ line and out of the file, leave --redis out and set $` + nodeRedisEnv + `.`,
 	f.DurationVar(&cfg.MinReplicasMaxLag, "min-replicas-max-lag", def.MinReplicasMaxLag, "min-replicas-max-lag (whole seconds, below --lease-ttl) with --min-replicas")
 	f.DurationVar(&cfg.MoveAfter, "move-after", def.MoveAfter, "point the redis at another healthy relay when its relay's status lease is gone, or its link is down or the relay answers no PING, this long")
 	f.DurationVar(&cfg.HoldDown, "hold-down", def.HoldDown, "return the redis to its declared relay only after that relay has been healthy this long")
+	deadMan := f.Bool("dead-man-switch", false, "with --elect: run a dead-man switch process beside the agent that, should the agent die while its redis is the elected master, pauses writes and demotes the redis at the agent's fence deadline")
 	debugAddr := f.String("debug-addr", "", "address of an HTTP endpoint with /debug/pprof and Prometheus /metrics: the election's epoch, role, failovers and their durations (empty: none)")
 	logLevel := f.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := f.String("log-format", "text", "log format: text or json")
@@ -113,6 +116,16 @@ line and out of the file, leave --redis out and set $` + nodeRedisEnv + `.`,
 				return node.Config{}, nil, errors.New("--fast sets --lease-ttl and --fence-margin; give one or the other")
 			}
 			cfg.FastProfile()
+		}
+		if *deadMan {
+			if !cfg.Elect {
+				return node.Config{}, nil, errors.New("--dead-man-switch needs --elect")
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return node.Config{}, nil, fmt.Errorf("--dead-man-switch: %w", err)
+			}
+			cfg.DeadManSwitch = []string{exe, deadManCmdName, "--log-format", *logFormat}
 		}
 		if err := cfg.Validate(); err != nil {
 			return node.Config{}, nil, err
@@ -152,4 +165,29 @@ line and out of the file, leave --redis out and set $` + nodeRedisEnv + `.`,
 		return a.Run(cmd.Context())
 	}
 	return cmd, load
+}
+
+// deadManCmdName is the hidden command the node agent runs as its dead-man
+// switch (node.RunDeadManSwitch).
+const deadManCmdName = "dead-man-switch"
+
+func newDeadManCmd() *cobra.Command {
+	var logFormat string
+	cmd := &cobra.Command{
+		Use:    deadManCmdName,
+		Short:  "The node agent's dead-man switch (started by arbor node --dead-man-switch; reads its standard input)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger("info", logFormat)
+			if err != nil {
+				return err
+			}
+			// Not cmd.Context(): a signal meant for the agent must not stop
+			// the switch before it acts; it ends with its input.
+			return node.RunDeadManSwitch(context.Background(), os.Stdin, logger.With("component", "dead-man-switch"))
+		},
+	}
+	cmd.Flags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	return cmd
 }

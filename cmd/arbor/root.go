@@ -23,7 +23,7 @@ so replicas can move between relays and the master with a partial resync.`,
 		SilenceErrors: true,
 		Version:       relay.Version,
 	}
-	root.AddCommand(newRelayCmd(), newDemoCmd(), newBenchCmd(), newNodeCmd(), newStatusCmd(), newDashboardCmd(), newTopologyCmd(), newSwitchoverCmd(), newFailoverCmd())
+	root.AddCommand(newRelayCmd(), newDemoCmd(), newBenchCmd(), newNodeCmd(), newStatusCmd(), newDashboardCmd(), newTopologyCmd(), newSwitchoverCmd(), newFailoverCmd(), newDeadManCmd())
 	return root
 }
 
