@@ -133,6 +133,7 @@ type deadMan struct {
 	in     io.WriteCloser
 	last   string // the last state line sent ("arm" lines are re-sent as the deadline moves)
 	closed bool   // the pipe is closed
+	failed bool   // a write to the switch failed: it is gone
 	once   sync.Once
 	// onSend, if set, sees every line sent (tests).
 	onSend func(line string)
@@ -182,6 +183,7 @@ func (d *deadMan) send(line string) {
 	}
 	if _, err := io.WriteString(d.in, line+"\n"); err != nil {
 		d.log.Error("dead-man switch: not reachable", "err", err)
+		d.failed = true
 		return
 	}
 	d.last = line
@@ -194,7 +196,9 @@ func (d *deadMan) send(line string) {
 func (d *deadMan) close() {
 	d.once.Do(func() {
 		if !d.closed {
-			d.disarm()
+			if !d.failed {
+				d.disarm()
+			}
 			_ = d.in.Close()
 			d.closed = true
 		}

@@ -81,8 +81,9 @@ type elector struct {
 	handled string
 	// dm is the dead-man switch, once started (Config.DeadManSwitch);
 	// dmHook, if set, is its onSend (tests).
-	dm     *deadMan
-	dmHook func(line string)
+	dm      *deadMan
+	dmHook  func(line string)
+	dmRetry time.Time // no restart of a failed switch before
 }
 
 func newElector() *elector {
@@ -152,9 +153,19 @@ func (a *Agent) updateDeadMan(top *topology.Topology) string {
 	if len(a.cfg.DeadManSwitch) == 0 {
 		return ""
 	}
+	if e.dm != nil && e.dm.failed {
+		// The switch is gone (killed, crashed): start another, at most
+		// once a lease TTL.
+		e.dm.close()
+		e.dm, e.dmRetry = nil, time.Now().Add(a.cfg.LeaseTTL)
+	}
 	if e.dm == nil {
+		if time.Now().Before(e.dmRetry) {
+			return "dead-man switch: not running (restarting)"
+		}
 		dm, err := startDeadMan(a.cfg.DeadManSwitch, a.cfg.Redis, a.log)
 		if err != nil {
+			e.dmRetry = time.Now().Add(a.cfg.LeaseTTL)
 			return err.Error()
 		}
 		e.dm, dm.onSend = dm, e.dmHook
@@ -163,6 +174,9 @@ func (a *Agent) updateDeadMan(top *topology.Topology) string {
 		e.dm.arm(e.ses.FenceDeadline(), 2*a.cfg.LeaseTTL, followAddr(top, a.cfg.ID))
 	} else {
 		e.dm.disarm()
+	}
+	if e.dm.failed {
+		return "dead-man switch: not reachable (restarting)"
 	}
 	return ""
 }
