@@ -33,7 +33,8 @@ type replica struct {
 	ackTime   atomic.Int64 // unix nanos of the last ACK
 	sent      atomic.Int64 // stream offset sent up to
 	closed    atomic.Bool
-	reason    atomic.Value // string: why the relay closed it
+	reason    atomic.Value  // string: why the relay closed it
+	traces    replicaTraces // sampled offsets waiting for its acks (tracing.go)
 }
 
 // name is how the replica is shown: its address and listening port.
@@ -381,6 +382,7 @@ func (r *Relay) startReplica(ctx context.Context, c *client, br *bufio.Reader, a
 		}
 	}
 	defer stream.Close()
+	defer rp.traces.close()
 	rp.state.Store("online")
 	err := r.feedReplica(ctx, rp, br, stream)
 	reason, _ := rp.reason.Load().(string)
@@ -533,7 +535,8 @@ func (r *Relay) feedReplica(ctx context.Context, rp *replica, br *bufio.Reader, 
 		if _, err := rp.conn.Write(buf[:n]); err != nil {
 			return fmt.Errorf("write to replica: %w", err)
 		}
-		rp.sent.Add(int64(n))
+		end := rp.sent.Add(int64(n))
+		r.traceReplicaWrite(rp, end-int64(n), end)
 		r.stats.replicaOutputByte.Add(int64(n))
 	}
 }
@@ -565,6 +568,7 @@ func (r *Relay) readAcks(rp *replica, br *bufio.Reader) {
 			if off, err := strconv.ParseInt(string(args[2]), 10, 64); err == nil && off >= 0 {
 				rp.ackOffset.Store(off)
 				rp.ackTime.Store(time.Now().UnixNano())
+				rp.traces.acked(off)
 			}
 		case bytes.EqualFold(args[0], []byte("replconf")):
 		default:

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,13 @@ import (
 // with an "arbor.replicate" span of their own, and so on down the tree. One
 // trace thus shows every hop of the sampled bytes with its timing. Frames
 // that are not sampled cost a load and a compare.
+//
+// The leaves are the Redis replicas: a relay that sends a replica the
+// bytes of a sampled frame it stored (or, at the root, one write per
+// TraceEvery per replica) records an "arbor.replica.ack" span, under the
+// frame's store span, that ends when that replica acks the frame's end. So
+// one trace shows the whole way from the master to every replica, and
+// which hop or replica is slow.
 
 // Span names.
 const (
@@ -34,6 +42,10 @@ const (
 	SpanReplicate = "arbor.replicate"
 	// SpanStore covers a child relay storing a sampled frame.
 	SpanStore = "arbor.relay.store"
+	// SpanReplicaAck covers a Redis replica taking a sampled frame: from
+	// when the relay received its bytes (at the root: read them from the
+	// master) until the replica acked the frame's end.
+	SpanReplicaAck = "arbor.replica.ack"
 )
 
 // Span attribute keys.
@@ -46,7 +58,8 @@ const (
 	AttrOffsetEnd   = attribute.Key("arbor.offset.end")   // the offset after its last byte
 	AttrFrameBytes  = attribute.Key("arbor.frame.bytes")  // stream bytes in the frame
 	AttrWireBytes   = attribute.Key("arbor.frame.wire_bytes")
-	AttrLagMs       = attribute.Key("arbor.lag_ms") // now minus the frame's origin time, when stored
+	AttrLagMs       = attribute.Key("arbor.lag_ms")     // now minus the frame's origin time, when stored (or acked)
+	AttrReplicaID   = attribute.Key("arbor.replica.id") // the Redis replica (address and listening port)
 )
 
 const (
@@ -256,4 +269,110 @@ func (r *Relay) storeFrame(s *arborv1.Stream, dec *decoders, in *ingest) error {
 	}
 	sp.End(trace.WithTimestamp(now))
 	return nil
+}
+
+// maxReplicaTraces bounds the sampled offsets a replica has not acked yet;
+// past it the oldest span ends unacked.
+const maxReplicaTraces = 16
+
+// replicaTrace is an arbor.replica.ack span waiting for its replica to ack
+// end.
+type replicaTrace struct {
+	end   int64
+	began time.Time
+	span  trace.Span
+}
+
+// replicaTraces are a replica's spans waiting for its acks: the feeding
+// goroutine adds them, the ack reader ends them.
+type replicaTraces struct {
+	mu      sync.Mutex
+	pending []replicaTrace // guarded by mu, ordered by end
+	// next is when the root may sample a write to this replica next (unix
+	// nanos); owned by the feeding goroutine.
+	next int64
+}
+
+// traceReplicaWrite decides whether the bytes [start, end) just written to
+// replica rp are traced, and if so starts an arbor.replica.ack span that
+// acked ends: under the span of a sampled frame from the parent that ends
+// in them, or at the root, once per TraceEvery, as a trace of its own.
+// Only the goroutine that feeds rp calls it.
+func (r *Relay) traceReplicaWrite(rp *replica, start, end int64) {
+	t := r.tracing
+	var parent context.Context
+	var began time.Time
+	off := end
+	if t.newest.Load() > start {
+		if m, ok := t.markIn(start, end); ok {
+			parent, began, off = trace.ContextWithSpanContext(context.Background(), m.sc), m.received, m.end
+		}
+	}
+	if parent == nil {
+		if !t.sample || t.every <= 0 {
+			return
+		}
+		now := time.Now()
+		if now.UnixNano() < rp.traces.next {
+			return
+		}
+		rp.traces.next = now.Add(t.every).UnixNano()
+		if r.currentUpstream().Kind != UpstreamRedis {
+			return // below the root, only the frames sampled above are traced
+		}
+		parent, began = context.Background(), now
+		if o, ok := r.timeline.originOf(end - 1); ok && o > 0 && o < now.UnixNano() {
+			began = time.Unix(0, o)
+		}
+	}
+	_, sp := t.tracer.Start(parent, SpanReplicaAck,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithTimestamp(began),
+		trace.WithAttributes(
+			AttrRelayID.String(t.relayID),
+			AttrRelaySite.String(t.site),
+			AttrReplicaID.String(rp.name()),
+			AttrOffsetEnd.Int64(off),
+		))
+	if !sp.IsRecording() {
+		return // no tracer here: nothing is recorded
+	}
+	rp.traces.mu.Lock()
+	defer rp.traces.mu.Unlock()
+	if len(rp.traces.pending) == maxReplicaTraces {
+		old := rp.traces.pending[0]
+		endSpan(old.span, errNotAcked)
+		rp.traces.pending = rp.traces.pending[1:]
+	}
+	rp.traces.pending = append(rp.traces.pending, replicaTrace{end: off, began: began, span: sp})
+}
+
+// errNotAcked ends a replica's span whose offset it never acked.
+var errNotAcked = errors.New("replica did not ack the sampled offset")
+
+// acked ends the spans of the offsets a replica's ack at off covers.
+func (rt *replicaTraces) acked(off int64) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if len(rt.pending) == 0 || rt.pending[0].end > off {
+		return
+	}
+	now := time.Now()
+	i := 0
+	for ; i < len(rt.pending) && rt.pending[i].end <= off; i++ {
+		p := rt.pending[i]
+		p.span.SetAttributes(AttrLagMs.Int64(now.Sub(p.began).Milliseconds()))
+		p.span.End(trace.WithTimestamp(now))
+	}
+	rt.pending = rt.pending[i:]
+}
+
+// close ends the spans still waiting when the replica's link ends.
+func (rt *replicaTraces) close() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, p := range rt.pending {
+		endSpan(p.span, errNotAcked)
+	}
+	rt.pending = nil
 }

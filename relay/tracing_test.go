@@ -3,10 +3,12 @@ package relay_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -248,5 +250,70 @@ func TestTraceContextCrossesUntracedRelay(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("no relay-c store span under a relay-a replicate span among %d spans", len(spans))
+	})
+}
+
+// TestReplicaAckTraces: the traces end at the Redis replicas. relay-a (the
+// root) → relay-b, a replica under each. Under relay-b's store span of a
+// frame sampled at the root, an arbor.replica.ack span for relay-b's
+// replica ends, without error, once that replica acked the frame's end;
+// the root's own replica gets a trace of its own per TraceEvery.
+func TestReplicaAckTraces(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	traced := func(c *relay.Config) { c.TracerProvider, c.TraceEvery = tp, 200*time.Millisecond }
+
+	master := redistest.Start(t)
+	load(t, master, redistest.LoadOptions{SmallKeys: 200, Seed: 1})
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), traced)
+	b := treeRelay(t, "relay-b", "B", a.arborURL(), traced)
+	repA, repB := redistest.Start(t), redistest.Start(t)
+	replicaOf(t, repA, a.Port)
+	replicaOf(t, repB, b.Port)
+	redistest.WaitInSync(t, syncTimeout, master, repA, repB)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := redistest.WriteLoad(ctx, master.Client(), 20_000); err != nil {
+		t.Fatalf("write load: %v", err)
+	}
+	redistest.WaitInSync(t, syncTimeout, master, repA, repB)
+
+	replicaOf := func(s sdktrace.ReadOnlySpan, rep *redistest.Server) bool {
+		return strings.HasSuffix(spanStr(s, relay.AttrReplicaID), fmt.Sprintf(":%d", rep.Port))
+	}
+	redistest.WaitFor(t, 20*time.Second, func() error {
+		spans := rec.Ended()
+		byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+		for _, s := range spans {
+			byID[s.SpanContext().SpanID()] = s
+		}
+		var leaf, rootLeaf bool
+		for _, s := range spans {
+			if s.Name() != relay.SpanReplicaAck || s.Status().Code == codes.Error {
+				continue
+			}
+			if _, ok := spanAttr(s, relay.AttrLagMs); !ok {
+				continue
+			}
+			switch {
+			case spanStr(s, relay.AttrRelayID) == "relay-b" && replicaOf(s, repB):
+				// Its parent is relay-b's store span of a frame the root
+				// sampled, in the same trace, whose end it waited for.
+				p := byID[s.Parent().SpanID()]
+				if p != nil && p.Name() == relay.SpanStore && spanStr(p, relay.AttrRelayID) == "relay-b" &&
+					p.SpanContext().TraceID() == s.SpanContext().TraceID() &&
+					spanInt(s, relay.AttrOffsetEnd) == spanInt(p, relay.AttrOffsetEnd) {
+					leaf = true
+				}
+			case spanStr(s, relay.AttrRelayID) == "relay-a" && replicaOf(s, repA) && !s.Parent().IsValid():
+				rootLeaf = true
+			}
+		}
+		if !leaf || !rootLeaf {
+			return fmt.Errorf("acked replica spans: under relay-b's store span %v, at the root %v (of %d spans)", leaf, rootLeaf, len(spans))
+		}
+		return nil
 	})
 }
