@@ -406,3 +406,135 @@ func checkRoles(t *testing.T, ctx context.Context, master *redistest.Server, ser
 		}
 	}
 }
+
+// TestFailoverSiteLossAnchorElsewhere: as TestFailoverSiteLoss, but the
+// relay bm follows (relay-b) is down when site A is lost, so relay-c is
+// the only live, hence most advanced, surviving relay: bm catches up to
+// relay-c's offset before it is promoted (following relay-c first if it
+// is behind; the run-time mover may have moved it off the dead relay-b
+// already), relay-c becomes the root and the dead relay-b its child; when
+// relay-b returns it continues under relay-c. No WAIT-acknowledged write
+// is lost, no full sync among the survivors.
+func TestFailoverSiteLossAnchorElsewhere(t *testing.T) {
+	const minAcked = 20
+	f := newDRFabric(t)
+	ctx := f.ctx
+	for _, id := range []string{"relay-a", "relay-b", "relay-c"} {
+		f.startRelay(id)
+	}
+	for _, id := range []string{"am", "ab", "bm", "cr"} {
+		f.startAgent(id)
+	}
+	am, ab, bm, cr := f.redis["am"], f.redis["ab"], f.redis["bm"], f.redis["cr"]
+	var boot election.State
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		var err error
+		if boot, err = f.state(); err != nil {
+			return err
+		}
+		if !boot.Live() || boot.Master.Node != "am" {
+			return fmt.Errorf("state %+v: want am elected at bootstrap", boot)
+		}
+		return nil
+	})
+	waitLinkUp(t, ctx, ab, bm, cr)
+	if err := redistest.LoadAllTypes(ctx, am.Client(), redistest.LoadOptions{SmallKeys: 200, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitInSync(t, 30*time.Second, am, ab, bm, cr)
+	before := f.counters("relay-c")
+
+	// relay-b goes down; the writer's WAIT 1 is answered through relay-c.
+	f.stops["relay-b"]()
+	w := startWaitWriter(t, ctx, am)
+	redistest.WaitFor(t, 60*time.Second, func() error {
+		if n := w.count.Load(); n < minAcked {
+			return fmt.Errorf("%d writes WAIT-acknowledged, want %d before the loss", n, minAcked)
+		}
+		return nil
+	})
+	am.Kill()
+	ab.Kill()
+	f.stops["relay-a"]()
+	f.stops["am"]()
+	f.stops["ab"]()
+	f.etcd.Members[drSites["A"]].Kill()
+
+	var after election.State
+	redistest.WaitFor(t, 60*time.Second, func() error {
+		var err error
+		if after, err = f.state(); err != nil {
+			return err
+		}
+		if after.Master == nil || after.Master.Node != "bm" || after.Master.Epoch <= boot.Master.Epoch || !after.Live() {
+			return fmt.Errorf("record %+v: want bm live at an epoch after %d", after.Master, boot.Master.Epoch)
+		}
+		return nil
+	})
+	w.stop()
+	<-w.done
+	top, _, err := topology.Load(ctx, f.cli, f.cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top.Relays["relay-c"].Upstream != topology.UpstreamMaster || top.Relays["relay-b"].Upstream != "relay-c" {
+		t.Fatalf("topology: relay-b <- %s, relay-c <- %s; want relay-c a root and relay-b under it",
+			top.Relays["relay-b"].Upstream, top.Relays["relay-c"].Upstream)
+	}
+	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("history %+v, %v", hs, err)
+	}
+	var catchUp string
+	for _, s := range hs[0].Steps {
+		if s.Name == "catch-up" {
+			catchUp = s.Note
+		}
+	}
+	if !strings.Contains(catchUp, "relay-c") {
+		t.Errorf("catch-up step %q: want it from relay-c", catchUp)
+	}
+	t.Logf("history: %s; steps %+v", hs[0].Reason, hs[0].Steps)
+
+	var lost []string
+	for _, k := range w.acked {
+		if n, err := bm.Client().Exists(ctx, k).Result(); err != nil || n != 1 {
+			lost = append(lost, k)
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("%d of %d WAIT-acknowledged writes are not on bm: %v", len(lost), len(w.acked), lost[:min(len(lost), 10)])
+	}
+	t.Logf("writer: %d WAIT-acknowledged of %d tried", len(w.acked), w.tried)
+
+	// relay-b returns under relay-c; cr and relay-b stream bm's writes.
+	f.startRelay("relay-b")
+	redistest.WaitFor(t, 30*time.Second, func() error { return bm.Client().Set(ctx, "after-site-loss", "1", 0).Err() })
+	waitKeys(t, ctx, cr, "after-site-loss")
+	redistest.WaitInSync(t, 30*time.Second, bm, cr)
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		r := f.running["relay-b"]()
+		if r == nil {
+			return fmt.Errorf("relay-b not started")
+		}
+		if got, want := r.Status().GetStoredOffset(), masterOffset(ctx, bm); got < want {
+			return fmt.Errorf("relay-b stored %d, bm at %d", got, want)
+		}
+		return nil
+	})
+	now := f.counters("relay-c")
+	if now.GetFullSyncsServed() != before.GetFullSyncsServed() || now.GetUpstreamFullSyncs() != before.GetUpstreamFullSyncs() {
+		t.Errorf("relay-c full syncs: served %d -> %d, upstream %d -> %d; want no new ones",
+			before.GetFullSyncsServed(), now.GetFullSyncsServed(), before.GetUpstreamFullSyncs(), now.GetUpstreamFullSyncs())
+	}
+	if stats, err := bm.Info(ctx, "stats"); err != nil || stats["sync_full"] != "0" {
+		t.Errorf("bm served sync_full %s (%v); want 0", stats["sync_full"], err)
+	}
+	checkRoles(t, ctx, bm, bm, cr)
+}
+
+// masterOffset is s's master_repl_offset (0 if unreadable).
+func masterOffset(ctx context.Context, s *redistest.Server) int64 {
+	off, _ := s.InfoInt(ctx, "replication", "master_repl_offset")
+	return off
+}
