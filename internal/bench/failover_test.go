@@ -192,3 +192,26 @@ func TestFailoverArborSwitchoverSmoke(t *testing.T) {
 	}
 	t.Logf("\n%s", out.String())
 }
+
+// TestFailoverSentinelSwitchoverSmoke runs Sentinel once with SENTINEL
+// FAILOVER instead of a kill: the backup is master, the writer reaches it,
+// and the write pause is measured (acknowledged writes the old master
+// took after the promotion may be lost: Sentinel does not pause it).
+func TestFailoverSentinelSwitchoverSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs four redis-servers and three redis-sentinels")
+	}
+	if _, err := exec.LookPath("redis-sentinel"); err != nil {
+		t.Skip("redis-sentinel is not installed (Debian: apt-get install redis-sentinel)")
+	}
+	rep := runFailoverOnce(t, 3*time.Minute, "sentinel", func(cfg *FailoverConfig) { cfg.Switchover = true })
+	s := rep.Systems[0]
+	if run := s.PerRun[0]; run.NewMaster == "" || run.Acked == 0 || run.WritePauseMs <= 0 || s.WritePause.Count != 1 {
+		t.Errorf("run: %+v, write pause %+v", run, s.WritePause)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", out.String())
+}
