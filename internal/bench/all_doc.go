@@ -50,7 +50,7 @@ func WriteDoc(dir string, r *AllReport) error {
 	if d.err != nil {
 		return d.err
 	}
-	data, err := json.MarshalIndent(r, "", "  ")
+	data, err := json.MarshalIndent(keptTraces(r), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -58,6 +58,33 @@ func WriteDoc(dir string, r *AllReport) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, DocName), d.md.Bytes(), 0o644)
+}
+
+// keptTraces returns r with only the lag traces the document draws (each
+// failover system's median run), so results.json stays small; written
+// again from it, the document is the same.
+func keptTraces(r *AllReport) *AllReport {
+	out := *r
+	trim := func(fr *FailoverReport) *FailoverReport {
+		if fr == nil {
+			return nil
+		}
+		c := *fr
+		c.Systems = slices.Clone(fr.Systems)
+		for i, s := range c.Systems {
+			median, ok := medianRun(s.PerRun)
+			runs := slices.Clone(s.PerRun)
+			for j := range runs {
+				if !ok || runs[j].Trace != median.Trace {
+					runs[j].Trace = nil
+				}
+			}
+			c.Systems[i].PerRun = runs
+		}
+		return &c
+	}
+	out.Failover, out.Switchover = trim(r.Failover), trim(r.Switchover)
+	return &out
 }
 
 // docWriter builds the markdown and writes the figures; the first error
