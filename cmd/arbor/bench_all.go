@@ -40,6 +40,8 @@ drawn from this run's measurements.
                                   every server through a failover)
   switchover  arbor bench failover --switchover (the write pause of a
                                   planned switchover, Arbor vs Sentinel)
+  relay-failover  arbor bench relay-failover (children moving off a killed
+                                  root relay: time, write stall)
 
 The report also records the machine: CPU model and count, load average at
 the start and the end (the machine may be shared: other load skews the
@@ -47,9 +49,9 @@ numbers), kernel, Redis and Go versions and the arbor commit. A benchmark
 that fails is reported as failed and the next one runs; the command then
 exits non-zero.
 
-Standard sizes (the documented ones; about 15 minutes on 2 CPUs): --duration
+Standard sizes (the documented ones; about 17 minutes on 2 CPUs): --duration
 10s per load, 3 throughput rounds, --dataset-size 256MiB, --runs 20 failovers
-per system (failover and switchover). --quick runs tiny sizes (about 2 minutes) to check the pipeline.`,
+per system (failover and switchover), 20 relay kills. --quick runs tiny sizes (about 2 minutes) to check the pipeline.`,
 		Example: `  arbor bench all                      # writes docs/benchmarks.md
   arbor bench all --quick --out /tmp/bench
   make bench-all
@@ -164,6 +166,11 @@ func benchAllConfig(cmd *cobra.Command) (bench.AllConfig, string, error) {
 	*sw = *fo
 	sw.Switchover = true
 	cfg.Commands[bench.BenchSwitchover] = fmt.Sprintf("arbor bench failover --switchover --runs %d --systems %s", sw.Runs, strings.Join(sw.Systems, ","))
+
+	rf := &cfg.RelayFailover
+	*rf = bench.DefaultRelayFailoverConfig()
+	rf.Runs, rf.RedisServer, rf.RelayBin, rf.Dir = sz.runs, redisServer, arborBin, dir
+	cfg.Commands[bench.BenchRelayFailover] = fmt.Sprintf("arbor bench relay-failover --runs %d", rf.Runs)
 
 	for name, v := range map[string]interface{ Validate() error }{"relay": r, "tree": t, "failover": fo} {
 		if err := v.Validate(); err != nil {

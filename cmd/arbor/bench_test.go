@@ -183,10 +183,11 @@ func TestBenchAllConfig(t *testing.T) {
 		t.Errorf("switchover config %+v, failover's switchover %v", cfg.Switchover, cfg.Failover.Switchover)
 	}
 	for b, want := range map[string]string{
-		bench.BenchRelay:      "arbor bench relay --duration 10s --rounds 3 --rate 50000 --lag-samples 1000 --pin",
-		bench.BenchTree:       "arbor bench tree --duration 10s --dataset-size 256MiB",
-		bench.BenchFailover:   "arbor bench failover --runs 20 --systems sentinel,arbor,arbor-fast",
-		bench.BenchSwitchover: "arbor bench failover --switchover --runs 20 --systems sentinel,arbor,arbor-fast",
+		bench.BenchRelay:         "arbor bench relay --duration 10s --rounds 3 --rate 50000 --lag-samples 1000 --pin",
+		bench.BenchTree:          "arbor bench tree --duration 10s --dataset-size 256MiB",
+		bench.BenchFailover:      "arbor bench failover --runs 20 --systems sentinel,arbor,arbor-fast",
+		bench.BenchSwitchover:    "arbor bench failover --switchover --runs 20 --systems sentinel,arbor,arbor-fast",
+		bench.BenchRelayFailover: "arbor bench relay-failover --runs 20",
 	} {
 		if !strings.HasPrefix(cfg.Commands[b], want) {
 			t.Errorf("%s command %q, want it to start %q", b, cfg.Commands[b], want)

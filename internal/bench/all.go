@@ -24,10 +24,13 @@ const (
 	// BenchSwitchover is the failover benchmark with a planned switchover
 	// in each run instead of a kill (FailoverConfig.Switchover).
 	BenchSwitchover = "switchover"
+	// BenchRelayFailover kills a root relay under writes
+	// (RunRelayFailover).
+	BenchRelayFailover = "relay-failover"
 )
 
 // AllBenches are the benchmarks RunAll runs.
-var AllBenches = []string{BenchRelay, BenchTree, BenchFailover, BenchSwitchover}
+var AllBenches = []string{BenchRelay, BenchTree, BenchFailover, BenchSwitchover, BenchRelayFailover}
 
 // AllConfig configures RunAll: one config per benchmark, run as given.
 type AllConfig struct {
@@ -35,7 +38,8 @@ type AllConfig struct {
 	Tree     TreeConfig
 	Failover FailoverConfig
 	// Switchover runs with Switchover set whatever it says.
-	Switchover FailoverConfig
+	Switchover    FailoverConfig
+	RelayFailover RelayFailoverConfig
 	// Benches are the benchmarks to run (AllBenches' names).
 	Benches []string
 	// Commands are the equivalent command lines, by benchmark, for the
@@ -50,6 +54,8 @@ type AllConfig struct {
 type AllReport struct {
 	Machine  Machine           `json:"machine"`
 	Commands map[string]string `json:"commands"`
+	// Ran says when each benchmark ran and the load then, in order.
+	Ran []BenchRun `json:"ran"`
 
 	Relay       *Report         `json:"relay,omitempty"`
 	RelayErr    string          `json:"relay_error,omitempty"`
@@ -60,6 +66,19 @@ type AllReport struct {
 	// Switchover is the failover benchmark with planned switchovers.
 	Switchover    *FailoverReport `json:"switchover,omitempty"`
 	SwitchoverErr string          `json:"switchover_error,omitempty"`
+	// RelayFailover is the relay failover benchmark.
+	RelayFailover    *RelayFailoverReport `json:"relay_failover,omitempty"`
+	RelayFailoverErr string               `json:"relay_failover_error,omitempty"`
+}
+
+// BenchRun is when one benchmark of RunAll ran and the machine's load
+// average (1, 5, 15 min) as it started and ended.
+type BenchRun struct {
+	Name      string     `json:"name"`
+	Started   time.Time  `json:"started"`
+	Ended     time.Time  `json:"ended"`
+	LoadStart [3]float64 `json:"load_start"`
+	LoadEnd   [3]float64 `json:"load_end"`
 }
 
 // Machine is where the benchmarks ran.
@@ -108,6 +127,7 @@ func RunAll(ctx context.Context, cfg AllConfig) (*AllReport, error) {
 			return rep, err
 		}
 		progress("running %s: %s", b, cfg.Commands[b])
+		ran := BenchRun{Name: b, Started: time.Now().UTC(), LoadStart: loadAverage()}
 		var err error
 		switch b {
 		case BenchRelay:
@@ -142,7 +162,16 @@ func RunAll(ctx context.Context, cfg AllConfig) (*AllReport, error) {
 			if rep.Switchover != nil {
 				rep.Machine.RedisVersion = cmp.Or(rep.Machine.RedisVersion, rep.Switchover.Host.RedisVersion)
 			}
+		case BenchRelayFailover:
+			rc := cfg.RelayFailover
+			if cfg.Progress != nil && rc.Progress == nil {
+				rc.Progress = func(format string, args ...any) { fmt.Fprintf(cfg.Progress, "bench: "+format+"\n", args...) }
+			}
+			rep.RelayFailover, err = RunRelayFailover(ctx, rc)
+			rep.RelayFailoverErr = errText(err)
 		}
+		ran.Ended, ran.LoadEnd = time.Now().UTC(), loadAverage()
+		rep.Ran = append(rep.Ran, ran)
 		if err != nil {
 			progress("%s: %v", b, err)
 			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
@@ -158,7 +187,7 @@ func RunAll(ctx context.Context, cfg AllConfig) (*AllReport, error) {
 // Failed lists the benchmarks that failed, with their errors.
 func (r *AllReport) Failed() []string {
 	var out []string
-	for _, f := range []struct{ name, err string }{{BenchRelay, r.RelayErr}, {BenchTree, r.TreeErr}, {BenchFailover, r.FailoverErr}, {BenchSwitchover, r.SwitchoverErr}} {
+	for _, f := range []struct{ name, err string }{{BenchRelay, r.RelayErr}, {BenchTree, r.TreeErr}, {BenchFailover, r.FailoverErr}, {BenchSwitchover, r.SwitchoverErr}, {BenchRelayFailover, r.RelayFailoverErr}} {
 		if f.err != "" {
 			out = append(out, f.name+": "+f.err)
 		}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/arbor-fabric/arbor/internal/svgplot"
 )
@@ -131,9 +132,9 @@ func (d *docWriter) text(title string, rep interface{ WriteText(io.Writer) error
 func (d *docWriter) write(r *AllReport) {
 	m := r.Machine
 	d.f("# Benchmarks\n\n")
-	d.f("Written by `arbor bench all` from one run on %s (UTC), %s to %s. Every table and figure below\n",
+	d.f("Written by `arbor bench all` on %s (UTC), %s to %s. Every table and figure below is drawn\n",
 		m.Started.Format("2006-01-02"), m.Started.Format("15:04"), m.Ended.Format("15:04"))
-	d.f("is drawn from the measurements of that run (kept in [`%s/results.json`](%s/results.json)); rerun\n", DocAssets, DocAssets)
+	d.f("from the measurements (kept in [`%s/results.json`](%s/results.json)); rerun\n", DocAssets, DocAssets)
 	d.f("`make bench-all` to measure your own machine. All processes run on one machine over loopback,\n")
 	d.f("with inter-site links simulated (`internal/wan`): absolute numbers say more about this machine\n")
 	d.f("than about a deployment; the comparisons between Arbor and native Redis or Sentinel, measured\n")
@@ -151,6 +152,14 @@ func (d *docWriter) write(r *AllReport) {
 	if m.LoadStart[0] > float64(m.CPUs)/2 || m.LoadEnd[0] > float64(m.CPUs)/2 {
 		d.f("The machine was shared with other work during the run (load average above half its CPUs):\n")
 		d.f("expect latencies and CPU figures to be noisier and higher than on an idle machine.\n\n")
+	}
+	if len(r.Ran) > 0 {
+		var rows [][]string
+		for _, b := range r.Ran {
+			rows = append(rows, []string{b.Name, b.Started.Format("15:04:05"), b.Ended.Sub(b.Started).Round(time.Second).String(),
+				loadText(b.LoadStart), loadText(b.LoadEnd)})
+		}
+		d.table([]string{"benchmark", "started (UTC)", "took", "load average at its start", "at its end"}, rows)
 	}
 	d.f("Commands run:\n\n```sh\n")
 	for _, b := range AllBenches {
@@ -170,7 +179,44 @@ func (d *docWriter) write(r *AllReport) {
 	d.failover(r.Failover)
 	d.switchover(r.Switchover)
 	d.tree(r.Tree)
+	d.relayFailover(r.RelayFailover)
 	d.relay(r.Relay)
+}
+
+// relayFailover writes the section of the relay failover benchmark.
+func (d *docWriter) relayFailover(r *RelayFailoverReport) {
+	d.f("## Relay failover: children move off a killed relay\n\n")
+	if r == nil || len(r.Runs) == 0 {
+		d.f("Not measured in this run.\n\n")
+		return
+	}
+	d.f("`arbor bench relay-failover`: %d runs, fresh processes each: a master with\n", len(r.Runs))
+	d.f("`min-replicas-to-write 1`, two root relays following it, two child relays on the upstream list\n")
+	d.f("of both (`--move-after %.0f ms`), a replica under each; under steady writes one root relay is\n", r.MoveAfterMs)
+	d.f("killed with SIGKILL. *Children streaming* is from the kill to both child relays streaming from\n")
+	d.f("the other root; *write stall* the longest gap between two writes the master accepted.\n\n")
+	digests := "equal"
+	if !r.Digests {
+		digests = "**DIFFER**"
+	}
+	d.table([]string{"", "p50", "p99", "max"}, [][]string{
+		{"children streaming again", msText(r.Streaming.P50), msText(r.Streaming.P99), msText(r.Streaming.Max)},
+		{"longest write stall", msText(r.Stall.P50), msText(r.Stall.P99), msText(r.Stall.Max)},
+	})
+	d.f("Writes refused: %d · full syncs anywhere: %d · digests: %s.\n\n", r.WriteErrors, r.FullSyncs, digests)
+	chart := &svgplot.LineChart{Title: fmt.Sprintf("Relay failover over %d runs (SIGKILL of a root relay)", len(r.Runs)),
+		XLabel: "ms from the kill", YLabel: "fraction of runs", YMin0: true}
+	var st, stall []float64
+	for _, run := range r.Runs {
+		st = append(st, run.StreamingMs)
+		stall = append(stall, run.StallMs)
+	}
+	x, y := ecdf(st)
+	chart.Series = append(chart.Series, svgplot.Series{Name: "children streaming again", X: x, Y: y})
+	x, y = ecdf(stall)
+	chart.Series = append(chart.Series, svgplot.Series{Name: "longest write stall", X: x, Y: y})
+	d.figure("relay-failover.svg", "relay failover time distribution", chart)
+	d.text("Full text report of `arbor bench relay-failover`", r)
 }
 
 func (d *docWriter) failover(r *FailoverReport) {

@@ -49,6 +49,11 @@ func sampleAllReport() *AllReport {
 			FullSync: &FullSyncResult{DataBytes: 256 << 20, NativeSeconds: 21.5, ArborRelaySeconds: 7.25, ArborReplicaSeconds: 3.5, ArborSeconds: 10.75, Ratio: 0.5},
 		},
 		TreeErr: "lag probes missing",
+		Ran: []BenchRun{{Name: BenchFailover, Started: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), Ended: time.Date(2026, 12, 3, 12, 4, 30, 0, time.UTC),
+			LoadStart: [3]float64{3.5, 2, 1}, LoadEnd: [3]float64{4, 2.5, 1.5}}},
+		RelayFailover: &RelayFailoverReport{MoveAfterMs: 1000, Digests: true, Streaming: Dist{Count: 2, P50: 1234, P99: 1500, Max: 1500},
+			Stall: Dist{Count: 2, P50: 20, P99: 30, Max: 30},
+			Runs:  []RelayFailoverRun{{StreamingMs: 1234, StallMs: 20, DigestsEqual: true}, {StreamingMs: 1500, StallMs: 30, DigestsEqual: true}}},
 		Switchover: &FailoverReport{Runs: 2, Kill: "switchover", Systems: []FailoverResult{
 			{Name: "arbor", Settings: "agents", WritePause: Dist{Count: 2, P50: 46.5, P99: 89, Max: 89},
 				PerRun: []FailoverRun{{WritePauseMs: 46.5, WriteAcceptedMs: 50}, {WritePauseMs: 89, WriteAcceptedMs: 95}}}}},
@@ -79,7 +84,9 @@ func TestWriteDoc(t *testing.T) {
 		"tree: lag probes missing",
 		"## One relay vs native replication\n\nNot measured in this run.",
 		"The machine was shared",
-		"## Planned switchover: the write pause", "| arbor | 2 of 2 | 46.50 ms | 89.00 ms |",
+		"## Planned switchover: the write pause",
+		"| failover | 12:00:00 | 4m30s | 3.50, 2.00, 1.00 | 4.00, 2.50, 1.50 |",
+		"| children streaming again | 1234 ms | 1500 ms | 1500 ms |", "Writes refused: 0 · full syncs anywhere: 0 · digests: equal.", "| arbor | 2 of 2 | 46.50 ms | 89.00 ms |",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("document lacks %q", want)
@@ -101,7 +108,7 @@ func TestWriteDoc(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"benchmarks/results.json", "benchmarks/failover-cdf.svg", "benchmarks/failover-lag-sentinel.svg",
-		"benchmarks/failover-lag-arbor.svg", "benchmarks/intersite-bytes.svg", "benchmarks/fullsync.svg", "benchmarks/switchover-pause.svg"} {
+		"benchmarks/failover-lag-arbor.svg", "benchmarks/intersite-bytes.svg", "benchmarks/fullsync.svg", "benchmarks/switchover-pause.svg", "benchmarks/relay-failover.svg"} {
 		if !seen[want] {
 			t.Errorf("document does not link %s (links: %v)", want, seen)
 		}
