@@ -3,11 +3,8 @@ package relay_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/arbor-fabric/arbor/internal/redistest"
 	"github.com/arbor-fabric/arbor/internal/wan"
@@ -22,28 +19,7 @@ import (
 // tail of the frames held, never stored nor acked), becomes a root
 // following it with a partial resync, not a full one.
 func TestChildFailoverAfterCutCommand(t *testing.T) {
-	const valueLen = 3 << 20
-	cases := []struct {
-		name string
-		// write sends the command(s) the cut falls into, and returns how
-		// many stream bytes, from where the write starts, the cut must
-		// come after.
-		write func(ctx context.Context, c *redis.Client) (cutAfter int64, err error)
-	}{
-		{"in a command", func(ctx context.Context, c *redis.Client) (int64, error) {
-			return 1 << 20, c.Set(ctx, "big", strings.Repeat("v", valueLen), 0).Err()
-		}},
-		{"in a transaction", func(ctx context.Context, c *redis.Client) (int64, error) {
-			_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.Set(ctx, "tx:1", strings.Repeat("a", valueLen), 0)
-				p.Set(ctx, "tx:2", strings.Repeat("b", valueLen), 0)
-				return nil
-			})
-			// Past MULTI and the whole first SET, before the second ends.
-			return valueLen + 64<<10, err
-		}},
-	}
-	for _, tc := range cases {
+	for _, tc := range cutWrites {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			master := redistest.Start(t)
@@ -68,27 +44,15 @@ func TestChildFailoverAfterCutCommand(t *testing.T) {
 			full := c.InfoInt(t, "stats", "arbor_upstream_full_syncs")
 			partial := c.InfoInt(t, "stats", "arbor_upstream_partial_syncs")
 
-			_, from0 := link.BytesForwarded()
-			cutAfter, err := tc.write(ctx, master.Client())
-			if err != nil {
-				t.Fatal(err)
-			}
-			total := masterInt(t, master, "replication", "master_repl_offset") - before
-			redistest.WaitFor(t, 30*time.Second, func() error {
-				if _, from := link.BytesForwarded(); from-from0 < cutAfter {
-					return fmt.Errorf("%d of %d stream bytes forwarded, waiting for %d", from-from0, total, cutAfter)
-				}
-				return nil
-			})
-			link.Cut()
+			total, forwarded := cutDuring(ctx, t, master, link, before, tc)
 			p.Stop()
 			master.Kill()
-			if _, from := link.BytesForwarded(); from-from0 >= total {
+			if forwarded() >= total {
 				t.Fatalf("the link was cut after the whole write (%d bytes) went through: the machine is too slow for this test", total)
 			}
 			stored := c.relay().Status().GetStoredOffset()
 			t.Logf("cut after %d of %d bytes; child stored end %d, master was at %d",
-				func() int64 { _, f := link.BytesForwarded(); return f - from0 }(), total, stored, before+total)
+				forwarded(), total, stored, before+total)
 			if stored != before {
 				t.Errorf("child relay stored up to %d after the cut, want %d (the last command boundary outside MULTI)", stored, before)
 			}

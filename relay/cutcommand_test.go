@@ -21,28 +21,7 @@ import (
 // with a partial resync (+CONTINUE <newid>), not a full one, and its
 // replicas end up with the new master's data.
 func TestFailoverAfterCutCommand(t *testing.T) {
-	const valueLen = 3 << 20
-	cases := []struct {
-		name string
-		// write sends the command(s) the cut falls into, and returns
-		// how many stream bytes, from where the write starts, the cut
-		// must come after.
-		write func(ctx context.Context, c *redis.Client) (cutAfter int64, err error)
-	}{
-		{"in a command", func(ctx context.Context, c *redis.Client) (int64, error) {
-			return 1 << 20, c.Set(ctx, "big", strings.Repeat("v", valueLen), 0).Err()
-		}},
-		{"in a transaction", func(ctx context.Context, c *redis.Client) (int64, error) {
-			_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.Set(ctx, "tx:1", strings.Repeat("a", valueLen), 0)
-				p.Set(ctx, "tx:2", strings.Repeat("b", valueLen), 0)
-				return nil
-			})
-			// Past MULTI and the whole first SET, before the second ends.
-			return valueLen + 64<<10, err
-		}},
-	}
-	for _, tc := range cases {
+	for _, tc := range cutWrites {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			master := redistest.Start(t)
@@ -69,26 +48,13 @@ func TestFailoverAfterCutCommand(t *testing.T) {
 			full := r.InfoInt(t, "stats", "arbor_upstream_full_syncs")
 			partial := r.InfoInt(t, "stats", "arbor_upstream_partial_syncs")
 
-			_, from0 := link.BytesForwarded()
-			cutAfter, err := tc.write(ctx, master.Client())
-			if err != nil {
-				t.Fatal(err)
-			}
-			total := masterInt(t, master, "replication", "master_repl_offset") - before
-			redistest.WaitFor(t, 30*time.Second, func() error {
-				if _, from := link.BytesForwarded(); from-from0 < cutAfter {
-					return fmt.Errorf("%d of %d stream bytes forwarded, waiting for %d", from-from0, total, cutAfter)
-				}
-				return nil
-			})
-			link.Cut()
+			total, forwarded := cutDuring(ctx, t, master, link, before, tc)
 			master.Kill()
-			if _, from := link.BytesForwarded(); from-from0 >= total {
+			if forwarded() >= total {
 				t.Fatalf("the link was cut after the whole write (%d bytes) went through: the machine is too slow for this test", total)
 			}
 			t.Logf("cut after %d of %d bytes; relay stored end %d, master was at %d",
-				func() int64 { _, f := link.BytesForwarded(); return f - from0 }(), total,
-				r.InfoInt(t, "replication", "master_repl_offset"), before+total)
+				forwarded(), total, r.InfoInt(t, "replication", "master_repl_offset"), before+total)
 
 			// The backup has read all the relay serves, and applied
 			// only what a replica applies.
@@ -135,4 +101,57 @@ func TestFailoverAfterCutCommand(t *testing.T) {
 			expectEq(t, "backup sync_partial_ok", masterInt(t, backup, "stats", "sync_partial_ok"), 1)
 		})
 	}
+}
+
+// cutWrite is a write a link cut falls into (TestFailoverAfterCutCommand,
+// TestChildFailoverAfterCutCommand).
+type cutWrite struct {
+	name string
+	// write sends the command(s) the cut falls into, and returns how many
+	// stream bytes, from where the write starts, the cut must come after.
+	write func(ctx context.Context, c *redis.Client) (cutAfter int64, err error)
+}
+
+// cutWrites cut a command in the middle, and a transaction between its
+// first and its last command. Each value takes about 3 s through a link
+// of 1 MiB/s, so the cut falls inside the write however slow the machine.
+var cutWrites = []cutWrite{
+	{"in a command", func(ctx context.Context, c *redis.Client) (int64, error) {
+		return 1 << 20, c.Set(ctx, "big", strings.Repeat("v", cutValueLen), 0).Err()
+	}},
+	{"in a transaction", func(ctx context.Context, c *redis.Client) (int64, error) {
+		_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, "tx:1", strings.Repeat("a", cutValueLen), 0)
+			p.Set(ctx, "tx:2", strings.Repeat("b", cutValueLen), 0)
+			return nil
+		})
+		// Past MULTI and the whole first SET, before the second ends.
+		return cutValueLen + 64<<10, err
+	}},
+}
+
+const cutValueLen = 3 << 20
+
+// cutDuring sends w's write to master, whose stream reaches the relay
+// under test through link, and cuts link once the write's first cutAfter
+// stream bytes went through it. before is the master's offset before the
+// write. It returns how many stream bytes the write made, and how many of
+// them link forwarded (up to now, when called).
+func cutDuring(ctx context.Context, t *testing.T, master *redistest.Server, link *wan.Bridge, before int64, w cutWrite) (total int64, forwarded func() int64) {
+	t.Helper()
+	_, from0 := link.BytesForwarded()
+	forwarded = func() int64 { _, from := link.BytesForwarded(); return from - from0 }
+	cutAfter, err := w.write(ctx, master.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	total = masterInt(t, master, "replication", "master_repl_offset") - before
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if f := forwarded(); f < cutAfter {
+			return fmt.Errorf("%d of %d stream bytes forwarded, waiting for %d", f, total, cutAfter)
+		}
+		return nil
+	})
+	link.Cut()
+	return total, forwarded
 }
