@@ -44,6 +44,19 @@ func waitCut(t *testing.T, child *testRelay, reason arborv1.DisconnectReason, ac
 	return cut
 }
 
+// streamingChild starts a master holding 100 keys, relay-p (site A, mod
+// applied to its config) following it and relay-c (site B) under relay-p,
+// and waits until relay-c streams from relay-p.
+func streamingChild(t *testing.T, mod ...func(*relay.Config)) (master *redistest.Server, p, c *testRelay) {
+	t.Helper()
+	master = redistest.Start(t)
+	load(t, master, redistest.LoadOptions{SmallKeys: 100, Seed: 1})
+	p = treeRelay(t, "relay-p", "A", upstreamOf(master), mod...)
+	c = treeRelay(t, "relay-c", "B", p.arborURL())
+	waitStreamingFrom(t, c, p)
+	return master, p, c
+}
+
 // TestSyncErrorReachesChildTyped: each way a parent relay ends or refuses
 // a child relay's Sync reaches the child, over real gRPC, as the typed
 // reason (the Disconnect detail of the status, never the message text),
@@ -51,35 +64,23 @@ func waitCut(t *testing.T, child *testRelay, reason arborv1.DisconnectReason, ac
 // another parent, resubscribe, full sync, or stop.
 func TestSyncErrorReachesChildTyped(t *testing.T) {
 	t.Run("shutting down", func(t *testing.T) {
-		master := redistest.Start(t)
-		load(t, master, redistest.LoadOptions{SmallKeys: 100, Seed: 1})
-		p := treeRelay(t, "relay-p", "A", upstreamOf(master))
-		c := treeRelay(t, "relay-c", "B", p.arborURL())
-		waitStreamingFrom(t, c, p)
+		_, p, c := streamingChild(t)
 		p.Stop()
 		waitCut(t, c, arborv1.DisconnectReason_DISCONNECT_REASON_SHUTTING_DOWN, arborv1.LinkAction_LINK_ACTION_MOVE)
 	})
 	t.Run("topology changed", func(t *testing.T) {
-		master := redistest.Start(t)
-		load(t, master, redistest.LoadOptions{SmallKeys: 100, Seed: 1})
-		p := treeRelay(t, "relay-p", "A", upstreamOf(master))
-		c := treeRelay(t, "relay-c", "B", p.arborURL())
-		waitStreamingFrom(t, c, p)
+		_, p, c := streamingChild(t)
 		if !p.relay().CutChild("relay-c", fmt.Errorf("relay-c now follows relay-q: %w", relay.ErrTopologyChanged)) {
 			t.Fatal("CutChild(relay-c) found no link")
 		}
 		waitCut(t, c, arborv1.DisconnectReason_DISCONNECT_REASON_TOPOLOGY_CHANGED, arborv1.LinkAction_LINK_ACTION_MOVE)
 	})
 	t.Run("upstream lost", func(t *testing.T) {
-		master := redistest.Start(t)
-		load(t, master, redistest.LoadOptions{SmallKeys: 100, Seed: 1})
 		h := &flushHook{}
-		p := treeRelay(t, "relay-p", "A", upstreamOf(master), func(c *relay.Config) {
+		master, _, c := streamingChild(t, func(c *relay.Config) {
 			c.Fsync = "always"
 			relay.SetSyncFile(c, h.sync)
 		})
-		c := treeRelay(t, "relay-c", "B", p.arborURL())
-		waitStreamingFrom(t, c, p)
 		h.failWith(errors.New("injected: input/output error"))
 		set(t, master, "lost", "v")
 		waitCut(t, c, arborv1.DisconnectReason_DISCONNECT_REASON_UPSTREAM_LOST, arborv1.LinkAction_LINK_ACTION_MOVE)
@@ -142,11 +143,7 @@ func TestSyncErrorReachesChildTyped(t *testing.T) {
 		waitCut(t, c, arborv1.DisconnectReason_DISCONNECT_REASON_NOT_READY, arborv1.LinkAction_LINK_ACTION_RESUBSCRIBE)
 	})
 	t.Run("replaced", func(t *testing.T) {
-		master := redistest.Start(t)
-		load(t, master, redistest.LoadOptions{SmallKeys: 100, Seed: 1})
-		p := treeRelay(t, "relay-p", "A", upstreamOf(master))
-		c := treeRelay(t, "relay-c", "B", p.arborURL())
-		waitStreamingFrom(t, c, p)
+		_, p, c := streamingChild(t)
 		// Another link under relay-c's ID replaces relay-c's own.
 		s, done := syncStream(t, p.cfg.GRPCAddr)
 		defer done()
