@@ -42,7 +42,7 @@ func TestPlanSiteLoss(t *testing.T) {
 		relays    map[string]RelayView
 		lost      bool
 		anchor    string
-		changes   []string // Change.String()s in order
+		changes   []string // Change.String()s in order; nil: not checked
 		upstreams map[string]string
 	}{
 		{
@@ -105,6 +105,7 @@ func TestPlanSiteLoss(t *testing.T) {
 			newMaster: "bm",
 			relays:    map[string]RelayView{},
 			lost:      true,
+			changes:   []string{},
 			upstreams: map[string]string{"rb": "ra", "rc": "ra"},
 		},
 		{
@@ -152,6 +153,21 @@ func TestPlanSiteLoss(t *testing.T) {
 				got := fmt.Sprint(plan.Changes)
 				if want := fmt.Sprint(tt.changes); got != want {
 					t.Errorf("changes %s, want %s", got, want)
+				}
+			}
+			// The changes name every relay and node the rewrite edits.
+			edited := map[string]bool{}
+			for _, c := range plan.Changes {
+				edited[c.Kind+" "+c.ID] = true
+			}
+			for id, r := range plan.Topology.Relays {
+				if r != top.Relays[id] && !edited[topology.KindRelay+" "+id] {
+					t.Errorf("relay %s rewritten (%+v) with no change for it", id, r)
+				}
+			}
+			for id, n := range plan.Topology.Nodes {
+				if n != top.Nodes[id] && !edited[topology.KindNode+" "+id] {
+					t.Errorf("node %s rewritten (%+v) with no change for it", id, n)
 				}
 			}
 			for id, up := range tt.upstreams {
