@@ -179,22 +179,29 @@ func (m *staticMover) step(ctx context.Context, now time.Time) {
 	if bad == "" && m.cur == 0 {
 		return
 	}
+	if bad != "" {
+		// Every round while the link is bad: a candidate that did not
+		// answer this time may the next.
+		for j := range m.s.Upstreams {
+			if j == m.cur {
+				continue
+			}
+			if err := m.alive(ctx, j); err != nil {
+				m.log.Debug("upstream not taken", "upstream", m.s.Upstreams[j], "err", err)
+				continue
+			}
+			m.switchTo(now, j, bad)
+			return
+		}
+		return // nothing answers: keep trying the one followed
+	}
 	if now.Sub(m.lastProbe) < staticProbeEvery {
 		return
 	}
 	m.lastProbe = now
-	if bad != "" {
-		for j := range m.s.Upstreams {
-			if j != m.cur && m.alive(ctx, j) {
-				m.switchTo(now, j, bad)
-				return
-			}
-		}
-		return // nothing answers: keep trying the one followed
-	}
 	// Moved and well: back to a preferred upstream after its hold-down.
 	for j := range m.cur {
-		if !m.alive(ctx, j) {
+		if m.alive(ctx, j) != nil {
 			delete(m.upSince, j)
 			continue
 		}
@@ -220,11 +227,11 @@ func (m *staticMover) switchTo(now time.Time, j int, why string) {
 }
 
 // alive checks upstream j: a relay answers Status streaming, a Redis
-// answers PING.
-func (m *staticMover) alive(ctx context.Context, j int) bool {
+// answers PING. It returns why not, nil if it does.
+func (m *staticMover) alive(ctx context.Context, j int) error {
 	up, err := relay.ParseUpstream(m.s.Upstreams[j])
 	if err != nil {
-		return false
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, topology.PingTimeout)
 	defer cancel()
@@ -232,24 +239,32 @@ func (m *staticMover) alive(ctx context.Context, j int) bool {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", up.Addr)
 		if err != nil {
-			return false
+			return err
 		}
 		defer c.Close()
 		deadline, _ := ctx.Deadline()
-		c.SetDeadline(deadline)
+		if err := c.SetDeadline(deadline); err != nil {
+			return err
+		}
 		if _, err := c.Write([]byte("PING\r\n")); err != nil {
-			return false
+			return err
 		}
 		_, err = bufio.NewReader(c).ReadString('\n')
-		return err == nil
+		return err
 	}
-	conn, err := grpc.NewClient(up.Addr, grpc.WithTransportCredentials(m.creds))
+	conn, err := grpc.NewClient("passthrough:///"+up.Addr, grpc.WithTransportCredentials(m.creds))
 	if err != nil {
-		return false
+		return err
 	}
 	defer conn.Close()
 	st, err := arborv1.NewRelayServiceClient(conn).Status(ctx, &arborv1.StatusRequest{})
-	return err == nil && st.GetRelay().GetLinkState() == arborv1.LinkState_LINK_STATE_STREAMING
+	if err != nil {
+		return err
+	}
+	if ls := st.GetRelay().GetLinkState(); ls != arborv1.LinkState_LINK_STATE_STREAMING {
+		return fmt.Errorf("link %v", ls)
+	}
+	return nil
 }
 
 // clientCreds are the gRPC credentials to ask a relay for its Status, as
