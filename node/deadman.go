@@ -205,12 +205,3 @@ func (d *deadMan) close() {
 		_ = d.cmd.Wait()
 	})
 }
-
-// abandon closes the pipe without disarming, as the agent's death would
-// (a test hook); close still waits for the process.
-func (d *deadMan) abandon() {
-	if !d.closed {
-		_ = d.in.Close()
-		d.closed = true
-	}
-}
