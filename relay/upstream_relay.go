@@ -111,8 +111,9 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 	silent := make(chan struct{})
 	go func() {
 		defer wg.Done()
-		// The parent sends a heartbeat every second when idle: a link
-		// silent for ReplTimeout is dead even if TCP does not know yet.
+		// The parent sends a heartbeat every heartbeatEvery when idle: a
+		// link silent for ReplTimeout is dead even if TCP does not know
+		// yet. (Checked once a second: ReplTimeout is many seconds.)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
