@@ -113,7 +113,7 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 		defer wg.Done()
 		// The parent sends a heartbeat every heartbeatEvery when idle: a
 		// link silent for ReplTimeout is dead even if TCP does not know
-		// yet. (Checked once a second: ReplTimeout is many seconds.)
+		// yet. (Checked once a second: ReplTimeout is at least that.)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
