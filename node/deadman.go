@@ -95,6 +95,11 @@ func RunDeadManSwitch(ctx context.Context, in io.Reader, log *slog.Logger) error
 			return err
 		}
 	}
+	if err := sc.Err(); err != nil {
+		// Not EOF, but the pipe is as unusable: the agent can tell the
+		// switch nothing more, so it is treated as gone all the same.
+		log.Warn("dead-man switch: reading the agent's pipe", "err", err)
+	}
 	if !st.armed {
 		return nil
 	}
