@@ -209,6 +209,18 @@ func startWaitWriter(t *testing.T, ctx context.Context, s *redistest.Server) *wa
 	return w
 }
 
+// missingOn returns the acknowledged writes s does not hold (or that
+// could not be read), once the writer is stopped and done.
+func (w *waitWriter) missingOn(ctx context.Context, s *redistest.Server) []string {
+	var lost []string
+	for _, k := range w.acked {
+		if n, err := s.Client().Exists(ctx, k).Result(); err != nil || n != 1 {
+			lost = append(lost, k)
+		}
+	}
+	return lost
+}
+
 // waitKeys waits until key exists on s.
 func waitKeys(t *testing.T, ctx context.Context, s *redistest.Server, key string) {
 	t.Helper()
@@ -325,13 +337,7 @@ func TestFailoverSiteLoss(t *testing.T) {
 	t.Logf("site A lost: bm elected after %v; anchor %s; %s; steps %+v", elected, anchor, hs[0].Reason, hs[0].Steps)
 
 	// Every WAIT-acknowledged write is on the new master.
-	var lost []string
-	for _, k := range w.acked {
-		if n, err := bm.Client().Exists(ctx, k).Result(); err != nil || n != 1 {
-			lost = append(lost, k)
-		}
-	}
-	if len(lost) > 0 {
+	if lost := w.missingOn(ctx, bm); len(lost) > 0 {
 		t.Errorf("%d of %d WAIT-acknowledged writes are not on bm: %v", len(lost), len(w.acked), lost[:min(len(lost), 10)])
 	}
 	if len(w.acked) < minAcked {
@@ -496,13 +502,7 @@ func TestFailoverSiteLossAnchorElsewhere(t *testing.T) {
 	}
 	t.Logf("history: %s; steps %+v", hs[0].Reason, hs[0].Steps)
 
-	var lost []string
-	for _, k := range w.acked {
-		if n, err := bm.Client().Exists(ctx, k).Result(); err != nil || n != 1 {
-			lost = append(lost, k)
-		}
-	}
-	if len(lost) > 0 {
+	if lost := w.missingOn(ctx, bm); len(lost) > 0 {
 		t.Errorf("%d of %d WAIT-acknowledged writes are not on bm: %v", len(lost), len(w.acked), lost[:min(len(lost), 10)])
 	}
 	t.Logf("writer: %d WAIT-acknowledged of %d tried", len(w.acked), w.tried)
