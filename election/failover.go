@@ -23,6 +23,11 @@ const ForcedReason = "forced failover by operator"
 // did not happen; the reason follows.
 var ErrFailover = errors.New("forced failover not done")
 
+// ErrLiveMaster is returned (wrapped, with ErrFailover) when a forced
+// failover is refused because a live master holds the election and its
+// Redis answers (or no probe was given): that is a switchover's job.
+var ErrLiveMaster = errors.New("a live master holds the election")
+
 // MasterProbe reports whether the Redis at addr answers (nil) or not, as
 // seen from the operator's side: any reply counts as an answer, even an
 // error reply.
@@ -34,7 +39,7 @@ type MasterProbe func(ctx context.Context, addr string) error
 // answer): it makes node to's agent, and only it, campaign and promote its
 // Redis even if the ranking finds it not eligible and without catching up
 // with the relays; whatever the most advanced relay holds beyond that
-// Redis is lost. It refuses (ErrFailover) while a live master holds the
+// Redis is lost. It refuses (ErrFailover, ErrLiveMaster) while a live master holds the
 // election and its Redis answers probe (use RequestSwitchover; a nil probe
 // refuses every live master), or another request is pending. With a live
 // leader the request names its epoch: the leader's agent pauses and demotes
@@ -52,12 +57,12 @@ func ForceFailover(ctx context.Context, cli *clientv3.Client, cluster, to string
 	}
 	switch {
 	case st.Live() && probe == nil:
-		return Master{}, fmt.Errorf("%w: a live master holds the election (%s, epoch %d): use arbor switchover", ErrFailover, st.Master.Node, st.Master.Epoch)
+		return Master{}, fmt.Errorf("%w: %w (%s, epoch %d): use arbor switchover", ErrFailover, ErrLiveMaster, st.Master.Node, st.Master.Epoch)
 	case st.Live() && st.Master.Node == to:
 		return Master{}, fmt.Errorf("%w: %s is the live master already", ErrFailover, to)
 	case st.Live():
 		if err := probe(ctx, st.Master.RedisAddr); err == nil {
-			return Master{}, fmt.Errorf("%w: a live master holds the election (%s, epoch %d) and its redis %s answers: use arbor switchover", ErrFailover, st.Master.Node, st.Master.Epoch, st.Master.RedisAddr)
+			return Master{}, fmt.Errorf("%w: %w (%s, epoch %d) and its redis %s answers: use arbor switchover", ErrFailover, ErrLiveMaster, st.Master.Node, st.Master.Epoch, st.Master.RedisAddr)
 		}
 	case st.Master == nil:
 		return Master{}, fmt.Errorf("%w: no master was ever elected (the bootstrap elects the topology's master)", ErrFailover)

@@ -27,8 +27,8 @@ func TestFailoverForced(t *testing.T) {
 	f.agentCfg = func(c *Config) { c.MaxLagBytes, c.CatchUpTimeout = 4<<10, time.Second }
 	boot, _ := f.start(t, nil)
 
-	if _, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 10*time.Second, nil); !errors.Is(err, election.ErrFailover) || !strings.Contains(err.Error(), "live master") {
-		t.Fatalf("forced failover with m alive: %v; want refused (ErrFailover, a live master)", err)
+	if _, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 10*time.Second, nil); !errors.Is(err, election.ErrFailover) || !errors.Is(err, election.ErrLiveMaster) {
+		t.Fatalf("forced failover with m alive: %v; want refused (ErrFailover, ErrLiveMaster)", err)
 	}
 	if st := f.state(t); !st.Live() || st.Master.Node != "m" || st.Master.Epoch != boot.Master.Epoch || st.Switchover != nil {
 		t.Fatalf("state %+v after the refusal: want m live at epoch %d and no request", st, boot.Master.Epoch)
@@ -104,8 +104,8 @@ func TestFailoverForcedLiveLeader(t *testing.T) {
 	boot, _ := f.start(t, nil)
 	var probed string
 	answers := func(_ context.Context, addr string) error { probed = addr; return nil }
-	if _, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 10*time.Second, answers); !errors.Is(err, election.ErrFailover) || !strings.Contains(err.Error(), "answers") {
-		t.Fatalf("forced failover with m's redis answering: %v; want refused (ErrFailover, answers)", err)
+	if _, err := election.ForceFailover(ctx, f.cli, f.cluster, "b", 10*time.Second, answers); !errors.Is(err, election.ErrFailover) || !errors.Is(err, election.ErrLiveMaster) {
+		t.Fatalf("forced failover with m's redis answering: %v; want refused (ErrFailover, ErrLiveMaster)", err)
 	}
 	if probed != f.m.Addr {
 		t.Errorf("probed %q, want m's redis %s", probed, f.m.Addr)

@@ -269,7 +269,6 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 		m.move = nil
 		return true, fmt.Sprintf("back to %s after it was healthy for %v", m.declared, m.cfg.HoldDown)
 	}
-	why = c.Reason
 	if bad != "" {
 		why = bad + "; " + c.Reason
 	} else {
