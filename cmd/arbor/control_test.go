@@ -467,7 +467,7 @@ func TestNodeWaitsForEtcd(t *testing.T) {
 	actx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		_, err := arbor(actx, "node", "--id", "n", "--redis", "redis://"+r.Addr, "--etcd", strings.Join(c.Endpoints(), ","),
+		_, err := arbor(actx, "node", "--elect=false", "--id", "n", "--redis", "redis://"+r.Addr, "--etcd", strings.Join(c.Endpoints(), ","),
 			"--cluster", "late", "--etcd-user", "root", "--etcd-password", "pw", "--etcd-dial-timeout", "500ms", "--log-level", "error")
 		done <- err
 	}()

@@ -46,7 +46,7 @@ fresh, empty one is made to follow. --candidate and --priority are
 checked against the topology (the topology's values are the ones in force; a
 difference is reported).
 
-With --elect the agent takes part in the master election (keys under
+The agent takes part in the master election (keys under
 /arbor/<cluster>/election/): the master's agent holds it on a lease of
 --lease-ttl, checks its Redis every --check-interval and resigns after
 --down-after failed checks; if it cannot renew the lease it pauses writes and
@@ -58,7 +58,9 @@ old master if it still answers as one, runs REPLICAOF NO ONE, and publishes
 the new master (epoch, node, replid, offset) and a history entry with the
 steps' timings; the same guarded transaction names it in topology/master. A
 Redis that is a master while the election names another node is demoted to
-what it follows.
+what it follows. Every agent of a cluster should run the election; with
+--elect=false the topology's master key alone names the master and nothing
+fails over.
 
 Settings come from flags and from a YAML file given with --config (keys are
 the flag names, e.g. "check-interval: 200ms"); a flag given on the command
@@ -82,7 +84,7 @@ line and out of the file, leave --redis out and set $` + nodeRedisEnv + `.`,
 	f.DurationVar(&cfg.RedisTimeout, "redis-timeout", def.RedisTimeout, "bound on one Redis command")
 	f.DurationVar(&cfg.StatusInterval, "status-interval", def.StatusInterval, "how often a changed status is written to etcd (role, link, health and errors at once)")
 	f.DurationVar(&cfg.StatusTTL, "status-ttl", def.StatusTTL, "lease TTL of the status (whole seconds): it disappears this long after the agent died")
-	f.BoolVar(&cfg.Elect, "elect", false, "take part in the master election: hold it while this node is the master, campaign as a candidate when the master loses it (automatic failover)")
+	f.BoolVar(&cfg.Elect, "elect", true, "take part in the master election: hold it while this node is the master, campaign as a candidate when the master loses it (automatic failover); --elect=false leaves the master to the topology's master key (no failover)")
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", def.LeaseTTL, "election lease TTL (whole seconds): a dead agent or host is replaced about this long after its last keepalive")
 	f.DurationVar(&cfg.FenceMargin, "fence-margin", def.FenceMargin, "the master pauses writes and demotes its redis this long before its unrenewed lease can expire")
 	fast := f.Bool("fast", false, "fast election profile: --lease-ttl 2s --fence-margin 500ms (needs etcd --election-timeout <= 1333ms)")

@@ -148,7 +148,7 @@ func startHACluster(t *testing.T, holdDown time.Duration, nodes bool) *haCluster
 	for _, id := range []string{"a1", "a2", "b1", "b2"} {
 		r := h.relays[id]
 		if nodes {
-			h.agents[nodeOf[id]] = startRelayProcess(t, h.bin, append([]string{"node", "--id", nodeOf[id], "--site", r.site,
+			h.agents[nodeOf[id]] = startRelayProcess(t, h.bin, append([]string{"node", "--elect=false", "--id", nodeOf[id], "--site", r.site,
 				"--redis", "redis://" + h.replicas[id].Addr, "--log-level", "debug",
 				"--move-after", "1s", "--hold-down", holdDown.String()}, h.eflags...)...)
 			continue
