@@ -317,3 +317,123 @@ func TestReplicaAckTraces(t *testing.T) {
 		return nil
 	})
 }
+
+// TestReplicaAckTracesAgreeWithStatusLag: the lag the traces show and the
+// lag the relay publishes in its Status (children[].lag_ms, what the
+// dashboard's lag view shows) agree on which replica is slow and roughly
+// how slow. Two replicas follow one root relay; one is SIGSTOPped for
+// pause while a bounded writer runs. Both views measure from the same
+// reference point at the root (when the root read the bytes from the
+// master) to the replica's REPLCONF ACK, in milliseconds, and name the
+// replica alike (its address and listening port).
+//
+// Tolerance: Redis 7 replicas ack once per second (replicationCron), so
+// even a healthy replica reads up to about a second behind in both views,
+// and the first sampled write of the pause comes up to TraceEvery after it
+// began. So the pause is long (4 s) and the test asserts only a threshold
+// that separates the two: the paused replica's longest ack span and its
+// largest status lag while paused are both at least pause − 1.5 s, and the
+// healthy replica's stay below that (they should be about 1 s; 1.5 s of
+// slack for a loaded machine). No upper bound on the paused replica.
+func TestReplicaAckTracesAgreeWithStatusLag(t *testing.T) {
+	const (
+		pause = 4 * time.Second
+		every = 500 * time.Millisecond // 8 samples per pause: under the 16 a replica may have waiting
+		slow  = pause - 1500*time.Millisecond
+	)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	master := redistest.Start(t)
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) { c.TracerProvider, c.TraceEvery = tp, every })
+	paused, healthy := redistest.Start(t), redistest.Start(t)
+	replicaOf(t, paused, a.Port)
+	replicaOf(t, healthy, a.Port)
+	redistest.WaitInSync(t, syncTimeout, master, paused, healthy)
+	name := func(rep *redistest.Server) string { return fmt.Sprintf("127.0.0.1:%d", rep.Port) }
+	pausedID, healthyID := name(paused), name(healthy)
+
+	// A bounded writer: small SETs every few milliseconds, few enough bytes
+	// that the paused replica's socket buffers never fill.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	var writeErr error
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c := master.Client()
+		for i := 0; i < 20_000 && ctx.Err() == nil; i++ {
+			if err := c.Set(ctx, fmt.Sprintf("agree:%d", i%100), i, 0).Err(); err != nil {
+				if ctx.Err() == nil {
+					writeErr = err
+				}
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	// Stopped on every way out, so no writer outlives the test.
+	defer func() { cancel(); <-writerDone }()
+	stopWriter := func() {
+		cancel()
+		<-writerDone
+		if writeErr != nil {
+			t.Errorf("writer: %v", writeErr)
+		}
+	}
+
+	// Let a few healthy samples pass, then pause one replica and watch the
+	// published status while it is stopped.
+	time.Sleep(2 * every)
+	statusMax := map[string]time.Duration{}
+	pauseStart := time.Now()
+	paused.Pause()
+	defer paused.Resume() // a stopped redis-server would not shut down
+	for time.Since(pauseStart) < pause {
+		for _, c := range a.status(t).GetChildren() {
+			statusMax[c.GetId()] = max(statusMax[c.GetId()], time.Duration(c.GetLagMs())*time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pauseEnd := time.Now()
+	paused.Resume()
+	time.Sleep(2 * every) // writes after the pause: samples for both again
+	stopWriter()
+	redistest.WaitInSync(t, syncTimeout, master, paused, healthy)
+
+	// The ack spans of writes sampled during the pause, per replica: the
+	// longest, once every such span of the paused replica has ended acked.
+	var spanMax map[string]time.Duration
+	redistest.WaitFor(t, 20*time.Second, func() error {
+		spanMax = map[string]time.Duration{}
+		for _, s := range rec.Ended() {
+			if s.Name() != relay.SpanReplicaAck || s.StartTime().Before(pauseStart) || !s.StartTime().Before(pauseEnd) {
+				continue
+			}
+			id := spanStr(s, relay.AttrReplicaID)
+			if s.Status().Code == codes.Error {
+				return fmt.Errorf("span for %s ended unacked: %s", id, s.Status().Description)
+			}
+			spanMax[id] = max(spanMax[id], s.EndTime().Sub(s.StartTime()))
+		}
+		if _, ok := spanMax[pausedID]; !ok {
+			return fmt.Errorf("no acked span of %s from the pause yet (have %v)", pausedID, spanMax)
+		}
+		if _, ok := spanMax[healthyID]; !ok {
+			return fmt.Errorf("no acked span of %s from the pause yet (have %v)", healthyID, spanMax)
+		}
+		return nil
+	})
+	t.Logf("paused %s for %v: longest ack span %v, status lag %v; healthy %s: %v, %v",
+		pausedID, pauseEnd.Sub(pauseStart), spanMax[pausedID], statusMax[pausedID], healthyID, spanMax[healthyID], statusMax[healthyID])
+	if _, ok := statusMax[pausedID]; !ok {
+		t.Fatalf("status names no child %s (has %v): the traces and the status name replicas differently", pausedID, statusMax)
+	}
+	for what, m := range map[string]map[string]time.Duration{"longest ack span": spanMax, "largest status lag_ms": statusMax} {
+		if m[pausedID] < slow {
+			t.Errorf("%s of the paused replica %s: %v, want at least %v (paused %v)", what, pausedID, m[pausedID], slow, pause)
+		}
+		if m[healthyID] >= slow {
+			t.Errorf("%s of the healthy replica %s: %v, want below %v", what, healthyID, m[healthyID], slow)
+		}
+	}
+}
