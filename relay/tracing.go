@@ -44,7 +44,9 @@ const (
 	SpanStore = "arbor.relay.store"
 	// SpanReplicaAck covers a Redis replica taking a sampled frame: from
 	// when the relay received its bytes (at the root: read them from the
-	// master) until the replica acked the frame's end.
+	// master) until the replica acked the frame's end. Its AttrLagMs
+	// counts from the root's read of the bytes at every depth, as the
+	// Status' lag_ms of that replica does.
 	SpanReplicaAck = "arbor.replica.ack"
 )
 
@@ -92,6 +94,7 @@ type traceMark struct {
 	start, end int64
 	sc         trace.SpanContext
 	received   time.Time // when the frame reached this relay
+	origin     int64     // when the root read the frame's bytes (unix nanos; 0 if unknown)
 }
 
 func newTracing(cfg Config) *tracing {
@@ -255,7 +258,8 @@ func (r *Relay) storeFrame(s *arborv1.Stream, dec *decoders, in *ingest) error {
 	}
 	// Marked before the bytes are stored: a feeder may send them on the
 	// moment they are.
-	m := traceMark{start: s.GetStartOffset(), end: s.GetStartOffset() + int64(s.GetRawLen()), sc: sc, received: received}
+	m := traceMark{start: s.GetStartOffset(), end: s.GetStartOffset() + int64(s.GetRawLen()), sc: sc, received: received,
+		origin: s.GetOriginTimeUnixNano()}
 	t.mark(m)
 	err := r.appendFrame(s, dec, in)
 	if err != nil {
@@ -278,9 +282,12 @@ const maxReplicaTraces = 16
 // replicaTrace is an arbor.replica.ack span waiting for its replica to ack
 // end.
 type replicaTrace struct {
-	end   int64
-	began time.Time
-	span  trace.Span
+	end int64
+	// origin is when the root read the frame's last byte from the master
+	// (the reference point of Status' lag_ms, so the two agree at every
+	// depth); the span itself starts when this relay received the bytes.
+	origin time.Time
+	span   trace.Span
 }
 
 // replicaTraces are a replica's spans waiting for its acks: the feeding
@@ -301,11 +308,17 @@ type replicaTraces struct {
 func (r *Relay) traceReplicaWrite(rp *replica, start, end int64) {
 	t := r.tracing
 	var parent context.Context
-	var began time.Time
+	var began, origin time.Time
 	off := end
 	if t.newest.Load() > start {
 		if m, ok := t.markIn(start, end); ok {
 			parent, began, off = trace.ContextWithSpanContext(context.Background(), m.sc), m.received, m.end
+			// The span starts when this relay got the bytes; its lag
+			// counts from when the root read them, as the replica's
+			// lag_ms in Status does, so the two agree below the root.
+			if m.origin > 0 && m.origin < time.Now().UnixNano() {
+				origin = time.Unix(0, m.origin)
+			}
 		}
 	}
 	if parent == nil {
@@ -324,6 +337,9 @@ func (r *Relay) traceReplicaWrite(rp *replica, start, end int64) {
 		if o, ok := r.timeline.originOf(end - 1); ok && o > 0 && o < now.UnixNano() {
 			began = time.Unix(0, o)
 		}
+	}
+	if origin.IsZero() {
+		origin = began
 	}
 	_, sp := t.tracer.Start(parent, SpanReplicaAck,
 		trace.WithSpanKind(trace.SpanKindConsumer),
@@ -344,7 +360,7 @@ func (r *Relay) traceReplicaWrite(rp *replica, start, end int64) {
 		endSpan(old.span, errNotAcked)
 		rp.traces.pending = rp.traces.pending[1:]
 	}
-	rp.traces.pending = append(rp.traces.pending, replicaTrace{end: off, began: began, span: sp})
+	rp.traces.pending = append(rp.traces.pending, replicaTrace{end: off, origin: origin, span: sp})
 }
 
 // errNotAcked ends a replica's span whose offset it never acked.
@@ -361,7 +377,7 @@ func (rt *replicaTraces) acked(off int64) {
 	i := 0
 	for ; i < len(rt.pending) && rt.pending[i].end <= off; i++ {
 		p := rt.pending[i]
-		p.span.SetAttributes(AttrLagMs.Int64(now.Sub(p.began).Milliseconds()))
+		p.span.SetAttributes(AttrLagMs.Int64(now.Sub(p.origin).Milliseconds()))
 		p.span.End(trace.WithTimestamp(now))
 	}
 	rt.pending = rt.pending[i:]

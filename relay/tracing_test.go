@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/arbor-fabric/arbor/internal/redistest"
+	"github.com/arbor-fabric/arbor/internal/wan"
 	"github.com/arbor-fabric/arbor/relay"
 )
 
@@ -436,4 +437,85 @@ func TestReplicaAckTracesAgreeWithStatusLag(t *testing.T) {
 			t.Errorf("%s of the healthy replica %s: %v, want below %v", what, healthyID, m[healthyID], slow)
 		}
 	}
+}
+
+// TestReplicaAckLagCountsFromTheRoot: below the root, a replica's
+// arbor.replica.ack lag (arbor.lag_ms) and its lag_ms in the relay's
+// status count from the same point, when the root read the bytes from the
+// master, so both show the time the bytes spent on the hops above. relay-b
+// follows relay-a over a link that delays each direction by hop; a Redis 7
+// replica acks once a second, so a lag counted from relay-b's receipt of
+// the bytes stays about a second, under hop − margin, while one counted
+// from the root is at least hop. (Before the spans counted from the root,
+// relay-b's replica spans said 81–490 ms while its status said 1.52 s.)
+func TestReplicaAckLagCountsFromTheRoot(t *testing.T) {
+	const hop, margin = 1500 * time.Millisecond, 200 * time.Millisecond
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	traced := func(c *relay.Config) { c.TracerProvider, c.TraceEvery = tp, 200*time.Millisecond }
+
+	master := redistest.Start(t)
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), traced)
+	link := bridgeTo(t, a, wan.WithLatency(hop))
+	b := treeRelay(t, "relay-b", "B", "arbor://"+link.Addr(), traced)
+	rep := redistest.Start(t)
+	replicaOf(t, rep, b.Port)
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+
+	// A steady, bounded writer: a write every 10 ms, at most a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < 6000; i++ {
+			if master.Client().Set(ctx, fmt.Sprintf("hop:%d", i), i, 0).Err() != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	defer func() { cancel(); <-done }()
+
+	name := fmt.Sprintf(":%d", rep.Port)
+	var statusLag time.Duration
+	redistest.WaitFor(t, 40*time.Second, func() error {
+		for _, c := range b.status(t).GetChildren() {
+			if strings.HasSuffix(c.GetId(), name) {
+				statusLag = max(statusLag, time.Duration(c.GetLagMs())*time.Millisecond)
+			}
+		}
+		if statusLag < hop-margin {
+			return fmt.Errorf("relay-b's status: replica lag at most %v, want ≥ %v", statusLag, hop-margin)
+		}
+		return nil
+	})
+	redistest.WaitFor(t, 40*time.Second, func() error {
+		var lags []time.Duration
+		for _, s := range rec.Ended() {
+			if s.Name() != relay.SpanReplicaAck || spanStr(s, relay.AttrRelayID) != "relay-b" ||
+				!strings.HasSuffix(spanStr(s, relay.AttrReplicaID), name) || s.Status().Code == codes.Error {
+				continue
+			}
+			if _, ok := spanAttr(s, relay.AttrLagMs); ok {
+				lags = append(lags, time.Duration(spanInt(s, relay.AttrLagMs))*time.Millisecond)
+			}
+		}
+		if len(lags) < 3 {
+			return fmt.Errorf("%d acked replica spans on relay-b, want 3", len(lags))
+		}
+		for _, l := range lags {
+			if l < hop-margin {
+				t.Fatalf("relay-b's replica span lags %v: one under %v, while the status showed %v: the spans do not count the hop above", lags, hop-margin, statusLag)
+			}
+		}
+		return nil
+	})
 }
