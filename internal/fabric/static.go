@@ -131,9 +131,14 @@ type staticMover struct {
 	log   *slog.Logger
 	creds credentials.TransportCredentials
 
-	cur       int       // index of the upstream followed
-	badSince  time.Time // when the link was first seen down; zero while up
-	linked    bool      // the link to cur was up since it was chosen
+	cur      int       // index of the upstream followed
+	badSince time.Time // when the link was first seen down; zero while up
+	linked   bool      // the link to cur was up since it was chosen
+	// judgeFrom is when the link to an upstream moved to is judged from
+	// (it gets the silence bound to connect). The first link needs no
+	// such grace: until it has been up it is judged against ten times
+	// the bound (see step), and once up, its loss counts at once: a
+	// parent killed in the relay's first second was left 0.6 s longer.
 	judgeFrom time.Time
 	upSince   map[int]time.Time // preferred upstreams answering since
 	lastProbe time.Time
@@ -141,7 +146,6 @@ type staticMover struct {
 
 func (m *staticMover) run(ctx context.Context) {
 	m.upSince = map[int]time.Time{}
-	m.judgeFrom = time.Now().Add(m.s.Silence)
 	t := time.NewTicker(haTick)
 	defer t.Stop()
 	for {
