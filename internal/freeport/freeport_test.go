@@ -25,3 +25,21 @@ func TestGetNeverRepeats(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// TestGetStaysBelowTheEphemeralRange: a port from Get is one no outgoing
+// connection can take as its source port once it is released.
+func TestGetStaysBelowTheEphemeralRange(t *testing.T) {
+	lo, hi, ok := pool()
+	if !ok {
+		t.Skipf("the ephemeral range starts at %d: no pool under it; Get asks the kernel", hi)
+	}
+	for range 50 {
+		p, err := Get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p < lo || p >= hi {
+			t.Fatalf("port %d outside the pool [%d, %d) below the ephemeral range", p, lo, hi)
+		}
+	}
+}
