@@ -46,12 +46,15 @@ type History struct {
 	failed int64
 }
 
-// Observe follows the election record until ctx ends (election.Observe);
-// it returns once the first record was seen or ctx ended.
-func (h *History) Observe(ctx context.Context, cli *clientv3.Client, cluster string) {
+// Observe follows the election record until ctx ends (election.Observe)
+// in a goroutine of its own; it returns once the first record was seen or
+// ctx ended, with a channel closed when that goroutine has returned.
+func (h *History) Observe(ctx context.Context, cli *clientv3.Client, cluster string) (done <-chan struct{}) {
 	ch := election.Observe(ctx, cli, cluster, nil)
 	first := make(chan struct{})
+	ended := make(chan struct{})
 	go func() {
+		defer close(ended)
 		var once sync.Once
 		for st := range ch {
 			if st.Master != nil {
@@ -64,6 +67,7 @@ func (h *History) Observe(ctx context.Context, cli *clientv3.Client, cluster str
 	case <-first:
 	case <-ctx.Done():
 	}
+	return ended
 }
 
 func (h *History) see(epoch int64, master string, at time.Time) {

@@ -224,8 +224,8 @@ func runRow(t *testing.T, rw row, res *Result) {
 	t.Cleanup(f.Close)
 	r.f = f
 	obsCtx, stopObs := context.WithCancel(ctx)
-	t.Cleanup(stopObs)
-	r.h.Observe(obsCtx, r.cli, f.Cluster())
+	observed := r.h.Observe(obsCtx, r.cli, f.Cluster())
+	t.Cleanup(func() { stopObs(); <-observed })
 	r.boot = r.h.Current()
 	if r.boot.Master != demo.SeedMaster() {
 		res.Failf("no master record for %s at the start (%+v)", demo.SeedMaster(), r.boot)
