@@ -376,17 +376,7 @@ func (r *rig) noFailover() {
 
 // waitReplica waits until node's Redis is a replica with its link up.
 func (r *rig) waitReplica(t *testing.T, node string) bool {
-	err := r.poll(waitTimeout, func() error {
-		info, err := r.f.Client(node).Info(r.ctx, "replication").Result()
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(info, "role:slave") || !strings.Contains(info, "master_link_status:up") {
-			return fmt.Errorf("%s is no linked replica", node)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := r.poll(waitTimeout, func() error { return r.replicasLinked(node) }); err != nil {
 		r.res.Failf("%s did not become a replica within %v: %v", node, waitTimeout, err)
 		return false
 	}
