@@ -308,7 +308,7 @@ func (r *rig) poll(timeout time.Duration, f func() error) error {
 
 // waitFailover waits for a record newer than the boot's and fills the
 // Failover cell; want, if set, is the master expected.
-func (r *rig) waitFailover(t *testing.T, since time.Time, want string, bound time.Duration) (Epoch, bool) {
+func (r *rig) waitFailover(since time.Time, want string, bound time.Duration) (Epoch, bool) {
 	r.failedOver = true
 	var e Epoch
 	err := r.poll(waitTimeout, func() error {
@@ -375,12 +375,10 @@ func (r *rig) noFailover() {
 }
 
 // waitReplica waits until node's Redis is a replica with its link up.
-func (r *rig) waitReplica(t *testing.T, node string) bool {
+func (r *rig) waitReplica(node string) {
 	if err := r.poll(waitTimeout, func() error { return r.replicasLinked(node) }); err != nil {
 		r.res.Failf("%s did not become a replica within %v: %v", node, waitTimeout, err)
-		return false
 	}
-	return true
 }
 
 // mayLoseAckedBy allows losing the writes node acknowledged in the
@@ -537,14 +535,14 @@ func rows() []row {
 				t0 := time.Now()
 				r.f.KillRedis(m)
 				r.mayLoseAckedBy(m, t0)
-				if _, ok := r.waitFailover(t, t0, backup, leaseTTL+2*time.Second); !ok {
+				if _, ok := r.waitFailover(t0, backup, leaseTTL+2*time.Second); !ok {
 					return
 				}
 				if err := r.f.RestartRedis(r.ctx, m); err != nil {
 					r.res.Failf("restart: %v", err)
 					return
 				}
-				r.waitReplica(t, m)
+				r.waitReplica(m)
 				r.allowSyncs(m, 1, "a restarted Redis has a new replication ID")
 			},
 		},
@@ -556,7 +554,7 @@ func rows() []row {
 					r.res.Failf("%v", err)
 					return
 				}
-				if _, ok := r.waitFailover(t, t0, backup, leaseTTL+2*time.Second); !ok {
+				if _, ok := r.waitFailover(t0, backup, leaseTTL+2*time.Second); !ok {
 					return
 				}
 				// The winner paused the agentless old master's writes for
@@ -568,7 +566,7 @@ func rows() []row {
 					r.res.Failf("restart: %v", err)
 					return
 				}
-				r.waitReplica(t, m)
+				r.waitReplica(m)
 			},
 		},
 		{
@@ -581,7 +579,7 @@ func rows() []row {
 					return
 				}
 				r.mayLoseAckedBy(m, t0)
-				if _, ok := r.waitFailover(t, t0, backup, leaseTTL+2*time.Second); !ok {
+				if _, ok := r.waitFailover(t0, backup, leaseTTL+2*time.Second); !ok {
 					return
 				}
 				if err := r.f.RestartRedis(r.ctx, m); err != nil {
@@ -592,7 +590,7 @@ func rows() []row {
 					r.res.Failf("restart: %v", err)
 					return
 				}
-				r.waitReplica(t, m)
+				r.waitReplica(m)
 				r.allowSyncs(m, 1, "a restarted Redis has a new replication ID")
 			},
 		},
@@ -611,13 +609,13 @@ func rows() []row {
 				})
 				t.Cleanup(cont)
 				r.mayLoseAckedBy(m, t0)
-				_, ok := r.waitFailover(t, t0, backup, leaseTTL+2*time.Second)
+				_, ok := r.waitFailover(t0, backup, leaseTTL+2*time.Second)
 				if !ok {
 					return
 				}
 				r.sleep(time.Second)
 				cont()
-				r.waitReplica(t, m)
+				r.waitReplica(m)
 				// node's TestFailoverMasterPaused: a continued Redis first runs
 				// the writes the kernel held for it (of clients that gave up)
 				// and may rejoin with a full sync of its own.
@@ -632,12 +630,12 @@ func rows() []row {
 				for _, b := range r.siteLinks {
 					b.Cut()
 				}
-				_, ok := r.waitFailover(t, t0, backup, leaseTTL+2*time.Second)
+				_, ok := r.waitFailover(t0, backup, leaseTTL+2*time.Second)
 				for _, b := range r.siteLinks {
 					b.Restore()
 				}
 				if ok {
-					r.waitReplica(t, m)
+					r.waitReplica(m)
 				}
 			},
 		},
@@ -670,7 +668,7 @@ func rows() []row {
 				r.mayLoseAckedBy(m, t0)
 				// §5 row 6: failover ≤ 2·TTL + E (E: etcd's own election,
 				// 100 ms here; 2 s given for a slow machine).
-				_, ok := r.waitFailover(t, t0, backup, 2*leaseTTL+2*time.Second)
+				_, ok := r.waitFailover(t0, backup, 2*leaseTTL+2*time.Second)
 				l.Start(t)
 				if !ok {
 					return
@@ -679,7 +677,7 @@ func rows() []row {
 					r.res.Failf("restart: %v", err)
 					return
 				}
-				r.waitReplica(t, m)
+				r.waitReplica(m)
 				r.allowSyncs(m, 1, "a restarted Redis has a new replication ID")
 			},
 		},
@@ -694,7 +692,7 @@ func rows() []row {
 				for _, b := range r.siteLinks {
 					b.Restore()
 				}
-				r.waitSitesStreaming(t)
+				r.waitSitesStreaming()
 			},
 		},
 		{
@@ -708,7 +706,7 @@ func rows() []row {
 				for _, b := range r.siteLinks {
 					b.Restore()
 				}
-				r.waitSitesStreaming(t)
+				r.waitSitesStreaming()
 			},
 		},
 		{
@@ -725,7 +723,7 @@ func rows() []row {
 					r.res.Failf("switchover: %v", err)
 					return
 				}
-				if _, ok := r.waitFailover(t, t0, backup, 0); !ok {
+				if _, ok := r.waitFailover(t0, backup, 0); !ok {
 					return
 				}
 				gap := r.h.LongestGap(t0, time.Now())
@@ -733,7 +731,7 @@ func rows() []row {
 				if gap > 2*time.Second {
 					r.res.Failf("write pause %v, bound 2 s", gap.Round(time.Millisecond))
 				}
-				r.waitReplica(t, m)
+				r.waitReplica(m)
 			},
 		},
 		{
@@ -746,13 +744,13 @@ func rows() []row {
 				}
 				unpause := sync.OnceFunc(func() { _ = b.Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
 				t.Cleanup(unpause)
-				if !r.holdBack(t, backup) {
+				if !r.holdBack(backup) {
 					return
 				}
 				t0 := time.Now()
 				r.f.KillRedis(m)
 				r.mayLoseAckedBy(m, t0)
-				e, ok := r.waitFailover(t, t0, "", 0)
+				e, ok := r.waitFailover(t0, "", 0)
 				if !ok {
 					return
 				}
@@ -765,8 +763,8 @@ func rows() []row {
 					r.res.Failf("restart: %v", err)
 					return
 				}
-				r.waitReplica(t, m)
-				r.waitReplica(t, backup)
+				r.waitReplica(m)
+				r.waitReplica(backup)
 				r.allowSyncs(m, 1, "a restarted Redis has a new replication ID")
 				// The lag is injected with CLIENT PAUSE WRITE, which blocks
 				// the backup's master client; Redis caches no blocked master
@@ -829,7 +827,7 @@ func rows() []row {
 				// Asynchronous replication (the writer does not WAIT): what
 				// no relay of B had pulled dies with site A.
 				r.mayLoseAckedBy(m, t0)
-				_, ok := r.waitFailover(t, t0, "B-M-Backup", 0)
+				_, ok := r.waitFailover(t0, "B-M-Backup", 0)
 				l.Start(t)
 				if !ok {
 					return
@@ -870,14 +868,14 @@ func rows() []row {
 				}
 				t1 := time.Now()
 				r.res.Notef("no candidate promoted during %v without quorum; the failover is timed from the quorum's return", t1.Sub(t0).Round(100*time.Millisecond))
-				if _, ok := r.waitFailover(t, t1, backup, 2*leaseTTL+2*time.Second); !ok {
+				if _, ok := r.waitFailover(t1, backup, 2*leaseTTL+2*time.Second); !ok {
 					return
 				}
 				if err := r.f.RestartRedis(r.ctx, m); err != nil {
 					r.res.Failf("restart: %v", err)
 					return
 				}
-				r.waitReplica(t, m)
+				r.waitReplica(m)
 				r.allowSyncs(m, 1, "a restarted Redis has a new replication ID")
 			},
 		},
@@ -915,7 +913,7 @@ func rows() []row {
 // holdBack waits until node's published status trails the master by more
 // than the lag bound, the writer's load and a burst of 1 KiB writes
 // pushing the master on.
-func (r *rig) holdBack(t *testing.T, node string) bool {
+func (r *rig) holdBack(node string) bool {
 	mc := r.f.Client(r.boot.Master)
 	big := strings.Repeat("x", 1024)
 	for i := range 2 * maxLagBytes / 1024 {
@@ -967,7 +965,7 @@ func (r *rig) replicasLinked(nodes ...string) error {
 }
 
 // waitSitesStreaming waits until relay-b and relay-c stream again.
-func (r *rig) waitSitesStreaming(t *testing.T) {
+func (r *rig) waitSitesStreaming() {
 	err := r.poll(waitTimeout, func() error {
 		for _, id := range []string{"relay-b", "relay-c"} {
 			rl := r.f.RelayStatus(id)
