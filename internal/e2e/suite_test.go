@@ -627,13 +627,9 @@ func rows() []row {
 			setup: cutMasterFromEtcd,
 			run: func(t *testing.T, r *rig) {
 				t0 := time.Now()
-				for _, b := range r.siteLinks {
-					b.Cut()
-				}
+				r.eachLink((*wan.Bridge).Cut)
 				_, ok := r.waitFailover(t0, backup, leaseTTL+2*time.Second)
-				for _, b := range r.siteLinks {
-					b.Restore()
-				}
+				r.eachLink((*wan.Bridge).Restore)
 				if ok {
 					r.waitReplica(m)
 				}
@@ -684,30 +680,12 @@ func rows() []row {
 		{
 			name: "site_cut", matrix: "7 (data links)", fault: "sites B and C cut from site A's relays (link simulator: connections closed, new ones refused) for 5 s",
 			setup: bridgeSiteA,
-			run: func(t *testing.T, r *rig) {
-				for _, b := range r.siteLinks {
-					b.Cut()
-				}
-				r.sleep(5 * time.Second)
-				for _, b := range r.siteLinks {
-					b.Restore()
-				}
-				r.waitSitesStreaming()
-			},
+			run:   siteLinksDown((*wan.Bridge).Cut),
 		},
 		{
 			name: "site_paused", matrix: "9 (one link state)", fault: "sites B and C's links to site A paused (link simulator: connections open, nothing forwarded) for 5 s",
 			setup: bridgeSiteA,
-			run: func(t *testing.T, r *rig) {
-				for _, b := range r.siteLinks {
-					b.Pause()
-				}
-				r.sleep(5 * time.Second)
-				for _, b := range r.siteLinks {
-					b.Restore()
-				}
-				r.waitSitesStreaming()
-			},
+			run:   siteLinksDown((*wan.Bridge).Pause),
 		},
 		{
 			name: "switchover_under_load", matrix: "12", fault: "arbor switchover to A-M-Backup under the writer",
@@ -962,6 +940,26 @@ func (r *rig) replicasLinked(nodes ...string) error {
 		}
 	}
 	return nil
+}
+
+// eachLink applies op (Cut, Pause, Restore) to every bridge the row's
+// setup put on a link.
+func (r *rig) eachLink(op func(*wan.Bridge)) {
+	for _, b := range r.siteLinks {
+		op(b)
+	}
+}
+
+// siteLinksDown is the run of a site row: the links of sites B and C to
+// site A put down by down for 5 s, restored, and relay-b and relay-c
+// streaming again.
+func siteLinksDown(down func(*wan.Bridge)) func(*testing.T, *rig) {
+	return func(_ *testing.T, r *rig) {
+		r.eachLink(down)
+		r.sleep(5 * time.Second)
+		r.eachLink((*wan.Bridge).Restore)
+		r.waitSitesStreaming()
+	}
 }
 
 // waitSitesStreaming waits until relay-b and relay-c stream again.
