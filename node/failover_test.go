@@ -17,7 +17,6 @@ import (
 	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/internal/etcdtest"
 	arborfabric "github.com/arbor-fabric/arbor/internal/fabric"
-	"github.com/arbor-fabric/arbor/internal/freeport"
 	"github.com/arbor-fabric/arbor/internal/redistest"
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay"
@@ -53,22 +52,7 @@ func newElectFabric(t *testing.T, etcdMembers int, edit ...func(*topology.Topolo
 	f.b = redistest.Start(t, "--repl-backlog-size", "16mb")
 	f.r = redistest.Start(t)
 
-	rport, err := freeport.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gport, err := freeport.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcfg := relay.DefaultConfig()
-	rcfg.ID, rcfg.Site = "r1", "A"
-	rcfg.DataDir = filepath.Join(t.TempDir(), "r1")
-	rcfg.RedisAddr = "127.0.0.1:" + strconv.Itoa(rport)
-	rcfg.GRPCAddr = "127.0.0.1:" + strconv.Itoa(gport)
-	rcfg.TLS.Plaintext = true
-	rcfg.BacklogSize = 64 << 20
-	rcfg.Logger = f.log.With("relay", "r1")
+	rcfg := testRelayConfig(t, "r1", "A", f.log)
 
 	top := topology.New()
 	top.Sites["A"] = topology.Site{Name: "A"}
@@ -84,25 +68,61 @@ func newElectFabric(t *testing.T, etcdMembers int, edit ...func(*topology.Topolo
 		t.Fatal(err)
 	}
 
+	f.relay, _ = runRelay(t, rcfg, f.cli, f.cluster)
+	return f
+}
+
+// testRelayConfig is the config of relay id of site, on free ports, with
+// a 64 MiB backlog, for a relay run under etcd (runRelay).
+func testRelayConfig(t *testing.T, id, site string, log *slog.Logger) relay.Config {
+	cfg := relay.DefaultConfig()
+	cfg.ID, cfg.Site = id, site
+	cfg.DataDir = filepath.Join(t.TempDir(), id)
+	cfg.RedisAddr = "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
+	cfg.GRPCAddr = "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
+	cfg.TLS.Plaintext = true
+	cfg.BacklogSize = 64 << 20
+	cfg.Logger = log.With("relay", id)
+	return cfg
+}
+
+// runRelay runs cfg as a relay under etcd (internal/fabric) with cli until
+// the test ends or stop is called; an error from it fails the test.
+// running returns the relay it started (nil before).
+func runRelay(t *testing.T, cfg relay.Config, cli *clientv3.Client, cluster string) (running func() *relay.Relay, stop func()) {
 	var mu sync.Mutex
 	var started *relay.Relay
-	f.relay = func() *relay.Relay {
-		mu.Lock()
-		defer mu.Unlock()
-		return started
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
+	running = func() *relay.Relay { mu.Lock(); defer mu.Unlock(); return started }
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		fr := arborfabric.Relay{Config: rcfg, Etcd: f.cli, Cluster: f.cluster, Logger: rcfg.Logger,
+		fr := arborfabric.Relay{Config: cfg, Etcd: cli, Cluster: cluster, Logger: cfg.Logger,
 			Started: func(r *relay.Relay) { mu.Lock(); started = r; mu.Unlock() }}
-		if err := fr.Run(rctx); err != nil {
-			t.Errorf("relay r1: %v", err)
+		if err := fr.Run(ctx); err != nil {
+			t.Errorf("relay %s: %v", cfg.ID, err)
 		}
 	}()
-	t.Cleanup(func() { rcancel(); <-done })
-	return f
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return running, stop
+}
+
+// electAgentConfig is the config of an electing agent of node id (fast
+// profile, a status every 100 ms) on the Redis at addr.
+func electAgentConfig(id, site, cluster, addr string, log *slog.Logger) Config {
+	cfg := DefaultConfig()
+	cfg.ID, cfg.Site, cfg.Cluster = id, site, cluster
+	cfg.Redis = "redis://" + addr
+	cfg.StatusInterval = 100 * time.Millisecond
+	cfg.StatusTTL = 2 * time.Second
+	cfg.RedisTimeout = 500 * time.Millisecond
+	cfg.Elect = true
+	cfg.FastProfile()
+	cfg.DeferStep = 500 * time.Millisecond
+	cfg.Logger = log.With("agent", id)
+	return cfg
 }
 
 // runAgent runs an agent with the fast profile until the test ends or
@@ -112,16 +132,7 @@ func (f *electFabric) runAgent(t *testing.T, id string, s *redistest.Server, cli
 	if cli == nil {
 		cli = f.cli
 	}
-	cfg := DefaultConfig()
-	cfg.ID, cfg.Site, cfg.Cluster = id, "A", f.cluster
-	cfg.Redis = "redis://" + s.Addr
-	cfg.StatusInterval = 100 * time.Millisecond
-	cfg.StatusTTL = 2 * time.Second
-	cfg.RedisTimeout = 500 * time.Millisecond
-	cfg.Elect = true
-	cfg.FastProfile()
-	cfg.DeferStep = 500 * time.Millisecond
-	cfg.Logger = f.log.With("agent", id)
+	cfg := electAgentConfig(id, "A", f.cluster, s.Addr, f.log)
 	if f.agentCfg != nil {
 		f.agentCfg(&cfg)
 	}
@@ -259,22 +270,13 @@ func (f *electFabric) checkFailedOver(t *testing.T, boot election.State, before 
 // says ROLE master.
 func (f *electFabric) checkOneMaster(t *testing.T, master *redistest.Server) {
 	t.Helper()
+	var running []*redistest.Server
 	for _, s := range []*redistest.Server{f.m, f.b, f.r} {
-		if !s.Running() {
-			continue
-		}
-		role, err := s.Client().Do(f.ctx, "ROLE").Slice()
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := "slave"
-		if s == master {
-			want = "master"
-		}
-		if len(role) == 0 || role[0] != want {
-			t.Errorf("%s: ROLE %v, want %s", s.Addr, role, want)
+		if s.Running() {
+			running = append(running, s)
 		}
 	}
+	checkRoles(t, f.ctx, master, running...)
 }
 
 // TestFailoverKillMasterRedis: kill -9 of the master's Redis (its agent

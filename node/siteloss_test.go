@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,8 +14,6 @@ import (
 
 	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/internal/etcdtest"
-	arborfabric "github.com/arbor-fabric/arbor/internal/fabric"
-	"github.com/arbor-fabric/arbor/internal/freeport"
 	"github.com/arbor-fabric/arbor/internal/redistest"
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay"
@@ -66,16 +62,9 @@ func newDRFabric(t *testing.T) *drFabric {
 		top.Sites[site] = topology.Site{Name: site}
 	}
 	addRelay := func(id, site, upstream string) {
-		cfg := relay.DefaultConfig()
-		cfg.ID, cfg.Site = id, site
-		cfg.DataDir = filepath.Join(t.TempDir(), id)
-		cfg.RedisAddr = "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
-		cfg.GRPCAddr = "127.0.0.1:" + strconv.Itoa(mustFreePort(t))
-		cfg.TLS.Plaintext = true
-		cfg.BacklogSize = 64 << 20
+		cfg := testRelayConfig(t, id, site, f.log)
 		cfg.AckPolicy = "remote"
 		cfg.Fsync = "always" // a WAIT returns once a flush reached another site, not on the next everysec tick
-		cfg.Logger = f.log.With("relay", id)
 		f.relays[id] = cfg
 		top.Relays[id] = topology.RelaySpec{ID: id, Site: site, RedisAddr: cfg.RedisAddr, GRPCAddr: cfg.GRPCAddr, Upstream: upstream}
 	}
@@ -99,53 +88,18 @@ func newDRFabric(t *testing.T) *drFabric {
 	return f
 }
 
-func mustFreePort(t *testing.T) int {
-	t.Helper()
-	p, err := freeport.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // startRelay runs relay id under etcd with its site's client until the
-// test ends or stopAll/stop is called.
+// test ends or f.stops[id] is called.
 func (f *drFabric) startRelay(id string) {
 	cfg := f.relays[id]
-	var mu sync.Mutex
-	var started *relay.Relay
-	f.running[id] = func() *relay.Relay { mu.Lock(); defer mu.Unlock(); return started }
-	rctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fr := arborfabric.Relay{Config: cfg, Etcd: f.clients[cfg.Site], Cluster: f.cluster, Logger: cfg.Logger,
-			Started: func(r *relay.Relay) { mu.Lock(); started = r; mu.Unlock() }}
-		if err := fr.Run(rctx); err != nil && rctx.Err() == nil {
-			f.t.Errorf("relay %s: %v", id, err)
-		}
-	}()
-	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-done }) }
-	f.stops[id] = stop
-	f.t.Cleanup(stop)
+	f.running[id], f.stops[id] = runRelay(f.t, cfg, f.clients[cfg.Site], f.cluster)
 }
 
 // startAgent runs node id's agent (fast profile) with its site's client.
 func (f *drFabric) startAgent(id string) {
 	t := f.t
 	spec := f.top.Nodes[id]
-	cfg := DefaultConfig()
-	cfg.ID, cfg.Site, cfg.Cluster = id, spec.Site, f.cluster
-	cfg.Redis = "redis://" + f.redis[id].Addr
-	cfg.StatusInterval = 100 * time.Millisecond
-	cfg.StatusTTL = 2 * time.Second
-	cfg.RedisTimeout = 500 * time.Millisecond
-	cfg.Elect = true
-	cfg.FastProfile()
-	cfg.DeferStep = 500 * time.Millisecond
-	cfg.Logger = f.log.With("agent", id)
-	a, err := New(cfg, f.clients[spec.Site])
+	a, err := New(electAgentConfig(id, spec.Site, f.cluster, f.redis[id].Addr, f.log), f.clients[spec.Site])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,6 +121,77 @@ func (f *drFabric) counters(id string) *arborv1.SyncCounters {
 		f.t.Fatalf("relay %s not started", id)
 	}
 	return r.Status().GetCounters()
+}
+
+// boot starts every relay and agent, waits for am's bootstrap election
+// and for the other nodes to stream, and loads data on am until all are in
+// sync. It returns the bootstrap state.
+func (f *drFabric) boot(load redistest.LoadOptions) election.State {
+	t, ctx := f.t, f.ctx
+	t.Helper()
+	for _, id := range []string{"relay-a", "relay-b", "relay-c"} {
+		f.startRelay(id)
+	}
+	for _, id := range []string{"am", "ab", "bm", "cr"} {
+		f.startAgent(id)
+	}
+	var boot election.State
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		var err error
+		if boot, err = f.state(); err != nil {
+			return err
+		}
+		if !boot.Live() || boot.Master.Node != "am" {
+			return fmt.Errorf("state %+v: want am elected at bootstrap", boot)
+		}
+		return nil
+	})
+	am, ab, bm, cr := f.redis["am"], f.redis["ab"], f.redis["bm"], f.redis["cr"]
+	waitLinkUp(t, ctx, ab, bm, cr)
+	if err := redistest.LoadAllTypes(ctx, am.Client(), load); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitInSync(t, 30*time.Second, am, ab, bm, cr)
+	return boot
+}
+
+// loseSiteA makes site A vanish: its Redis servers are killed, its agents
+// and relay stop, its etcd member is killed.
+func (f *drFabric) loseSiteA() {
+	f.redis["am"].Kill()
+	f.redis["ab"].Kill()
+	f.stops["relay-a"]()
+	f.stops["am"]()
+	f.stops["ab"]()
+	f.etcd.Members[drSites["A"]].Kill()
+}
+
+// waitBMElected waits for bm's record, live, at an epoch after boot's and
+// returns the state.
+func (f *drFabric) waitBMElected(boot election.State) election.State {
+	f.t.Helper()
+	var after election.State
+	redistest.WaitFor(f.t, 60*time.Second, func() error {
+		var err error
+		if after, err = f.state(); err != nil {
+			return err
+		}
+		if after.Master == nil || after.Master.Node != "bm" || after.Master.Epoch <= boot.Master.Epoch || !after.Live() {
+			return fmt.Errorf("record %+v: want bm live at an epoch after %d", after.Master, boot.Master.Epoch)
+		}
+		return nil
+	})
+	return after
+}
+
+// stepNote is the note of h's step name ("" if it has none).
+func stepNote(h election.History, name string) string {
+	for _, s := range h.Steps {
+		if s.Name == name {
+			return s.Note
+		}
+	}
+	return ""
 }
 
 // waitWriter writes w:<i> to s (at most 100 000 writes, one every 2 ms)
@@ -248,29 +273,8 @@ func TestFailoverSiteLoss(t *testing.T) {
 	const minAcked = 50
 	f := newDRFabric(t)
 	ctx := f.ctx
-	for _, id := range []string{"relay-a", "relay-b", "relay-c"} {
-		f.startRelay(id)
-	}
-	for _, id := range []string{"am", "ab", "bm", "cr"} {
-		f.startAgent(id)
-	}
+	boot := f.boot(redistest.LoadOptions{SmallKeys: 500, Seed: 5})
 	am, ab, bm, cr := f.redis["am"], f.redis["ab"], f.redis["bm"], f.redis["cr"]
-	var boot election.State
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		var err error
-		if boot, err = f.state(); err != nil {
-			return err
-		}
-		if !boot.Live() || boot.Master.Node != "am" {
-			return fmt.Errorf("state %+v: want am elected at bootstrap", boot)
-		}
-		return nil
-	})
-	waitLinkUp(t, ctx, ab, bm, cr)
-	if err := redistest.LoadAllTypes(ctx, am.Client(), redistest.LoadOptions{SmallKeys: 500, Seed: 5}); err != nil {
-		t.Fatal(err)
-	}
-	redistest.WaitInSync(t, 30*time.Second, am, ab, bm, cr)
 
 	w := startWaitWriter(t, ctx, am)
 	redistest.WaitFor(t, 60*time.Second, func() error {
@@ -281,27 +285,9 @@ func TestFailoverSiteLoss(t *testing.T) {
 	})
 	before := map[string]*arborv1.SyncCounters{"relay-b": f.counters("relay-b"), "relay-c": f.counters("relay-c")}
 
-	// Site A vanishes: its Redis servers are killed, its agents and relay
-	// stop, its etcd member is killed.
 	t0 := time.Now()
-	am.Kill()
-	ab.Kill()
-	f.stops["relay-a"]()
-	f.stops["am"]()
-	f.stops["ab"]()
-	f.etcd.Members[drSites["A"]].Kill()
-
-	var after election.State
-	redistest.WaitFor(t, 60*time.Second, func() error {
-		var err error
-		if after, err = f.state(); err != nil {
-			return err
-		}
-		if after.Master == nil || after.Master.Node != "bm" || after.Master.Epoch <= boot.Master.Epoch || !after.Live() {
-			return fmt.Errorf("record %+v: want bm live at an epoch after %d", after.Master, boot.Master.Epoch)
-		}
-		return nil
-	})
+	f.loseSiteA()
+	after := f.waitBMElected(boot)
 	elected := time.Since(t0)
 	w.stop()
 	<-w.done
@@ -325,13 +311,7 @@ func TestFailoverSiteLoss(t *testing.T) {
 	if err != nil || len(hs) != 1 || hs[0].Node != "bm" || hs[0].Previous != "am" {
 		t.Fatalf("history %+v, %v: want bm taking over from am", hs, err)
 	}
-	var why string
-	for _, s := range hs[0].Steps {
-		if s.Name == "site-loss" {
-			why = s.Note
-		}
-	}
-	if !strings.Contains(why, "site A lost") || !strings.Contains(hs[0].Reason, "loss of site A") {
+	if why := stepNote(hs[0], "site-loss"); !strings.Contains(why, "site A lost") || !strings.Contains(hs[0].Reason, "loss of site A") {
 		t.Fatalf("history %+v: want the site loss recorded in the reason and a site-loss step", hs[0])
 	}
 	t.Logf("site A lost: bm elected after %v; anchor %s; %s; steps %+v", elected, anchor, hs[0].Reason, hs[0].Steps)
@@ -380,7 +360,7 @@ func TestFailoverSiteLoss(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if st.Master.Node != "bm" || st.Master.Epoch != after.Master.Epoch {
+		if st.Master == nil || st.Master.Node != "bm" || st.Master.Epoch != after.Master.Epoch {
 			t.Errorf("after A's return: record %+v, want bm at epoch %d", st.Master, after.Master.Epoch)
 		}
 		return nil
@@ -425,29 +405,8 @@ func TestFailoverSiteLossAnchorElsewhere(t *testing.T) {
 	const minAcked = 20
 	f := newDRFabric(t)
 	ctx := f.ctx
-	for _, id := range []string{"relay-a", "relay-b", "relay-c"} {
-		f.startRelay(id)
-	}
-	for _, id := range []string{"am", "ab", "bm", "cr"} {
-		f.startAgent(id)
-	}
-	am, ab, bm, cr := f.redis["am"], f.redis["ab"], f.redis["bm"], f.redis["cr"]
-	var boot election.State
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		var err error
-		if boot, err = f.state(); err != nil {
-			return err
-		}
-		if !boot.Live() || boot.Master.Node != "am" {
-			return fmt.Errorf("state %+v: want am elected at bootstrap", boot)
-		}
-		return nil
-	})
-	waitLinkUp(t, ctx, ab, bm, cr)
-	if err := redistest.LoadAllTypes(ctx, am.Client(), redistest.LoadOptions{SmallKeys: 200, Seed: 7}); err != nil {
-		t.Fatal(err)
-	}
-	redistest.WaitInSync(t, 30*time.Second, am, ab, bm, cr)
+	boot := f.boot(redistest.LoadOptions{SmallKeys: 200, Seed: 7})
+	am, bm, cr := f.redis["am"], f.redis["bm"], f.redis["cr"]
 	before := f.counters("relay-c")
 
 	// relay-b goes down; the writer's WAIT 1 is answered through relay-c.
@@ -459,24 +418,8 @@ func TestFailoverSiteLossAnchorElsewhere(t *testing.T) {
 		}
 		return nil
 	})
-	am.Kill()
-	ab.Kill()
-	f.stops["relay-a"]()
-	f.stops["am"]()
-	f.stops["ab"]()
-	f.etcd.Members[drSites["A"]].Kill()
-
-	var after election.State
-	redistest.WaitFor(t, 60*time.Second, func() error {
-		var err error
-		if after, err = f.state(); err != nil {
-			return err
-		}
-		if after.Master == nil || after.Master.Node != "bm" || after.Master.Epoch <= boot.Master.Epoch || !after.Live() {
-			return fmt.Errorf("record %+v: want bm live at an epoch after %d", after.Master, boot.Master.Epoch)
-		}
-		return nil
-	})
+	f.loseSiteA()
+	f.waitBMElected(boot)
 	w.stop()
 	<-w.done
 	top, _, err := topology.Load(ctx, f.cli, f.cluster)
@@ -491,13 +434,7 @@ func TestFailoverSiteLossAnchorElsewhere(t *testing.T) {
 	if err != nil || len(hs) != 1 {
 		t.Fatalf("history %+v, %v", hs, err)
 	}
-	var catchUp string
-	for _, s := range hs[0].Steps {
-		if s.Name == "catch-up" {
-			catchUp = s.Note
-		}
-	}
-	if !strings.Contains(catchUp, "relay-c") {
+	if catchUp := stepNote(hs[0], "catch-up"); !strings.Contains(catchUp, "relay-c") {
 		t.Errorf("catch-up step %q: want it from relay-c", catchUp)
 	}
 	t.Logf("history: %s; steps %+v", hs[0].Reason, hs[0].Steps)
