@@ -11,7 +11,6 @@ import (
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/internal/redistest"
@@ -328,29 +327,9 @@ func TestFailoverMetrics(t *testing.T) {
 	// The gauges follow the owner loop: poll.
 	var got map[string]float64
 	redistest.WaitFor(t, 30*time.Second, func() error {
-		var rm metricdata.ResourceMetrics
-		if err := readers["b"].Collect(f.ctx, &rm); err != nil {
+		var err error
+		if got, err = collect(f.ctx, readers["b"]); err != nil {
 			return err
-		}
-		got = map[string]float64{}
-		for _, sm := range rm.ScopeMetrics {
-			for _, m := range sm.Metrics {
-				switch d := m.Data.(type) {
-				case metricdata.Gauge[int64]:
-					for _, p := range d.DataPoints {
-						got[m.Name] = float64(p.Value)
-					}
-				case metricdata.Sum[int64]:
-					for _, p := range d.DataPoints {
-						got[m.Name] += float64(p.Value)
-					}
-				case metricdata.Histogram[float64]:
-					for _, p := range d.DataPoints {
-						got[m.Name+".count"] += float64(p.Count)
-						got[m.Name+".sum"] += p.Sum
-					}
-				}
-			}
 		}
 		if got["arbor.node.election.epoch"] != float64(want) || got["arbor.node.election.role"] != float64(roleLeader) ||
 			got["arbor.node.failovers"] != 1 || got["arbor.node.failover.duration.count"] != 1 {

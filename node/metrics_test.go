@@ -14,7 +14,8 @@ import (
 )
 
 // collect reads every point of r into a map by instrument name (one node
-// per reader, so one point per gauge).
+// per reader, so one point per gauge): a gauge's value, a sum's total, and
+// a histogram's count and sum as name.count and name.sum.
 func collect(ctx context.Context, r *sdkmetric.ManualReader) (map[string]float64, error) {
 	var rm metricdata.ResourceMetrics
 	if err := r.Collect(ctx, &rm); err != nil {
@@ -31,6 +32,15 @@ func collect(ctx context.Context, r *sdkmetric.ManualReader) (map[string]float64
 			case metricdata.Gauge[float64]:
 				for _, p := range d.DataPoints {
 					got[m.Name] = p.Value
+				}
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					got[m.Name] += float64(p.Value)
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					got[m.Name+".count"] += float64(p.Count)
+					got[m.Name+".sum"] += p.Sum
 				}
 			}
 		}
