@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -58,12 +57,8 @@ write stall <= 1s, 0 full syncs; a miss is reported as MISS.`,
 		if err != nil {
 			return err
 		}
-		if asJSON, _ := fs.GetBool("json"); asJSON {
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(rep)
-		}
-		return rep.WriteText(cmd.OutOrStdout())
+		asJSON, _ := fs.GetBool("json")
+		return printReport(cmd.OutOrStdout(), rep, asJSON)
 	}
 	return cmd
 }
