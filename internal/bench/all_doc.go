@@ -355,7 +355,7 @@ func (d *docWriter) tree(r *TreeReport) {
 	if b := r.Bytes; b != nil {
 		d.f("### Inter-site bytes\n\n")
 		d.f("%d writes/s for %.0f s (%s of master stream); bytes through each site's links, both directions:\n\n",
-			b.Rate, b.Seconds, sizeText(b.StreamBytes))
+			b.Rate, b.Seconds, sizeString(b.StreamBytes))
 		var rows [][]string
 		chart := &svgplot.BarChart{Title: "Inter-site bytes per MiB of master stream", YLabel: "KiB per MiB of stream",
 			Format: func(v float64) string { return fmt.Sprintf("%.0f", v) }}
@@ -365,7 +365,7 @@ func (d *docWriter) tree(r *TreeReport) {
 			if s.Site == b.Total.Site {
 				name = "total"
 			}
-			rows = append(rows, []string{name, sizeText(s.NativeToSite + s.NativeFromSite), sizeText(s.ArborToSite + s.ArborFromSite),
+			rows = append(rows, []string{name, sizeString(s.NativeToSite + s.NativeFromSite), sizeString(s.ArborToSite + s.ArborFromSite),
 				fmt.Sprintf("%.0f KiB", s.NativePerMiB/1024), fmt.Sprintf("%.0f KiB", s.ArborPerMiB/1024), fmt.Sprintf("%.3f", s.Ratio)})
 			chart.Groups = append(chart.Groups, name)
 			nat.Values = append(nat.Values, s.NativePerMiB/1024)
@@ -400,16 +400,16 @@ func (d *docWriter) tree(r *TreeReport) {
 	if fs := r.FullSync; fs != nil {
 		d.f("### Full sync of a new site\n\n")
 		d.f("A master filled with %s of keys and values (RDB %s), then a fresh replica in site B syncing\n",
-			sizeText(fs.DataBytes), sizeText(fs.RDBBytes))
+			sizeString(fs.DataBytes), sizeString(fs.RDBBytes))
 		d.f("from the master through the link (native), versus a fresh relay in site B syncing from relay-a\n")
 		d.f("through the link and a fresh replica syncing from it locally (Arbor).\n\n")
 		d.table([]string{"", "native", "Arbor relay-b", "Arbor replica", "Arbor total", "Arbor / native"}, [][]string{
 			{"seconds", fmt.Sprintf("%.2f", fs.NativeSeconds), fmt.Sprintf("%.2f", fs.ArborRelaySeconds),
 				fmt.Sprintf("%.2f", fs.ArborReplicaSeconds), fmt.Sprintf("%.2f", fs.ArborSeconds), fmt.Sprintf("%.2f", fs.Ratio)},
-			{"link bytes", sizeText(fs.NativeLinkBytes), sizeText(fs.ArborLinkBytes), "", "", ""},
+			{"link bytes", sizeString(fs.NativeLinkBytes), sizeString(fs.ArborLinkBytes), "", "", ""},
 		})
 		d.figure("fullsync.svg", "full-sync time, Arbor vs native", &svgplot.BarChart{
-			Title: "Full sync of a new replica in site B (" + sizeText(fs.DataBytes) + " of data)", YLabel: "seconds",
+			Title: "Full sync of a new replica in site B (" + sizeString(fs.DataBytes) + " of data)", YLabel: "seconds",
 			Groups: []string{"native", "Arbor"},
 			Series: []svgplot.BarSeries{
 				{Name: "through the link", Values: []float64{fs.NativeSeconds, fs.ArborRelaySeconds}},
@@ -513,18 +513,6 @@ func msText(v float64) string {
 		return fmt.Sprintf("%.0f ms", v)
 	}
 	return fmt.Sprintf("%.2f ms", v)
-}
-
-func sizeText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func rateText(bps int64) string {
