@@ -169,7 +169,7 @@ func benchAllConfig(cmd *cobra.Command) (bench.AllConfig, string, error) {
 
 	rf := &cfg.RelayFailover
 	*rf = bench.DefaultRelayFailoverConfig()
-	rf.Runs, rf.RedisServer, rf.RelayBin, rf.Dir = sz.runs, redisServer, arborBin, dir
+	rf.Runs, rf.RedisServer, rf.RelayBin, rf.Dir, rf.Progress = sz.runs, redisServer, arborBin, dir, cfg.Progress
 	cfg.Commands[bench.BenchRelayFailover] = fmt.Sprintf("arbor bench relay-failover --runs %d", rf.Runs)
 
 	for name, v := range map[string]interface{ Validate() error }{"relay": r, "tree": t, "failover": fo} {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -51,7 +50,7 @@ write stall <= 1s, 0 full syncs; a miss is reported as MISS.`,
 		cfg.Dir, _ = fs.GetString("dir")
 		cfg.Keep, _ = fs.GetBool("keep")
 		if quiet, _ := fs.GetBool("quiet"); !quiet {
-			cfg.Progress = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+			cfg.Progress = os.Stderr
 		}
 		rep, err := bench.RunRelayFailover(cmd.Context(), cfg)
 		if err != nil {

@@ -163,11 +163,7 @@ func RunAll(ctx context.Context, cfg AllConfig) (*AllReport, error) {
 				rep.Machine.RedisVersion = cmp.Or(rep.Machine.RedisVersion, rep.Switchover.Host.RedisVersion)
 			}
 		case BenchRelayFailover:
-			rc := cfg.RelayFailover
-			if cfg.Progress != nil && rc.Progress == nil {
-				rc.Progress = func(format string, args ...any) { fmt.Fprintf(cfg.Progress, "bench: "+format+"\n", args...) }
-			}
-			rep.RelayFailover, err = RunRelayFailover(ctx, rc)
+			rep.RelayFailover, err = RunRelayFailover(ctx, cfg.RelayFailover)
 			rep.RelayFailoverErr = errText(err)
 		}
 		ran.Ended, ran.LoadEnd = time.Now().UTC(), loadAverage()

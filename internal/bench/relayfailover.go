@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 )
@@ -22,8 +20,8 @@ type RelayFailoverConfig struct {
 	// temporary directory ("" for the system's); Keep keeps it.
 	RedisServer, RelayBin, Dir string
 	Keep                       bool
-	// Progress, if set, receives a line per step.
-	Progress func(format string, args ...any)
+	// Progress receives progress lines; nil discards them.
+	Progress io.Writer
 }
 
 // DefaultRelayFailoverConfig returns the defaults: 20 runs at the relays'
@@ -77,33 +75,21 @@ func RunRelayFailover(ctx context.Context, cfg RelayFailoverConfig) (*RelayFailo
 	if cfg.Runs < 1 {
 		return nil, errors.New("runs: at least 1")
 	}
-	if cfg.Progress == nil {
-		cfg.Progress = func(string, ...any) {}
-	}
-	if cfg.RelayBin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		cfg.RelayBin = exe
-	}
-	dir, err := os.MkdirTemp(cfg.Dir, "arbor-bench-relay-failover-")
+	w, err := newWorkspace(cfg.RedisServer, cfg.RelayBin, cfg.Dir, cfg.Keep, nil, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
-	if !cfg.Keep {
-		defer os.RemoveAll(dir)
-	}
+	defer w.close()
 	rep := &RelayFailoverReport{MoveAfterMs: ms(cfg.MoveAfter), Digests: true}
 	var streaming, stalls []time.Duration
 	for i := range cfg.Runs {
-		e := &env{dir: filepath.Join(dir, "run-"+strconv.Itoa(i+1)), redisBin: cfg.RedisServer, relayBin: cfg.RelayBin, progress: cfg.Progress}
+		e := w.newEnv("run-" + strconv.Itoa(i+1))
 		run, err := relayFailoverOnce(ctx, cfg, e)
 		e.close()
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", i+1, err)
 		}
-		cfg.Progress("run %d: children streaming %.0f ms after the kill, longest write stall %.0f ms, %d refused writes, %d full syncs",
+		w.progress("run %d: children streaming %.0f ms after the kill, longest write stall %.0f ms, %d refused writes, %d full syncs",
 			i+1, run.StreamingMs, run.StallMs, run.WriteErrors, run.FullSyncs)
 		rep.Runs = append(rep.Runs, run)
 		streaming = append(streaming, time.Duration(run.StreamingMs*float64(time.Millisecond)))
