@@ -19,25 +19,6 @@ const (
 	maxHeldTail = 128 << 20
 )
 
-// storeStream appends stream bytes from the upstream (a Redis master or a
-// parent relay) that end at offset end and were first received by the root
-// relay at origin (unix nanos), and keeps the relay's books on them. Bytes
-// that are not a valid stream are refused whole, counted and logged.
-func (r *Relay) storeStream(p []byte, end, origin int64, from string) (getAck bool, err error) {
-	getAck, err = r.store.Append(p)
-	if err != nil {
-		var se *store.StreamError
-		if errors.As(err, &se) {
-			r.stats.rejectedStreams.Add(1)
-			r.log.Error(from+" sent bytes that are not a replication stream; dropping the link, nothing of them stored",
-				"offset", se.Offset, "err", se.Err)
-		}
-		return false, err
-	}
-	r.noteStored(len(p), end, origin)
-	return getAck, nil
-}
-
 // noteStored keeps the relay's books on n stream bytes stored that end at
 // offset end and were first received by the root relay at origin.
 func (r *Relay) noteStored(n int, end, origin int64) {
@@ -116,19 +97,29 @@ func (in *ingest) write(p []byte) (ready []byte, after resp.StreamScanner, getAc
 
 // storeReady stores the bytes an ingest handed out ready (add, write), which
 // end at stream offset end and were first received by the root relay at
-// origin (unix nanos). With scanErr they are not a replication stream: the
-// store refuses them whole, counts and logs them, and the session ends.
+// origin (unix nanos), and keeps the relay's books on them. With scanErr
+// they are not a replication stream: the store, which checks them again,
+// refuses them whole, they are counted and logged, and the session ends.
 func (r *Relay) storeReady(ready []byte, after resp.StreamScanner, scanErr error, end, origin int64, from string) error {
-	if scanErr != nil {
-		if _, err := r.storeStream(ready, end, origin, from); err != nil {
-			return err
-		}
-		return fmt.Errorf("%s: %w", from, scanErr)
+	var err error
+	if scanErr == nil {
+		err = r.store.AppendScanned(ready, after)
+	} else {
+		_, err = r.store.Append(ready)
 	}
-	if err := r.store.AppendScanned(ready, after); err != nil {
+	if err != nil {
+		var se *store.StreamError
+		if errors.As(err, &se) {
+			r.stats.rejectedStreams.Add(1)
+			r.log.Error(from+" sent bytes that are not a replication stream; dropping the link, nothing of them stored",
+				"offset", se.Offset, "err", se.Err)
+		}
 		return err
 	}
 	r.noteStored(len(ready), end, origin)
+	if scanErr != nil {
+		return fmt.Errorf("%s: %w", from, scanErr)
+	}
 	return nil
 }
 
