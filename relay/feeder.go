@@ -277,8 +277,9 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 	for {
 		pos := f.c.sent.Load()
 		if lag := r.store.End() - pos; lag > r.cfg.MaxChildLag {
-			f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER, fmt.Sprintf("%d bytes behind, bound %d", lag, r.cfg.MaxChildLag))
-			return fmt.Errorf("child %s fell %d bytes behind (bound %d): %w", f.c.id, lag, r.cfg.MaxChildLag, ErrSlowConsumer)
+			err := fmt.Errorf("child %s fell %d bytes behind (bound %d): %w", f.c.id, lag, r.cfg.MaxChildLag, ErrSlowConsumer)
+			f.disconnect(err)
+			return err
 		}
 		var err error
 		switch f.mode {
@@ -307,7 +308,7 @@ func (f *feeder) leaveShared() error {
 	reader, err := f.r.store.NewReaderAs(f.gen, f.c.sent.Load(), f.known)
 	if err != nil {
 		if errors.Is(err, store.ErrOutOfRange) {
-			f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_BACKLOG_EXCEEDED, "fell behind the backlog")
+			f.disconnect(err)
 		}
 		return err
 	}
@@ -381,7 +382,7 @@ func (o *ownFrames) step(ctx context.Context, f *feeder) error {
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		return f.heartbeat()
 	case errors.Is(err, store.ErrTrimmed):
-		f.disconnect(arborv1.DisconnectReason_DISCONNECT_REASON_BACKLOG_EXCEEDED, "fell behind the backlog")
+		f.disconnect(err)
 		return err
 	case err != nil:
 		return err
@@ -491,13 +492,15 @@ func (f *feeder) sendSwitch(sw *store.ReplidSwitchError) error {
 	return err
 }
 
-// disconnect tells the child why it is cut, best effort (the stream may be
-// the very thing that is stuck).
-func (f *feeder) disconnect(reason arborv1.DisconnectReason, msg string) {
+// disconnect tells the child why it is cut, err's reason in the Sync
+// contract's table (syncErrors), best effort (the stream may be the very
+// thing that is stuck).
+func (f *feeder) disconnect(err error) {
+	reason, _ := reasonOf(err)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f.srv.Send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Disconnect{Disconnect: &arborv1.Disconnect{Reason: reason, Message: msg}}})
+		f.srv.Send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_Disconnect{Disconnect: &arborv1.Disconnect{Reason: reason, Message: err.Error()}}})
 	}()
 	select {
 	case <-done:
