@@ -70,25 +70,18 @@ type Observation struct {
 type Mover struct {
 	cfg MoverConfig
 
-	declared  string               // the declared parent relay; "" when it is no relay (nothing to move)
-	target    string               // what is followed instead of declared: a relay id or UpstreamMaster; "" for declared
-	move      *arborv1.ParentMove  // the move in force; nil when following declared
-	badSince  time.Time            // when the link was first seen down; zero while up
-	judgeFrom time.Time            // the link is not judged before this (a fresh link connects)
-	tier      Tier                 // the tier of target
-	upSince   map[string]time.Time // since when each relay is seen healthy (see Step)
-	movedAt   time.Time            // when the target last changed
-	// Since the parent followed was last set: whether its status was
-	// seen, and whether the link to it was seen up. A parent never seen
-	// yet is starting (its lease gone means nothing), and a link never up
-	// yet may wait for a parent that is getting its own data: such a link
-	// is judged against startBound instead of the silence bound.
-	seenLease, linked bool
+	declared string               // the declared parent relay; "" when it is no relay (nothing to move)
+	target   string               // what is followed instead of declared: a relay id or UpstreamMaster; "" for declared
+	move     *arborv1.ParentMove  // the move in force; nil when following declared
+	link     LinkJudge            // the link to the parent followed
+	tier     Tier                 // the tier of target
+	upSince  map[string]time.Time // since when each relay is seen healthy (see Step)
+	movedAt  time.Time            // when the target last changed
+	// seenLease says the status of the parent followed was seen since it
+	// was set: a parent never seen yet is starting (its lease gone means
+	// nothing).
+	seenLease bool
 }
-
-// startFactor times the silence bound is how long a link that was never
-// up may stay down before the child moves.
-const startFactor = 10
 
 // NewMover returns a Mover following the declared parent.
 func NewMover(cfg MoverConfig) *Mover {
@@ -98,7 +91,7 @@ func NewMover(cfg MoverConfig) *Mover {
 	if cfg.HoldDown <= 0 {
 		cfg.HoldDown = DefaultHoldDown
 	}
-	return &Mover{cfg: cfg}
+	return &Mover{cfg: cfg, link: LinkJudge{Silence: cfg.Silence}}
 }
 
 // Target returns what the child follows instead of its declared parent:
@@ -142,8 +135,8 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 		// The topology names another parent: follow it at once.
 		changed = m.target != ""
 		m.declared, m.target, m.move, m.tier = declared, "", nil, TierDeclared
-		m.seenLease, m.linked = false, false
-		m.badSince, m.judgeFrom = time.Time{}, o.Now.Add(m.cfg.Silence)
+		m.seenLease = false
+		m.link.Repointed(o.Now, false)
 		if changed {
 			return true, "the topology declares parent " + declared
 		}
@@ -262,9 +255,8 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 	m.target, m.tier, m.movedAt = target, c.Tier, o.Now
 	_, m.seenLease = o.Relays[m.Followed()]
 	// A parent chosen is streaming: its link is judged against the
-	// silence bound at once, not given a starting relay's time.
-	m.linked = true
-	m.badSince, m.judgeFrom = time.Time{}, o.Now.Add(m.cfg.Silence)
+	// silence bound, not given a starting relay's time.
+	m.link.Repointed(o.Now, true)
 	if target == "" {
 		m.move = nil
 		return true, fmt.Sprintf("back to %s after it was healthy for %v", m.declared, m.cfg.HoldDown)
@@ -302,22 +294,65 @@ func (m *Mover) judge(o Observation, followed string) string {
 			return fmt.Sprintf("status lease of %s gone", followed)
 		}
 	}
-	if o.LinkUp {
-		m.linked = true
+	if why := m.link.Judge(o.Now, o.LinkUp, o.Idle); why != "" {
+		return "link to " + followed + " " + why
 	}
-	if o.Now.Before(m.judgeFrom) {
+	return ""
+}
+
+// startFactor times the silence bound is how long a link that was never
+// up may stay down before the child moves.
+const startFactor = 10
+
+// LinkJudge judges the link from a child to the parent it follows, for
+// the movers (Mover, and the one of a relay run without etcd on a list of
+// upstreams): the parent is to be left when the link is up but has
+// received nothing for the silence bound, or has been down for it. A link
+// never up since the parent was set may stay down startFactor times the
+// bound, as it may wait for a parent that is getting its own data. The
+// zero value with Silence set judges a first link from the start.
+type LinkJudge struct {
+	// Silence is the silence bound.
+	Silence time.Duration
+
+	badSince  time.Time // when the link was first seen down; zero while up
+	judgeFrom time.Time // the link is not judged before this (a repointed link connects)
+	linked    bool      // the link was seen up since the parent was set
+}
+
+// Repointed starts judging the link anew at now, after the child was
+// pointed at another parent: the new link gets the silence bound to
+// connect before it is judged. streaming says the parent was chosen
+// because it streams: its link is judged against the silence bound even
+// before it was seen up.
+func (j *LinkJudge) Repointed(now time.Time, streaming bool) {
+	j.badSince, j.judgeFrom, j.linked = time.Time{}, now.Add(j.Silence), streaming
+}
+
+// Judge takes the link's state at now: up (streaming, or receiving a full
+// sync) and idle (how long it has received nothing; 0 if unknown). It
+// returns why the parent is to be left ("silent for 1.2s", "down for
+// 1.2s"), or "".
+func (j *LinkJudge) Judge(now time.Time, up bool, idle time.Duration) string {
+	if up {
+		j.linked = true
+	}
+	if now.Before(j.judgeFrom) {
 		return ""
 	}
+	bound := j.Silence
+	if !j.linked {
+		bound *= startFactor
+	}
 	switch {
-	case o.LinkUp && o.Idle >= m.cfg.Silence:
-		return fmt.Sprintf("link to %s silent for %v", followed, o.Idle.Round(time.Millisecond))
-	case o.LinkUp:
-		m.badSince = time.Time{}
-	case m.badSince.IsZero():
-		m.badSince = o.Now
-	case o.Now.Sub(m.badSince) >= m.cfg.Silence && m.linked,
-		o.Now.Sub(m.badSince) >= startFactor*m.cfg.Silence:
-		return fmt.Sprintf("link to %s down for %v", followed, o.Now.Sub(m.badSince).Round(time.Millisecond))
+	case up && idle >= j.Silence:
+		return fmt.Sprintf("silent for %v", idle.Round(time.Millisecond))
+	case up:
+		j.badSince = time.Time{}
+	case j.badSince.IsZero():
+		j.badSince = now
+	case now.Sub(j.badSince) >= bound:
+		return fmt.Sprintf("down for %v", now.Sub(j.badSince).Round(time.Millisecond))
 	}
 	return ""
 }

@@ -177,3 +177,55 @@ func TestMoverSiteReturns(t *testing.T) {
 		t.Fatalf("b1 healthy past the hold-down: target %q", m.Target())
 	}
 }
+
+// TestLinkJudge: the rules both movers judge a link by. A first link is
+// judged from the start: lost once up, it counts from its loss; never up,
+// it gets startFactor times the bound. A repointed link gets one bound to
+// connect, then is judged against the bound.
+func TestLinkJudge(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	j := LinkJudge{Silence: time.Second}
+	for _, c := range []struct {
+		d    time.Duration
+		up   bool
+		idle time.Duration
+		want string
+	}{
+		{0, false, 0, ""},
+		{100 * time.Millisecond, true, 0, ""},
+		{200 * time.Millisecond, false, 0, ""}, // the parent killed in the first second
+		{1100 * time.Millisecond, false, 0, ""},
+		{1200 * time.Millisecond, false, 0, "down for 1s"},
+	} {
+		if got := j.Judge(at(c.d), c.up, c.idle); got != c.want {
+			t.Fatalf("first link at %v (up %v): %q, want %q", c.d, c.up, got, c.want)
+		}
+	}
+
+	j = LinkJudge{Silence: time.Second}
+	for d := time.Duration(0); d < startFactor*time.Second; d += 500 * time.Millisecond {
+		if got := j.Judge(at(d), false, 0); got != "" {
+			t.Fatalf("a link never up left at %v: %q", d, got)
+		}
+	}
+	if got := j.Judge(at(startFactor*time.Second), false, 0); got != "down for 10s" {
+		t.Fatalf("a link never up, at startFactor times the bound: %q", got)
+	}
+
+	j.Repointed(at(20*time.Second), true)
+	if got := j.Judge(at(20900*time.Millisecond), true, 5*time.Second); got != "" {
+		t.Fatalf("judged within a repointed link's grace: %q", got)
+	}
+	if got := j.Judge(at(21*time.Second), true, 900*time.Millisecond); got != "" {
+		t.Fatalf("left on a link idle below the bound: %q", got)
+	}
+	if got := j.Judge(at(21100*time.Millisecond), true, 1100*time.Millisecond); got != "silent for 1.1s" {
+		t.Fatalf("silent link: %q", got)
+	}
+	j.Repointed(at(30*time.Second), true)
+	j.Judge(at(31*time.Second), false, 0)
+	if got := j.Judge(at(32*time.Second), false, 0); got != "down for 1s" {
+		t.Fatalf("a link to a parent chosen streaming, down for the bound: %q", got)
+	}
+}

@@ -112,7 +112,7 @@ func (s StaticRelay) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if len(s.Upstreams) > 1 {
-		m := &staticMover{s: s, r: r, log: log, creds: creds}
+		m := &staticMover{s: s, r: r, log: log, creds: creds, link: topology.LinkJudge{Silence: s.Silence}}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -131,15 +131,12 @@ type staticMover struct {
 	log   *slog.Logger
 	creds credentials.TransportCredentials
 
-	cur      int       // index of the upstream followed
-	badSince time.Time // when the link was first seen down; zero while up
-	linked   bool      // the link to cur was up since it was chosen
-	// judgeFrom is when the link to an upstream moved to is judged from
-	// (it gets the silence bound to connect). The first link needs no
-	// such grace: until it has been up it is judged against ten times
-	// the bound (see step), and once up, its loss counts at once: a
-	// parent killed in the relay's first second was left 0.6 s longer.
-	judgeFrom time.Time
+	cur int // index of the upstream followed
+	// link judges the link to cur. The first link is judged from the
+	// start, with no grace: until it has been up it is judged against
+	// ten times the bound, and once up, its loss counts at once (a
+	// parent killed in the relay's first second was left 0.6 s longer).
+	link      topology.LinkJudge
 	upSince   map[int]time.Time // preferred upstreams answering since
 	lastProbe time.Time
 }
@@ -160,25 +157,9 @@ func (m *staticMover) run(ctx context.Context) {
 
 func (m *staticMover) step(ctx context.Context, now time.Time) {
 	up, idle := m.r.UpstreamLink()
-	if up {
-		m.linked = true
-	}
-	bad := ""
-	if !now.Before(m.judgeFrom) {
-		bound := m.s.Silence
-		if !m.linked {
-			bound = 10 * m.s.Silence // a first link may wait for its upstream's own data
-		}
-		switch {
-		case up && idle >= m.s.Silence:
-			bad = fmt.Sprintf("link silent for %v", idle.Round(time.Millisecond))
-		case up:
-			m.badSince = time.Time{}
-		case m.badSince.IsZero():
-			m.badSince = now
-		case now.Sub(m.badSince) >= bound:
-			bad = fmt.Sprintf("link down for %v", now.Sub(m.badSince).Round(time.Millisecond))
-		}
+	bad := m.link.Judge(now, up, idle)
+	if bad != "" {
+		bad = "link " + bad
 	}
 	if bad == "" && m.cur == 0 {
 		return
@@ -226,7 +207,8 @@ func (m *staticMover) switchTo(now time.Time, j int, why string) {
 		return
 	}
 	m.log.Warn("moving to another upstream", "from", from, "to", m.s.Upstreams[j], "why", why)
-	m.cur, m.linked, m.badSince, m.judgeFrom = j, true, time.Time{}, now.Add(m.s.Silence)
+	m.cur = j
+	m.link.Repointed(now, true)
 	m.upSince = map[int]time.Time{}
 }
 
