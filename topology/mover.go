@@ -132,11 +132,19 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 	}
 	declared := m.declaredIn(o.Topology)
 	if declared != m.declared {
-		// The topology names another parent: follow it at once.
+		// The topology names another parent: follow it at once. A link
+		// repointed from another relay gets the bound to connect; the
+		// first parent's is judged from the start, as the link of a
+		// static relay is (one never up gets startFactor times the
+		// bound anyway, and the loss of one that was up counts at once).
 		changed = m.target != ""
+		if m.Followed() != "" {
+			m.link.Repointed(o.Now, false)
+		} else {
+			m.link = LinkJudge{Silence: m.cfg.Silence}
+		}
 		m.declared, m.target, m.move, m.tier = declared, "", nil, TierDeclared
 		m.seenLease = false
-		m.link.Repointed(o.Now, false)
 		if changed {
 			return true, "the topology declares parent " + declared
 		}

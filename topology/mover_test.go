@@ -35,10 +35,10 @@ func TestMover(t *testing.T) {
 	if ch, _ := step(Observation{Now: at(0), LinkUp: false}); ch || m.Followed() != "a1" {
 		t.Fatalf("start: changed %v, following %q", ch, m.Followed())
 	}
-	// A fresh link is not judged for one silence; then down past the
-	// bound moves it.
+	// A link never up yet is not left within the bound (it gets
+	// startFactor times it); once up, silent past the bound moves it.
 	if ch, _ := step(Observation{Now: at(900 * time.Millisecond)}); ch {
-		t.Fatal("moved within the start grace")
+		t.Fatal("moved on a starting link")
 	}
 	step(Observation{Now: at(1100 * time.Millisecond), LinkUp: true, Idle: 10 * time.Millisecond})
 	if ch, _ := step(Observation{Now: at(2 * time.Second), LinkUp: true, Idle: 900 * time.Millisecond}); ch {
@@ -227,5 +227,25 @@ func TestLinkJudge(t *testing.T) {
 	j.Judge(at(31*time.Second), false, 0)
 	if got := j.Judge(at(32*time.Second), false, 0); got != "down for 1s" {
 		t.Fatalf("a link to a parent chosen streaming, down for the bound: %q", got)
+	}
+}
+
+// TestMoverJudgesFromTheStart: the first parent's link is judged from the
+// mover's first step, as a static relay's is: a parent killed in the
+// child's first second counts from its loss, not from one bound later.
+func TestMoverJudgesFromTheStart(t *testing.T) {
+	top := haTopology()
+	m := NewMover(MoverConfig{Child: "b1", Relay: true, Silence: time.Second})
+	t0 := time.Unix(1000, 0)
+	all := streaming("a1", "a2", "b1", "b2", "c1")
+	for d := time.Duration(0); d < 1200*time.Millisecond; d += 100 * time.Millisecond {
+		up := d < 200*time.Millisecond // a1 is killed at 200 ms; its lease lives on
+		if ch, why := m.Step(Observation{Now: t0.Add(d), Topology: top, Relays: all, LinkUp: up}); ch {
+			t.Fatalf("moved at %v, before the link was down for the bound: %s", d, why)
+		}
+	}
+	ch, why := m.Step(Observation{Now: t0.Add(1200 * time.Millisecond), Topology: top, Relays: all})
+	if !ch || m.Target() != "a2" || !strings.Contains(why, "link to a1 down for 1s") {
+		t.Fatalf("link down for the bound since 200 ms: changed %v, target %q, why %q", ch, m.Target(), why)
 	}
 }
