@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/arbor-fabric/arbor/election"
 	"github.com/arbor-fabric/arbor/internal/redistest"
 )
 
@@ -75,14 +74,7 @@ func TestFailoverDeadManSwitch(t *testing.T) {
 		return nil
 	})
 	demoted := time.Since(t0)
-	var after election.State
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		after = f.state(t)
-		if after.Master == nil || after.Master.Node != "b" || after.Master.Epoch <= boot.Master.Epoch {
-			return fmt.Errorf("record %+v: want b after epoch %d", after.Master, boot.Master.Epoch)
-		}
-		return nil
-	})
+	after := f.waitElected(t, "b", boot)
 	n := w.checkAllOn(t, f.b)
 	f.checkOneMaster(t, f.b)
 	t.Logf("agent dead: m demoted by the switch %v later, b elected (epoch %d); %d writes acknowledged by m, all on b", demoted, after.Master.Epoch, n)

@@ -204,6 +204,21 @@ func (f *electFabric) start(t *testing.T, mcli *clientv3.Client) (election.State
 	return boot, stopM
 }
 
+// waitElected waits for node id's record at an epoch after boot's and
+// returns the state.
+func (f *electFabric) waitElected(t *testing.T, id string, boot election.State) election.State {
+	t.Helper()
+	var after election.State
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		after = f.state(t)
+		if after.Master == nil || after.Master.Node != id || after.Master.Epoch <= boot.Master.Epoch {
+			return fmt.Errorf("record %+v: want %s at an epoch after %d", after.Master, id, boot.Master.Epoch)
+		}
+		return nil
+	})
+	return after
+}
+
 // checkFailedOver waits for b's record after boot, a write on b and its
 // arrival on r, then checks the history, that nobody full-synced since
 // before (the relay's counters), equal digests and one master. It logs
@@ -211,14 +226,7 @@ func (f *electFabric) start(t *testing.T, mcli *clientv3.Client) (election.State
 func (f *electFabric) checkFailedOver(t *testing.T, boot election.State, before *arborv1.SyncCounters, t0 time.Time) {
 	t.Helper()
 	ctx := f.ctx
-	var after election.State
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		after = f.state(t)
-		if after.Master == nil || after.Master.Node != "b" || after.Master.Epoch <= boot.Master.Epoch {
-			return fmt.Errorf("record %+v: want b at an epoch after %d", after.Master, boot.Master.Epoch)
-		}
-		return nil
-	})
+	f.waitElected(t, "b", boot)
 	elected := time.Since(t0)
 	var wrote time.Duration
 	redistest.WaitFor(t, 30*time.Second, func() error {

@@ -88,13 +88,7 @@ func TestFailoverMasterPaused(t *testing.T) {
 	cfg.FastProfile()
 	fenceBy := t0.Add(cfg.LeaseTTL - cfg.FenceMargin)
 
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		st := f.state(t)
-		if st.Master == nil || st.Master.Node != "b" || st.Master.Epoch <= boot.Master.Epoch {
-			return fmt.Errorf("record %+v: want b at an epoch after %d", st.Master, boot.Master.Epoch)
-		}
-		return nil
-	})
+	f.waitElected(t, "b", boot)
 	elected := time.Since(t0)
 	resumed := time.Now()
 	resume()
