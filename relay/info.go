@@ -74,7 +74,7 @@ func (r *Relay) infoReplication(b *strings.Builder) {
 	st := r.store.State()
 	host, port, _ := net.SplitHostPort(r.currentUpstream().Addr)
 	r.link.mu.Lock()
-	state, lastIO, downSince := r.link.state, r.link.lastIO, r.link.downSince
+	state, downSince := r.link.state, r.link.downSince
 	syncBytes, syncTotal, syncStarted := r.link.syncBytes, r.link.syncTotal, r.link.syncStarted
 	r.link.mu.Unlock()
 	kv(b, "role", "slave")
@@ -83,8 +83,8 @@ func (r *Relay) infoReplication(b *strings.Builder) {
 	linkUp := state == "connected"
 	kv(b, "master_link_status", map[bool]string{true: "up", false: "down"}[linkUp])
 	lastIOSecs := int64(-1)
-	if !lastIO.IsZero() {
-		lastIOSecs = int64(time.Since(lastIO).Seconds())
+	if idle, ok := r.link.idle(); ok {
+		lastIOSecs = int64(idle.Seconds())
 	}
 	kv(b, "master_last_io_seconds_ago", lastIOSecs)
 	inSync := state == "sync"

@@ -8,10 +8,8 @@ import "time"
 // parent reads it to tell a hung parent (a link open but silent) well
 // before ReplTimeout ends the session.
 func (r *Relay) UpstreamLink() (streaming bool, idle time.Duration) {
+	idle, _ = r.link.idle()
 	r.link.mu.Lock()
 	defer r.link.mu.Unlock()
-	if !r.link.lastIO.IsZero() {
-		idle = time.Since(r.link.lastIO)
-	}
 	return r.link.state == "connected", idle
 }

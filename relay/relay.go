@@ -87,10 +87,13 @@ type stats struct {
 
 // linkState is what INFO says of the upstream link.
 type linkState struct {
+	// lastIO is when the link last received anything (stream, heartbeat
+	// or RDB bytes), unix nanos, 0 if never: set on every read and frame,
+	// so outside mu.
+	lastIO      atomic.Int64
 	mu          sync.Mutex
 	state       string    // "connect", "connecting", "sync", "connected"
 	since       time.Time // when state last changed
-	lastIO      time.Time // last byte received
 	downSince   time.Time
 	lastErr     string // why the link last failed; cleared once it is connected again
 	syncBytes   int64  // RDB bytes received in the current transfer
@@ -117,6 +120,19 @@ func (l *linkState) set(state string) {
 		l.lastErr = ""
 	}
 	l.state = state
+}
+
+// touch notes that the link received something at now.
+func (l *linkState) touch(now time.Time) { l.lastIO.Store(now.UnixNano()) }
+
+// idle returns how long ago the link last received anything, and false if
+// it never did.
+func (l *linkState) idle() (time.Duration, bool) {
+	last := l.lastIO.Load()
+	if last == 0 {
+		return 0, false
+	}
+	return time.Since(time.Unix(0, last)), true
 }
 
 // setCut records a parent relay's cut or refusal of the link.

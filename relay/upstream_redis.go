@@ -281,8 +281,8 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	if p.track {
 		p.r.link.mu.Lock()
 		p.r.link.syncBytes = p.n
-		p.r.link.lastIO = time.Now()
 		p.r.link.mu.Unlock()
+		p.r.link.touch(time.Now())
 	}
 	if now := time.Now(); now.After(p.next) {
 		p.next = now.Add(progressEvery)
@@ -375,9 +375,7 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 		n, err := u.br.Read(in.space())
 		if n > 0 {
 			now := time.Now()
-			r.link.mu.Lock()
-			r.link.lastIO = now
-			r.link.mu.Unlock()
+			r.link.touch(now)
 			ready, after, getAck, serr := in.add(n)
 			if len(ready) > 0 {
 				end += int64(len(ready))

@@ -91,9 +91,7 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 		return fmt.Errorf("parent answered subscribe with %T", m.Frame)
 	}
 	r.link.set("connected")
-	r.link.mu.Lock()
-	r.link.lastIO = time.Now()
-	r.link.mu.Unlock()
+	r.link.touch(time.Now())
 
 	// The parent cuts frames at any byte: whole commands outside
 	// MULTI…EXEC only are stored, the tail is held for this session (see
@@ -122,10 +120,7 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 				return
 			case <-t.C:
 			}
-			r.link.mu.Lock()
-			last := r.link.lastIO
-			r.link.mu.Unlock()
-			if time.Since(last) > r.cfg.ReplTimeout {
+			if idle, _ := r.link.idle(); idle > r.cfg.ReplTimeout {
 				close(silent)
 				cancel()
 				return
@@ -145,9 +140,7 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 			}
 			return fmt.Errorf("parent relay stream: %w", linkErrorOf(up.Addr, err))
 		}
-		r.link.mu.Lock()
-		r.link.lastIO = time.Now()
-		r.link.mu.Unlock()
+		r.link.touch(time.Now())
 		switch f := m.Frame.(type) {
 		case *arborv1.SyncResponse_Stream:
 			if err := r.storeFrame(f.Stream, dec, in); err != nil {
@@ -385,8 +378,9 @@ func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.F
 			r.stats.upstreamWireBytes.Add(int64(len(c.GetData())))
 			if track {
 				r.link.mu.Lock()
-				r.link.syncBytes, r.link.lastIO = w.Size(), time.Now()
+				r.link.syncBytes = w.Size()
 				r.link.mu.Unlock()
+				r.link.touch(time.Now())
 			}
 			if time.Since(lastLog) > progressEvery {
 				lastLog = time.Now()
