@@ -37,6 +37,9 @@ func TestTrackerLagHistory(t *testing.T) {
 	}
 	tr.observe(view(t0, 200, "A", "B"))                   // the same time: not a new point
 	tr.observe(view(t0.Add(-time.Second), 300, "A", "B")) // older: not a new point
+	if h := tr.lagHistory()["B"]; len(h) != 1 || h[0].Bytes != 100 {
+		t.Fatalf("B's history after a view at the same time and an older one: %+v, want only the first point", h)
+	}
 	for i := 1; i <= historyPoints+10; i++ {
 		tr.observe(view(t0.Add(time.Duration(i)*100*time.Millisecond), int64(i), "A", "B"))
 	}
