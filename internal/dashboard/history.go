@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"strings"
 	"sync"
 	"time"
@@ -116,10 +117,7 @@ func (tr *tracker) observe(v *statusview.Fabric) pageView {
 			if l.State != "full_sync" {
 				continue
 			}
-			child := l.Node
-			if child == "" {
-				child = l.ID
-			}
+			child := cmp.Or(l.Node, l.ID)
 			key := r.ID + "\x00" + child
 			inSync[key] = true
 			seen, ok := tr.syncs[key]
@@ -166,11 +164,7 @@ func siteLags(v *statusview.Fabric) map[string]int64 {
 	linkTo := map[string]statusview.Link{}
 	for _, r := range v.Relays {
 		for _, l := range r.Links {
-			id := l.Node
-			if id == "" {
-				id = l.ID
-			}
-			linkTo[id] = l
+			linkTo[cmp.Or(l.Node, l.ID)] = l
 		}
 	}
 	out := map[string]int64{}
