@@ -121,9 +121,6 @@ func (f *Fabric) Close() { f.d.stop() }
 // Cluster returns the cluster name in etcd.
 func (f *Fabric) Cluster() string { return f.d.o.Cluster }
 
-// Etcd returns the fabric's etcd client (closed by Close).
-func (f *Fabric) Etcd() *clientv3.Client { return f.d.cli }
-
 // Nodes returns the names of the nodes, the seed's master first.
 func (f *Fabric) Nodes() []string {
 	var out []string
@@ -144,16 +141,6 @@ func (f *Fabric) Relays() []string {
 
 // SeedMaster is the node the seed topology names master.
 func SeedMaster() string { return seedMaster }
-
-// Site returns the site of a node or relay.
-func (f *Fabric) Site(name string) string {
-	for _, n := range f.d.nodes {
-		if n.name == name {
-			return n.site
-		}
-	}
-	return f.d.relay(name).site
-}
 
 // Addr returns the address of a node's redis-server.
 func (f *Fabric) Addr(name string) string { return f.d.server(name).addr() }
