@@ -57,33 +57,43 @@ func newMetrics(mp metric.MeterProvider, id string) (*metrics, error) {
 	}
 	m := mp.Meter(meterName)
 	x := &metrics{attrs: metric.WithAttributes(MetricAttrNodeID.String(id))}
-	epoch, err1 := m.Int64ObservableGauge("arbor.node.election.epoch", metric.WithUnit("{epoch}"),
+	// Every gauge is observed by the one callback below; errs collects
+	// the instruments' errors.
+	var errs []error
+	var observed []metric.Observable
+	gauge := func(name string, opts ...metric.Int64ObservableGaugeOption) metric.Int64ObservableGauge {
+		g, err := m.Int64ObservableGauge(name, opts...)
+		errs, observed = append(errs, err), append(observed, g)
+		return g
+	}
+	epoch := gauge("arbor.node.election.epoch", metric.WithUnit("{epoch}"),
 		metric.WithDescription("Epoch of the newest master record this agent has seen (the election's leader key create revision)."))
-	role, err2 := m.Int64ObservableGauge("arbor.node.election.role",
+	role := gauge("arbor.node.election.role",
 		metric.WithDescription("The agent's election role: 0 follower, 1 campaigning, 2 leader (its Redis is the master)."))
-	redisUp, err5 := m.Int64ObservableGauge("arbor.node.redis.up",
+	redisUp := gauge("arbor.node.redis.up",
 		metric.WithDescription("1 when the Redis answered the agent's last check, else 0."))
-	healthy, err6 := m.Int64ObservableGauge("arbor.node.healthy",
+	healthy := gauge("arbor.node.healthy",
 		metric.WithDescription("1 when the Redis answered and is not loading its dataset (the status's healthy), else 0."))
-	redisRole, err7 := m.Int64ObservableGauge("arbor.node.redis.role",
+	redisRole := gauge("arbor.node.redis.role",
 		metric.WithDescription("The role the Redis reports: 1 master, 2 replica (0 not known: it did not answer)."))
-	offset, err8 := m.Int64ObservableGauge("arbor.node.offset", metric.WithUnit("By"),
+	offset := gauge("arbor.node.offset", metric.WithUnit("By"),
 		metric.WithDescription("The Redis's replication offset (master_repl_offset)."))
-	linkUp, err9 := m.Int64ObservableGauge("arbor.node.link.up",
+	linkUp := gauge("arbor.node.link.up",
 		metric.WithDescription("Replicas only: 1 while the link to its master or relay streams (master_link_status:up), else 0."))
-	linkState, err10 := m.Int64ObservableGauge("arbor.node.link.state",
+	linkState := gauge("arbor.node.link.state",
 		metric.WithDescription("Replicas only: the link's state (2 connecting, 3 full sync, 4 streaming: arbor.v1.LinkState)."))
-	lag, err11 := m.Int64ObservableGauge("arbor.node.lag", metric.WithUnit("By"),
+	lag := gauge("arbor.node.lag", metric.WithUnit("By"),
 		metric.WithDescription("Replicas only, once the master's offset is known: bytes the Redis trails the master's published offset by."))
-	lagTime, err12 := m.Float64ObservableGauge("arbor.node.lag.time", metric.WithUnit("s"),
+	lagTime, err := m.Float64ObservableGauge("arbor.node.lag.time", metric.WithUnit("s"),
 		metric.WithDescription("Replicas only, once the master's offset is known: how long ago the master was at this Redis's offset (as fine as the master's status interval)."))
-	var err3, err4 error
-	x.failovers, err3 = m.Int64Counter("arbor.node.failovers", metric.WithUnit("{failover}"),
+	errs, observed = append(errs, err), append(observed, lagTime)
+	x.failovers, err = m.Int64Counter("arbor.node.failovers", metric.WithUnit("{failover}"),
 		metric.WithDescription("Take-overs by this node: failovers and switchovers it won and completed."))
-	x.duration, err4 = m.Float64Histogram("arbor.node.failover.duration", metric.WithUnit("s"),
+	errs = append(errs, err)
+	x.duration, err = m.Float64Histogram("arbor.node.failover.duration", metric.WithUnit("s"),
 		metric.WithDescription("From the master's loss of the election (or the switchover's write pause) to this node's published record."),
 		metric.WithExplicitBucketBoundaries(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 30))
-	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11, err12); err != nil {
+	if err := errors.Join(append(errs, err)...); err != nil {
 		return nil, err
 	}
 	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
@@ -110,7 +120,7 @@ func newMetrics(mp metric.MeterProvider, id string) (*metrics, error) {
 			}
 		}
 		return nil
-	}, epoch, role, redisUp, healthy, redisRole, offset, linkUp, linkState, lag, lagTime)
+	}, observed...)
 	if err != nil {
 		return nil, err
 	}
