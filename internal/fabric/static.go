@@ -1,14 +1,12 @@
 package fabric
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -222,21 +220,7 @@ func (m *staticMover) alive(ctx context.Context, j int) error {
 	ctx, cancel := context.WithTimeout(ctx, topology.PingTimeout)
 	defer cancel()
 	if up.Kind == relay.UpstreamRedis {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", up.Addr)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		deadline, _ := ctx.Deadline()
-		if err := c.SetDeadline(deadline); err != nil {
-			return err
-		}
-		if _, err := c.Write([]byte("PING\r\n")); err != nil {
-			return err
-		}
-		_, err = bufio.NewReader(c).ReadString('\n')
-		return err
+		return topology.Ping(ctx, up.Addr)
 	}
 	conn, err := grpc.NewClient("passthrough:///"+up.Addr, grpc.WithTransportCredentials(m.creds))
 	if err != nil {
