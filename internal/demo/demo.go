@@ -116,6 +116,31 @@ type relayNode struct {
 
 func (rn *relayNode) redisAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(rn.port)) }
 
+// fullSyncs returns the full syncs rn took from its upstream and served
+// to replicas over all its runs.
+func (rn *relayNode) fullSyncs() (upstream, served int64) {
+	upstream, served = rn.priorUpstreamFull, rn.priorServedFull
+	select {
+	case <-rn.exited: // stopped: its counts are in the prior ones
+	default:
+		u, s := rn.runFullSyncs()
+		upstream, served = upstream+u, served+s
+	}
+	return upstream, served
+}
+
+// runFullSyncs returns the full syncs of rn's current (or last) run:
+// zeros before it started.
+func (rn *relayNode) runFullSyncs() (upstream, served int64) {
+	select {
+	case <-rn.started:
+		c := rn.r.Status().GetCounters()
+		return int64(c.GetUpstreamFullSyncs()), int64(c.GetFullSyncsServed())
+	default:
+		return 0, 0
+	}
+}
+
 // ErrNoRedisServer is returned (wrapped) when the redis-server binary is
 // not found.
 var ErrNoRedisServer = errors.New("redis-server not found")

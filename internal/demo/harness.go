@@ -366,17 +366,7 @@ func (f *Fabric) RedisLog(name string) string { return filepath.Join(f.d.o.Dir, 
 func (f *Fabric) UpstreamFullSyncs() map[string]int64 {
 	out := map[string]int64{}
 	for _, rn := range f.d.relays {
-		out[rn.name] = rn.priorUpstreamFull
-		select {
-		case <-rn.exited: // stopped: its counts are in the prior ones
-			continue
-		default:
-		}
-		select {
-		case <-rn.started:
-			out[rn.name] += int64(rn.r.Status().GetCounters().GetUpstreamFullSyncs())
-		default:
-		}
+		out[rn.name], _ = rn.fullSyncs()
 	}
 	return out
 }
@@ -389,13 +379,9 @@ func (f *Fabric) StopRelay(name string) {
 	rn := f.d.relay(name)
 	rn.cancel()
 	<-rn.exited
-	select {
-	case <-rn.started:
-		c := rn.r.Status().GetCounters()
-		rn.priorUpstreamFull += int64(c.GetUpstreamFullSyncs())
-		rn.priorServedFull += int64(c.GetFullSyncsServed())
-	default:
-	}
+	upstream, served := rn.runFullSyncs()
+	rn.priorUpstreamFull += upstream
+	rn.priorServedFull += served
 }
 
 // RestartRelay starts a relay stopped by StopRelay again, with the same

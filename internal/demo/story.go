@@ -75,14 +75,8 @@ func stamp() string { return time.Now().Format("15:04:05.000") }
 func (d *demo) fullSyncs() int64 {
 	var n int64
 	for _, rn := range d.relays {
-		n += rn.priorUpstreamFull + rn.priorServedFull
-		select {
-		case <-rn.exited: // stopped: its counts are in the prior ones
-			continue
-		default:
-		}
-		c := rn.r.Status().GetCounters()
-		n += int64(c.GetUpstreamFullSyncs() + c.GetFullSyncsServed())
+		upstream, served := rn.fullSyncs()
+		n += upstream + served
 	}
 	return n
 }
