@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"sync"
 	"time"
 )
 
@@ -41,16 +40,16 @@ type LagSample struct {
 }
 
 // lagTracer samples the offsets of servers until stopped. One goroutine
-// samples; stop waits for it.
+// samples; stop waits for it to end before it reads the samples.
 type lagTracer struct {
 	servers []*server
 	cancel  context.CancelFunc
 	done    chan struct{}
 	start   time.Time
 
-	mu      sync.Mutex
-	at      []time.Duration // since start; guarded by mu
-	offsets [][]int64       // per sample, per server (-1: no answer); guarded by mu
+	// Written by run only.
+	at      []time.Duration // since start
+	offsets [][]int64       // per sample, per server (-1: no answer)
 }
 
 // startLagTracer starts sampling servers: the old master first, then the
@@ -106,10 +105,8 @@ func (t *lagTracer) run(ctx context.Context) {
 				row[i] = off
 			}
 		}
-		t.mu.Lock()
 		t.at = append(t.at, at)
 		t.offsets = append(t.offsets, row)
-		t.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
@@ -127,9 +124,7 @@ func (t *lagTracer) close() {
 // stop ends the sampling and returns the trace with times relative to
 // killed.
 func (t *lagTracer) stop(killed time.Time) *LagTrace {
-	t.close()
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.close() // run has returned: the samples are ours
 	tr := &LagTrace{EveryMs: ms(lagTraceEvery)}
 	for _, s := range t.servers {
 		tr.Servers = append(tr.Servers, s.name)
