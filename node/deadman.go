@@ -114,18 +114,13 @@ func RunDeadManSwitch(ctx context.Context, in io.Reader, log *slog.Logger) error
 	defer c.Close()
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	pause := strconv.FormatInt(st.pause.Milliseconds(), 10)
-	if err := c.Do(cctx, "CLIENT", "PAUSE", pause, "WRITE").Err(); err != nil {
-		return fmt.Errorf("dead-man switch: CLIENT PAUSE WRITE: %w", err)
+	if err := fenceRedis(cctx, c, st.pause, st.follow); err != nil {
+		return fmt.Errorf("dead-man switch: %w", err)
 	}
 	if st.follow == "" {
-		log.Warn("dead-man switch: writes paused; nothing to demote to", "for", pause+"ms")
+		log.Warn("dead-man switch: writes paused; nothing to demote to", "for", st.pause)
 		return nil
 	}
-	if err := replicaOf(cctx, c, st.follow); err != nil {
-		return fmt.Errorf("dead-man switch: demote to %s: %w", st.follow, err)
-	}
-	_ = c.Do(cctx, "CLIENT", "UNPAUSE").Err()
 	log.Warn("dead-man switch: redis demoted", "to", st.follow)
 	return nil
 }

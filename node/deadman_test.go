@@ -1,8 +1,11 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/arbor-fabric/arbor/internal/redistest"
+	"github.com/arbor-fabric/arbor/topology"
 )
 
 // TestFailoverDeadManSwitch: the master's agent dies (its pipe to the
@@ -121,5 +125,54 @@ func (d *deadMan) abandon() {
 	if !d.closed {
 		_ = d.in.Close()
 		d.closed = true
+	}
+}
+
+// TestFenceRedis: the agent's fence (its lease lost, or a forced failover
+// away from it) pauses its Redis's writes and demotes it to what the node
+// follows, then resumes it: a replica refuses writes itself. With nothing
+// to follow, or a demotion that fails, the writes stay paused (for two
+// lease TTLs), as the dead-man switch leaves them: resuming a master that
+// lost the election would have it take writes past its fence deadline.
+func TestFenceRedis(t *testing.T) {
+	ctx := context.Background()
+	other := redistest.Start(t)
+	for _, tc := range []struct {
+		name   string
+		follow string // a node id of top, or ""
+		paused bool
+	}{
+		{name: "demoted", follow: "o"},
+		{name: "nothing to follow", paused: true},
+		{name: "demotion failed", follow: "bad", paused: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := redistest.Start(t)
+			log := slog.New(slog.NewTextHandler(tlogWriter{t}, nil))
+			a, err := New(electAgentConfig("m", "A", "fence", s.Addr, log), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.met.close(); _ = a.redis.Close() })
+			top := topology.New()
+			top.Nodes["m"] = topology.NodeSpec{ID: "m", Site: "A", RedisAddr: s.Addr, Follow: tc.follow}
+			top.Nodes["o"] = topology.NodeSpec{ID: "o", Site: "A", RedisAddr: other.Addr}
+			// An address REPLICAOF cannot take (no port).
+			top.Nodes["bad"] = topology.NodeSpec{ID: "bad", Site: "A", RedisAddr: "no-port"}
+			a.fenceRedis(ctx, top)
+			t.Cleanup(func() { _ = s.Client().Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
+
+			wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			err = s.Client().Set(wctx, "after-fence", "1", 0).Err()
+			cancel()
+			var ne net.Error
+			held := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+			switch {
+			case tc.paused && !held:
+				t.Errorf("write after the fence: %v; want it held by the pause (a timeout)", err)
+			case !tc.paused && (err == nil || !strings.HasPrefix(err.Error(), "READONLY")):
+				t.Errorf("write after the fence: %v; want READONLY from a demoted, resumed replica", err)
+			}
+		})
 	}
 }

@@ -947,24 +947,21 @@ func (a *Agent) fence(ctx context.Context, top *topology.Topology) {
 	a.stepDown(ctx, false)
 }
 
-// fenceRedis pauses the Redis's writes, demotes it to what the node
-// follows, and resumes it (a replica refuses writes itself), as far as the
-// Redis answers.
+// fenceRedis pauses the Redis's writes and demotes it to what the node
+// follows (see fenceRedis), as far as the Redis answers.
 func (a *Agent) fenceRedis(ctx context.Context, top *topology.Topology) {
 	cctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
 	defer cancel()
-	pause := strconv.FormatInt((2 * a.cfg.LeaseTTL).Milliseconds(), 10)
-	if err := a.redis.Do(cctx, "CLIENT", "PAUSE", pause, "WRITE").Err(); err != nil {
-		a.log.Error("election: CLIENT PAUSE WRITE failed", "err", err)
+	follow := followAddr(top, a.cfg.ID)
+	if err := fenceRedis(cctx, a.redis, 2*a.cfg.LeaseTTL, follow); err != nil {
+		a.log.Error("election: fence incomplete", "follow", follow, "err", err)
+		return
 	}
-	if want := followAddr(top, a.cfg.ID); want != "" {
-		if err := replicaOf(cctx, a.redis, want); err != nil {
-			a.log.Error("election: demotion failed", "to", want, "err", err)
-		} else {
-			a.log.Warn("election: redis demoted", "to", want)
-		}
+	if follow == "" {
+		a.log.Warn("election: writes paused; nothing to demote to", "for", 2*a.cfg.LeaseTTL)
+		return
 	}
-	_ = a.redis.Do(cctx, "CLIENT", "UNPAUSE").Err()
+	a.log.Warn("election: redis demoted", "to", follow)
 }
 
 // followAddr returns the Redis address of what node id follows when it is

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -143,4 +144,26 @@ func replicaOf(ctx context.Context, c *redis.Client, addr string) error {
 		return err
 	}
 	return c.Do(ctx, "REPLICAOF", host, port).Err()
+}
+
+// fenceRedis fences a Redis that must take no more writes (a master that
+// lost the election): CLIENT PAUSE WRITE for pause, then REPLICAOF follow,
+// then CLIENT UNPAUSE, the demoted Redis refusing writes itself. Each step
+// is tried even if the one before failed (a pause an ACL refuses must not
+// stop the demotion). Without a follow address, or if the demotion fails,
+// the Redis stays paused: resumed, a master would take writes the new
+// master never sees.
+func fenceRedis(ctx context.Context, c *redis.Client, pause time.Duration, follow string) error {
+	var errs []error
+	if err := c.Do(ctx, "CLIENT", "PAUSE", strconv.FormatInt(pause.Milliseconds(), 10), "WRITE").Err(); err != nil {
+		errs = append(errs, fmt.Errorf("CLIENT PAUSE WRITE: %w", err))
+	}
+	if follow == "" {
+		return errors.Join(errs...)
+	}
+	if err := replicaOf(ctx, c, follow); err != nil {
+		return errors.Join(append(errs, fmt.Errorf("demote to %s: %w", follow, err))...)
+	}
+	_ = c.Do(ctx, "CLIENT", "UNPAUSE").Err()
+	return errors.Join(errs...)
 }
