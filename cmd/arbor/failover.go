@@ -63,10 +63,10 @@ record; past it the request lapses.`,
 		if *probeTimeout <= 0 {
 			return fmt.Errorf("--probe-timeout %v: must be positive", *probeTimeout)
 		}
-		force := func(ctx context.Context, cli *clientv3.Client, cluster, to string, timeout time.Duration) (election.Master, error) {
+		forceFailover := func(ctx context.Context, cli *clientv3.Client, cluster, to string, timeout time.Duration) (election.Master, error) {
 			return election.ForceFailover(ctx, cli, cluster, to, timeout, pingProbe(*probeTimeout))
 		}
-		return runRequest(cmd, ef, "forced failover", force, to, timeout)
+		return runRequest(cmd, ef, "forced failover", forceFailover, to, timeout)
 	}
 	return cmd
 }
