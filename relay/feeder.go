@@ -104,7 +104,21 @@ func (f *feeder) send(m *arborv1.SyncResponse) error {
 // SlowConsumerTimeout (the child stopped reading; gRPC flow control holds
 // the sender).
 func (f *feeder) watchdog(ctx context.Context, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(min(time.Second, f.r.cfg.SlowConsumerTimeout/4))
+	timeout := f.r.cfg.SlowConsumerTimeout
+	watch(ctx, cancel, min(time.Second, timeout/4), func() error {
+		if began := f.sending.Load(); began != 0 && time.Since(time.Unix(0, began)) > timeout {
+			f.log.Info("child relay accepts nothing; cutting it as a slow consumer", "timeout", timeout)
+			return fmt.Errorf("child %s accepted nothing for %v: %w", f.c.id, timeout, ErrSlowConsumer)
+		}
+		return nil
+	})
+}
+
+// watch runs check every period until ctx ends or check returns an error,
+// with which it cancels ctx: the watchdogs of a link, whose blocking calls
+// (a Send held by flow control, a Recv on a silent peer) take no deadline.
+func watch(ctx context.Context, cancel context.CancelCauseFunc, every time.Duration, check func() error) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -112,9 +126,8 @@ func (f *feeder) watchdog(ctx context.Context, cancel context.CancelCauseFunc) {
 			return
 		case <-t.C:
 		}
-		if began := f.sending.Load(); began != 0 && time.Since(time.Unix(0, began)) > f.r.cfg.SlowConsumerTimeout {
-			f.log.Info("child relay accepts nothing; cutting it as a slow consumer", "timeout", f.r.cfg.SlowConsumerTimeout)
-			cancel(fmt.Errorf("child %s accepted nothing for %v: %w", f.c.id, f.r.cfg.SlowConsumerTimeout, ErrSlowConsumer))
+		if err := check(); err != nil {
+			cancel(err)
 			return
 		}
 	}

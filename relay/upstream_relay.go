@@ -29,8 +29,8 @@ const (
 // (resumable) full sync, then stream frames into the store, acking what is
 // stored, until an error or ctx ends.
 func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	stream, end, err := r.openSync(ctx, up)
 	if err != nil {
 		return err
@@ -99,44 +99,30 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 	in := newIngest(r.store.Scanner())
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer cancel()
+	defer cancel(nil)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		r.sendAcks(ctx, stream)
-		cancel()
+		cancel(nil)
 	}()
-	silent := make(chan struct{})
 	go func() {
 		defer wg.Done()
 		// The parent sends a heartbeat every heartbeatEvery when idle: a
 		// link silent for ReplTimeout is dead even if TCP does not know
 		// yet. (Checked once a second: ReplTimeout is at least that.)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		watch(ctx, cancel, time.Second, func() error {
 			if idle, _ := r.link.idle(); idle > r.cfg.ReplTimeout {
-				close(silent)
-				cancel()
-				return
+				return fmt.Errorf("parent relay silent for %v", r.cfg.ReplTimeout)
 			}
-		}
+			return nil
+		})
 	}()
 	for {
 		m, err := stream.Recv()
 		if err != nil {
-			select {
-			case <-silent:
-				return fmt.Errorf("parent relay silent for %v", r.cfg.ReplTimeout)
-			default:
-			}
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return context.Cause(ctx)
 			}
 			return fmt.Errorf("parent relay stream: %w", linkErrorOf(up.Addr, err))
 		}

@@ -114,6 +114,40 @@ func TestLinkCutWhileStreaming(t *testing.T) {
 	}
 }
 
+// TestSilentParentLinkEnds: relay-b's link to relay-a goes silent (the
+// bridge drops every byte, the TCP connections stay open): relay-b ends
+// the session once nothing, not even a heartbeat, arrived for ReplTimeout,
+// and says why; when the link is back it streams again, with a partial
+// resync.
+func TestSilentParentLinkEnds(t *testing.T) {
+	master := redistest.Start(t)
+	load(t, master, redistest.LoadOptions{SmallKeys: 100, Seed: 1})
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master))
+	link := bridgeTo(t, a)
+	b := treeRelay(t, "relay-b", "B", "arbor://"+link.Addr(), func(c *relay.Config) { c.ReplTimeout = 2 * time.Second })
+	streaming := func() error {
+		if st := b.relay().Status(); st.GetLinkState() != arborv1.LinkState_LINK_STATE_STREAMING {
+			return fmt.Errorf("relay-b's link is %v (last error %q), want streaming", st.GetLinkState(), st.GetLastError())
+		}
+		return nil
+	}
+	redistest.WaitFor(t, 30*time.Second, streaming)
+	partial := b.InfoInt(t, "stats", "arbor_upstream_partial_syncs")
+
+	link.Blackhole()
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if e := b.relay().Status().GetLastError(); !strings.Contains(e, "silent for 2s") {
+			return fmt.Errorf("relay-b's last error %q, want its parent silent for 2s", e)
+		}
+		return nil
+	})
+	link.Restore()
+	redistest.WaitFor(t, 30*time.Second, streaming)
+	if n := b.InfoInt(t, "stats", "arbor_upstream_partial_syncs"); n <= partial {
+		t.Errorf("relay-b arbor_upstream_partial_syncs %d after the silence, want more than %d", n, partial)
+	}
+}
+
 // TestPausedChildDoesNotSlowOthers: relay-c's link is paused (a stalled
 // WAN link); relay-b and the upstream keep going, relay-c is cut as a slow
 // consumer, and when its link is back it resumes from the backlog.
