@@ -150,7 +150,7 @@ func relayFailoverOnce(ctx context.Context, cfg RelayFailoverConfig, e *env) (Re
 	a["a1"].kill()
 	killed := time.Now()
 	want := "arbor://" + a["a2"].grpcAddr
-	err = poll(ctx, linkTimeout, 5*time.Millisecond, "child relays not streaming from a2", children, func() (bool, error) {
+	err = poll(ctx, linkTimeout, pollInterval, "child relays not streaming from a2", children, func() (bool, error) {
 		for _, c := range children {
 			m, err := infoOn(ctx, c.addr, "all")
 			if err != nil {
