@@ -25,7 +25,8 @@ const meterName = "github.com/arbor-fabric/arbor/node"
 
 // MetricAttrNodeID is carried by every point, so agents sharing a
 // MeterProvider stay apart; MetricAttrKind says how a take-over came
-// about (failover, switchover, or bootstrap for a first or re-election).
+// about: switchover, or failover (a forced one too). A bootstrap or
+// re-election promotes nothing and is not counted.
 const (
 	MetricAttrNodeID = attribute.Key("node.id")
 	MetricAttrKind   = attribute.Key("kind")
