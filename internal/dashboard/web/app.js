@@ -232,7 +232,6 @@ function renderTree(v) {
   svg.setAttribute("width", Math.round(lay.width * scale));
   svg.setAttribute("height", Math.round(lay.height * scale));
   svg.setAttribute("viewBox", `0 0 ${lay.width} ${lay.height}`);
-  return its;
 }
 
 // recordLag adds each site's largest lag in this view (computed by the
