@@ -168,22 +168,33 @@ func (f *feeder) traceFrame(s *arborv1.Stream) trace.Span {
 			return t.startReplicate(trace.ContextWithSpanContext(context.Background(), m.sc), m.received, f.c, s, m.sc)
 		}
 	}
-	if !t.sample || t.every <= 0 {
+	now, ok := f.r.sampleAtRoot(&f.nextTrace)
+	if !ok {
 		return nil
-	}
-	now := time.Now()
-	if now.UnixNano() < f.nextTrace {
-		return nil
-	}
-	f.nextTrace = now.Add(t.every).UnixNano()
-	if f.r.currentUpstream().Kind != UpstreamRedis {
-		return nil // only the root starts traces
 	}
 	began := now
 	if o := s.GetOriginTimeUnixNano(); o > 0 && o < now.UnixNano() {
 		began = time.Unix(0, o)
 	}
 	return t.startReplicate(context.Background(), began, f.c, s, trace.SpanContext{})
+}
+
+// sampleAtRoot tells whether a link (a child relay's, or a replica's)
+// starts a trace now: only the root does, with a tracer, at most once per
+// TraceEvery per link; next is the link's own sampling clock (unix nanos),
+// owned by its one sending goroutine. Without a tracer it does not even
+// read the clock.
+func (r *Relay) sampleAtRoot(next *int64) (time.Time, bool) {
+	t := r.tracing
+	if !t.sample || t.every <= 0 {
+		return time.Time{}, false
+	}
+	now := time.Now()
+	if now.UnixNano() < *next {
+		return now, false
+	}
+	*next = now.Add(t.every).UnixNano()
+	return now, r.currentUpstream().Kind == UpstreamRedis
 }
 
 // startReplicate starts the span of one hop of a sampled frame and injects
@@ -322,16 +333,9 @@ func (r *Relay) traceReplicaWrite(rp *replica, start, end int64) {
 		}
 	}
 	if parent == nil {
-		if !t.sample || t.every <= 0 {
+		now, ok := r.sampleAtRoot(&rp.traces.next)
+		if !ok {
 			return
-		}
-		now := time.Now()
-		if now.UnixNano() < rp.traces.next {
-			return
-		}
-		rp.traces.next = now.Add(t.every).UnixNano()
-		if r.currentUpstream().Kind != UpstreamRedis {
-			return // below the root, only the frames sampled above are traced
 		}
 		parent, began = context.Background(), now
 		if o, ok := r.timeline.originOf(end - 1); ok && o > 0 && o < now.UnixNano() {
