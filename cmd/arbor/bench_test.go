@@ -179,6 +179,9 @@ func TestBenchAllConfig(t *testing.T) {
 		cfg.Tree.DatasetSize != 256<<20 || cfg.Failover.Runs != 20 {
 		t.Errorf("standard sizes: relay %+v tree %+v failover runs %d", cfg.Relay, cfg.Tree, cfg.Failover.Runs)
 	}
+	if rf := cfg.RelayFailover; rf.Runs != 20 || rf.Progress == nil || rf.MoveAfter != bench.DefaultRelayFailoverConfig().MoveAfter {
+		t.Errorf("relay-failover config %+v: want 20 runs at the defaults, with progress", rf)
+	}
 	if !cfg.Switchover.Switchover || cfg.Failover.Switchover || cfg.Switchover.Runs != 20 {
 		t.Errorf("switchover config %+v, failover's switchover %v", cfg.Switchover, cfg.Failover.Switchover)
 	}
