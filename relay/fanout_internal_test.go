@@ -89,15 +89,19 @@ func (c *fakeChild) state() (int64, error) {
 	return c.end, c.err
 }
 
-// fanoutTestRelay opens a relay's store in a temporary directory (the
-// relay is not run) with an empty snapshot at offset 0.
-func fanoutTestRelay(t *testing.T) *Relay {
+// storeTestRelay opens a relay's store in a temporary directory (the
+// relay is not run) with an empty snapshot at offset 0; mod adjusts the
+// configuration first (frames of 2 KiB unless it says otherwise).
+func storeTestRelay(t testing.TB, mod ...func(*Config)) *Relay {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.Upstream, cfg.RedisAddr = "relay-t", filepath.Join(dir, "data"), "redis://127.0.0.1:1", "127.0.0.1:0"
 	cfg.BatchBytes = 2 << 10
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, m := range mod {
+		m(&cfg)
+	}
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +129,7 @@ func fanoutTestRelay(t *testing.T) *Relay {
 // ends the links; waitLinks calls it.
 func startFanout(t *testing.T, queueBytes int, rejoinDelay time.Duration, delays ...time.Duration) (*Relay, *fanout, []*testLink, context.CancelFunc) {
 	t.Helper()
-	r := fanoutTestRelay(t)
+	r := storeTestRelay(t)
 	fo := r.fanoutFor(arborv1.Compression_COMPRESSION_ZSTD)
 	fo.queueBytes, fo.rejoinDelay = queueBytes, rejoinDelay
 	ctx, cancel := context.WithCancel(context.Background())

@@ -32,7 +32,7 @@ func (s *sentFrames) Send(m *arborv1.SyncResponse) error {
 // as a slow consumer, and told so first in a Disconnect frame whose reason
 // is ErrSlowConsumer's in the Sync contract's table.
 func TestFeederCutsLaggingChild(t *testing.T) {
-	r := fanoutTestRelay(t)
+	r := storeTestRelay(t)
 	r.cfg.MaxChildLag = 100
 	if _, err := r.store.Append(ingestStream(4 << 10)); err != nil {
 		t.Fatal(err)

@@ -6,14 +6,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/arbor-fabric/arbor/internal/rdb"
 	"github.com/arbor-fabric/arbor/internal/resp"
 )
 
@@ -65,28 +62,7 @@ func ingestStream(size int) []byte {
 func BenchmarkIngest(b *testing.B) {
 	const chunk = 64 << 10
 	stream := ingestStream(8 << 20)
-	cfg := DefaultConfig()
-	cfg.ID, cfg.DataDir, cfg.Upstream, cfg.RedisAddr = "relay-b", filepath.Join(b.TempDir(), "data"), "redis://127.0.0.1:1", "127.0.0.1:0"
-	cfg.BacklogSize = 64 << 20
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	r, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		r.ln.Close()
-		r.store.Close()
-	}()
-	w, err := r.store.NewSnapshotWriter()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := w.Write(rdb.Minimal(10)); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := r.store.ResetTo(w, "0123456789abcdef0123456789abcdef01234567", 0); err != nil {
-		b.Fatal(err)
-	}
+	r := storeTestRelay(b, func(c *Config) { c.BacklogSize = 64 << 20 })
 
 	b.SetBytes(int64(len(stream)))
 	b.ReportAllocs()

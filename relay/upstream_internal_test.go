@@ -17,7 +17,7 @@ import (
 // once (the relay reconnects), rather than reading on with no acks. The
 // link is a net.Pipe, whose writes block until the other side reads.
 func TestBlockedAckEndsSession(t *testing.T) {
-	r := fanoutTestRelay(t)
+	r := storeTestRelay(t)
 	relaySide, masterSide := net.Pipe()
 	defer masterSide.Close()
 	u := &upstreamConn{conn: relaySide, br: bufio.NewReader(relaySide), timeout: time.Second}
