@@ -35,8 +35,9 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 		Compression:  &arborv1.CompressionStats{RawBytes: r.stats.rawBytes.Load(), WireBytes: r.stats.wireBytes.Load(), SharedRawBytes: r.stats.sharedRawBytes.Load()},
 		LastError:    lastErr,
 		// A runner that moves the relay reads these two (see
-		// UpstreamCut.action).
-		UpstreamCut:          cloneCut(cut),
+		// UpstreamCut.action). A copy, for the caller to keep (nil stays
+		// nil).
+		UpstreamCut:          proto.CloneOf(cut),
 		LinkStateSinceUnixMs: since.UnixMilli(),
 		Counters: &arborv1.SyncCounters{
 			FullSyncsServed:      uint64(r.stats.fullSyncs.Load()),
@@ -118,12 +119,4 @@ func linkStateOf(s string) arborv1.LinkState {
 		return arborv1.LinkState_LINK_STATE_CONNECTING
 	}
 	return arborv1.LinkState_LINK_STATE_DISCONNECTED
-}
-
-// cloneCut copies the link's last cut for a caller of Status (nil stays nil).
-func cloneCut(c *arborv1.UpstreamCut) *arborv1.UpstreamCut {
-	if c == nil {
-		return nil
-	}
-	return proto.CloneOf(c)
 }
