@@ -88,3 +88,24 @@ func TestTable(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryEpochs: the history keeps each newer master record once, in
+// order; a record of the same or an older epoch seen again adds nothing.
+func TestHistoryEpochs(t *testing.T) {
+	var h History
+	if e := h.Current(); e != (Epoch{}) {
+		t.Errorf("Current before any record: %+v", e)
+	}
+	t0 := time.Unix(1000, 0)
+	h.see(5, "a", t0)
+	h.see(5, "b", t0.Add(time.Second))
+	h.see(4, "c", t0.Add(2*time.Second))
+	h.see(9, "b", t0.Add(3*time.Second))
+	want := []Epoch{{Epoch: 5, Master: "a", Seen: t0}, {Epoch: 9, Master: "b", Seen: t0.Add(3 * time.Second)}}
+	if got := h.Epochs(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Epochs %+v, want %+v", got, want)
+	}
+	if got := h.Current(); got != want[1] {
+		t.Errorf("Current %+v, want %+v", got, want[1])
+	}
+}

@@ -40,8 +40,7 @@ type Epoch struct {
 type History struct {
 	mu     sync.Mutex
 	ops    []Op
-	epochs []Epoch
-	cur    Epoch
+	epochs []Epoch // oldest first: the newest is the current record
 	// Writer failures (a batch refused or timed out), for the report.
 	failed int64
 }
@@ -73,18 +72,20 @@ func (h *History) Observe(ctx context.Context, cli *clientv3.Client, cluster str
 func (h *History) see(epoch int64, master string, at time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if epoch <= h.cur.Epoch && h.cur.Master != "" {
+	if n := len(h.epochs); n > 0 && epoch <= h.epochs[n-1].Epoch {
 		return
 	}
-	h.cur = Epoch{Epoch: epoch, Master: master, Seen: at}
-	h.epochs = append(h.epochs, h.cur)
+	h.epochs = append(h.epochs, Epoch{Epoch: epoch, Master: master, Seen: at})
 }
 
-// Current returns the newest master record seen.
+// Current returns the newest master record seen (zero before the first).
 func (h *History) Current() Epoch {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.cur
+	if len(h.epochs) == 0 {
+		return Epoch{}
+	}
+	return h.epochs[len(h.epochs)-1]
 }
 
 // Epochs returns the master records seen, oldest first.
