@@ -185,8 +185,8 @@ func (c *Config) Validate() error {
 	if c.MinReplicas < 0 {
 		errs = append(errs, fmt.Errorf("min-replicas %d: must not be negative", c.MinReplicas))
 	}
-	if c.MoveAfter < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("move-after %v: must be at least 100ms", c.MoveAfter))
+	if c.MoveAfter < topology.MinSilence {
+		errs = append(errs, fmt.Errorf("move-after %v: must be at least %v, or an idle but live link looks silent", c.MoveAfter, topology.MinSilence))
 	}
 	if c.HoldDown < 0 {
 		errs = append(errs, fmt.Errorf("hold-down %v: must not be negative", c.HoldDown))

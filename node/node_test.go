@@ -345,6 +345,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative priority", func(c *Config) { c.Priority = -1 }, "priority"},
 		{"tiny interval", func(c *Config) { c.CheckInterval = time.Millisecond }, "check-interval"},
 		{"fractional ttl", func(c *Config) { c.StatusTTL = 1500 * time.Millisecond }, "status-ttl"},
+		{"move-after below the minimum silence", func(c *Config) { c.MoveAfter = 200 * time.Millisecond }, "move-after"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := good

@@ -17,6 +17,12 @@ const (
 	// DefaultHoldDown is how long a declared parent must be seen healthy
 	// before a child that moved away from it returns.
 	DefaultHoldDown = 30 * time.Second
+	// MinSilence is the least silence bound a mover may be given: twice
+	// the heartbeat a parent relay sends on an idle link (every 250 ms),
+	// so that an idle but live link never looks silent (a node agent
+	// PINGs the relay its Redis follows every 100 ms). Below it, a relay
+	// on an idle stream moved between its parents every half second.
+	MinSilence = 500 * time.Millisecond
 )
 
 // MoverConfig configures a Mover.

@@ -69,7 +69,7 @@ flushed.`,
 	f.Duration("handshake-timeout", def.HandshakeTimeout, "close a Redis connection that has not sent PSYNC or SYNC and sends no complete command for this long")
 	f.Int("max-clients", def.MaxClients, "cap on Redis connections, replicas included; one more gets \"-ERR max number of clients reached\"")
 	f.Duration("trace-every", def.TraceEvery, "how often a root relay samples a stream frame per child relay link for tracing (0: never); spans go to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set")
-	f.Duration("move-after", topology.DefaultSilence, "move to another parent when the link to the parent relay is down, or up but silent, this long (with --etcd, or a list of --upstream URLs)")
+	f.Duration("move-after", topology.DefaultSilence, "move to another parent when the link to the parent relay is down, or up but silent, this long, at least 500ms (with --etcd, or a list of --upstream URLs)")
 	f.Duration("hold-down", topology.DefaultHoldDown, "return to the declared (or first listed) parent only after it has been healthy this long (with --etcd, or a list of --upstream URLs)")
 	f.String("debug-addr", "", "address of an HTTP endpoint with /debug/pprof and Prometheus /metrics (empty: none)")
 	f.String("log-level", "info", "log level: debug, info, warn or error")
@@ -136,8 +136,8 @@ func relayHAConfig(fs *pflag.FlagSet) (relayHA, error) {
 	var h relayHA
 	h.moveAfter, _ = fs.GetDuration("move-after")
 	h.holdDown, _ = fs.GetDuration("hold-down")
-	if h.moveAfter < 100*time.Millisecond {
-		return h, fmt.Errorf("move-after %v: must be at least 100ms", h.moveAfter)
+	if h.moveAfter < topology.MinSilence {
+		return h, fmt.Errorf("move-after %v: must be at least %v, or an idle but live link looks silent", h.moveAfter, topology.MinSilence)
 	}
 	if h.holdDown < 0 {
 		return h, fmt.Errorf("hold-down %v: must not be negative", h.holdDown)

@@ -258,6 +258,25 @@ func (h *haCluster) moveOf(id string) (from, to, reason string, err error) {
 	return m.GetFrom(), m.GetTo(), m.GetReason(), nil
 }
 
+// TestRelayHAMoveAfterFloor: --move-after below topology.MinSilence is
+// refused: a parent heartbeats an idle link every 250 ms, so a bound
+// near that made a relay on an idle stream move between its parents
+// every half second ("link silent for 231ms" with --move-after 200ms).
+func TestRelayHAMoveAfterFloor(t *testing.T) {
+	for _, c := range []struct {
+		moveAfter string
+		ok        bool
+	}{{"100ms", false}, {"200ms", false}, {"499ms", false}, {"500ms", true}, {"1s", true}} {
+		fs := newRelayCmd().Flags()
+		if err := fs.Set("move-after", c.moveAfter); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := relayHAConfig(fs); (err == nil) != c.ok {
+			t.Errorf("--move-after %s: err %v, want ok %v", c.moveAfter, err, c.ok)
+		}
+	}
+}
+
 // TestRelayHAKillAndPause: two relays in site A follow the master (which
 // needs one acking replica to take writes), two in site B are declared
 // under a1. a1 is killed with SIGKILL under steady writes: the writes keep
