@@ -77,8 +77,7 @@ type Mover struct {
 	cfg MoverConfig
 
 	declared string               // the declared parent relay; "" when it is no relay (nothing to move)
-	target   string               // what is followed instead of declared: a relay id or UpstreamMaster; "" for declared
-	move     *arborv1.ParentMove  // the move in force; nil when following declared
+	move     *arborv1.ParentMove  // the move in force, To the target (see Target); nil when following declared
 	link     LinkJudge            // the link to the parent followed
 	tier     Tier                 // the tier of target
 	upSince  map[string]time.Time // since when each relay is seen healthy (see Step)
@@ -102,7 +101,7 @@ func NewMover(cfg MoverConfig) *Mover {
 
 // Target returns what the child follows instead of its declared parent:
 // a relay id or UpstreamMaster; "" while it follows the declared one.
-func (m *Mover) Target() string { return m.target }
+func (m *Mover) Target() string { return m.move.GetTo() }
 
 // Move returns the move in force (a copy), nil while the child follows
 // its declared parent.
@@ -115,8 +114,8 @@ func (m *Mover) Move() *arborv1.ParentMove {
 
 // Followed returns the relay id (or UpstreamMaster) the child follows now.
 func (m *Mover) Followed() string {
-	if m.target != "" {
-		return m.target
+	if t := m.Target(); t != "" {
+		return t
 	}
 	return m.declared
 }
@@ -143,13 +142,13 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 		// first parent's is judged from the start, as the link of a
 		// static relay is (one never up gets startFactor times the
 		// bound anyway, and the loss of one that was up counts at once).
-		changed = m.target != ""
+		changed = m.move != nil
 		if m.Followed() != "" {
 			m.link.Repointed(o.Now, false)
 		} else {
 			m.link = LinkJudge{Silence: m.cfg.Silence}
 		}
-		m.declared, m.target, m.move, m.tier = declared, "", nil, TierDeclared
+		m.declared, m.move, m.tier = declared, nil, TierDeclared
 		m.seenLease = false
 		if changed {
 			return true, "the topology declares parent " + declared
@@ -158,7 +157,7 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 	if m.declared == "" {
 		return false, ""
 	}
-	followed := m.Followed()
+	followed, moved := m.Followed(), m.Target()
 	bad := m.judge(o, followed)
 
 	health := Health{}
@@ -190,7 +189,7 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 		}
 	}
 	for id, h := range health {
-		fresh := id != m.declared || m.target == "" || o.Updated == nil || o.Updated[id].After(m.movedAt)
+		fresh := id != m.declared || moved == "" || o.Updated == nil || o.Updated[id].After(m.movedAt)
 		if !h.Healthy || !fresh {
 			delete(m.upSince, id)
 		} else if _, ok := m.upSince[id]; !ok {
@@ -219,16 +218,16 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 			} else {
 				c, err = o.Topology.ChooseNodeParent(m.cfg.Child, h)
 			}
-			if err != nil || c.Parent == "" || o.Reachable == nil || c.Parent == m.target || o.Reachable(c.Parent) {
+			if err != nil || c.Parent == "" || o.Reachable == nil || c.Parent == moved || o.Reachable(c.Parent) {
 				return
 			}
 			without(h, c.Parent)
 		}
 	}
 	switch {
-	case m.target == "" && bad == "":
+	case moved == "" && bad == "":
 		return false, ""
-	case m.target == "":
+	case moved == "":
 		choose(health)
 	case bad != "":
 		// The parent moved to failed too: the best healthy one now,
@@ -241,7 +240,7 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 		// Moved and well: a better tier, held down, or nothing.
 		hd := Health{}
 		for id, h := range health {
-			h.Healthy = h.Healthy && (held(id) || id == m.target)
+			h.Healthy = h.Healthy && (held(id) || id == moved)
 			hd[id] = h
 		}
 		choose(hd)
@@ -259,28 +258,30 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 	case TierMaster:
 		target = UpstreamMaster
 	}
-	if target == m.target {
+	if target == moved {
 		return false, ""
 	}
 	if bad != "" {
 		// What was left for failing starts its hold-down again.
 		delete(m.upSince, followed)
 	}
-	m.target, m.tier, m.movedAt = target, c.Tier, o.Now
+	switch {
+	case target == "":
+		why = fmt.Sprintf("back to %s after it was healthy for %v", m.declared, m.cfg.HoldDown)
+	case bad != "":
+		why = bad + "; " + c.Reason
+	default:
+		why = fmt.Sprintf("%s (%s) healthy for %v: a better tier than %s", target, c.Tier, m.cfg.HoldDown, m.Target())
+	}
+	m.move = nil
+	if target != "" {
+		m.move = &arborv1.ParentMove{From: m.declared, To: target, Reason: why, AtUnixMs: o.Now.UnixMilli()}
+	}
+	m.tier, m.movedAt = c.Tier, o.Now
 	_, m.seenLease = o.Relays[m.Followed()]
 	// A parent chosen is streaming: its link is judged against the
 	// silence bound, not given a starting relay's time.
 	m.link.Repointed(o.Now, true)
-	if target == "" {
-		m.move = nil
-		return true, fmt.Sprintf("back to %s after it was healthy for %v", m.declared, m.cfg.HoldDown)
-	}
-	if bad != "" {
-		why = bad + "; " + c.Reason
-	} else {
-		why = fmt.Sprintf("%s (%s) healthy for %v: a better tier than %s", target, c.Tier, m.cfg.HoldDown, m.move.GetTo())
-	}
-	m.move = &arborv1.ParentMove{From: m.declared, To: target, Reason: why, AtUnixMs: o.Now.UnixMilli()}
 	return true, why
 }
 
