@@ -21,10 +21,9 @@ import (
 
 // writeStats is what a steady writer saw.
 type writeStats struct {
-	ok, errs  int
-	lastErr   error
-	longest   time.Duration // longest time between two accepted writes
-	stalledAt time.Time     // when the longest stall began
+	ok, errs int
+	lastErr  error
+	longest  time.Duration // longest time between two accepted writes
 }
 
 // steadyWriter writes to the master (SET, one at a time) until stopped, at
@@ -54,7 +53,7 @@ func startWriter(ctx context.Context, c *redis.Client, maxOps int) *steadyWriter
 			}
 			s.ok++
 			if d := now.Sub(last); d > s.longest {
-				s.longest, s.stalledAt = d, last
+				s.longest = d
 			}
 			last = now
 			time.Sleep(time.Millisecond)
@@ -81,8 +80,6 @@ type haCluster struct {
 	relays   map[string]*haRelay
 	replicas map[string]*redistest.Server // by the relay they hang off
 	eflags   []string
-	holdDown time.Duration
-	agents   map[string]*relayProcess // `arbor node` by node id, with nodes
 }
 
 // nodeOf names the node (and its replica) under each relay, with nodes.
@@ -106,8 +103,8 @@ func (h *haRelay) port() int {
 // steered there by an `arbor node` process.
 func startHACluster(t *testing.T, holdDown time.Duration, nodes bool) *haCluster {
 	ctx := context.Background()
-	h := &haCluster{t: t, bin: buildArbor(t), etcd: etcdtest.Start(t, 1), cluster: "ha", holdDown: holdDown,
-		relays: map[string]*haRelay{}, replicas: map[string]*redistest.Server{}, agents: map[string]*relayProcess{}}
+	h := &haCluster{t: t, bin: buildArbor(t), etcd: etcdtest.Start(t, 1), cluster: "ha",
+		relays: map[string]*haRelay{}, replicas: map[string]*redistest.Server{}}
 	h.master = redistest.Start(t, "--repl-backlog-size", "64mb")
 	if err := redistest.LoadAllTypes(ctx, h.master.Client(), redistest.LoadOptions{SmallKeys: 2000, Seed: 1}); err != nil {
 		t.Fatal(err)
@@ -148,7 +145,7 @@ func startHACluster(t *testing.T, holdDown time.Duration, nodes bool) *haCluster
 	for _, id := range []string{"a1", "a2", "b1", "b2"} {
 		r := h.relays[id]
 		if nodes {
-			h.agents[nodeOf[id]] = startRelayProcess(t, h.bin, append([]string{"node", "--elect=false", "--id", nodeOf[id], "--site", r.site,
+			startRelayProcess(t, h.bin, append([]string{"node", "--elect=false", "--id", nodeOf[id], "--site", r.site,
 				"--redis", "redis://" + h.replicas[id].Addr, "--log-level", "debug",
 				"--move-after", "1s", "--hold-down", holdDown.String()}, h.eflags...)...)
 			continue
