@@ -22,7 +22,7 @@ func TestLinksAndSiteAcks(t *testing.T) {
 	const cluster = "links"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	top, err := topology.ParseYAML([]byte(`master: M
+	applyYAML(t, ctx, cli, cluster, `master: M
 sites: {A: {}, B: {}, C: {}}
 relays:
   ra: {site: A, grpc_addr: "127.0.0.1:7001", redis_addr: "127.0.0.1:7002", upstream: master}
@@ -30,13 +30,7 @@ relays:
 nodes:
   M: {site: A, redis_addr: "127.0.0.1:7010", follow: ra}
   N: {site: B, redis_addr: "127.0.0.1:7011", follow: rb}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := topology.Apply(ctx, cli, cluster, top); err != nil {
-		t.Fatal(err)
-	}
+`)
 	status := func(id string, v *arborv1.RelayStatus) { putStatus(t, ctx, cli, cluster, topology.KindRelay, id, v) }
 	status("ra", &arborv1.RelayStatus{Id: "ra", Site: "A", Upstream: "master", LinkState: arborv1.LinkState_LINK_STATE_STREAMING,
 		MasterOffset: 1000, StoredOffset: 1000,

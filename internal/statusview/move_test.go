@@ -21,7 +21,7 @@ func TestMoveView(t *testing.T) {
 	const cluster = "moves"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	top, err := topology.ParseYAML([]byte(`master: M
+	applyYAML(t, ctx, cli, cluster, `master: M
 sites: {A: {}, B: {}}
 relays:
   a1: {site: A, grpc_addr: "127.0.0.1:7001", redis_addr: "127.0.0.1:7002", upstream: master}
@@ -30,13 +30,7 @@ relays:
 nodes:
   M: {site: A, redis_addr: "127.0.0.1:7010", candidate: true, priority: 100, follow: a1}
   as1: {site: A, redis_addr: "127.0.0.1:7011", follow: a1}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := topology.Apply(ctx, cli, cluster, top); err != nil {
-		t.Fatal(err)
-	}
+`)
 	at := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC).UnixMilli()
 	streaming := arborv1.LinkState_LINK_STATE_STREAMING
 	putStatus(t, ctx, cli, cluster, topology.KindRelay, "a2", &arborv1.RelayStatus{Id: "a2", Site: "A", LinkState: streaming,

@@ -34,7 +34,7 @@ func TestElectionView(t *testing.T) {
 	const cluster = "view"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	top, err := topology.ParseYAML([]byte(`master: M
+	applyYAML(t, ctx, cli, cluster, `master: M
 sites: {A: {}, B: {}}
 relays:
   relay-a: {site: A, grpc_addr: "127.0.0.1:7001", redis_addr: "127.0.0.1:7002", upstream: master}
@@ -45,13 +45,7 @@ nodes:
   C: {site: B, redis_addr: "127.0.0.1:7012", candidate: true, priority: 50, follow: relay-b}
   D: {site: B, redis_addr: "127.0.0.1:7013", candidate: true, priority: 40, follow: relay-b}
   S: {site: B, redis_addr: "127.0.0.1:7014", follow: relay-b}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := topology.Apply(ctx, cli, cluster, top); err != nil {
-		t.Fatal(err)
-	}
+`)
 	put := func(key string, value []byte) int64 {
 		t.Helper()
 		resp, err := cli.Put(ctx, key, string(value))
@@ -146,6 +140,18 @@ nodes:
 	v.Render(&out)
 	if len(v.Election.History) != 1 || !strings.Contains(out.String(), "master record REFUSED") {
 		t.Errorf("after a garbage record, history 1:\n%s", out.String())
+	}
+}
+
+// applyYAML applies the topology written in yaml to cluster.
+func applyYAML(t *testing.T, ctx context.Context, cli *clientv3.Client, cluster, yaml string) {
+	t.Helper()
+	top, err := topology.ParseYAML([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topology.Apply(ctx, cli, cluster, top); err != nil {
+		t.Fatal(err)
 	}
 }
 
