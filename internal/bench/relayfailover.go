@@ -7,6 +7,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/arbor-fabric/arbor/topology"
 )
 
 // RelayFailoverConfig configures RunRelayFailover.
@@ -27,7 +29,7 @@ type RelayFailoverConfig struct {
 // DefaultRelayFailoverConfig returns the defaults: 20 runs at the relays'
 // own defaults.
 func DefaultRelayFailoverConfig() RelayFailoverConfig {
-	return RelayFailoverConfig{Runs: 20, MoveAfter: time.Second, HoldDown: 30 * time.Second, RedisServer: "redis-server"}
+	return RelayFailoverConfig{Runs: 20, MoveAfter: topology.DefaultSilence, HoldDown: topology.DefaultHoldDown, RedisServer: "redis-server"}
 }
 
 // RelayFailoverRun is one kill of a root relay.
