@@ -19,6 +19,19 @@ const (
 	maxHeldTail = 128 << 20
 )
 
+// resetTo replaces the relay's history with the RDB in w, received with a
+// full sync at replid and offset (store.ResetTo), and forgets when the old
+// history's bytes arrived: the new one may stand at the same offsets (a
+// master restarted without persistence starts again near 0), and lag would
+// be timed by the old bytes.
+func (r *Relay) resetTo(w *store.SnapshotWriter, replid string, offset int64) (store.Snapshot, error) {
+	snap, err := r.store.ResetTo(w, replid, offset)
+	if err == nil {
+		r.timeline.reset()
+	}
+	return snap, err
+}
+
 // noteStored keeps the relay's books on n stream bytes stored that end at
 // offset end and were first received by the root relay at origin.
 func (r *Relay) noteStored(n int, end, origin int64) {

@@ -219,7 +219,7 @@ func (r *Relay) receiveRDB(u *upstreamConn, replid string, offset int64) error {
 	}
 	// Replicas of the old history see store.ErrReset and go; closing them
 	// here too would also close the ones already back for the new one.
-	snap, err := r.store.ResetTo(w, replid, offset)
+	snap, err := r.resetTo(w, replid, offset)
 	if err != nil {
 		return err
 	}

@@ -300,7 +300,7 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 		}
 		return err
 	}
-	snap, err := r.store.ResetTo(w, fs.GetReplid(), fs.GetOffset())
+	snap, err := r.resetTo(w, fs.GetReplid(), fs.GetOffset())
 	if rerr := r.store.RemoveTransfer(transferMeta); rerr != nil {
 		r.log.Error("remove the record of a finished rdb transfer", "err", rerr)
 	}
@@ -310,7 +310,6 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 	if err := r.adoptIDs(fs.GetReplid(), fs.GetReplid2(), fs.GetSecondOffset()); err != nil {
 		return err
 	}
-	r.timeline.reset()
 	r.log.Info("RDB received from parent relay and stored", "bytes", snap.Size, "seconds", time.Since(began).Seconds())
 	return nil
 }
