@@ -21,13 +21,15 @@ const (
 
 // resetTo replaces the relay's history with the RDB in w, received with a
 // full sync at replid and offset (store.ResetTo), and forgets when the old
-// history's bytes arrived: the new one may stand at the same offsets (a
-// master restarted without persistence starts again near 0), and lag would
-// be timed by the old bytes.
+// history's bytes arrived and which of them were sampled for traces: the
+// new one may stand at the same offsets (a master restarted without
+// persistence starts again near 0), and lag would be timed, and frames
+// traced, by the old bytes.
 func (r *Relay) resetTo(w *store.SnapshotWriter, replid string, offset int64) (store.Snapshot, error) {
 	snap, err := r.store.ResetTo(w, replid, offset)
 	if err == nil {
 		r.timeline.reset()
+		r.tracing.forget()
 	}
 	return snap, err
 }

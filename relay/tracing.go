@@ -138,6 +138,14 @@ func (t *tracing) unmark(end int64) {
 	}
 }
 
+// forget drops every mark (a new history: they name other bytes).
+func (t *tracing) forget() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.head, t.n = 0, 0
+	t.newest.Store(0)
+}
+
 // markIn returns the newest mark whose last byte lies in [start, end).
 func (t *tracing) markIn(start, end int64) (traceMark, bool) {
 	t.mu.Lock()
