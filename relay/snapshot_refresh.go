@@ -95,15 +95,11 @@ func (r *Relay) refreshFromSources(ctx context.Context, failed map[string]time.T
 // the master serves RDBs with the master's replication ID and its own
 // offset) and installs it under rules once the stream reached its offset.
 func (r *Relay) refreshSnapshot(ctx context.Context, up Upstream, rules store.RefreshRules) error {
-	linkCtx, closeLink := context.WithCancel(ctx)
-	u, wait, err := r.dialUpstream(linkCtx, up, true)
-	if wait != nil {
-		defer wait()
-	}
-	defer closeLink()
+	u, closeConn, err := r.dialUpstream(ctx, up, true)
 	if err != nil {
 		return err
 	}
+	defer closeConn()
 	u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
 	if _, err := u.conn.Write(resp.AppendCommand(nil, "PSYNC", "?", "-1")); err != nil {
 		return fmt.Errorf("send PSYNC: %w", err)
@@ -131,7 +127,7 @@ func (r *Relay) refreshSnapshot(ctx context.Context, up Upstream, rules store.Re
 		w.Abort()
 		return err
 	}
-	closeLink() // the RDB is all this link was for
+	closeConn() // the RDB is all this link was for
 	return r.installWhenReached(ctx, w, replid, off, rules)
 }
 

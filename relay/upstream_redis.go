@@ -46,43 +46,37 @@ func (u *upstreamConn) readLine() (string, error) {
 }
 
 // dialUpstream connects to the upstream master and runs the replica
-// handshake. The connection closes when ctx ends; wait on the returned
-// function after cancelling ctx.
-func (r *Relay) dialUpstream(ctx context.Context, up Upstream, rdbOnly bool) (*upstreamConn, func(), error) {
+// handshake. The connection closes when ctx ends, or when the caller calls
+// closeConn (more than once is fine).
+func (r *Relay) dialUpstream(ctx context.Context, up Upstream, rdbOnly bool) (u *upstreamConn, closeConn func(), err error) {
 	d := net.Dialer{Timeout: dialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", up.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial upstream %s: %w", up.Addr, err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	closeConn = func() {
+		stop()
 		conn.Close()
-	}()
-	wait := func() { <-done }
-	u := &upstreamConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), timeout: r.cfg.ReplTimeout}
+	}
+	u = &upstreamConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), timeout: r.cfg.ReplTimeout}
 	u.rd = resp.NewReader(u.br)
 	if err := r.handshake(u, up, rdbOnly); err != nil {
-		conn.Close()
-		return nil, wait, err
+		closeConn()
+		return nil, nil, err
 	}
-	return u, wait, nil
+	return u, closeConn, nil
 }
 
 // syncOnce runs one upstream session: handshake, PSYNC, optional RDB
 // transfer, then the stream, until an error or ctx ends.
 func (r *Relay) syncOnce(ctx context.Context, up Upstream) error {
 	r.link.set("connecting")
-	ctx, cancel := context.WithCancel(ctx)
-	u, wait, err := r.dialUpstream(ctx, up, false)
-	if wait != nil {
-		defer wait()
-	}
-	defer cancel()
+	u, closeConn, err := r.dialUpstream(ctx, up, false)
 	if err != nil {
 		return err
 	}
+	defer closeConn()
 	conn := u.conn
 	st := r.store.State()
 	psync := resp.AppendCommand(nil, "PSYNC", "?", "-1")
