@@ -184,15 +184,15 @@ const WriterBatch = 20
 // Write runs the writer until ctx ends: every interval a pipeline of
 // WriterBatch SETs of ack:<seq> to the master the newest record names,
 // each acknowledged one logged with that node and the epochs before and
-// after. It returns the number of writes sent.
-func (h *History) Write(ctx context.Context, clients *Clients, interval time.Duration) int64 {
+// after.
+func (h *History) Write(ctx context.Context, clients *Clients, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var seq int64
 	for {
 		select {
 		case <-ctx.Done():
-			return seq
+			return
 		case <-t.C:
 		}
 		before := h.Current()
@@ -210,7 +210,7 @@ func (h *History) Write(ctx context.Context, clients *Clients, interval time.Dur
 		_, err := p.Exec(ctx)
 		acked := time.Now()
 		if ctx.Err() != nil {
-			return seq
+			return
 		}
 		after := h.Current()
 		var ops []Op
