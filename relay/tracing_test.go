@@ -96,17 +96,23 @@ func findPaths(spans []sdktrace.ReadOnlySpan, ids ...string) ([][]hop, error) {
 	return nil, fmt.Errorf("no trace goes through %v (%d root spans of %d spans)", ids, roots, len(spans))
 }
 
+// recordSpans returns a span recorder and a config mod that traces a relay
+// into it, sampling one frame per every at the root.
+func recordSpans(t *testing.T, every time.Duration) (*tracetest.SpanRecorder, func(*relay.Config)) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	return rec, func(c *relay.Config) { c.TracerProvider, c.TraceEvery = tp, every }
+}
+
 // TestReplicationTraces: relay-a (the root) → relay-b → relay-c, sharing
 // one span recorder. The root samples one frame per TraceEvery per child
 // link; relay-b stores it under the root's span and passes the context on
 // to relay-c, so one trace shows every hop with its offsets, timing and
 // lag.
 func TestReplicationTraces(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
 	const every = 200 * time.Millisecond
-	traced := func(c *relay.Config) { c.TracerProvider, c.TraceEvery = tp, every }
+	rec, traced := recordSpans(t, every)
 
 	master := redistest.Start(t, "--repl-backlog-size", "64mb")
 	load(t, master, redistest.LoadOptions{SmallKeys: 500, Seed: 1})
@@ -213,10 +219,7 @@ func TestReplicationTraces(t *testing.T) {
 // it passes the root's trace context on, so relay-c's store spans hang
 // under relay-a's replicate spans.
 func TestTraceContextCrossesUntracedRelay(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
-	traced := func(c *relay.Config) { c.TracerProvider, c.TraceEvery = tp, 100*time.Millisecond }
+	rec, traced := recordSpans(t, 100*time.Millisecond)
 
 	master := redistest.Start(t)
 	a := treeRelay(t, "relay-a", "A", upstreamOf(master), traced)
@@ -260,10 +263,7 @@ func TestTraceContextCrossesUntracedRelay(t *testing.T) {
 // replica ends, without error, once that replica acked the frame's end;
 // the root's own replica gets a trace of its own per TraceEvery.
 func TestReplicaAckTraces(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
-	traced := func(c *relay.Config) { c.TracerProvider, c.TraceEvery = tp, 200*time.Millisecond }
+	rec, traced := recordSpans(t, 200*time.Millisecond)
 
 	master := redistest.Start(t)
 	load(t, master, redistest.LoadOptions{SmallKeys: 200, Seed: 1})
@@ -342,11 +342,9 @@ func TestReplicaAckTracesAgreeWithStatusLag(t *testing.T) {
 		every = 500 * time.Millisecond // 8 samples per pause: under the 16 a replica may have waiting
 		slow  = pause - 1500*time.Millisecond
 	)
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	rec, traced := recordSpans(t, every)
 	master := redistest.Start(t)
-	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) { c.TracerProvider, c.TraceEvery = tp, every })
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), traced)
 	paused, healthy := redistest.Start(t), redistest.Start(t)
 	replicaOf(t, paused, a.Port)
 	replicaOf(t, healthy, a.Port)
@@ -450,10 +448,7 @@ func TestReplicaAckTracesAgreeWithStatusLag(t *testing.T) {
 // relay-b's replica spans said 81–490 ms while its status said 1.52 s.)
 func TestReplicaAckLagCountsFromTheRoot(t *testing.T) {
 	const hop, margin = 1500 * time.Millisecond, 200 * time.Millisecond
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
-	traced := func(c *relay.Config) { c.TracerProvider, c.TraceEvery = tp, 200*time.Millisecond }
+	rec, traced := recordSpans(t, 200*time.Millisecond)
 
 	master := redistest.Start(t)
 	a := treeRelay(t, "relay-a", "A", upstreamOf(master), traced)
