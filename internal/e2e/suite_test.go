@@ -381,6 +381,19 @@ func (r *rig) waitReplica(node string) {
 	}
 }
 
+// restartRedis starts node's killed redis-server again and waits until it
+// is a replica; a restarted Redis has a new replication ID, so node may
+// take a full sync. It returns false if the restart failed.
+func (r *rig) restartRedis(node string) bool {
+	if err := r.f.RestartRedis(r.ctx, node); err != nil {
+		r.res.Failf("restart: %v", err)
+		return false
+	}
+	r.waitReplica(node)
+	r.allowSyncs(node, 1, "a restarted Redis has a new replication ID")
+	return true
+}
+
 // mayLoseAckedBy allows losing the writes node acknowledged in the
 // lossWindow before at (it died then).
 func (r *rig) mayLoseAckedBy(node string, at time.Time) {
@@ -538,12 +551,7 @@ func rows() []row {
 				if _, ok := r.waitFailover(t0, backup, leaseTTL+2*time.Second); !ok {
 					return
 				}
-				if err := r.f.RestartRedis(r.ctx, m); err != nil {
-					r.res.Failf("restart: %v", err)
-					return
-				}
-				r.waitReplica(m)
-				r.allowSyncs(m, 1, "a restarted Redis has a new replication ID")
+				r.restartRedis(m)
 			},
 		},
 		{
@@ -669,12 +677,7 @@ func rows() []row {
 				if !ok {
 					return
 				}
-				if err := r.f.RestartRedis(r.ctx, m); err != nil {
-					r.res.Failf("restart: %v", err)
-					return
-				}
-				r.waitReplica(m)
-				r.allowSyncs(m, 1, "a restarted Redis has a new replication ID")
+				r.restartRedis(m)
 			},
 		},
 		{
@@ -737,13 +740,10 @@ func rows() []row {
 				}
 				r.res.Notef("%s promoted instead of the lagging %s", e.Master, backup)
 				unpause()
-				if err := r.f.RestartRedis(r.ctx, m); err != nil {
-					r.res.Failf("restart: %v", err)
+				if !r.restartRedis(m) {
 					return
 				}
-				r.waitReplica(m)
 				r.waitReplica(backup)
-				r.allowSyncs(m, 1, "a restarted Redis has a new replication ID")
 				// The lag is injected with CLIENT PAUSE WRITE, which blocks
 				// the backup's master client; Redis caches no blocked master
 				// client when its link drops (relay-a1 restarts its
@@ -849,12 +849,7 @@ func rows() []row {
 				if _, ok := r.waitFailover(t1, backup, 2*leaseTTL+2*time.Second); !ok {
 					return
 				}
-				if err := r.f.RestartRedis(r.ctx, m); err != nil {
-					r.res.Failf("restart: %v", err)
-					return
-				}
-				r.waitReplica(m)
-				r.allowSyncs(m, 1, "a restarted Redis has a new replication ID")
+				r.restartRedis(m)
 			},
 		},
 		{
