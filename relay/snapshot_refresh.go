@@ -163,7 +163,7 @@ func (r *Relay) refreshFromRelay(ctx context.Context, up Upstream) error {
 	}
 	dec := &decoders{}
 	defer dec.close()
-	if _, err := r.recvChunks(stream, fs, w, dec, 0, nil); err != nil {
+	if err := r.recvChunks(stream, fs, w, dec, 0, nil); err != nil {
 		w.Abort()
 		return err
 	}

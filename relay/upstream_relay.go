@@ -279,7 +279,7 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 	r.link.syncBytes, r.link.syncTotal, r.link.syncStarted = w.Size(), fs.GetRdbSize(), time.Now()
 	r.link.mu.Unlock()
 	began := time.Now()
-	_, err = r.recvChunks(stream, fs, w, dec, next, &rec)
+	err = r.recvChunks(stream, fs, w, dec, next, &rec)
 	switch {
 	case errors.Is(err, errTransferRefused):
 		w.Abort()
@@ -324,29 +324,29 @@ const checkpointChunks = 4
 // (checkTransfer). With rec (the main link's resumable transfer) it
 // reports progress in INFO and checkpoints rec every checkpointChunks.
 func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.FullSync, w *store.SnapshotWriter,
-	dec *decoders, next int64, rec *store.Transfer) (*arborv1.FullSyncEnd, error) {
+	dec *decoders, next int64, rec *store.Transfer) error {
 	track := rec != nil
 	lastLog := time.Now()
 	for {
 		m, err := stream.Recv()
 		if err != nil {
-			return nil, fmt.Errorf("rdb transfer cut at %d of %d bytes: %w", w.Size(), fs.GetRdbSize(), err)
+			return fmt.Errorf("rdb transfer cut at %d of %d bytes: %w", w.Size(), fs.GetRdbSize(), err)
 		}
 		switch f := m.Frame.(type) {
 		case *arborv1.SyncResponse_RdbChunk:
 			c := f.RdbChunk
 			if int64(c.GetIndex()) != next {
-				return nil, fmt.Errorf("rdb chunk %d, want %d", c.GetIndex(), next)
+				return fmt.Errorf("rdb chunk %d, want %d", c.GetIndex(), next)
 			}
 			raw, err := dec.decode(c.GetData(), c.GetCompression(), c.GetRawLen())
 			if err != nil {
-				return nil, fmt.Errorf("rdb chunk %d: %w", next, err)
+				return fmt.Errorf("rdb chunk %d: %w", next, err)
 			}
 			if got := crc32.Checksum(raw, castagnoli); got != c.GetCrc32C() {
-				return nil, fmt.Errorf("rdb chunk %d: checksum %08x, want %08x", next, got, c.GetCrc32C())
+				return fmt.Errorf("rdb chunk %d: checksum %08x, want %08x", next, got, c.GetCrc32C())
 			}
 			if _, err := w.Write(raw); err != nil {
-				return nil, r.refuseTransfer(fs, fmt.Errorf("%w: received rdb rejected: %w", errTransferRefused, err))
+				return r.refuseTransfer(fs, fmt.Errorf("%w: received rdb rejected: %w", errTransferRefused, err))
 			}
 			next++
 			if track && next%checkpointChunks == 0 {
@@ -356,7 +356,7 @@ func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.F
 					err = r.store.SaveTransfer(transferMeta, *rec)
 				}
 				if err != nil {
-					return nil, fmt.Errorf("checkpoint the rdb transfer: %w", err)
+					return fmt.Errorf("checkpoint the rdb transfer: %w", err)
 				}
 			}
 			r.stats.upstreamRawBytes.Add(int64(len(raw)))
@@ -373,14 +373,14 @@ func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.F
 			}
 		case *arborv1.SyncResponse_FullSyncEnd:
 			if w.Size() != fs.GetRdbSize() {
-				return nil, fmt.Errorf("rdb transfer ended at %d bytes, want %d", w.Size(), fs.GetRdbSize())
+				return fmt.Errorf("rdb transfer ended at %d bytes, want %d", w.Size(), fs.GetRdbSize())
 			}
 			if err := checkTransfer(w, f.FullSyncEnd); err != nil {
-				return nil, r.refuseTransfer(fs, err)
+				return r.refuseTransfer(fs, err)
 			}
-			return f.FullSyncEnd, nil
+			return nil
 		default:
-			return nil, fmt.Errorf("unexpected frame %T during an rdb transfer", m.Frame)
+			return fmt.Errorf("unexpected frame %T during an rdb transfer", m.Frame)
 		}
 	}
 }
