@@ -90,6 +90,25 @@ func TestFailoverMasterPaused(t *testing.T) {
 
 	f.waitElected(t, "b", boot)
 	elected := time.Since(t0)
+	// Continue m only once its relay streams from b. A relay that has not
+	// yet seen the new record still follows m and acks what m sends it, so
+	// m, continued in that instant, takes writes its min-replicas count
+	// allows: they are lost (b never had them) and the relay, past b's
+	// history, full-syncs from b. That window, the new record's way to the
+	// relays, is a known gap (README: Fault tests); this test is of the
+	// fence once the fabric has moved.
+	// (b's own view: the relay's status names a new upstream a moment
+	// before its session with the old one has ended.)
+	redistest.WaitFor(t, 20*time.Second, func() error {
+		info, err := infoOf(ctx, f.b)
+		if err != nil {
+			return err
+		}
+		if info["connected_slaves"] == "0" || !strings.Contains(info["slave0"], "state=online") {
+			return fmt.Errorf("b's replicas: %s (%s); want the relay online", info["connected_slaves"], info["slave0"])
+		}
+		return nil
+	})
 	resumed := time.Now()
 	resume()
 
