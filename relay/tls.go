@@ -75,9 +75,11 @@ func (c *TLSConfig) serverCredentials() (credentials.TransportCredentials, error
 	}), nil
 }
 
-// clientCredentials presents the relay's certificate and verifies the
-// parent's.
-func (c *TLSConfig) clientCredentials() (credentials.TransportCredentials, error) {
+// ClientCredentials are the gRPC credentials a relay dials another relay
+// with: it presents its certificate and verifies the other's (or plaintext,
+// when asked for). The relay dials its parent with them, and its static
+// mover asks the relays on its --upstream list for their Status.
+func (c *TLSConfig) ClientCredentials() (credentials.TransportCredentials, error) {
 	if c.Plaintext {
 		return insecure.NewCredentials(), nil
 	}

@@ -166,7 +166,7 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 // openSync dials a parent relay and opens a Sync stream on it; end ends
 // the stream and closes the connection.
 func (r *Relay) openSync(ctx context.Context, up Upstream) (stream arborv1.RelayService_SyncClient, end func(), err error) {
-	creds, err := r.cfg.TLS.clientCredentials()
+	creds, err := r.cfg.TLS.ClientCredentials()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,19 +2,15 @@ package fabric
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay"
@@ -101,7 +97,7 @@ func (s StaticRelay) Run(ctx context.Context) error {
 	if s.Started != nil {
 		s.Started(r)
 	}
-	creds, err := clientCreds(cfg.TLS)
+	creds, err := cfg.TLS.ClientCredentials()
 	if err != nil {
 		return err
 	}
@@ -235,30 +231,4 @@ func (m *staticMover) alive(ctx context.Context, j int) error {
 		return fmt.Errorf("link %v", ls)
 	}
 	return nil
-}
-
-// clientCreds are the gRPC credentials to ask a relay for its Status, as
-// the relay itself dials its parent: mutual TLS from the relay's files,
-// or plaintext.
-func clientCreds(c relay.TLSConfig) (credentials.TransportCredentials, error) {
-	if c.Plaintext || c.CertFile == "" {
-		return insecure.NewCredentials(), nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, ServerName: c.ServerName, MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		b, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("tls: %s: no certificate", c.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	return credentials.NewTLS(cfg), nil
 }
