@@ -26,6 +26,11 @@ type SnapshotWriter struct {
 	finished bool
 	sum      rdb.Summary
 	finErr   error
+
+	// in is the RDB as downstreams follow it (PublishIncoming), in the
+	// store st; nil when it is not published.
+	in *Incoming
+	st *Store
 }
 
 // NewSnapshotWriter begins receiving an RDB into a temporary file (removed
@@ -46,6 +51,12 @@ func (w *SnapshotWriter) Write(p []byte) (int, error) {
 	n, err := w.bw.Write(p)
 	w.n += int64(n)
 	w.crc = crc32.Update(w.crc, castagnoli, p[:n])
+	if w.in != nil && err == nil {
+		// Followers read the file: what they are told of must be in it.
+		if err = w.bw.Flush(); err == nil {
+			w.in.advance(w.n)
+		}
+	}
 	return n, err
 }
 
@@ -58,8 +69,10 @@ func (w *SnapshotWriter) CRC32C() uint32 { return w.crc }
 // Size returns the bytes received so far.
 func (w *SnapshotWriter) Size() int64 { return w.n }
 
-// Abort discards the partial RDB.
+// Abort discards the partial RDB; its followers (PublishIncoming) get
+// ErrIncomingAborted.
 func (w *SnapshotWriter) Abort() {
+	w.unpublish(fmt.Errorf("%w: transfer abandoned", ErrIncomingAborted))
 	w.f.Close()
 	os.Remove(w.path)
 }
@@ -107,7 +120,12 @@ func (w *SnapshotWriter) keep(dir, file, replid string, offset int64) (Snapshot,
 // +FULLRESYNC replid offset: the old snapshot and backlog are dropped and
 // readers of them get ErrReset. The RDB is checked first; if it fails, the
 // store keeps what it had and the error says why.
-func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (Snapshot, error) {
+func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (snap Snapshot, err error) {
+	defer func() {
+		if err != nil {
+			w.unpublish(fmt.Errorf("%w: %w", ErrIncomingAborted, err))
+		}
+	}()
 	if err := s.Err(); err != nil {
 		w.Abort()
 		return Snapshot{}, err
@@ -120,7 +138,7 @@ func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (Snapsho
 	s.mu.RLock()
 	gen := s.meta.Generation + 1
 	s.mu.RUnlock()
-	snap, err := w.keep(s.opts.Dir, fmt.Sprintf("snapshot-%d.rdb", gen), replid, offset)
+	snap, err = w.keep(s.opts.Dir, fmt.Sprintf("snapshot-%d.rdb", gen), replid, offset)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -158,9 +176,18 @@ func (s *Store) ResetTo(w *SnapshotWriter, replid string, offset int64) (Snapsho
 	s.end, s.durable = offset, offset
 	s.tail.reset(offset)
 	s.scanner.Reset()
+	if w.in != nil && s.incoming == w.in {
+		s.incoming = nil
+	}
 	s.broadcastLocked()
 	s.durableMovedLocked()
 	s.mu.Unlock()
+	if w.in != nil {
+		// Installed and durable: its followers may now tell their
+		// consumers the RDB is complete.
+		w.in.end(snap, gen, nil)
+		w.in = nil
+	}
 
 	if len(old) > 0 {
 		os.RemoveAll(filepath.Dir(old[0].path))
@@ -333,6 +360,7 @@ func (w *SnapshotWriter) Sync() (int64, error) {
 // the file for ResumeSnapshotWriter. It returns the bytes it holds: only
 // once it has returned without error may a resume keep them.
 func (w *SnapshotWriter) Suspend() (int64, error) {
+	w.unpublish(fmt.Errorf("%w: transfer cut", ErrIncomingAborted))
 	n, err := w.Sync()
 	if cerr := w.f.Close(); err == nil {
 		err = cerr

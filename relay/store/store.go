@@ -176,7 +176,10 @@ type Store struct {
 	scanner resp.StreamScanner
 	changed chan struct{} // closed and replaced on every change
 	closed  bool
-	scratch []byte // record buffer of the appender
+	// incoming is the RDB of a full sync being received, published for
+	// downstreams to follow (PublishIncoming); nil when there is none.
+	incoming *Incoming
+	scratch  []byte // record buffer of the appender
 
 	readersMu sync.Mutex
 	readers   map[*Reader]struct{} // guarded by readersMu: open readers
