@@ -144,6 +144,9 @@ func (r *Relay) infoStats(b *strings.Builder) {
 	kv(b, "arbor_upstream_partial_syncs", r.stats.upstreamPartial.Load())
 	kv(b, "arbor_upstream_rejected_streams", r.stats.rejectedStreams.Load())
 	kv(b, "arbor_upstream_rejected_snapshots", r.stats.rejectedSnapshots.Load())
+	kv(b, "arbor_cut_through_syncs", r.stats.cutThroughSyncs.Load())
+	kv(b, "arbor_cut_through_early_bytes", r.stats.cutThroughEarly.Load())
+	kv(b, "arbor_cut_through_cut", r.stats.cutThroughCut.Load())
 }
 
 func (r *Relay) infoArbor(b *strings.Builder) {

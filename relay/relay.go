@@ -83,6 +83,13 @@ type stats struct {
 	rejectedConnections atomic.Int64
 	totalCommands       atomic.Int64
 	replicaOutputByte   atomic.Int64
+	// cutThroughSyncs counts the full syncs (of replicas and child relays)
+	// served by following an RDB as the relay received it; cutThroughEarly
+	// the RDB bytes they were sent before the relay's own transfer ended;
+	// cutThroughCut those cut because the RDB was not installed.
+	cutThroughSyncs atomic.Int64
+	cutThroughEarly atomic.Int64
+	cutThroughCut   atomic.Int64
 }
 
 // linkState is what INFO says of the upstream link.

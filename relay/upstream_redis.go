@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/arbor-fabric/arbor/internal/resp"
+	"github.com/arbor-fabric/arbor/relay/store"
 )
 
 const (
@@ -195,19 +196,28 @@ func (r *Relay) handshake(u *upstreamConn, up Upstream, rdbOnly bool) error {
 }
 
 // receiveRDB reads the RDB that follows +FULLRESYNC into a new snapshot and
-// installs it. With the EOF framing it sends the first ACK at once, since
-// the master streams nothing before it.
+// installs it. While it arrives it is published for the relay's own
+// replicas and child relays to follow (cut-through: store.Incoming). With
+// the EOF framing it sends the first ACK at once, since the master streams
+// nothing before it.
 func (r *Relay) receiveRDB(u *upstreamConn, replid string, offset int64) error {
+	fr, err := r.readRDBHeader(u, replid, offset)
+	if err != nil {
+		return err
+	}
 	w, err := r.store.NewSnapshotWriter()
 	if err != nil {
 		return err
 	}
+	if _, err := r.store.PublishIncoming(w, store.IncomingHeader{Replid: replid, Offset: offset, Size: fr.size}); err != nil {
+		w.Abort()
+		return err
+	}
 	r.link.mu.Lock()
-	r.link.syncBytes, r.link.syncTotal, r.link.syncStarted = 0, -1, time.Now()
+	r.link.syncBytes, r.link.syncTotal, r.link.syncStarted = 0, fr.size, time.Now()
 	r.link.mu.Unlock()
 	began := time.Now()
-	eof, err := r.readRDB(u, w, replid, offset, true)
-	if err != nil {
+	if err := r.copyRDB(u, w, fr, true); err != nil {
 		w.Abort()
 		return err
 	}
@@ -219,7 +229,7 @@ func (r *Relay) receiveRDB(u *upstreamConn, replid string, offset int64) error {
 	}
 	r.log.Info("RDB received and stored", "bytes", snap.Size, "rdb_version", snap.RDBVersion,
 		"seconds", time.Since(began).Seconds())
-	if eof {
+	if fr.eofMark != nil {
 		u.conn.SetWriteDeadline(time.Now().Add(u.timeout))
 		if _, err := u.conn.Write(ackCommand(r.upstreamAck(r.store.State(), true))); err != nil {
 			return fmt.Errorf("send first ACK: %w", err)
@@ -228,34 +238,57 @@ func (r *Relay) receiveRDB(u *upstreamConn, replid string, offset int64) error {
 	return nil
 }
 
+// rdbFraming is how an upstream frames the RDB it sends: the EOF mark
+// that ends it, or (eofMark nil) its size.
+type rdbFraming struct {
+	eofMark []byte
+	size    int64 // -1 with the EOF framing
+}
+
 // readRDB reads an RDB in either framing into w. track reports progress in
 // INFO (the main link's transfer). It returns whether the EOF framing was
 // used.
 func (r *Relay) readRDB(u *upstreamConn, w io.Writer, replid string, offset int64, track bool) (eof bool, err error) {
+	fr, err := r.readRDBHeader(u, replid, offset)
+	if err != nil {
+		return false, err
+	}
+	return fr.eofMark != nil, r.copyRDB(u, w, fr, track)
+}
+
+// readRDBHeader reads the line that begins an RDB: $EOF:<mark> or $<size>.
+func (r *Relay) readRDBHeader(u *upstreamConn, replid string, offset int64) (rdbFraming, error) {
 	line, err := u.readLine()
 	if err != nil {
-		return false, fmt.Errorf("read RDB header: %w", err)
+		return rdbFraming{}, fmt.Errorf("read RDB header: %w", err)
 	}
-	prog := &progressWriter{w: w, r: r, track: track, next: time.Now().Add(progressEvery)}
 	switch {
 	case strings.HasPrefix(line, "$EOF:") && len(line) == 5+40:
 		r.log.Info("receiving RDB from upstream (EOF framing)", "replid", replid, "offset", offset)
-		return true, copyUntilMark(u, prog, []byte(line[5:]))
+		return rdbFraming{eofMark: []byte(line[5:]), size: -1}, nil
 	case strings.HasPrefix(line, "$"):
 		n, err := strconv.ParseInt(line[1:], 10, 64)
 		if err != nil || n < 0 {
-			return false, fmt.Errorf("upstream sent a bad RDB header %q", line)
-		}
-		prog.total = n
-		if track {
-			r.link.mu.Lock()
-			r.link.syncTotal = n
-			r.link.mu.Unlock()
+			return rdbFraming{}, fmt.Errorf("upstream sent a bad RDB header %q", line)
 		}
 		r.log.Info("receiving RDB from upstream", "replid", replid, "offset", offset, "bytes", n)
-		return false, copyN(u, prog, n)
+		return rdbFraming{size: n}, nil
 	}
-	return false, fmt.Errorf("upstream sent %q where an RDB header belongs", line)
+	return rdbFraming{}, fmt.Errorf("upstream sent %q where an RDB header belongs", line)
+}
+
+// copyRDB copies the RDB framed as fr into w.
+func (r *Relay) copyRDB(u *upstreamConn, w io.Writer, fr rdbFraming, track bool) error {
+	prog := &progressWriter{w: w, r: r, track: track, total: fr.size, next: time.Now().Add(progressEvery)}
+	if track {
+		r.link.mu.Lock()
+		r.link.syncTotal = fr.size
+		r.link.mu.Unlock()
+	}
+	if fr.eofMark != nil {
+		return copyUntilMark(u, prog, fr.eofMark)
+	}
+	return copyN(u, prog, fr.size)
 }
 
 // progressWriter counts RDB bytes for INFO and logs the progress of long

@@ -275,6 +275,13 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 		w.Abort()
 		return err
 	}
+	// The relay's own replicas and child relays may follow the RDB as it
+	// arrives (cut-through; store.Incoming).
+	if _, err := r.store.PublishIncoming(w, store.IncomingHeader{Replid: fs.GetReplid(), Offset: fs.GetOffset(),
+		Replid2: fs.GetReplid2(), SecondOffset: fs.GetSecondOffset(), Size: fs.GetRdbSize()}); err != nil {
+		w.Abort()
+		return err
+	}
 	r.link.mu.Lock()
 	r.link.syncBytes, r.link.syncTotal, r.link.syncStarted = w.Size(), fs.GetRdbSize(), time.Now()
 	r.link.mu.Unlock()

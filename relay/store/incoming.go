@@ -85,6 +85,13 @@ func (in *Incoming) Received() int64 {
 	return in.n
 }
 
+// Done tells whether the transfer is over, installed or not.
+func (in *Incoming) Done() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.done
+}
+
 // Open returns a reader of the RDB from its first byte. It fails with
 // ErrIncomingAborted when the transfer is over (installed or not): the
 // caller then serves the store's snapshot instead.
