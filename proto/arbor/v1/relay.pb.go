@@ -508,8 +508,11 @@ type Subscribe struct {
 	// frames it compressed once for all of its children that keep up, instead
 	// of compressing the stream again for each link.
 	AcceptsCompressionReset bool `protobuf:"varint,8,opt,name=accepts_compression_reset,json=acceptsCompressionReset,proto3" json:"accepts_compression_reset,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// The child takes a streamed full sync (FullSync.streamed): the RDB as
+	// the parent receives it, its size and checksums only at the end.
+	AcceptsStreamedRdb bool `protobuf:"varint,9,opt,name=accepts_streamed_rdb,json=acceptsStreamedRdb,proto3" json:"accepts_streamed_rdb,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Subscribe) Reset() {
@@ -594,6 +597,13 @@ func (x *Subscribe) GetSnapshotOnly() bool {
 func (x *Subscribe) GetAcceptsCompressionReset() bool {
 	if x != nil {
 		return x.AcceptsCompressionReset
+	}
+	return false
+}
+
+func (x *Subscribe) GetAcceptsStreamedRdb() bool {
+	if x != nil {
+		return x.AcceptsStreamedRdb
 	}
 	return false
 }
@@ -914,7 +924,15 @@ type FullSync struct {
 	// second_offset, as in Continue; empty when there is none.
 	Replid2 string `protobuf:"bytes,9,opt,name=replid2,proto3" json:"replid2,omitempty"`
 	// The last offset of replid2's history (Redis' second_repl_offset - 1).
-	SecondOffset  int64 `protobuf:"varint,10,opt,name=second_offset,json=secondOffset,proto3" json:"second_offset,omitempty"`
+	SecondOffset int64 `protobuf:"varint,10,opt,name=second_offset,json=secondOffset,proto3" json:"second_offset,omitempty"`
+	// The RDB is sent as the parent itself receives it (cut-through), to a
+	// child that set Subscribe.accepts_streamed_rdb: rdb_size and rdb_version
+	// are 0 (not known yet), chunks come as they arrive, and FullSyncEnd,
+	// with the size and the checksums, comes only once the parent has checked
+	// and installed the RDB. If the parent's check fails, the parent ends the
+	// stream without FullSyncEnd: the child discards what it received (a
+	// streamed transfer is not resumed) and never installs it.
+	Streamed      bool `protobuf:"varint,11,opt,name=streamed,proto3" json:"streamed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1019,6 +1037,13 @@ func (x *FullSync) GetSecondOffset() int64 {
 	return 0
 }
 
+func (x *FullSync) GetStreamed() bool {
+	if x != nil {
+		return x.Streamed
+	}
+	return false
+}
+
 // RdbChunk is one piece of the RDB of a full sync. Chunks come in index
 // order; chunk i holds RDB bytes [i*chunk_size, i*chunk_size + raw_len).
 type RdbChunk struct {
@@ -1117,7 +1142,10 @@ type FullSyncEnd struct {
 	// checks it over the whole transfer, the chunks it kept from a cut
 	// transfer included, and refuses the RDB (and fetches it again) on a
 	// mismatch.
-	RdbCrc32C     *uint32 `protobuf:"fixed32,3,opt,name=rdb_crc32c,json=rdbCrc32c,proto3,oneof" json:"rdb_crc32c,omitempty"`
+	RdbCrc32C *uint32 `protobuf:"fixed32,3,opt,name=rdb_crc32c,json=rdbCrc32c,proto3,oneof" json:"rdb_crc32c,omitempty"`
+	// The RDB's size in bytes, which the child checks: set after a streamed
+	// FullSync, whose rdb_size was not known when it began.
+	RdbSize       int64 `protobuf:"varint,4,opt,name=rdb_size,json=rdbSize,proto3" json:"rdb_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1169,6 +1197,13 @@ func (x *FullSyncEnd) GetChunkCount() uint32 {
 func (x *FullSyncEnd) GetRdbCrc32C() uint32 {
 	if x != nil && x.RdbCrc32C != nil {
 		return *x.RdbCrc32C
+	}
+	return 0
+}
+
+func (x *FullSyncEnd) GetRdbSize() int64 {
+	if x != nil {
+		return x.RdbSize
 	}
 	return 0
 }
@@ -1510,7 +1545,7 @@ const file_arbor_v1_relay_proto_rawDesc = "" +
 	"\n" +
 	"disconnect\x18\b \x01(\v2\x14.arbor.v1.DisconnectH\x00R\n" +
 	"disconnectB\a\n" +
-	"\x05frame\"\xc9\x02\n" +
+	"\x05frame\"\xfb\x02\n" +
 	"\tSubscribe\x12\x19\n" +
 	"\brelay_id\x18\x01 \x01(\tR\arelayId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x16\n" +
@@ -1519,7 +1554,8 @@ const file_arbor_v1_relay_proto_rawDesc = "" +
 	"\x15accepted_compressions\x18\x05 \x03(\x0e2\x15.arbor.v1.CompressionR\x14acceptedCompressions\x120\n" +
 	"\x14downstream_relay_ids\x18\x06 \x03(\tR\x12downstreamRelayIds\x12#\n" +
 	"\rsnapshot_only\x18\a \x01(\bR\fsnapshotOnly\x12:\n" +
-	"\x19accepts_compression_reset\x18\b \x01(\bR\x17acceptsCompressionReset\"K\n" +
+	"\x19accepts_compression_reset\x18\b \x01(\bR\x17acceptsCompressionReset\x120\n" +
+	"\x14accepts_streamed_rdb\x18\t \x01(\bR\x12acceptsStreamedRdb\"K\n" +
 	"\x03Ack\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12,\n" +
 	"\asubtree\x18\x02 \x03(\v2\x12.arbor.v1.ChildAckR\asubtree\"z\n" +
@@ -1539,7 +1575,7 @@ const file_arbor_v1_relay_proto_rawDesc = "" +
 	"\areplid2\x18\x02 \x01(\tR\areplid2\x12#\n" +
 	"\rsecond_offset\x18\x03 \x01(\x03R\fsecondOffset\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12,\n" +
-	"\x12upstream_relay_ids\x18\x05 \x03(\tR\x10upstreamRelayIds\"\xc4\x02\n" +
+	"\x12upstream_relay_ids\x18\x05 \x03(\tR\x10upstreamRelayIds\"\xe0\x02\n" +
 	"\bFullSync\x12\x16\n" +
 	"\x06replid\x18\x01 \x01(\tR\x06replid\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x19\n" +
@@ -1555,19 +1591,21 @@ const file_arbor_v1_relay_proto_rawDesc = "" +
 	"\x12upstream_relay_ids\x18\b \x03(\tR\x10upstreamRelayIds\x12\x18\n" +
 	"\areplid2\x18\t \x01(\tR\areplid2\x12#\n" +
 	"\rsecond_offset\x18\n" +
-	" \x01(\x03R\fsecondOffset\"\x9e\x01\n" +
+	" \x01(\x03R\fsecondOffset\x12\x1a\n" +
+	"\bstreamed\x18\v \x01(\bR\bstreamed\"\x9e\x01\n" +
 	"\bRdbChunk\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
 	"\x06crc32c\x18\x03 \x01(\aR\x06crc32c\x127\n" +
 	"\vcompression\x18\x04 \x01(\x0e2\x15.arbor.v1.CompressionR\vcompression\x12\x17\n" +
-	"\araw_len\x18\x05 \x01(\rR\x06rawLen\"~\n" +
+	"\araw_len\x18\x05 \x01(\rR\x06rawLen\"\x99\x01\n" +
 	"\vFullSyncEnd\x12\x1b\n" +
 	"\trdb_crc64\x18\x01 \x01(\x06R\brdbCrc64\x12\x1f\n" +
 	"\vchunk_count\x18\x02 \x01(\rR\n" +
 	"chunkCount\x12\"\n" +
 	"\n" +
-	"rdb_crc32c\x18\x03 \x01(\aH\x00R\trdbCrc32c\x88\x01\x01B\r\n" +
+	"rdb_crc32c\x18\x03 \x01(\aH\x00R\trdbCrc32c\x88\x01\x01\x12\x19\n" +
+	"\brdb_size\x18\x04 \x01(\x03R\ardbSizeB\r\n" +
 	"\v_rdb_crc32c\"\xfb\x02\n" +
 	"\x06Stream\x12!\n" +
 	"\fstart_offset\x18\x01 \x01(\x03R\vstartOffset\x12\x12\n" +
