@@ -127,6 +127,10 @@ type Config struct {
 	// syncFile replaces the store's flush (store.Options.SyncFile); set by
 	// tests only (export_test.go).
 	syncFile func(*os.File) error
+	// rdbChunk, when set by tests, sees (and may change or hold) every RDB
+	// chunk sent to a child relay before its checksum is computed, as if it
+	// had been read so from the disk.
+	rdbChunk func(index uint32, raw []byte)
 }
 
 // DefaultConfig returns a Config with every default filled in.

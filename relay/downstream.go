@@ -42,7 +42,9 @@ func (r *Relay) continueAt(ctx context.Context, replid string, pos int64, tick f
 }
 
 // continueRefused tells whether a continueAt error means the consumer
-// needs a full sync (rather than that the link failed).
+// needs a full sync (rather than that the link failed). An empty store is
+// one: the relay is receiving its first RDB, which the consumer may follow.
 func continueRefused(err error) bool {
-	return errors.Is(err, store.ErrHistoryDiverged) || errors.Is(err, store.ErrOffsetNotCovered) || errors.Is(err, store.ErrFuture)
+	return errors.Is(err, store.ErrHistoryDiverged) || errors.Is(err, store.ErrOffsetNotCovered) || errors.Is(err, store.ErrFuture) ||
+		errors.Is(err, store.ErrEmpty)
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +37,10 @@ type replica struct {
 	closed    atomic.Bool
 	reason    atomic.Value  // string: why the relay closed it
 	traces    replicaTraces // sampled offsets waiting for its acks (tracing.go)
+	// markSent: its RDB ended with an EOF mark, after which nothing may be
+	// sent before its first ACK (firstAck, closed by readAcks).
+	markSent bool
+	firstAck chan struct{}
 }
 
 // name is how the replica is shown: its address and listening port.
@@ -335,8 +341,12 @@ func (r *Relay) startReplica(ctx context.Context, c *client, br *bufio.Reader, a
 		c.conn.Write(resp.AppendError(nil, "ERR PSYNC FAILOVER is not supported by an Arbor relay"))
 		return
 	}
-	st := r.store.State()
-	if !st.HasData() {
+	if !isSync && !r.waitServable(ctx, c) {
+		c.conn.Write(resp.AppendError(nil, "NOMASTERLINK Can't SYNC while not connected with my master"))
+		r.log.Info("replica asked for a sync before the relay holds data", "remote", c.conn.RemoteAddr().String())
+		return
+	}
+	if isSync && !r.store.State().HasData() {
 		c.conn.Write(resp.AppendError(nil, "NOMASTERLINK Can't SYNC while not connected with my master"))
 		r.log.Info("replica asked for a sync before the relay holds data", "remote", c.conn.RemoteAddr().String())
 		return
@@ -345,7 +355,8 @@ func (r *Relay) startReplica(ctx context.Context, c *client, br *bufio.Reader, a
 	if c.ipAddress != "" {
 		host = c.ipAddress
 	}
-	rp := &replica{conn: c.conn, addr: host, listeningPort: c.listeningPort, capaEOF: c.capaEOF, capaPsync2: c.capaPsync2, sync: isSync}
+	rp := &replica{conn: c.conn, addr: host, listeningPort: c.listeningPort, capaEOF: c.capaEOF, capaPsync2: c.capaPsync2, sync: isSync,
+		firstAck: make(chan struct{})}
 	rp.state.Store("wait_bgsave")
 	rp.ackTime.Store(time.Now().UnixNano())
 	r.replicas.add(rp)
@@ -376,7 +387,7 @@ func (r *Relay) startReplica(ctx context.Context, c *client, br *bufio.Reader, a
 	}
 	if stream == nil {
 		var err error
-		if stream, err = r.fullSync(rp, isSync, log); err != nil {
+		if stream, err = r.fullSync(ctx, rp, isSync, log); err != nil {
 			log.Warn("full sync to replica failed", "err", err)
 			return
 		}
@@ -422,11 +433,53 @@ func (r *Relay) tryPartial(ctx context.Context, rp *replica, replid string, off 
 	return stream, nil
 }
 
-// fullSync sends +FULLRESYNC (not for SYNC) and the stored RDB in the $len
-// framing, and returns a reader of the stream from the snapshot's offset.
-func (r *Relay) fullSync(rp *replica, isSync bool, log interface {
+// waitServable waits, up to FutureOffsetWait, until the relay holds data
+// or receives an RDB a replica can follow (store.Incoming), sending the
+// newline keepalives a replica skips while it waits for its PSYNC reply:
+// a relay that has just started gets its data in a moment, and a replica
+// told NOMASTERLINK would only come back a second later. It reports
+// whether the relay can serve the replica.
+func (r *Relay) waitServable(ctx context.Context, c *client) bool {
+	servable := func(st store.State) bool {
+		return st.HasData() || (c.capaEOF && r.store.Incoming() != nil)
+	}
+	if servable(r.store.State()) {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.FutureOffsetWait)
+	defer cancel()
+	for {
+		wctx, wcancel := context.WithTimeout(ctx, time.Second)
+		st, _ := r.store.WaitFor(wctx, servable)
+		wcancel()
+		if servable(st) || servable(r.store.State()) {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+		if _, err := c.conn.Write([]byte{'\n'}); err != nil {
+			return false
+		}
+	}
+}
+
+// fullSync serves a full sync: it follows the RDB the relay is receiving
+// when there is one the replica can take (fullSyncIncoming), else it sends
+// +FULLRESYNC (not for SYNC) and the stored RDB in the $len framing. It
+// returns a reader of the stream from the snapshot's offset.
+func (r *Relay) fullSync(ctx context.Context, rp *replica, isSync bool, log interface {
 	Info(string, ...any)
 }) (*store.Reader, error) {
+	if in := r.store.Incoming(); in != nil && rp.capaEOF && !isSync {
+		stream, err := r.fullSyncIncoming(ctx, rp, in, log)
+		if !errors.Is(err, errIncomingOver) {
+			return stream, err
+		}
+		// Installed (or given up) before it could be opened: serve the
+		// store's snapshot.
+	}
 	fs, err := r.store.OpenFullSync()
 	if err != nil {
 		rp.conn.Write(resp.AppendError(nil, "NOMASTERLINK Can't SYNC while not connected with my master"))
@@ -448,6 +501,82 @@ func (r *Relay) fullSync(rp *replica, isSync bool, log interface {
 	fs.File.Close()
 	log.Info("RDB sent", "rdb_bytes", fs.Snapshot.Size, "seconds", time.Since(began).Seconds())
 	return fs.Stream, nil
+}
+
+// errIncomingOver means an incoming RDB was over before a replica could
+// follow it.
+var errIncomingOver = errors.New("incoming rdb over")
+
+// fullSyncIncoming serves a full sync by cut-through: it sends
+// +FULLRESYNC with the incoming RDB's replid and offset and the RDB in the
+// $EOF framing, from the first byte of the partial file on, as the relay
+// receives it. The 40-byte EOF mark, without which the replica neither
+// loads the RDB (diskless load reads the mark before it keeps what it
+// loaded) nor even renames its temporary file, goes only once the relay has
+// checked and installed the RDB. An RDB that fails the relay's check is
+// never completed: the replica's link is cut, it discards what it got and
+// asks again (its cached master went with the +FULLRESYNC, so with PSYNC ?
+// -1, which is never continued).
+func (r *Relay) fullSyncIncoming(ctx context.Context, rp *replica, in *store.Incoming, log interface {
+	Info(string, ...any)
+}) (*store.Reader, error) {
+	ir, err := in.Open()
+	if err != nil {
+		return nil, errIncomingOver
+	}
+	defer ir.Close()
+	rp.state.Store("send_bulk")
+	var mark [20]byte
+	rand.Read(mark[:])
+	eof := hex.EncodeToString(mark[:])
+	hdr := fmt.Appendf(nil, "+FULLRESYNC %s %d\r\n$EOF:%s\r\n", in.Replid, in.Offset, eof)
+	r.stats.fullSyncs.Add(1)
+	r.stats.cutThroughSyncs.Add(1)
+	log.Info("full sync, cut-through: sending the RDB as the relay receives it", "replid", in.Replid, "offset", in.Offset,
+		"received_bytes", in.Received())
+	began := time.Now()
+	rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+	if _, err := rp.conn.Write(hdr); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, rdbWritePiece)
+	var early int64
+	for {
+		n, err := ir.Read(ctx, buf)
+		if n > 0 {
+			rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+			if _, werr := rp.conn.Write(buf[:n]); werr != nil {
+				return nil, fmt.Errorf("send rdb (%d bytes sent): %w", ir.Pos()-int64(n), werr)
+			}
+			if !in.Done() {
+				early += int64(n)
+				r.stats.cutThroughEarly.Add(int64(n))
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, store.ErrIncomingAborted) {
+				r.stats.cutThroughCut.Add(1)
+			}
+			return nil, fmt.Errorf("cut-through rdb not completed after %d bytes: %w", ir.Pos(), err)
+		}
+	}
+	snap, gen := ir.Installed()
+	stream, err := r.store.NewReaderAs(gen, snap.Offset, in.Replid)
+	if err != nil {
+		return nil, err
+	}
+	rp.conn.SetWriteDeadline(time.Now().Add(r.cfg.ReplTimeout))
+	if _, err := io.WriteString(rp.conn, eof); err != nil {
+		stream.Close()
+		return nil, err
+	}
+	rp.markSent = true
+	log.Info("RDB sent (cut-through); its end mark went after the relay installed it", "rdb_bytes", snap.Size,
+		"sent_before_installed", early, "seconds", time.Since(began).Seconds())
+	return stream, nil
 }
 
 // sendRDB writes hdr and the snapshot file, refreshing the write deadline
@@ -507,6 +636,17 @@ func (r *Relay) feedReplica(ctx context.Context, rp *replica, br *bufio.Reader, 
 		<-ctx.Done()
 		rp.close("link ended")
 	}()
+	if rp.markSent {
+		// After an EOF mark, nothing before the replica's first ACK: a
+		// replica loading from disk would not find the mark at the end of
+		// what it read, and one loading diskless would drop the bytes it
+		// buffered past the RDB.
+		select {
+		case <-rp.firstAck:
+		case <-ctx.Done():
+			return fmt.Errorf("no first ACK after the rdb: %w", ctx.Err())
+		}
+	}
 	rp.sent.Store(stream.Pos())
 	if !rp.sync {
 		rp.conn.SetWriteDeadline(time.Time{}) // see above; the RDB's deadline must not linger
@@ -546,6 +686,7 @@ func (r *Relay) feedReplica(ctx context.Context, rp *replica, br *bufio.Reader, 
 // keepalives. Anything else, or invalid protocol, closes the link.
 func (r *Relay) readAcks(rp *replica, br *bufio.Reader) {
 	rd := resp.NewReader(br)
+	acked := false // rp.firstAck is closed
 	for {
 		if !rp.sync {
 			rp.conn.SetReadDeadline(time.Now().Add(r.cfg.ReplTimeout))
@@ -566,6 +707,10 @@ func (r *Relay) readAcks(rp *replica, br *bufio.Reader) {
 		case len(args) == 0, bytes.EqualFold(args[0], []byte("ping")):
 		case len(args) >= 3 && bytes.EqualFold(args[0], []byte("replconf")) && bytes.EqualFold(args[1], []byte("ack")):
 			if off, err := strconv.ParseInt(string(args[2]), 10, 64); err == nil && off >= 0 {
+				if !acked {
+					acked = true
+					close(rp.firstAck)
+				}
 				rp.ackOffset.Store(off)
 				rp.ackTime.Store(time.Now().UnixNano())
 				rp.traces.acked(off)

@@ -139,14 +139,17 @@ func watch(ctx context.Context, cancel context.CancelCauseFunc, every time.Durat
 func (f *feeder) begin(ctx context.Context, sub *arborv1.Subscribe, resume *arborv1.ResumeRdb) (*store.Reader, error) {
 	r := f.r
 	st := r.store.State()
-	if !st.HasData() {
+	streamed := sub.GetAcceptsStreamedRdb()
+	servable := func(st store.State) bool { return st.HasData() || (streamed && r.store.Incoming() != nil) }
+	if !servable(st) {
 		// A relay that has just started (a tree coming up) gets its data
-		// in a moment: wait for it rather than send the child into its
-		// reconnect backoff.
+		// in a moment: wait for it (or for an RDB the child can follow as
+		// it arrives) rather than send the child into its reconnect
+		// backoff.
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.FutureOffsetWait)
-		st, _ = r.store.WaitFor(wctx, store.State.HasData)
+		st, _ = r.store.WaitFor(wctx, servable)
 		cancel()
-		if !st.HasData() {
+		if !servable(st) && !servable(r.store.State()) {
 			return nil, fmt.Errorf("relay %s holds no data yet (waited %v): %w", r.cfg.ID, r.cfg.FutureOffsetWait, ErrNotReady)
 		}
 	}
@@ -175,13 +178,131 @@ func (f *feeder) begin(ctx context.Context, sub *arborv1.Subscribe, resume *arbo
 		case errors.Is(err, store.ErrOffsetNotCovered):
 			r.stats.partialErr.Add(1)
 			f.log.Info("child relay outside the backlog; full sync", "offset", off, "window_start", st.Start)
+		case errors.Is(err, store.ErrEmpty):
+			// The relay is receiving its first RDB (servable above).
+			r.stats.partialErr.Add(1)
+			f.log.Info("relay holds no history yet; full sync", "offset", off)
 		default:
 			// ErrHistoryDiverged and ErrFuture are refusals the child acts
 			// on (toStatus).
 			return nil, err
 		}
 	}
+	if in := r.store.Incoming(); in != nil && streamed {
+		// The RDB being received replaces whatever the store holds: the
+		// child follows it rather than fetch the old one first.
+		reader, err := f.fullSyncIncoming(ctx, in)
+		if !errors.Is(err, errIncomingOver) {
+			return reader, err
+		}
+	}
 	return f.fullSync(ctx, resume)
+}
+
+// fullSyncIncoming serves a streamed full sync (FullSync.streamed): the
+// RDB the relay is receiving, from its first byte on, in chunks as they
+// arrive, and FullSyncEnd, with its size and checksums, only once the relay
+// has checked and installed it. If it is not installed, the link ends
+// without FullSyncEnd and the child discards what it got.
+func (f *feeder) fullSyncIncoming(ctx context.Context, in *store.Incoming) (*store.Reader, error) {
+	r := f.r
+	ir, err := in.Open()
+	if err != nil {
+		return nil, errIncomingOver
+	}
+	defer ir.Close()
+	f.c.state.Store(int32(arborv1.LinkState_LINK_STATE_FULL_SYNC))
+	err = f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_FullSync{FullSync: &arborv1.FullSync{
+		Replid: in.Replid, Offset: in.Offset, ChunkSize: rdbChunkSize, TransferId: in.ID, UpstreamRelayIds: r.chainForChildren(),
+		Replid2: in.Replid2, SecondOffset: in.SecondOffset, Streamed: true,
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	r.stats.fullSyncs.Add(1)
+	r.stats.cutThroughSyncs.Add(1)
+	f.log.Info("full sync to child relay, cut-through: sending the RDB as this relay receives it", "replid", in.Replid,
+		"offset", in.Offset, "received_bytes", in.Received())
+	began := time.Now()
+	buf := make([]byte, rdbChunkSize)
+	var count, whole uint32
+	var early int64
+	for {
+		n, err := readChunk(ctx, ir, buf)
+		if n > 0 {
+			raw := buf[:n]
+			if r.cfg.rdbChunk != nil {
+				r.cfg.rdbChunk(count, raw)
+			}
+			whole = crc32.Update(whole, castagnoli, raw)
+			if serr := f.sendChunk(count, raw); serr != nil {
+				return nil, serr
+			}
+			count++
+			if !in.Done() {
+				early += int64(n)
+				r.stats.cutThroughEarly.Add(int64(n))
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, store.ErrIncomingAborted) {
+				r.stats.cutThroughCut.Add(1)
+				f.log.Info("the RDB this relay was receiving was not installed; ending the child's streamed full sync without its end", "err", err)
+			}
+			return nil, err
+		}
+	}
+	snap, gen := ir.Installed()
+	if whole != snap.CRC32C {
+		r.log.Error("installed snapshot does not match the bytes sent; the child will refuse it", "child", f.c.id,
+			"crc32c", fmt.Sprintf("%08x", whole), "want", fmt.Sprintf("%08x", snap.CRC32C))
+	}
+	reader, err := r.store.NewReaderAs(gen, snap.Offset, in.Replid)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_FullSyncEnd{FullSyncEnd: &arborv1.FullSyncEnd{
+		RdbCrc64: snap.CRC64, ChunkCount: count, RdbCrc32C: &snap.CRC32C, RdbSize: snap.Size,
+	}}}); err != nil {
+		reader.Close()
+		return nil, err
+	}
+	f.log.Info("RDB sent to child relay (cut-through); its end went after this relay installed it", "rdb_bytes", snap.Size,
+		"chunks", count, "sent_before_installed", early, "seconds", time.Since(began).Seconds())
+	return reader, nil
+}
+
+// readChunk fills buf from ir, but for the RDB's last chunk; it returns
+// io.EOF (with the last bytes, if any) once the RDB was read whole and
+// installed.
+func readChunk(ctx context.Context, ir *store.IncomingReader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := ir.Read(ctx, buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// sendChunk compresses and sends RDB chunk i, whose bytes are raw.
+func (f *feeder) sendChunk(i uint32, raw []byte) error {
+	wire, err := f.enc.encode(raw)
+	if err != nil {
+		return fmt.Errorf("compress: %w", err)
+	}
+	f.c.rawBytes.Add(uint64(len(raw)))
+	f.c.wireBytes.Add(uint64(len(wire)))
+	f.r.stats.rawBytes.Add(uint64(len(raw)))
+	f.r.stats.wireBytes.Add(uint64(len(wire)))
+	return f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_RdbChunk{RdbChunk: &arborv1.RdbChunk{
+		Index: i, Data: wire, Crc32C: crc32.Checksum(raw, castagnoli), Compression: f.enc.kind, RawLen: uint32(len(raw)),
+	}}})
 }
 
 // transferID names a snapshot for resumable transfers: a child keeps the
@@ -227,20 +348,11 @@ func (f *feeder) fullSync(ctx context.Context, resume *arborv1.ResumeRdb) (*stor
 			return nil, fmt.Errorf("read snapshot: %w", err)
 		}
 		raw := buf[:n]
-		whole = crc32.Update(whole, castagnoli, raw)
-		wire, err := f.enc.encode(raw)
-		if err != nil {
-			fs.Stream.Close()
-			return nil, fmt.Errorf("compress: %w", err)
+		if r.cfg.rdbChunk != nil {
+			r.cfg.rdbChunk(i, raw)
 		}
-		f.c.rawBytes.Add(uint64(n))
-		f.c.wireBytes.Add(uint64(len(wire)))
-		r.stats.rawBytes.Add(uint64(n))
-		r.stats.wireBytes.Add(uint64(len(wire)))
-		err = f.send(&arborv1.SyncResponse{Frame: &arborv1.SyncResponse_RdbChunk{RdbChunk: &arborv1.RdbChunk{
-			Index: i, Data: wire, Crc32C: crc32.Checksum(raw, castagnoli), Compression: f.enc.kind, RawLen: uint32(n),
-		}}})
-		if err != nil {
+		whole = crc32.Update(whole, castagnoli, raw)
+		if err := f.sendChunk(i, raw); err != nil {
 			fs.Stream.Close()
 			return nil, err
 		}

@@ -42,7 +42,9 @@ func (r *Relay) syncRelay(ctx context.Context, up Upstream) error {
 		AcceptedCompressions: r.acceptedCompressions(),
 		// This relay's appendFrame honours Stream.compression_reset.
 		AcceptsCompressionReset: true,
-		DownstreamRelayIds:      r.descendants(),
+		// receiveChunks takes an RDB streamed as the parent receives it.
+		AcceptsStreamedRdb: true,
+		DownstreamRelayIds: r.descendants(),
 	}
 	if st.HasData() && !r.forceFullSync.Load() {
 		sub.Replid, sub.Offset = st.Replid, st.End
@@ -251,8 +253,12 @@ func (d *decoders) close() {
 // resume.
 func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.FullSync, dec *decoders) error {
 	chunk := int64(fs.GetChunkSize())
-	if chunk <= 0 || fs.GetRdbSize() < 0 || fs.GetOffset() < 0 || len(fs.GetReplid()) != 40 {
+	if chunk <= 0 || fs.GetRdbSize() < 0 || fs.GetOffset() < 0 || len(fs.GetReplid()) != 40 ||
+		(fs.GetStreamed() && fs.GetStartIndex() != 0) {
 		return fmt.Errorf("parent sent a bad full sync header: %v", fs)
+	}
+	if fs.GetStreamed() {
+		return r.receiveStreamed(stream, fs, dec)
 	}
 	next := int64(fs.GetStartIndex())
 	rec := store.Transfer{ID: fs.GetTransferId(), ChunkSize: chunk}
@@ -321,6 +327,47 @@ func (r *Relay) receiveChunks(stream arborv1.RelayService_SyncClient, fs *arborv
 	return nil
 }
 
+// receiveStreamed receives a streamed full sync (FullSync.streamed): the
+// RDB as the parent receives it, checked end to end once FullSyncEnd
+// brings its size and checksums, which the parent sends only after its own
+// check passed. Until then nothing of it counts: a stream that ends first
+// (the parent's check failed, or the link was cut) discards it, with no
+// record to resume it by, and the next subscription fetches an RDB anew.
+func (r *Relay) receiveStreamed(stream arborv1.RelayService_SyncClient, fs *arborv1.FullSync, dec *decoders) error {
+	// A partial transfer kept from before is replaced by this one.
+	if err := r.store.RemoveTransfer(transferMeta); err != nil {
+		return err
+	}
+	w, err := r.store.NewNamedSnapshotWriter(transferRDB)
+	if err != nil {
+		return err
+	}
+	// It is followed downstream as it arrives, as any other (cut-through).
+	if _, err := r.store.PublishIncoming(w, store.IncomingHeader{Replid: fs.GetReplid(), Offset: fs.GetOffset(),
+		Replid2: fs.GetReplid2(), SecondOffset: fs.GetSecondOffset(), Size: -1}); err != nil {
+		w.Abort()
+		return err
+	}
+	r.log.Info("receiving RDB from parent relay as the parent receives it (streamed)", "replid", fs.GetReplid(), "offset", fs.GetOffset())
+	r.link.mu.Lock()
+	r.link.syncBytes, r.link.syncTotal, r.link.syncStarted = 0, -1, time.Now()
+	r.link.mu.Unlock()
+	began := time.Now()
+	if err := r.recvChunks(stream, fs, w, dec, 0, &store.Transfer{}); err != nil {
+		w.Abort()
+		return err
+	}
+	snap, err := r.resetTo(w, fs.GetReplid(), fs.GetOffset())
+	if err != nil {
+		return err
+	}
+	if err := r.adoptIDs(fs.GetReplid(), fs.GetReplid2(), fs.GetSecondOffset()); err != nil {
+		return err
+	}
+	r.log.Info("RDB received from parent relay (streamed) and stored", "bytes", snap.Size, "seconds", time.Since(began).Seconds())
+	return nil
+}
+
 // checkpointChunks is how often (in chunks) a resumable transfer is
 // flushed to disk and its record updated, so that a relay that dies in the
 // middle of a long transfer resumes near where it was.
@@ -356,7 +403,7 @@ func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.F
 				return r.refuseTransfer(fs, fmt.Errorf("%w: received rdb rejected: %w", errTransferRefused, err))
 			}
 			next++
-			if track && next%checkpointChunks == 0 {
+			if track && !fs.GetStreamed() && next%checkpointChunks == 0 {
 				n, err := w.Sync()
 				if err == nil {
 					rec.Bytes = n
@@ -379,8 +426,15 @@ func (r *Relay) recvChunks(stream arborv1.RelayService_SyncClient, fs *arborv1.F
 				r.log.Info("RDB transfer in progress", "received_bytes", w.Size(), "total_bytes", fs.GetRdbSize())
 			}
 		case *arborv1.SyncResponse_FullSyncEnd:
-			if w.Size() != fs.GetRdbSize() {
-				return fmt.Errorf("rdb transfer ended at %d bytes, want %d", w.Size(), fs.GetRdbSize())
+			size := fs.GetRdbSize()
+			if fs.GetStreamed() {
+				size = f.FullSyncEnd.GetRdbSize()
+				if f.FullSyncEnd.RdbCrc32C == nil {
+					return r.refuseTransfer(fs, fmt.Errorf("%w: a streamed transfer ended without its crc32c", errTransferRefused))
+				}
+			}
+			if w.Size() != size {
+				return fmt.Errorf("rdb transfer ended at %d bytes, want %d", w.Size(), size)
 			}
 			if err := checkTransfer(w, f.FullSyncEnd); err != nil {
 				return r.refuseTransfer(fs, err)
