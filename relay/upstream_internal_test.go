@@ -47,3 +47,25 @@ func TestBlockedAckEndsSession(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamLinkUpWhileFullSync: a link receiving a full sync from a
+// parent relay is up for a mover (its chunks keep idle low): a transfer of
+// many seconds is no reason to leave the parent at the down bound. A link
+// connecting is down, and so is one waiting for a Redis master's RDB (it
+// sends a newline a second meanwhile).
+func TestUpstreamLinkUpWhileFullSync(t *testing.T) {
+	for _, c := range []struct {
+		kind  string
+		state string
+		up    bool
+	}{
+		{UpstreamRelay, "connect", false}, {UpstreamRelay, "sync", true}, {UpstreamRelay, "connected", true},
+		{UpstreamRedis, "connecting", false}, {UpstreamRedis, "sync", false}, {UpstreamRedis, "connected", true},
+	} {
+		r := &Relay{upstream: Upstream{Kind: c.kind}}
+		r.link.set(c.state)
+		if up, _ := r.UpstreamLink(); up != c.up {
+			t.Errorf("link %s, upstream %s://: up %v, want %v", c.state, c.kind, up, c.up)
+		}
+	}
+}
