@@ -59,6 +59,12 @@ func New(cfg Config, cli *clientv3.Client) (*Agent, error) {
 		cfg.Logger = slog.Default()
 	}
 	target, _ := parseRedisURL(cfg.Redis)
+	// Down is MoveAfter, not the relays' shorter bound: a Redis retries a
+	// connection to its master that failed (refused, or answered -LOADING
+	// by a relay not ready) only from its once-a-second replication cron,
+	// so its link reads down for a second after one failed redial (see
+	// topology.MoverConfig.Down).
+	mover := topology.NewMover(topology.MoverConfig{Child: cfg.ID, Silence: cfg.MoveAfter, Down: cfg.MoveAfter, HoldDown: cfg.HoldDown})
 	a := &Agent{
 		cfg:        cfg,
 		cli:        cli,
@@ -67,7 +73,7 @@ func New(cfg Config, cli *clientv3.Client) (*Agent, error) {
 		redis:      newRedisClient(target, cfg.RedisTimeout),
 		status:     &arborv1.NodeStatus{Id: cfg.ID, Site: cfg.Site, LastError: "starting"},
 		el:         newElector(),
-		mover:      topology.NewMover(topology.MoverConfig{Child: cfg.ID, Silence: cfg.MoveAfter, HoldDown: cfg.HoldDown}),
+		mover:      mover,
 		relayProbe: newRelayProbe(cfg.MoveAfter),
 	}
 	met, err := newMetrics(cfg.MeterProvider, cfg.ID)

@@ -11,9 +11,21 @@ import (
 
 // Mover defaults.
 const (
-	// DefaultSilence is how long a link to a parent may be down or silent
+	// DefaultSilence is how long a link to a parent may be up but silent
 	// before the child moves to another parent.
 	DefaultSilence = time.Second
+	// DefaultDown is how long a link to a parent that was up may stay
+	// down (its stream ended by EOF or a reset, and redials are refused
+	// or time out: the parent's process or host is gone) before the
+	// child moves. It is shorter than DefaultSilence because a down link
+	// is no guess, while silence is judged against heartbeats every
+	// 250 ms that a busy machine may delay. What a short bound risks is
+	// leaving a parent that would have been back a moment later (a cut
+	// the child redials at once, a quick restart), and that costs only a
+	// partial resync to a sibling; the hold-down keeps the child from
+	// flapping back. 500 ms leaves a relay's redial after a cut (its
+	// first retry waits 100 ms) a few round trips to connect.
+	DefaultDown = 500 * time.Millisecond
 	// DefaultHoldDown is how long a declared parent must be seen healthy
 	// before a child that moved away from it returns.
 	DefaultHoldDown = 30 * time.Second
@@ -23,6 +35,11 @@ const (
 	// PINGs the relay its Redis follows every 100 ms). Below it, a relay
 	// on an idle stream moved between its parents every half second.
 	MinSilence = 500 * time.Millisecond
+	// MinDown is the least down bound a mover may be given: a relay
+	// judges its link every 100 ms and redials a cut link after 100 ms,
+	// so below it a child would leave a parent that cut it on purpose
+	// (a topology change, a slow consumer) before it could even redial.
+	MinDown = 200 * time.Millisecond
 )
 
 // MoverConfig configures a Mover.
@@ -32,9 +49,15 @@ type MoverConfig struct {
 	// Relay says Child is a relay (ChooseRelayParent), not a node
 	// (ChooseNodeParent).
 	Relay bool
-	// Silence is how long the link to the parent followed may be down, or
-	// up but silent, before the child moves; 0 means DefaultSilence.
+	// Silence is how long the link to the parent followed may be up but
+	// silent before the child moves; 0 means DefaultSilence.
 	Silence time.Duration
+	// Down is how long that link, once it was up, may stay down before
+	// the child moves; 0 means DefaultDown. A node agent passes its
+	// Silence: its Redis retries a failed connection to its master only
+	// from its once-a-second replication cron, so its link reads down
+	// for a second after one failed redial.
+	Down time.Duration
 	// HoldDown is how long the declared parent must be seen healthy
 	// before the child returns to it; 0 means DefaultHoldDown.
 	HoldDown time.Duration
@@ -70,9 +93,10 @@ type Observation struct {
 // Mover decides which parent one child follows: its declared parent while
 // that is healthy; another, chosen by ChooseRelayParent or
 // ChooseNodeParent, when the parent it follows loses its status lease or
-// its link stays down or silent past the silence bound; the declared one
-// again once it has been healthy for the hold-down, or at once when the
-// topology declares another parent. A Mover is owned by one goroutine.
+// its link stays down past the down bound or silent past the silence
+// bound (LinkJudge); the declared one again once it has been healthy for
+// the hold-down, or at once when the topology declares another parent. A
+// Mover is owned by one goroutine.
 type Mover struct {
 	cfg MoverConfig
 
@@ -93,10 +117,13 @@ func NewMover(cfg MoverConfig) *Mover {
 	if cfg.Silence <= 0 {
 		cfg.Silence = DefaultSilence
 	}
+	if cfg.Down <= 0 {
+		cfg.Down = DefaultDown
+	}
 	if cfg.HoldDown <= 0 {
 		cfg.HoldDown = DefaultHoldDown
 	}
-	return &Mover{cfg: cfg, link: LinkJudge{Silence: cfg.Silence}}
+	return &Mover{cfg: cfg, link: LinkJudge{Silence: cfg.Silence, Down: cfg.Down}}
 }
 
 // Target returns what the child follows instead of its declared parent:
@@ -146,7 +173,7 @@ func (m *Mover) Step(o Observation) (changed bool, why string) {
 		if m.Followed() != "" {
 			m.link.Repointed(o.Now, false)
 		} else {
-			m.link = LinkJudge{Silence: m.cfg.Silence}
+			m.link = LinkJudge{Silence: m.cfg.Silence, Down: m.cfg.Down}
 		}
 		m.declared, m.move, m.tier = declared, nil, TierDeclared
 		m.seenLease = false
@@ -322,13 +349,18 @@ const startFactor = 10
 // LinkJudge judges the link from a child to the parent it follows, for
 // the movers (Mover, and the one of a relay run without etcd on a list of
 // upstreams): the parent is to be left when the link is up but has
-// received nothing for the silence bound, or has been down for it. A link
-// never up since the parent was set may stay down startFactor times the
-// bound, as it may wait for a parent that is getting its own data. The
-// zero value with Silence set judges a first link from the start.
+// received nothing for the silence bound, or has been down for the down
+// bound since it was last seen up. A link never up since the parent was
+// set may stay down startFactor times the silence bound, as it may wait
+// for a parent that is getting its own data. The zero value with Silence
+// and Down set judges a first link from the start.
 type LinkJudge struct {
-	// Silence is the silence bound.
+	// Silence is the silence bound: how long an up link may receive
+	// nothing (a parent heartbeats an idle link every 250 ms).
 	Silence time.Duration
+	// Down is the down bound: how long a link that was up may stay down;
+	// 0 means Silence.
+	Down time.Duration
 
 	badSince  time.Time // when the link was first seen down; zero while up
 	judgeFrom time.Time // the link is not judged before this (a repointed link connects)
@@ -338,7 +370,7 @@ type LinkJudge struct {
 // Repointed starts judging the link anew at now, after the child was
 // pointed at another parent: the new link gets the silence bound to
 // connect before it is judged. streaming says the parent was chosen
-// because it streams: its link is judged against the silence bound even
+// because it streams: its link is judged against the down bound even
 // before it was seen up.
 func (j *LinkJudge) Repointed(now time.Time, streaming bool) {
 	j.badSince, j.judgeFrom, j.linked = time.Time{}, now.Add(j.Silence), streaming
@@ -347,7 +379,7 @@ func (j *LinkJudge) Repointed(now time.Time, streaming bool) {
 // Judge takes the link's state at now: up (streaming, or receiving a full
 // sync) and idle (how long it has received nothing; 0 if unknown). It
 // returns why the parent is to be left ("silent for 1.2s", "down for
-// 1.2s"), or "".
+// 500ms"), or "".
 func (j *LinkJudge) Judge(now time.Time, up bool, idle time.Duration) string {
 	if up {
 		j.linked = true
@@ -355,9 +387,16 @@ func (j *LinkJudge) Judge(now time.Time, up bool, idle time.Duration) string {
 	if now.Before(j.judgeFrom) {
 		return ""
 	}
-	bound := j.Silence
+	// A link that was up and went down is the parent's end (or the
+	// path to it) saying so: it gets the down bound. One never up
+	// gets the silence bound startFactor times: nothing says its
+	// parent is gone rather than busy getting its own data.
+	bound := j.Down
+	if bound <= 0 {
+		bound = j.Silence
+	}
 	if !j.linked {
-		bound *= startFactor
+		bound = startFactor * j.Silence
 	}
 	switch {
 	case up && idle >= j.Silence:

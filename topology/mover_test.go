@@ -235,7 +235,7 @@ func TestLinkJudge(t *testing.T) {
 // child's first second counts from its loss, not from one bound later.
 func TestMoverJudgesFromTheStart(t *testing.T) {
 	top := haTopology()
-	m := NewMover(MoverConfig{Child: "b1", Relay: true, Silence: time.Second})
+	m := NewMover(MoverConfig{Child: "b1", Relay: true, Silence: time.Second, Down: time.Second})
 	t0 := time.Unix(1000, 0)
 	all := streaming("a1", "a2", "b1", "b2", "c1")
 	for d := time.Duration(0); d < 1200*time.Millisecond; d += 100 * time.Millisecond {
@@ -247,5 +247,84 @@ func TestMoverJudgesFromTheStart(t *testing.T) {
 	ch, why := m.Step(Observation{Now: t0.Add(1200 * time.Millisecond), Topology: top, Relays: all})
 	if !ch || m.Target() != "a2" || !strings.Contains(why, "link to a1 down for 1s") {
 		t.Fatalf("link down for the bound since 200 ms: changed %v, target %q, why %q", ch, m.Target(), why)
+	}
+}
+
+// TestLinkJudgeDownBound: a link that was up and went down is left after
+// the down bound, shorter than the silence bound; an up link is still
+// judged silent against the silence bound, a link never up against
+// startFactor times the silence bound, and a repointed link gets the
+// silence bound to connect, then the down bound.
+func TestLinkJudgeDownBound(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	j := LinkJudge{Silence: time.Second, Down: 500 * time.Millisecond}
+	for _, c := range []struct {
+		d    time.Duration
+		up   bool
+		idle time.Duration
+		want string
+	}{
+		{0, true, 0, ""},
+		{100 * time.Millisecond, true, 600 * time.Millisecond, ""}, // idle past the down bound: not down
+		{200 * time.Millisecond, false, 0, ""},                     // the parent killed
+		{600 * time.Millisecond, false, 0, ""},
+		{700 * time.Millisecond, false, 0, "down for 500ms"},
+	} {
+		if got := j.Judge(at(c.d), c.up, c.idle); got != c.want {
+			t.Fatalf("at %v (up %v, idle %v): %q, want %q", c.d, c.up, c.idle, got, c.want)
+		}
+	}
+
+	j = LinkJudge{Silence: time.Second, Down: 500 * time.Millisecond}
+	for d := time.Duration(0); d < startFactor*time.Second; d += 500 * time.Millisecond {
+		if got := j.Judge(at(d), false, 0); got != "" {
+			t.Fatalf("a link never up left at %v: %q", d, got)
+		}
+	}
+
+	j.Repointed(at(20*time.Second), true)
+	for d := 20 * time.Second; d < 21500*time.Millisecond; d += 100 * time.Millisecond {
+		if got := j.Judge(at(d), false, 0); got != "" {
+			t.Fatalf("a repointed link left at %v, within its grace and the down bound after it: %q", d, got)
+		}
+	}
+	if got := j.Judge(at(21500*time.Millisecond), false, 0); got != "down for 500ms" {
+		t.Fatalf("a repointed link down past its grace and the down bound: %q", got)
+	}
+}
+
+// TestMoverDownLinkMovesSooner: by default a link that was up and went
+// down moves the child after DefaultDown, not after the silence bound; a
+// mover given Down equal to its Silence (a node agent) waits the
+// silence bound.
+func TestMoverDownLinkMovesSooner(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	all := streaming("a1", "a2", "b1", "b2", "c1")
+	killedAt := 200 * time.Millisecond
+	for _, c := range []struct {
+		cfg  MoverConfig
+		want time.Duration
+	}{
+		{MoverConfig{Child: "b1", Relay: true, Silence: time.Second}, killedAt + DefaultDown},
+		{MoverConfig{Child: "b1", Relay: true, Silence: time.Second, Down: 700 * time.Millisecond}, killedAt + 700*time.Millisecond},
+		{MoverConfig{Child: "b1", Relay: true, Silence: time.Second, Down: time.Second}, killedAt + time.Second},
+	} {
+		m := NewMover(c.cfg)
+		top := haTopology()
+		moved := time.Duration(-1)
+		for d := time.Duration(0); d <= 2*time.Second; d += 100 * time.Millisecond {
+			ch, why := m.Step(Observation{Now: t0.Add(d), Topology: top, Relays: all, LinkUp: d < killedAt})
+			if ch {
+				if m.Target() != "a2" || !strings.Contains(why, "link to a1 down for") {
+					t.Fatalf("down %v: moved to %q: %s", c.cfg.Down, m.Target(), why)
+				}
+				moved = d
+				break
+			}
+		}
+		if moved != c.want {
+			t.Errorf("down %v: moved at %v after a1 was killed at %v, want at %v", c.cfg.Down, moved, killedAt, c.want)
+		}
 	}
 }

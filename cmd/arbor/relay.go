@@ -44,7 +44,7 @@ flushed.`,
 	f.String("id", "", "relay ID (required)")
 	f.String("site", "", "site (datacenter) the relay runs in")
 	f.String("data-dir", "", "directory of the relay's store (required, not shared)")
-	f.String("upstream", "", "what to follow: a Redis master, redis://[user:password@]host:port, or a parent relay, arbor://host:port (its --grpc-addr); required without --etcd, where the topology says it (and this is used until the topology is read). Without --etcd, a comma-separated list in preference order (arbor://b1:7480,arbor://b2:7480): the relay moves to the next that answers when its link stays down or silent past --move-after, and back after --hold-down")
+	f.String("upstream", "", "what to follow: a Redis master, redis://[user:password@]host:port, or a parent relay, arbor://host:port (its --grpc-addr); required without --etcd, where the topology says it (and this is used until the topology is read). Without --etcd, a comma-separated list in preference order (arbor://b1:7480,arbor://b2:7480): the relay moves to the next that answers when its link stays down past --move-after-down or silent past --move-after, and back after --hold-down")
 	f.String("redis-addr", def.RedisAddr, "address the Redis master side listens on, for REPLICAOF")
 	f.String("grpc-addr", "", "address of the gRPC service for child relays, Status, health and reflection (empty: none)")
 	f.String("tls-cert", "", "certificate (PEM) this relay presents on gRPC, as server and as client")
@@ -69,7 +69,8 @@ flushed.`,
 	f.Duration("handshake-timeout", def.HandshakeTimeout, "close a Redis connection that has not sent PSYNC or SYNC and sends no complete command for this long")
 	f.Int("max-clients", def.MaxClients, "cap on Redis connections, replicas included; one more gets \"-ERR max number of clients reached\"")
 	f.Duration("trace-every", def.TraceEvery, "how often a root relay samples a stream frame per child relay link for tracing (0: never); spans go to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set")
-	f.Duration("move-after", topology.DefaultSilence, "move to another parent when the link to the parent relay is down, or up but silent, this long, at least 500ms (with --etcd, or a list of --upstream URLs)")
+	f.Duration("move-after", topology.DefaultSilence, "move to another parent when the link to the parent is up but silent this long, at least 500ms: an idle parent heartbeats every 250 ms (with --etcd, or a list of --upstream URLs)")
+	f.Duration("move-after-down", topology.DefaultDown, "move to another parent when the link to the parent, once up, is down (EOF, reset, refused, dial timeout) this long, at least 200ms; not derived from --move-after: raise it above a redial's time (100ms plus about three round trips) on a slow WAN, or to wait out a parent's restart (with --etcd, or a list of --upstream URLs)")
 	f.Duration("hold-down", topology.DefaultHoldDown, "return to the declared (or first listed) parent only after it has been healthy this long (with --etcd, or a list of --upstream URLs)")
 	f.String("debug-addr", "", "address of an HTTP endpoint with /debug/pprof and Prometheus /metrics (empty: none)")
 	f.String("log-level", "info", "log level: debug, info, warn or error")
@@ -114,7 +115,7 @@ flushed.`,
 			return runRelayWithEtcd(cmd.Context(), cfg, ha, ef, logger.With("relay", cfg.ID))
 		}
 		if len(upstreams) > 1 {
-			return fabric.StaticRelay{Config: cfg, Upstreams: upstreams, Silence: ha.moveAfter, HoldDown: ha.holdDown,
+			return fabric.StaticRelay{Config: cfg, Upstreams: upstreams, Silence: ha.moveAfter, Down: ha.moveAfterDown, HoldDown: ha.holdDown,
 				Logger: logger.With("relay", cfg.ID)}.Run(cmd.Context())
 		}
 		r, err := relay.New(cfg)
@@ -126,18 +127,22 @@ flushed.`,
 	return cmd
 }
 
-// relayHA is how a relay moves off a failed parent: --move-after and
-// --hold-down.
+// relayHA is how a relay moves off a failed parent: --move-after,
+// --move-after-down and --hold-down.
 type relayHA struct {
-	moveAfter, holdDown time.Duration
+	moveAfter, moveAfterDown, holdDown time.Duration
 }
 
 func relayHAConfig(fs *pflag.FlagSet) (relayHA, error) {
 	var h relayHA
 	h.moveAfter, _ = fs.GetDuration("move-after")
+	h.moveAfterDown, _ = fs.GetDuration("move-after-down")
 	h.holdDown, _ = fs.GetDuration("hold-down")
 	if h.moveAfter < topology.MinSilence {
 		return h, fmt.Errorf("move-after %v: must be at least %v, or an idle but live link looks silent", h.moveAfter, topology.MinSilence)
+	}
+	if h.moveAfterDown < topology.MinDown {
+		return h, fmt.Errorf("move-after-down %v: must be at least %v, or a relay leaves a parent that cut it before it can redial", h.moveAfterDown, topology.MinDown)
 	}
 	if h.holdDown < 0 {
 		return h, fmt.Errorf("hold-down %v: must not be negative", h.holdDown)

@@ -18,5 +18,5 @@ func runRelayWithEtcd(ctx context.Context, cfg relay.Config, ha relayHA, ef *etc
 		return err
 	}
 	defer cli.Close()
-	return fabric.Relay{Config: cfg, Etcd: cli, Cluster: ef.cluster, Logger: log, Silence: ha.moveAfter, HoldDown: ha.holdDown}.Run(ctx)
+	return fabric.Relay{Config: cfg, Etcd: cli, Cluster: ef.cluster, Logger: log, Silence: ha.moveAfter, Down: ha.moveAfterDown, HoldDown: ha.holdDown}.Run(ctx)
 }

@@ -274,6 +274,31 @@ func TestRelayHAMoveAfterFloor(t *testing.T) {
 	}
 }
 
+// TestRelayHAMoveAfterDownFloor: --move-after-down below topology.MinDown
+// is refused, naming the flag (a relay judges its link every 100 ms and
+// redials a cut link after 100 ms); it is not bounded by --move-after.
+func TestRelayHAMoveAfterDownFloor(t *testing.T) {
+	for _, c := range []struct {
+		down string
+		ok   bool
+	}{{"0s", false}, {"100ms", false}, {"199ms", false}, {"200ms", true}, {"500ms", true}, {"5s", true}} {
+		fs := newRelayCmd().Flags()
+		if err := fs.Set("move-after-down", c.down); err != nil {
+			t.Fatal(err)
+		}
+		ha, err := relayHAConfig(fs)
+		if (err == nil) != c.ok {
+			t.Errorf("--move-after-down %s: err %v, want ok %v", c.down, err, c.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "move-after-down "+c.down) {
+			t.Errorf("--move-after-down %s: error %q does not name the flag and value", c.down, err)
+		}
+		if err == nil && ha.moveAfterDown.String() != c.down {
+			t.Errorf("--move-after-down %s: got %v", c.down, ha.moveAfterDown)
+		}
+	}
+}
+
 // TestRelayHAKillAndPause: two relays in site A follow the master (which
 // needs one acking replica to take writes), two in site B are declared
 // under a1. a1 is killed with SIGKILL under steady writes: the writes keep

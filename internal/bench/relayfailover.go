@@ -15,9 +15,9 @@ import (
 type RelayFailoverConfig struct {
 	// Runs is how many times a root relay is killed (fresh processes each).
 	Runs int
-	// MoveAfter and HoldDown are the child relays' --move-after and
-	// --hold-down.
-	MoveAfter, HoldDown time.Duration
+	// MoveAfter, MoveAfterDown and HoldDown are the child relays'
+	// --move-after, --move-after-down and --hold-down.
+	MoveAfter, MoveAfterDown, HoldDown time.Duration
 	// RedisServer and RelayBin are the binaries; Dir the parent of the
 	// temporary directory ("" for the system's); Keep keeps it.
 	RedisServer, RelayBin, Dir string
@@ -29,7 +29,8 @@ type RelayFailoverConfig struct {
 // DefaultRelayFailoverConfig returns the defaults: 20 runs at the relays'
 // own defaults.
 func DefaultRelayFailoverConfig() RelayFailoverConfig {
-	return RelayFailoverConfig{Runs: 20, MoveAfter: topology.DefaultSilence, HoldDown: topology.DefaultHoldDown, RedisServer: "redis-server"}
+	return RelayFailoverConfig{Runs: 20, MoveAfter: topology.DefaultSilence, MoveAfterDown: topology.DefaultDown,
+		HoldDown: topology.DefaultHoldDown, RedisServer: "redis-server"}
 }
 
 // RelayFailoverRun is one kill of a root relay.
@@ -52,13 +53,16 @@ type RelayFailoverRun struct {
 
 // RelayFailoverReport is what RunRelayFailover measured.
 type RelayFailoverReport struct {
-	MoveAfterMs float64            `json:"move_after_ms"`
-	Runs        []RelayFailoverRun `json:"runs"`
-	Streaming   Dist               `json:"streaming"`
-	Stall       Dist               `json:"stall"`
-	WriteErrors int                `json:"write_errors"`
-	FullSyncs   int64              `json:"full_syncs"`
-	Digests     bool               `json:"digests_equal"`
+	MoveAfterMs float64 `json:"move_after_ms"`
+	// MoveAfterDownMs is the children's --move-after-down; 0 in reports
+	// from before the flag, when --move-after bounded a down link too.
+	MoveAfterDownMs float64            `json:"move_after_down_ms,omitempty"`
+	Runs            []RelayFailoverRun `json:"runs"`
+	Streaming       Dist               `json:"streaming"`
+	Stall           Dist               `json:"stall"`
+	WriteErrors     int                `json:"write_errors"`
+	FullSyncs       int64              `json:"full_syncs"`
+	Digests         bool               `json:"digests_equal"`
 }
 
 // Relay failover targets.
@@ -82,7 +86,7 @@ func RunRelayFailover(ctx context.Context, cfg RelayFailoverConfig) (*RelayFailo
 		return nil, err
 	}
 	defer w.close()
-	rep := &RelayFailoverReport{MoveAfterMs: ms(cfg.MoveAfter), Digests: true}
+	rep := &RelayFailoverReport{MoveAfterMs: ms(cfg.MoveAfter), MoveAfterDownMs: ms(cfg.MoveAfterDown), Digests: true}
 	var streaming, stalls []time.Duration
 	for i := range cfg.Runs {
 		e := w.newEnv("run-" + strconv.Itoa(i+1))
@@ -120,7 +124,7 @@ func relayFailoverOnce(ctx context.Context, cfg RelayFailoverConfig, e *env) (Re
 	var children, replicas []*server
 	for _, id := range []string{"b1", "b2"} {
 		b, err := e.startRelayWith(ctx, id, relaySpec{upstream: list, site: "B",
-			args: []string{"--move-after", cfg.MoveAfter.String(), "--hold-down", cfg.HoldDown.String()}})
+			args: []string{"--move-after", cfg.MoveAfter.String(), "--move-after-down", cfg.MoveAfterDown.String(), "--hold-down", cfg.HoldDown.String()}})
 		if err != nil {
 			return run, err
 		}
@@ -270,13 +274,24 @@ func (r *RelayFailoverReport) WriteText(w io.Writer) error {
 		}
 		return "MISS"
 	}
-	_, err := fmt.Fprintf(w, `relay failover: %d runs · SIGKILL of a root relay under writes (min-replicas-to-write 1), children on --upstream lists, --move-after %v
+	_, err := fmt.Fprintf(w, `relay failover: %d runs · SIGKILL of a root relay under writes (min-replicas-to-write 1), children on --upstream lists, %s
   children streaming again   p50 %7.0f ms  p99 %7.0f ms  max %7.0f ms   target p99 <= %v: %s
   longest write stall        p50 %7.0f ms  p99 %7.0f ms  max %7.0f ms   target max <= %v: %s
   refused writes %d · full syncs %d (target 0: %s) · digests %s
-`, len(r.Runs), time.Duration(r.MoveAfterMs*float64(time.Millisecond)),
+`, len(r.Runs), r.bounds(),
 		r.Streaming.P50, r.Streaming.P99, r.Streaming.Max, relayFailoverStreamingTarget, miss(r.Streaming.P99 <= ms(relayFailoverStreamingTarget)),
 		r.Stall.P50, r.Stall.P99, r.Stall.Max, relayFailoverStallTarget, miss(r.Stall.Max <= ms(relayFailoverStallTarget)),
 		r.WriteErrors, r.FullSyncs, miss(r.FullSyncs == 0), map[bool]string{true: "equal", false: "DIFFER"}[r.Digests])
 	return err
+}
+
+// bounds says the children's bounds as flags: --move-after, and
+// --move-after-down unless the report is from before it.
+func (r *RelayFailoverReport) bounds() string {
+	d := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	s := fmt.Sprintf("--move-after %v", d(r.MoveAfterMs))
+	if r.MoveAfterDownMs > 0 {
+		s += fmt.Sprintf(" --move-after-down %v", d(r.MoveAfterDownMs))
+	}
+	return s
 }

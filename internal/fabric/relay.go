@@ -42,10 +42,13 @@ type Relay struct {
 	// listeners are open), before it runs; for callers that read its
 	// Status. It is called at most once, on Run's goroutine.
 	Started func(*relay.Relay)
-	// Silence is how long the link to a parent relay may be down, or up
-	// but silent, before the relay moves to another parent (see
+	// Silence is how long the link to a parent relay may be up but
+	// silent before the relay moves to another parent (see
 	// topology.Mover); 0 means topology.DefaultSilence.
 	Silence time.Duration
+	// Down is how long that link, once it was up, may stay down before
+	// the relay moves; 0 means topology.DefaultDown.
+	Down time.Duration
 	// HoldDown is how long the declared parent must be healthy before a
 	// relay that moved away returns to it; 0 means
 	// topology.DefaultHoldDown.
@@ -130,7 +133,7 @@ func (f Relay) Run(ctx context.Context) error {
 		defer wg.Done()
 		statuses.Run(ctx)
 	}()
-	mover := topology.NewMover(topology.MoverConfig{Child: cfg.ID, Relay: true, Silence: f.Silence, HoldDown: f.HoldDown})
+	mover := topology.NewMover(topology.MoverConfig{Child: cfg.ID, Relay: true, Silence: f.Silence, Down: f.Down, HoldDown: f.HoldDown})
 	var ha haStatus
 
 	static := cfg.Upstream

@@ -53,8 +53,8 @@ const staticProbeEvery = 500 * time.Millisecond
 
 // StaticRelay runs a relay without etcd whose upstream is a list in
 // preference order: it follows the first; when the link to the upstream
-// it follows stays down or silent past Silence, it follows the first
-// other upstream of the list that answers (a relay whose Status says it
+// it follows stays down past Down or silent past Silence, it follows the
+// first other upstream of the list that answers (a relay whose Status says it
 // is streaming, a Redis that answers PING), with a partial resync; it
 // returns to a preferred upstream once that has answered for HoldDown.
 type StaticRelay struct {
@@ -63,9 +63,9 @@ type StaticRelay struct {
 	Config relay.Config
 	// Upstreams are the upstreams in preference order (ParseUpstreams).
 	Upstreams []string
-	// Silence and HoldDown are as in topology.MoverConfig; 0 means the
-	// defaults.
-	Silence, HoldDown time.Duration
+	// Silence, Down and HoldDown are as in topology.MoverConfig; 0 means
+	// the defaults.
+	Silence, Down, HoldDown time.Duration
 	// Logger receives the runner's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Started, if not nil, is called with the relay once it is made.
@@ -84,6 +84,9 @@ func (s StaticRelay) Run(ctx context.Context) error {
 	}
 	if s.Silence <= 0 {
 		s.Silence = topology.DefaultSilence
+	}
+	if s.Down <= 0 {
+		s.Down = topology.DefaultDown
 	}
 	if s.HoldDown <= 0 {
 		s.HoldDown = topology.DefaultHoldDown
@@ -106,7 +109,7 @@ func (s StaticRelay) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if len(s.Upstreams) > 1 {
-		m := &staticMover{s: s, r: r, log: log, creds: creds, link: topology.LinkJudge{Silence: s.Silence}}
+		m := &staticMover{s: s, r: r, log: log, creds: creds, link: topology.LinkJudge{Silence: s.Silence, Down: s.Down}}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -128,8 +131,9 @@ type staticMover struct {
 	cur int // index of the upstream followed
 	// link judges the link to cur. The first link is judged from the
 	// start, with no grace: until it has been up it is judged against
-	// ten times the bound, and once up, its loss counts at once (a
-	// parent killed in the relay's first second was left 0.6 s longer).
+	// ten times the silence bound, and once up, its loss counts at once
+	// (a parent killed in the relay's first second was left 0.6 s
+	// longer).
 	link      topology.LinkJudge
 	upSince   map[int]time.Time // preferred upstreams answering since
 	lastProbe time.Time
