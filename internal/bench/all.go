@@ -79,6 +79,11 @@ type BenchRun struct {
 	Ended     time.Time  `json:"ended"`
 	LoadStart [3]float64 `json:"load_start"`
 	LoadEnd   [3]float64 `json:"load_end"`
+	// Commit is set on a benchmark measured again on its own, apart from
+	// the run (its results put in results.json in place of the run's, and
+	// the report redrawn with `arbor bench all --from`): the commit it
+	// was measured at. Empty: the run's (Machine.Commit).
+	Commit string `json:"commit,omitempty"`
 }
 
 // Machine is where the benchmarks ran.

@@ -160,6 +160,13 @@ func (d *docWriter) write(r *AllReport) {
 				loadText(b.LoadStart), loadText(b.LoadEnd)})
 		}
 		d.table([]string{"benchmark", "started (UTC)", "took", "load average at its start", "at its end"}, rows)
+		for _, b := range r.Ran {
+			if b.Commit != "" && b.Commit != m.Commit {
+				d.f("`%s` was measured again on its own on %s at commit `%s` (`%s`): its row above and its section\n",
+					b.Name, b.Started.Format("2006-01-02 15:04"), b.Commit, r.Commands[b.Name])
+				d.f("below are from that run, the rest from the run of `bench all`.\n\n")
+			}
+		}
 	}
 	d.f("Commands run:\n\n```sh\n")
 	for _, b := range AllBenches {
@@ -179,20 +186,25 @@ func (d *docWriter) write(r *AllReport) {
 	d.failover(r.Failover)
 	d.switchover(r.Switchover)
 	d.tree(r.Tree)
-	d.relayFailover(r.RelayFailover)
+	d.relayFailover(r.RelayFailover, r.ranOf(BenchRelayFailover))
 	d.relay(r.Relay)
 }
 
-// relayFailover writes the section of the relay failover benchmark.
-func (d *docWriter) relayFailover(r *RelayFailoverReport) {
+// relayFailover writes the section of the relay failover benchmark; ran
+// says when it ran, if known.
+func (d *docWriter) relayFailover(r *RelayFailoverReport, ran *BenchRun) {
 	d.f("## Relay failover: children move off a killed relay\n\n")
 	if r == nil || len(r.Runs) == 0 {
 		d.f("Not measured in this run.\n\n")
 		return
 	}
+	if ran != nil && ran.Commit != "" {
+		d.f("Measured on its own on %s (UTC) at commit `%s`, apart from the rest of this report.\n\n",
+			ran.Started.Format("2006-01-02 15:04"), ran.Commit)
+	}
 	d.f("`arbor bench relay-failover`: %d runs, fresh processes each: a master with\n", len(r.Runs))
 	d.f("`min-replicas-to-write 1`, two root relays following it, two child relays on the upstream list\n")
-	d.f("of both (`--move-after %.0f ms`), a replica under each; under steady writes one root relay is\n", r.MoveAfterMs)
+	d.f("of both (`%s`), a replica under each; under steady writes one root relay is\n", r.bounds())
 	d.f("killed with SIGKILL. *Children streaming* is from the kill to both child relays streaming from\n")
 	d.f("the other root; *write stall* the longest gap between two writes the master accepted.\n\n")
 	digests := "equal"
@@ -532,4 +544,14 @@ func orDash(s string) string {
 		return "—"
 	}
 	return s
+}
+
+// ranOf returns when benchmark name ran in r, nil if r does not say.
+func (r *AllReport) ranOf(name string) *BenchRun {
+	for i := range r.Ran {
+		if r.Ran[i].Name == name {
+			return &r.Ran[i]
+		}
+	}
+	return nil
 }

@@ -32,7 +32,8 @@ func sampleAllReport() *AllReport {
 		Machine: Machine{CPUModel: "Test CPU 9000", CPUs: 2, GOMAXPROCS: 2, Kernel: "linux 6.1", LoadStart: [3]float64{3.5, 2, 1},
 			LoadEnd: [3]float64{4.25, 3, 2}, RedisVersion: "7.0.15", GoVersion: "go1.26.0", Commit: "abc123",
 			Started: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), Ended: time.Date(2026, 12, 3, 12, 10, 0, 0, time.UTC)},
-		Commands: map[string]string{BenchFailover: "arbor bench failover --runs 3", BenchTree: "arbor bench tree --pin"},
+		Commands: map[string]string{BenchFailover: "arbor bench failover --runs 3", BenchTree: "arbor bench tree --pin",
+			BenchRelayFailover: "arbor bench relay-failover --runs 2"},
 		Failover: &FailoverReport{Runs: 3, Kill: "redis", Systems: []FailoverResult{
 			{Name: "sentinel", Settings: "3 sentinels", WriteAccepted: Dist{Count: 3, P50: 2345, P99: 2999, Max: 2999},
 				PerRun: []FailoverRun{{WriteAcceptedMs: 2345, ReplicasStreamingMs: 2600, NewMaster: "backup", Trace: trace(2345)},
@@ -50,8 +51,11 @@ func sampleAllReport() *AllReport {
 		},
 		TreeErr: "lag probes missing",
 		Ran: []BenchRun{{Name: BenchFailover, Started: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), Ended: time.Date(2026, 12, 3, 12, 4, 30, 0, time.UTC),
-			LoadStart: [3]float64{3.5, 2, 1}, LoadEnd: [3]float64{4, 2.5, 1.5}}},
-		RelayFailover: &RelayFailoverReport{MoveAfterMs: 1000, Digests: true, Streaming: Dist{Count: 2, P50: 1234, P99: 1500, Max: 1500},
+			LoadStart: [3]float64{3.5, 2, 1}, LoadEnd: [3]float64{4, 2.5, 1.5}},
+			// Measured again on its own, at another commit.
+			{Name: BenchRelayFailover, Started: time.Date(2026, 12, 3, 15, 30, 0, 0, time.UTC), Ended: time.Date(2026, 12, 3, 15, 31, 0, 0, time.UTC),
+				LoadStart: [3]float64{1, 1, 1}, LoadEnd: [3]float64{1.5, 1, 1}, Commit: "def456"}},
+		RelayFailover: &RelayFailoverReport{MoveAfterMs: 1000, MoveAfterDownMs: 500, Digests: true, Streaming: Dist{Count: 2, P50: 1234, P99: 1500, Max: 1500},
 			Stall: Dist{Count: 2, P50: 20, P99: 30, Max: 30},
 			Runs:  []RelayFailoverRun{{StreamingMs: 1234, StallMs: 20, DigestsEqual: true}, {StreamingMs: 1500, StallMs: 30, DigestsEqual: true}}},
 		Switchover: &FailoverReport{Runs: 2, Kill: "switchover", Systems: []FailoverResult{
@@ -86,7 +90,9 @@ func TestWriteDoc(t *testing.T) {
 		"The machine was shared",
 		"## Planned switchover: the write pause",
 		"| failover | 12:00:00 | 4m30s | 3.50, 2.00, 1.00 | 4.00, 2.50, 1.50 |",
-		"| children streaming again | 1234 ms | 1500 ms | 1500 ms |", "Writes refused: 0 · full syncs anywhere: 0 · digests: equal.", "| arbor | 2 of 2 | 46.50 ms | 89.00 ms |",
+		"| children streaming again | 1234 ms | 1500 ms | 1500 ms |", "(`--move-after 1s --move-after-down 500ms`)",
+		"`relay-failover` was measured again on its own on 2026-12-03 15:30 at commit `def456` (`arbor bench relay-failover --runs 2`)",
+		"Measured on its own on 2026-12-03 15:30 (UTC) at commit `def456`", "Writes refused: 0 · full syncs anywhere: 0 · digests: equal.", "| arbor | 2 of 2 | 46.50 ms | 89.00 ms |",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("document lacks %q", want)
