@@ -42,6 +42,16 @@ func compressionName(c arborv1.Compression) string {
 	return "none"
 }
 
+// ParseCompressionLevel parses how hard zstd works on child links:
+// "fastest", "default", "better" or "best" (klauspost/compress/zstd's
+// levels, about zstd's 1, 3, 7 and 11).
+func ParseCompressionLevel(s string) (zstd.EncoderLevel, error) {
+	if ok, l := zstd.EncoderLevelFromString(s); ok {
+		return l, nil
+	}
+	return 0, fmt.Errorf("compression-level %q: want fastest, default, better or best", s)
+}
+
 // negotiate picks the parent's preference if the child accepts it, else
 // the first the child offers that the parent knows, else none.
 func negotiate(pref arborv1.Compression, accepted []arborv1.Compression) arborv1.Compression {
@@ -64,10 +74,11 @@ type frameEncoder struct {
 	zw   *zstd.Encoder
 }
 
-func newFrameEncoder(kind arborv1.Compression) (*frameEncoder, error) {
+// newFrameEncoder returns an encoder of kind; level is zstd's.
+func newFrameEncoder(kind arborv1.Compression, level zstd.EncoderLevel) (*frameEncoder, error) {
 	e := &frameEncoder{kind: kind}
 	if kind == arborv1.Compression_COMPRESSION_ZSTD {
-		zw, err := zstd.NewWriter(&e.buf, zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zw, err := zstd.NewWriter(&e.buf, zstd.WithEncoderLevel(level),
 			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true))
 		if err != nil {
 			return nil, err

@@ -37,6 +37,12 @@ type Config struct {
 	TLS TLSConfig
 	// Compression is the preferred codec for child links: zstd, s2 or none.
 	Compression string
+	// CompressionLevel is how hard zstd works on child links: fastest,
+	// default, better or best (ParseCompressionLevel). A higher level
+	// sends fewer bytes for more CPU per byte, once per codec for all the
+	// children that keep up (fanout.go), and once more for each that
+	// does not.
+	CompressionLevel string
 	// BatchDelay bounds how long stream bytes may wait to be batched into
 	// one frame for a child relay (0: a frame takes what is there, so under
 	// load frames grow by themselves and at low rates nothing waits; zstd
@@ -138,6 +144,7 @@ func DefaultConfig() Config {
 	return Config{
 		RedisAddr:           "127.0.0.1:6380",
 		Compression:         "zstd",
+		CompressionLevel:    "default",
 		BatchDelay:          0,
 		BatchBytes:          64 << 10,
 		SlowConsumerTimeout: 30 * time.Second,
@@ -197,6 +204,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if _, err := ParseCompression(c.Compression); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := ParseCompressionLevel(c.CompressionLevel); err != nil {
 		errs = append(errs, err)
 	}
 	if c.BatchDelay < 0 || c.BatchDelay > time.Second {

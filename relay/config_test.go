@@ -37,3 +37,23 @@ func TestConfigValidateClientLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigValidateCompressionLevel: the zstd levels are accepted in any
+// case, anything else is named.
+func TestConfigValidateCompressionLevel(t *testing.T) {
+	for _, tt := range []struct {
+		level string
+		ok    bool
+	}{{"fastest", true}, {"default", true}, {"Better", true}, {"best", true}, {"", false}, {"9", false}, {"fast", false}} {
+		cfg := relay.DefaultConfig()
+		cfg.ID, cfg.DataDir, cfg.Upstream = "r", t.TempDir(), "redis://127.0.0.1:6379"
+		cfg.CompressionLevel = tt.level
+		err := cfg.Validate()
+		if tt.ok && err != nil {
+			t.Errorf("level %q: got %v, want nil", tt.level, err)
+		}
+		if !tt.ok && (err == nil || !strings.Contains(err.Error(), "compression-level")) {
+			t.Errorf("level %q: got %v, want an error naming compression-level", tt.level, err)
+		}
+	}
+}

@@ -291,7 +291,7 @@ func (r *Relay) serveChild(ctx context.Context, cancel context.CancelCauseFunc, 
 // the goroutines are done.
 func (r *Relay) serveLink(ctx context.Context, cancel context.CancelCauseFunc, stream arborv1.RelayService_SyncServer,
 	c *childLink, log *slog.Logger, serve func(f *feeder, wg *sync.WaitGroup) error) (err error) {
-	enc, err := newFrameEncoder(c.compression)
+	enc, err := newFrameEncoder(c.compression, r.level)
 	if err != nil {
 		return fmt.Errorf("compression: %w", err)
 	}

@@ -136,7 +136,7 @@ func (fo *fanout) join(gen uint64, pos int64, known string) (jp joinPoint, ok bo
 			return joinPoint{}, false, err
 		}
 		if fo.enc == nil {
-			if fo.enc, err = newFrameEncoder(fo.kind); err != nil {
+			if fo.enc, err = newFrameEncoder(fo.kind, fo.r.level); err != nil {
 				reader.Close()
 				return joinPoint{}, false, err
 			}

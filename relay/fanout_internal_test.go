@@ -15,6 +15,7 @@ import (
 
 	"github.com/arbor-fabric/arbor/internal/rdb"
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/klauspost/compress/zstd"
 )
 
 // fakeChild is the receiving end of one child link, decoding every frame
@@ -146,7 +147,7 @@ func startLinks(t *testing.T, ctx context.Context, r *Relay, delays ...time.Dura
 		ch := &fakeChild{ctx: ctx, delay: delay, dec: &decoders{}}
 		t.Cleanup(ch.dec.close)
 		c := &childLink{id: fmt.Sprintf("child-%d", i), compression: arborv1.Compression_COMPRESSION_ZSTD, shares: true, cancel: func(error) {}}
-		enc, err := newFrameEncoder(c.compression)
+		enc, err := newFrameEncoder(c.compression, zstd.SpeedDefault)
 		if err != nil {
 			t.Fatal(err)
 		}

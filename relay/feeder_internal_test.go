@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/klauspost/compress/zstd"
 )
 
 // sentFrames records what a feeder sends, in place of a child's stream.
@@ -42,7 +43,7 @@ func TestFeederCutsLaggingChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &sentFrames{}
-	enc, err := newFrameEncoder(arborv1.Compression_COMPRESSION_NONE)
+	enc, err := newFrameEncoder(arborv1.Compression_COMPRESSION_NONE, zstd.SpeedDefault)
 	if err != nil {
 		t.Fatal(err)
 	}

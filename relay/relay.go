@@ -16,6 +16,7 @@ import (
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay/store"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Relay pulls one upstream's replication stream into its store and serves it
@@ -27,6 +28,7 @@ type Relay struct {
 	ln          net.Listener // Redis master side
 	grpcLn      net.Listener // nil without GRPCAddr
 	compression arborv1.Compression
+	level       zstd.EncoderLevel // of zstd child links
 	timeline    *timeline
 	originLag   lagWindow // root-to-here lag of frames from a parent relay
 	tracing     *tracing
@@ -168,6 +170,7 @@ func New(cfg Config) (*Relay, error) {
 	up, _ := ParseUpstream(cfg.Upstream)
 	fsync, _ := store.ParseFsync(cfg.Fsync)
 	comp, _ := ParseCompression(cfg.Compression)
+	level, _ := ParseCompressionLevel(cfg.CompressionLevel)
 	ackPolicy, _ := ParseAckPolicy(cfg.AckPolicy)
 	st, err := store.Open(store.Options{
 		Dir:         cfg.DataDir,
@@ -202,6 +205,7 @@ func New(cfg Config) (*Relay, error) {
 		ln:          ln,
 		grpcLn:      grpcLn,
 		compression: comp,
+		level:       level,
 		ackPolicy:   ackPolicy,
 		childAcked:  make(chan struct{}, 1),
 		timeline:    newTimeline(),

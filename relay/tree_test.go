@@ -275,3 +275,34 @@ func TestChildWaitsForParentData(t *testing.T) {
 	}
 	expectEq(t, "relay-b arbor_upstream_full_syncs", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
 }
+
+// TestCompressionLevelsOnLinks: each zstd level a relay may compress its
+// child links at (--compression-level) carries the full sync and the
+// stream through a chain, also across a child's restart mid-stream (its
+// link resumes on a new compression stream at the offset it stored).
+func TestCompressionLevelsOnLinks(t *testing.T) {
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
+	load(t, master, redistest.LoadOptions{SmallKeys: 2000, Seed: 1})
+	level := func(l string) func(*relay.Config) { return func(c *relay.Config) { c.CompressionLevel = l } }
+	a := treeRelay(t, "relay-a", "A", upstreamOf(master), level("best"))
+	b := treeRelay(t, "relay-b", "B", a.arborURL(), level("fastest"))
+	c := treeRelay(t, "relay-c", "C", b.arborURL(), level("better"))
+	d := treeRelay(t, "relay-d", "D", c.arborURL())
+	rep := redistest.Start(t)
+	replicaOf(t, rep, d.Port)
+	load(t, master, redistest.LoadOptions{SmallKeys: 2000, Seed: 2})
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+
+	c.Stop()
+	load(t, master, redistest.LoadOptions{SmallKeys: 500, Seed: 3})
+	c.start()
+	load(t, master, redistest.LoadOptions{SmallKeys: 500, Seed: 4})
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+	expectEq(t, "relay-c partial syncs after its restart", c.InfoInt(t, "stats", "arbor_upstream_partial_syncs"), 1)
+	for _, r := range []*testRelay{a, b, c} {
+		// The load's values compress about 2x even at the fastest level.
+		if z := r.status(t).GetCompression(); z.GetWireBytes() == 0 || 2*z.GetRawBytes() < 3*z.GetWireBytes() {
+			t.Errorf("%s at level %s: raw %d, wire %d bytes; want a ratio above 1.5", r.cfg.ID, r.cfg.CompressionLevel, z.GetRawBytes(), z.GetWireBytes())
+		}
+	}
+}

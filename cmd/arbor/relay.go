@@ -53,6 +53,7 @@ flushed.`,
 	f.String("tls-server-name", "", "name to check in the parent relay's certificate (default: its host)")
 	f.Bool("plaintext", false, "run relay-to-relay gRPC without TLS (must be explicit)")
 	f.String("compression", def.Compression, "preferred compression for child relay links: zstd, s2 or none")
+	f.String("compression-level", def.CompressionLevel, "how hard zstd works on child relay links: fastest, default, better or best (fewer bytes on the link for more CPU per byte, see docs/benchmarks.md)")
 	f.Duration("batch-delay", def.BatchDelay, "how long stream bytes may wait to be batched into one frame for a child relay")
 	f.Duration("slow-consumer-timeout", def.SlowConsumerTimeout, "cut a child relay whose link accepts nothing for this long")
 	f.Duration("subscribe-timeout", def.SubscribeTimeout, "end a Sync stream that sends no subscription within this long")
@@ -171,6 +172,7 @@ func relayConfig(fs *pflag.FlagSet) (relay.Config, *slog.Logger, error) {
 	cfg.TLS = relay.TLSConfig{CertFile: str("tls-cert"), KeyFile: str("tls-key"), CAFile: str("tls-ca"), ServerName: str("tls-server-name")}
 	cfg.TLS.Plaintext, _ = fs.GetBool("plaintext")
 	cfg.Compression = str("compression")
+	cfg.CompressionLevel = str("compression-level")
 	cfg.BatchDelay = dur("batch-delay")
 	cfg.SlowConsumerTimeout = dur("slow-consumer-timeout")
 	cfg.SubscribeTimeout = dur("subscribe-timeout")

@@ -151,6 +151,19 @@ func newDocGen(mix Mix, keyspace int, fill bool, seed uint64) *docGen {
 	return g
 }
 
+// WorkloadStream returns at least size bytes of the replication stream of
+// the realistic workload: mix's commands over keyspace keys per kind, in
+// RESP, the same for the same seed. Benchmarks of what carries the stream
+// (compression, ingest) use it.
+func WorkloadStream(mix Mix, keyspace int, seed uint64, size int) []byte {
+	g := newDocGen(mix, keyspace, false, seed)
+	b := make([]byte, 0, size+4<<10)
+	for len(b) < size {
+		b = g.appendNext(b)
+	}
+	return b
+}
+
 // key returns the number of the next key of a kind.
 func (g *docGen) key() int {
 	if g.fill {
