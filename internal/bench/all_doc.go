@@ -162,9 +162,9 @@ func (d *docWriter) write(r *AllReport) {
 		d.table([]string{"benchmark", "started (UTC)", "took", "load average at its start", "at its end"}, rows)
 		for _, b := range r.Ran {
 			if b.Commit != "" && b.Commit != m.Commit {
-				d.f("`%s` was measured again on its own on %s at commit `%s` (`%s`): its row above and its section\n",
+				d.f("`%s` was measured again on its own on %s (UTC), at commit\n`%s` (`%s`):\n",
 					b.Name, b.Started.Format("2006-01-02 15:04"), b.Commit, r.Commands[b.Name])
-				d.f("below are from that run, the rest from the run of `bench all`.\n\n")
+				d.f("its row above and its section below are from that run, the rest from the run of `bench all`.\n\n")
 			}
 		}
 	}
@@ -199,14 +199,14 @@ func (d *docWriter) relayFailover(r *RelayFailoverReport, ran *BenchRun) {
 		return
 	}
 	if ran != nil && ran.Commit != "" {
-		d.f("Measured on its own on %s (UTC) at commit `%s`, apart from the rest of this report.\n\n",
+		d.f("Measured on its own on %s (UTC), at commit\n`%s`, apart from the rest of this report.\n\n",
 			ran.Started.Format("2006-01-02 15:04"), ran.Commit)
 	}
 	d.f("`arbor bench relay-failover`: %d runs, fresh processes each: a master with\n", len(r.Runs))
 	d.f("`min-replicas-to-write 1`, two root relays following it, two child relays on the upstream list\n")
-	d.f("of both (`%s`), a replica under each; under steady writes one root relay is\n", r.bounds())
-	d.f("killed with SIGKILL. *Children streaming* is from the kill to both child relays streaming from\n")
-	d.f("the other root; *write stall* the longest gap between two writes the master accepted.\n\n")
+	d.f("of both (`%s`), a replica under each; under steady writes one root\n", r.bounds())
+	d.f("relay is killed with SIGKILL. *Children streaming* is from the kill to both child relays streaming\n")
+	d.f("from the other root; *write stall* the longest gap between two writes the master accepted.\n\n")
 	digests := "equal"
 	if !r.Digests {
 		digests = "**DIFFER**"

@@ -91,8 +91,8 @@ func TestWriteDoc(t *testing.T) {
 		"## Planned switchover: the write pause",
 		"| failover | 12:00:00 | 4m30s | 3.50, 2.00, 1.00 | 4.00, 2.50, 1.50 |",
 		"| children streaming again | 1234 ms | 1500 ms | 1500 ms |", "(`--move-after 1s --move-after-down 500ms`)",
-		"`relay-failover` was measured again on its own on 2026-12-03 15:30 at commit `def456` (`arbor bench relay-failover --runs 2`)",
-		"Measured on its own on 2026-12-03 15:30 (UTC) at commit `def456`", "Writes refused: 0 · full syncs anywhere: 0 · digests: equal.", "| arbor | 2 of 2 | 46.50 ms | 89.00 ms |",
+		"`relay-failover` was measured again on its own on 2026-12-03 15:30 (UTC), at commit\n`def456` (`arbor bench relay-failover --runs 2`)",
+		"Measured on its own on 2026-12-03 15:30 (UTC), at commit\n`def456`, apart from the rest of this report.", "Writes refused: 0 · full syncs anywhere: 0 · digests: equal.", "| arbor | 2 of 2 | 46.50 ms | 89.00 ms |",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("document lacks %q", want)
