@@ -19,7 +19,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Benchmarks of Arbor against native Redis",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newBenchRelayCmd(), newBenchTreeCmd(), newBenchFailoverCmd(), newBenchAllCmd(), newBenchRelayFailoverCmd())
+	cmd.AddCommand(newBenchRelayCmd(), newBenchTreeCmd(), newBenchFailoverCmd(), newBenchAllCmd(), newBenchRelayFailoverCmd(), newBenchScaleCmd())
 	return cmd
 }
 

@@ -1,0 +1,537 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// ScaleConfig configures RunScale.
+type ScaleConfig struct {
+	// Replicas are the counts of Redis replicas on one relay to measure,
+	// ascending: the replicas are added to the same relay step by step.
+	Replicas []int
+	// Children are the counts of child relays on one relay to measure,
+	// ascending, each child with one replica of its own.
+	Children []int
+	// Datasets are the dataset sizes (bytes) a fresh relay full-syncs, one
+	// master per size.
+	Datasets []int64
+	// Rate, Duration, ValueSize and Keyspace shape the load of each
+	// replica and child step: Rate SETs/s of ValueSize-byte values over
+	// Keyspace keys for Duration; LagSamples of them per second are lag
+	// probes, timed on every replica.
+	Rate       int
+	Duration   time.Duration
+	ValueSize  int
+	Keyspace   int
+	LagSamples int
+	// RedisServer and RelayBin are the binaries; RelayArgs more arguments
+	// for every relay; Dir the parent of the temporary directory ("" for
+	// the system's); Keep keeps it.
+	RedisServer, RelayBin, Dir string
+	RelayArgs                  []string
+	Keep                       bool
+	// Progress receives progress lines; nil discards them.
+	Progress io.Writer
+}
+
+// DefaultScaleConfig returns the defaults: 1, 10, 50 and 200 replicas; 1,
+// 4 and 16 child relays; datasets of 256 MiB and 1 GiB; 20,000 SETs/s of
+// 100 bytes for 5 s per step.
+func DefaultScaleConfig() ScaleConfig {
+	return ScaleConfig{
+		Replicas:    []int{1, 10, 50, 200},
+		Children:    []int{1, 4, 16},
+		Datasets:    []int64{256 << 20, 1 << 30},
+		Rate:        20000,
+		Duration:    5 * time.Second,
+		ValueSize:   100,
+		Keyspace:    10000,
+		LagSamples:  50,
+		RedisServer: "redis-server",
+	}
+}
+
+// Validate checks c.
+func (c *ScaleConfig) Validate() error {
+	var errs []error
+	ascending := func(name string, xs []int, most int) {
+		for i, x := range xs {
+			if x < 1 || x > most || (i > 0 && x <= xs[i-1]) {
+				errs = append(errs, fmt.Errorf("%s %v: want ascending counts from 1 to %d", name, xs, most))
+				return
+			}
+		}
+	}
+	ascending("replicas", c.Replicas, maxScaleReplicas)
+	ascending("children", c.Children, maxScaleChildren)
+	for _, d := range c.Datasets {
+		if d < 1<<20 {
+			errs = append(errs, fmt.Errorf("dataset %d bytes: want at least 1 MiB", d))
+		}
+	}
+	if len(c.Replicas)+len(c.Children)+len(c.Datasets) == 0 {
+		errs = append(errs, errors.New("nothing to measure: no replica counts, child counts or datasets"))
+	}
+	if (len(c.Replicas) > 0 || len(c.Children) > 0) && (c.Rate < 1 || c.Duration <= 0 || c.ValueSize < 1 || c.Keyspace < 1 || c.LagSamples < 1) {
+		errs = append(errs, fmt.Errorf("load: rate %d, duration %v, value size %d, keyspace %d, lag samples %d: want all positive",
+			c.Rate, c.Duration, c.ValueSize, c.Keyspace, c.LagSamples))
+	}
+	return errors.Join(errs...)
+}
+
+// Bounds of RunScale's process counts (ports, memory and start-up time on
+// one machine).
+const (
+	maxScaleReplicas = 500
+	maxScaleChildren = 64
+)
+
+// ScaleStep is one measured step of RunScale's replica or child series.
+type ScaleStep struct {
+	// Replicas and Children are what the relay fed in this step.
+	Replicas int `json:"replicas"`
+	Children int `json:"children,omitempty"`
+	// AchievedRate is the load's writes per second, StreamBytes the
+	// master's stream in the load.
+	AchievedRate float64 `json:"achieved_rate"`
+	StreamBytes  int64   `json:"stream_bytes"`
+	// RelayCores is the relay's CPU time over the load's time (1 = one
+	// core busy), RelayCPUPerMB its CPU seconds per MB of stream;
+	// ChildrenCores the child relays' together.
+	RelayCores    float64 `json:"relay_cores"`
+	RelayCPUPerMB float64 `json:"relay_cpu_s_per_mb"`
+	ChildrenCores float64 `json:"children_cores,omitempty"`
+	// RelayRSS is the relay's resident set after the load and
+	// RelayPeakRSS its peak (VmHWM) so far.
+	RelayRSS     int64 `json:"relay_rss"`
+	RelayPeakRSS int64 `json:"relay_peak_rss"`
+	// Lag is every probe's lag on every replica; Worst each probe's lag on
+	// its slowest replica; Missing probes a replica never saw.
+	Lag     Dist `json:"lag"`
+	Worst   Dist `json:"worst"`
+	Missing int  `json:"missing"`
+	// HostBusy is the machine's busy fraction during the load.
+	HostBusy float64 `json:"host_busy"`
+}
+
+// ScaleDataset is one dataset size of RunScale.
+type ScaleDataset struct {
+	// DatasetBytes is the data written; RDBBytes the snapshot the relay
+	// stored; StoreBytes its data directory on disk.
+	DatasetBytes int64 `json:"dataset_bytes"`
+	RDBBytes     int64 `json:"rdb_bytes"`
+	StoreBytes   int64 `json:"store_bytes"`
+	// RelaySyncSeconds is the relay's full sync from the master,
+	// ReplicaSyncSeconds a replica's full sync from the relay after it.
+	RelaySyncSeconds   float64 `json:"relay_sync_s"`
+	ReplicaSyncSeconds float64 `json:"replica_sync_s"`
+	// RelayPeakRSS is the relay's peak resident set (VmHWM) over both
+	// syncs; MasterUsedMemory the master's used_memory.
+	RelayPeakRSS     int64 `json:"relay_peak_rss"`
+	MasterUsedMemory int64 `json:"master_used_memory"`
+}
+
+// ScaleReport is what RunScale measured.
+type ScaleReport struct {
+	Host     Host           `json:"host"`
+	Rate     int            `json:"rate"`
+	Duration float64        `json:"duration_s"`
+	Replicas []ScaleStep    `json:"replicas,omitempty"`
+	Children []ScaleStep    `json:"children,omitempty"`
+	Datasets []ScaleDataset `json:"datasets,omitempty"`
+	Digests  []DigestCheck  `json:"digests"`
+}
+
+// Err reports a digest mismatch.
+func (r *ScaleReport) Err() error {
+	for _, d := range r.Digests {
+		if !d.Match {
+			return fmt.Errorf("%s: %s's digest differs from %s's", d.Phase, d.Replica, d.Master)
+		}
+	}
+	return nil
+}
+
+// RunScale measures how one relay's CPU, memory and lag grow with the
+// Redis replicas it feeds, with the child relays it feeds, and with the
+// dataset it full-syncs. Every process it starts is killed, and its
+// temporary directory removed (unless cfg.Keep), before it returns.
+func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleReport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bench scale config: %w", err)
+	}
+	w, err := newWorkspace(cfg.RedisServer, cfg.RelayBin, cfg.Dir, cfg.Keep, cfg.RelayArgs, cfg.Progress)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	s := &scaleRunner{workspace: w, cfg: cfg, rep: &ScaleReport{Host: newHost(), Rate: cfg.Rate, Duration: cfg.Duration.Seconds()}}
+	if len(cfg.Replicas) > 0 {
+		if err := s.replicas(ctx); err != nil {
+			return s.rep, fmt.Errorf("replicas: %w", err)
+		}
+	}
+	if len(cfg.Children) > 0 {
+		if err := s.children(ctx); err != nil {
+			return s.rep, fmt.Errorf("children: %w", err)
+		}
+	}
+	for _, size := range cfg.Datasets {
+		if err := s.dataset(ctx, size); err != nil {
+			return s.rep, fmt.Errorf("dataset %s: %w", sizeString(size), err)
+		}
+	}
+	return s.rep, nil
+}
+
+type scaleRunner struct {
+	*workspace
+	cfg ScaleConfig
+	rep *ScaleReport
+}
+
+// replicas adds Redis replicas to one relay step by step and loads the
+// master at each count.
+func (s *scaleRunner) replicas(ctx context.Context) error {
+	e := s.newEnv("replicas")
+	defer e.close()
+	m, err := e.startRedis(ctx, "master", "", "--repl-backlog-size", "64mb")
+	if err != nil {
+		return err
+	}
+	if err := noteRedisVersion(ctx, &s.rep.Host, m); err != nil {
+		return err
+	}
+	rl, err := e.startRelay(ctx, "relay", m.addr)
+	if err != nil {
+		return err
+	}
+	var replicas []*server
+	for _, n := range s.cfg.Replicas {
+		s.progress("replicas: starting replicas %d to %d on the relay", len(replicas)+1, n)
+		added := len(replicas)
+		for len(replicas) < n {
+			r, err := e.startRedis(ctx, fmt.Sprintf("replica-%d", len(replicas)+1), rl.addr)
+			if err != nil {
+				return err
+			}
+			replicas = append(replicas, r)
+		}
+		if err := waitLinked(ctx, replicas[added:]...); err != nil {
+			return err
+		}
+		step, err := s.load(ctx, fmt.Sprintf("replicas-%d", n), m, rl, nil, replicas)
+		if err != nil {
+			return err
+		}
+		step.Replicas = n
+		s.rep.Replicas = append(s.rep.Replicas, step)
+	}
+	return nil
+}
+
+// children adds child relays (each with a replica) to one relay step by
+// step and loads the master at each count.
+func (s *scaleRunner) children(ctx context.Context) error {
+	e := s.newEnv("children")
+	defer e.close()
+	m, err := e.startRedis(ctx, "master", "", "--repl-backlog-size", "64mb")
+	if err != nil {
+		return err
+	}
+	if err := noteRedisVersion(ctx, &s.rep.Host, m); err != nil {
+		return err
+	}
+	parent, err := e.startRelayWith(ctx, "relay", relaySpec{upstream: "redis://" + m.addr, grpc: true})
+	if err != nil {
+		return err
+	}
+	var children, replicas []*server
+	for _, n := range s.cfg.Children {
+		s.progress("children: starting child relays %d to %d, a replica under each", len(children)+1, n)
+		added := len(replicas)
+		for len(children) < n {
+			i := len(children) + 1
+			c, err := e.startRelayWith(ctx, fmt.Sprintf("child-%d", i), relaySpec{upstream: "arbor://" + parent.grpcAddr})
+			if err != nil {
+				return err
+			}
+			children = append(children, c.server)
+			r, err := e.startRedis(ctx, fmt.Sprintf("replica-%d", i), c.addr)
+			if err != nil {
+				return err
+			}
+			replicas = append(replicas, r)
+		}
+		if err := waitLinked(ctx, replicas[added:]...); err != nil {
+			return err
+		}
+		step, err := s.load(ctx, fmt.Sprintf("children-%d", n), m, parent.server, children, replicas)
+		if err != nil {
+			return err
+		}
+		step.Children, step.Replicas = n, n
+		s.rep.Children = append(s.rep.Children, step)
+	}
+	return nil
+}
+
+// load runs one step's fixed-rate load on m with lag probes timed on
+// every replica, and measures the relay rl (and the children's CPU).
+func (s *scaleRunner) load(ctx context.Context, phase string, m, rl *server, children, replicas []*server) (ScaleStep, error) {
+	var step ScaleStep
+	consumers := append(append([]*server{rl}, children...), replicas...)
+	if _, err := waitCaughtUp(ctx, m, consumers...); err != nil {
+		return step, err
+	}
+	cfg := DefaultConfig()
+	cfg.Rate, cfg.Duration, cfg.ValueSize, cfg.Keyspace, cfg.LagSamples = s.cfg.Rate, s.cfg.Duration, s.cfg.ValueSize, s.cfg.Keyspace, s.cfg.LagSamples
+	probes := int(cfg.Duration.Seconds()*float64(cfg.LagSamples)) + 1
+	subs, base, waitSubs, err := startSubscribers(ctx, probes, replicas...)
+	if err != nil {
+		return step, err
+	}
+	defer waitSubs()
+	procs := []*process{rl.process}
+	for _, c := range children {
+		procs = append(procs, c.process)
+	}
+	meter := newCPUMeter(procs...)
+	off0, err := masterOffset(ctx, m)
+	if err != nil {
+		return step, err
+	}
+	if err := meter.begin(); err != nil {
+		return step, err
+	}
+	sentAt := make([]time.Duration, probes)
+	s.progress("%s: %d SETs/s for %v, %d lag probes/s timed on %d replicas", phase, cfg.Rate, cfg.Duration, cfg.LagSamples, len(replicas))
+	wr, err := writeFixedRate(ctx, m.addr, cfg.fixedRate(), newSetSource(&cfg), base, sentAt)
+	if err != nil {
+		return step, err
+	}
+	off1, err := waitCaughtUp(ctx, m, consumers...)
+	if err != nil {
+		return step, err
+	}
+	usage, err := meter.end()
+	if err != nil {
+		return step, err
+	}
+	// Everything is applied; the last notifications may still be on
+	// their way.
+	_ = poll(ctx, 2*time.Second, 10*time.Millisecond, "probes", nil, func() (bool, error) {
+		for _, sub := range subs {
+			if sub.got.Load() < int64(wr.probes) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err := waitSubs(); err != nil {
+		return step, err
+	}
+	step.AchievedRate = float64(wr.writes) / wr.elapsed.Seconds()
+	step.StreamBytes = off1 - off0
+	step.HostBusy = usage.busyFraction()
+	step.RelayCores = usage.procs[rl.name].Seconds() / wr.elapsed.Seconds()
+	step.RelayCPUPerMB = usage.procs[rl.name].Seconds() / (float64(step.StreamBytes) / 1e6)
+	for _, c := range children {
+		step.ChildrenCores += usage.procs[c.name].Seconds() / wr.elapsed.Seconds()
+	}
+	step.Lag, step.Worst, step.Missing = probeLags(sentAt[:wr.probes], subs)
+	if step.RelayRSS, err = currentRSS(rl.pid()); err != nil {
+		return step, err
+	}
+	if step.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
+		return step, err
+	}
+	s.progress("%s: relay %.2f cores, %.3f CPU s/MB, RSS %s; lag p99 %.2f ms, slowest replica p99 %.2f ms",
+		phase, step.RelayCores, step.RelayCPUPerMB, sizeString(step.RelayRSS), step.Lag.P99, step.Worst.P99)
+	d, err := compareDigests(ctx, phase, m, replicas...)
+	if err != nil {
+		return step, err
+	}
+	s.rep.Digests = append(s.rep.Digests, d...)
+	return step, nil
+}
+
+// probeLags returns the lag of every probe on every replica, the lag of
+// each probe on its slowest replica (probes some replica missed left out),
+// and how many (probe, replica) pairs were missed.
+func probeLags(sentAt []time.Duration, subs []*subscriber) (all, worst Dist, missing int) {
+	var every, slowest []time.Duration
+	for seq, sent := range sentAt {
+		var w time.Duration
+		complete := true
+		for _, sub := range subs {
+			got := sub.recvAt[seq]
+			if got == 0 {
+				missing++
+				complete = false
+				continue
+			}
+			every = append(every, got-sent)
+			w = max(w, got-sent)
+		}
+		if complete {
+			slowest = append(slowest, w)
+		}
+	}
+	return summarize(every), summarize(slowest), missing
+}
+
+// dataset fills a fresh master with size bytes and times a fresh relay's
+// full sync from it, then a replica's from the relay, with the relay's
+// peak RSS over both.
+func (s *scaleRunner) dataset(ctx context.Context, size int64) error {
+	name := "dataset-" + sizeString(size)
+	e := s.newEnv(name)
+	defer e.close()
+	m, err := e.startRedis(ctx, "master", "")
+	if err != nil {
+		return err
+	}
+	if err := noteRedisVersion(ctx, &s.rep.Host, m); err != nil {
+		return err
+	}
+	s.progress("%s: filling the master (%s)", name, DefaultMix())
+	fr, err := fillDataset(ctx, m.addr, newDocGen(DefaultMix(), 0, true, 1), size, 10000, s.progress)
+	if err != nil {
+		return err
+	}
+	res := ScaleDataset{DatasetBytes: fr.dataBytes}
+	mem, err := infoOn(ctx, m.addr, "memory")
+	if err != nil {
+		return err
+	}
+	res.MasterUsedMemory, _ = infoInt(mem, "used_memory")
+	timeout := linkTimeout + time.Duration(res.MasterUsedMemory/(10<<20))*time.Second // at least 10 MiB/s
+	began := time.Now()
+	rl, err := e.startRelay(ctx, "relay", m.addr)
+	if err != nil {
+		return err
+	}
+	if err := waitSynced(ctx, m, rl, timeout); err != nil {
+		return err
+	}
+	res.RelaySyncSeconds = time.Since(began).Seconds()
+	ai, err := infoOn(ctx, rl.addr, "arbor")
+	if err != nil {
+		return err
+	}
+	if res.RDBBytes, err = infoInt(ai, "arbor_snapshot_bytes"); err != nil {
+		return err
+	}
+	r, err := e.startRedis(ctx, "replica", "")
+	if err != nil {
+		return err
+	}
+	began = time.Now()
+	if err := replicaOf(ctx, r, rl.addr); err != nil {
+		return err
+	}
+	if err := waitSynced(ctx, m, r, timeout); err != nil {
+		return err
+	}
+	res.ReplicaSyncSeconds = time.Since(began).Seconds()
+	if res.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
+		return err
+	}
+	if res.StoreBytes, err = dirSize(filepath.Join(e.dir, rl.name)); err != nil {
+		return err
+	}
+	s.progress("%s: relay synced in %.1f s, replica from it in %.1f s; RDB %s, store %s, relay peak RSS %s",
+		name, res.RelaySyncSeconds, res.ReplicaSyncSeconds, sizeString(res.RDBBytes), sizeString(res.StoreBytes), sizeString(res.RelayPeakRSS))
+	d, err := compareDigests(ctx, name, m, r)
+	if err != nil {
+		return err
+	}
+	s.rep.Digests = append(s.rep.Digests, d...)
+	s.rep.Datasets = append(s.rep.Datasets, res)
+	return nil
+}
+
+// currentRSS returns VmRSS, the resident set size of pid, in bytes.
+func currentRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatusKB(b, "VmRSS")
+}
+
+// dirSize is the size of the regular files under dir.
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n += fi.Size()
+		return nil
+	})
+	return n, err
+}
+
+// WriteText writes the report as tables.
+func (r *ScaleReport) WriteText(w io.Writer) error {
+	p := &printer{w: w}
+	p.f("relay scale: %d CPUs, redis %s, %s; load %d SETs/s for %.0f s per step, lag probes timed on every replica\n",
+		r.Host.CPUs, r.Host.RedisVersion, r.Host.GoVersion, r.Rate, r.Duration)
+	steps := func(title, count string, xs []ScaleStep, children bool) {
+		if len(xs) == 0 {
+			return
+		}
+		p.f("%s\n", title)
+		tw := p.table()
+		head := "  " + count + "\twrites/s\trelay cores\trelay CPU s/MB\trelay RSS\tpeak RSS\tlag p50 ms\tlag p99 ms\tslowest replica p99 ms\tmissed"
+		if children {
+			head += "\tchildren cores"
+		}
+		fmt.Fprintln(tw, head)
+		for _, s := range xs {
+			n := s.Replicas
+			if children {
+				n = s.Children
+			}
+			fmt.Fprintf(tw, "  %d\t%.0f\t%.3f\t%.4f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%d", n, s.AchievedRate, s.RelayCores, s.RelayCPUPerMB,
+				sizeString(s.RelayRSS), sizeString(s.RelayPeakRSS), s.Lag.P50, s.Lag.P99, s.Worst.P99, s.Missing)
+			if children {
+				fmt.Fprintf(tw, "\t%.3f", s.ChildrenCores)
+			}
+			fmt.Fprintln(tw)
+		}
+		tw.Flush()
+	}
+	steps("Redis replicas on one relay (added to the same relay step by step):", "replicas", r.Replicas, false)
+	steps("Child relays on one relay over gRPC (a replica under each child; lag to those replicas):", "children", r.Children, true)
+	if len(r.Datasets) > 0 {
+		p.f("Dataset: a fresh relay full-syncs from the master, then a replica from the relay\n")
+		tw := p.table()
+		fmt.Fprintln(tw, "  dataset\tRDB\trelay store\trelay sync s\treplica sync s\trelay peak RSS\tmaster used_memory")
+		for _, d := range r.Datasets {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%.1f\t%.1f\t%s\t%s\n", sizeString(d.DatasetBytes), sizeString(d.RDBBytes), sizeString(d.StoreBytes),
+				d.RelaySyncSeconds, d.ReplicaSyncSeconds, sizeString(d.RelayPeakRSS), sizeString(d.MasterUsedMemory))
+		}
+		tw.Flush()
+	}
+	if bad := slices.IndexFunc(r.Digests, func(d DigestCheck) bool { return !d.Match }); bad >= 0 {
+		p.f("Consistency: MISMATCH: %s differs from %s in %s\n", r.Digests[bad].Replica, r.Digests[bad].Master, r.Digests[bad].Phase)
+	} else {
+		p.f("Consistency: DEBUG DIGEST of %d replicas equal to their master's after each step\n", len(r.Digests))
+	}
+	return p.err
+}
