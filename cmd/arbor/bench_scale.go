@@ -21,8 +21,10 @@ Replicas: a master and a relay following it; Redis replicas are added to the
 relay step by step (--replicas, ascending). At each count a fixed-rate load
 (--rate SETs/s for --duration) runs with lag probes timed on every replica
 (keyspace notifications); reported: the relay's cores (CPU time over the
-load's time), CPU s per MB of master stream, resident set and its peak, the
-lag of every probe on every replica (p50/p99) and on the slowest replica.
+load and its catch-up), CPU s per MB of master stream, resident set and its peak, the
+lag of every probe on every replica (p50/p99) and on the slowest replica, the
+replicas' cores together and how busy the machine was (on a small machine many
+replicas, not the relay, use it up).
 
 Children: the same with child relays over gRPC (--children, ascending), a
 replica under each, the lag timed on those replicas; the child relays' cores

@@ -103,12 +103,16 @@ type ScaleStep struct {
 	// master's stream in the load.
 	AchievedRate float64 `json:"achieved_rate"`
 	StreamBytes  int64   `json:"stream_bytes"`
-	// RelayCores is the relay's CPU time over the load's time (1 = one
-	// core busy), RelayCPUPerMB its CPU seconds per MB of stream;
+	// RelayCores is the relay's CPU time over the time measured, the load
+	// and the catch-up after it (1 = one core busy), RelayCPUPerMB its CPU seconds per MB of stream;
 	// ChildrenCores the child relays' together.
 	RelayCores    float64 `json:"relay_cores"`
 	RelayCPUPerMB float64 `json:"relay_cpu_s_per_mb"`
 	ChildrenCores float64 `json:"children_cores,omitempty"`
+	// ReplicasCores is the Redis replicas' CPU time together, in cores
+	// like RelayCores: with many replicas on a small machine they, not the
+	// relay, use it up (see HostBusy).
+	ReplicasCores float64 `json:"replicas_cores"`
 	// RelayRSS is the relay's resident set after the load and
 	// RelayPeakRSS its peak (VmHWM) so far.
 	RelayRSS     int64 `json:"relay_rss"`
@@ -301,7 +305,7 @@ func (s *scaleRunner) load(ctx context.Context, phase string, m, rl *server, chi
 	}
 	defer waitSubs()
 	procs := []*process{rl.process}
-	for _, c := range children {
+	for _, c := range append(slices.Clone(children), replicas...) {
 		procs = append(procs, c.process)
 	}
 	meter := newCPUMeter(procs...)
@@ -312,6 +316,7 @@ func (s *scaleRunner) load(ctx context.Context, phase string, m, rl *server, chi
 	if err := meter.begin(); err != nil {
 		return step, err
 	}
+	metered := time.Now()
 	sentAt := make([]time.Duration, probes)
 	s.progress("%s: %d SETs/s for %v, %d lag probes/s timed on %d replicas", phase, cfg.Rate, cfg.Duration, cfg.LagSamples, len(replicas))
 	wr, err := writeFixedRate(ctx, m.addr, cfg.fixedRate(), newSetSource(&cfg), base, sentAt)
@@ -326,6 +331,9 @@ func (s *scaleRunner) load(ctx context.Context, phase string, m, rl *server, chi
 	if err != nil {
 		return step, err
 	}
+	// Cores are CPU time over the metered time: the load and the
+	// catch-up after it, which the CPU time also covers.
+	wall := time.Since(metered).Seconds()
 	// Everything is applied; the last notifications may still be on
 	// their way.
 	_ = poll(ctx, 2*time.Second, 10*time.Millisecond, "probes", nil, func() (bool, error) {
@@ -342,10 +350,13 @@ func (s *scaleRunner) load(ctx context.Context, phase string, m, rl *server, chi
 	step.AchievedRate = float64(wr.writes) / wr.elapsed.Seconds()
 	step.StreamBytes = off1 - off0
 	step.HostBusy = usage.busyFraction()
-	step.RelayCores = usage.procs[rl.name].Seconds() / wr.elapsed.Seconds()
+	step.RelayCores = usage.procs[rl.name].Seconds() / wall
 	step.RelayCPUPerMB = usage.procs[rl.name].Seconds() / (float64(step.StreamBytes) / 1e6)
 	for _, c := range children {
-		step.ChildrenCores += usage.procs[c.name].Seconds() / wr.elapsed.Seconds()
+		step.ChildrenCores += usage.procs[c.name].Seconds() / wall
+	}
+	for _, r := range replicas {
+		step.ReplicasCores += usage.procs[r.name].Seconds() / wall
 	}
 	step.Lag, step.Worst, step.Missing = probeLags(sentAt[:wr.probes], subs)
 	if step.RelayRSS, err = currentRSS(rl.pid()); err != nil {
@@ -354,8 +365,8 @@ func (s *scaleRunner) load(ctx context.Context, phase string, m, rl *server, chi
 	if step.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
 		return step, err
 	}
-	s.progress("%s: relay %.2f cores, %.3f CPU s/MB, RSS %s; lag p99 %.2f ms, slowest replica p99 %.2f ms",
-		phase, step.RelayCores, step.RelayCPUPerMB, sizeString(step.RelayRSS), step.Lag.P99, step.Worst.P99)
+	s.progress("%s: relay %.2f cores, %.3f CPU s/MB, RSS %s; replicas %.2f cores; machine %.0f%% busy; lag p99 %.2f ms, slowest replica p99 %.2f ms",
+		phase, step.RelayCores, step.RelayCPUPerMB, sizeString(step.RelayRSS), step.ReplicasCores, 100*step.HostBusy, step.Lag.P99, step.Worst.P99)
 	d, err := compareDigests(ctx, phase, m, replicas...)
 	if err != nil {
 		return step, err
@@ -497,7 +508,7 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 		}
 		p.f("%s\n", title)
 		tw := p.table()
-		head := "  " + count + "\twrites/s\trelay cores\trelay CPU s/MB\trelay RSS\tpeak RSS\tlag p50 ms\tlag p99 ms\tslowest replica p99 ms\tmissed"
+		head := "  " + count + "\twrites/s\trelay cores\trelay CPU s/MB\trelay RSS\tpeak RSS\tlag p50 ms\tlag p99 ms\tslowest replica p99 ms\tmissed\treplicas cores\tmachine busy"
 		if children {
 			head += "\tchildren cores"
 		}
@@ -507,8 +518,8 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 			if children {
 				n = s.Children
 			}
-			fmt.Fprintf(tw, "  %d\t%.0f\t%.3f\t%.4f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%d", n, s.AchievedRate, s.RelayCores, s.RelayCPUPerMB,
-				sizeString(s.RelayRSS), sizeString(s.RelayPeakRSS), s.Lag.P50, s.Lag.P99, s.Worst.P99, s.Missing)
+			fmt.Fprintf(tw, "  %d\t%.0f\t%.3f\t%.4f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t%s", n, s.AchievedRate, s.RelayCores, s.RelayCPUPerMB,
+				sizeString(s.RelayRSS), sizeString(s.RelayPeakRSS), s.Lag.P50, s.Lag.P99, s.Worst.P99, s.Missing, s.ReplicasCores, fmt.Sprintf("%.0f%%", 100*s.HostBusy))
 			if children {
 				fmt.Fprintf(tw, "\t%.3f", s.ChildrenCores)
 			}

@@ -39,8 +39,8 @@ func TestScaleSmoke(t *testing.T) {
 			t.Errorf("step of %d replicas: %d probes on the slowest replica, want %d (every probe on every replica)", s.Replicas, s.Worst.Count, want)
 		}
 	}
-	if rep.Children[0].ChildrenCores <= 0 {
-		t.Errorf("children's cores not measured: %+v", rep.Children[0])
+	if rep.Children[0].ChildrenCores <= 0 || rep.Children[0].ReplicasCores <= 0 || rep.Replicas[0].ReplicasCores <= 0 {
+		t.Errorf("children's or replicas' cores not measured: %+v", rep.Children[0])
 	}
 	if len(rep.Datasets) != 1 || rep.Datasets[0].RDBBytes <= 0 || rep.Datasets[0].StoreBytes < rep.Datasets[0].RDBBytes || rep.Datasets[0].RelayPeakRSS <= 0 {
 		t.Errorf("datasets: %+v", rep.Datasets)
