@@ -24,7 +24,9 @@ relay step by step (--replicas, ascending). At each count a fixed-rate load
 load and its catch-up), CPU s per MB of master stream, resident set and its peak, the
 lag of every probe on every replica (p50/p99) and on the slowest replica, the
 replicas' cores together and how busy the machine was (on a small machine many
-replicas, not the relay, use it up).
+replicas, not the relay, use it up). With --native (the default) the same
+series runs again with every replica following the master directly, side by
+side: the master's cores and the lag there are what the relay saves the master.
 
 Children: the same with child relays over gRPC (--children, ascending), a
 replica under each, the lag timed on those replicas; the child relays' cores
@@ -43,6 +45,7 @@ mismatch makes the command fail.`,
 	}
 	f := cmd.Flags()
 	f.String("replicas", joinInts(def.Replicas), `Redis replica counts on one relay, ascending ("none" skips the series)`)
+	f.Bool("native", def.Native, "also run the replica series natively: the same replicas following the master directly, side by side")
 	f.String("children", joinInts(def.Children), `child relay counts on one relay, ascending ("none" skips the series)`)
 	f.String("datasets", "256MiB,1GiB", `dataset sizes a fresh relay full-syncs ("none" skips them)`)
 	f.Int("rate", def.Rate, "SETs per second of each step's load")
@@ -65,6 +68,7 @@ mismatch makes the command fail.`,
 		if cfg.Replicas, err = parseInts(s); err != nil {
 			return fmt.Errorf("--replicas: %w", err)
 		}
+		cfg.Native, _ = fs.GetBool("native")
 		s, _ = fs.GetString("children")
 		if cfg.Children, err = parseInts(s); err != nil {
 			return fmt.Errorf("--children: %w", err)

@@ -17,6 +17,9 @@ type ScaleConfig struct {
 	// Replicas are the counts of Redis replicas on one relay to measure,
 	// ascending: the replicas are added to the same relay step by step.
 	Replicas []int
+	// Native also runs the replica series without the relay, every
+	// replica following the master directly, side by side.
+	Native bool
 	// Children are the counts of child relays on one relay to measure,
 	// ascending, each child with one replica of its own.
 	Children []int
@@ -48,6 +51,7 @@ type ScaleConfig struct {
 func DefaultScaleConfig() ScaleConfig {
 	return ScaleConfig{
 		Replicas:    []int{1, 10, 50, 200},
+		Native:      true,
 		Children:    []int{1, 4, 16},
 		Datasets:    []int64{256 << 20, 1 << 30},
 		Rate:        20000,
@@ -109,6 +113,8 @@ type ScaleStep struct {
 	RelayCores    float64 `json:"relay_cores"`
 	RelayCPUPerMB float64 `json:"relay_cpu_s_per_mb"`
 	ChildrenCores float64 `json:"children_cores,omitempty"`
+	// MasterCores is the master's CPU time, in cores like RelayCores.
+	MasterCores float64 `json:"master_cores"`
 	// ReplicasCores is the Redis replicas' CPU time together, in cores
 	// like RelayCores: with many replicas on a small machine they, not the
 	// relay, use it up (see HostBusy).
@@ -149,6 +155,7 @@ type ScaleReport struct {
 	Rate     int            `json:"rate"`
 	Duration float64        `json:"duration_s"`
 	Replicas []ScaleStep    `json:"replicas,omitempty"`
+	Native   []ScaleStep    `json:"native,omitempty"`
 	Children []ScaleStep    `json:"children,omitempty"`
 	Datasets []ScaleDataset `json:"datasets,omitempty"`
 	Digests  []DigestCheck  `json:"digests"`
@@ -179,8 +186,13 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleReport, error) {
 	defer w.close()
 	s := &scaleRunner{workspace: w, cfg: cfg, rep: &ScaleReport{Host: newHost(), Rate: cfg.Rate, Duration: cfg.Duration.Seconds()}}
 	if len(cfg.Replicas) > 0 {
-		if err := s.replicas(ctx); err != nil {
+		if s.rep.Replicas, err = s.replicas(ctx, false); err != nil {
 			return s.rep, fmt.Errorf("replicas: %w", err)
+		}
+		if cfg.Native {
+			if s.rep.Native, err = s.replicas(ctx, true); err != nil {
+				return s.rep, fmt.Errorf("native replicas: %w", err)
+			}
 		}
 	}
 	if len(cfg.Children) > 0 {
@@ -202,44 +214,52 @@ type scaleRunner struct {
 	rep *ScaleReport
 }
 
-// replicas adds Redis replicas to one relay step by step and loads the
-// master at each count.
-func (s *scaleRunner) replicas(ctx context.Context) error {
-	e := s.newEnv("replicas")
+// replicas adds Redis replicas to one relay (native: to the master
+// itself) step by step and loads the master at each count.
+func (s *scaleRunner) replicas(ctx context.Context, native bool) ([]ScaleStep, error) {
+	series := "replicas"
+	if native {
+		series = "native"
+	}
+	e := s.newEnv(series)
 	defer e.close()
 	m, err := e.startRedis(ctx, "master", "", "--repl-backlog-size", "64mb")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := noteRedisVersion(ctx, &s.rep.Host, m); err != nil {
-		return err
+		return nil, err
 	}
-	rl, err := e.startRelay(ctx, "relay", m.addr)
-	if err != nil {
-		return err
+	up, rl := m, (*server)(nil)
+	if !native {
+		if rl, err = e.startRelay(ctx, "relay", m.addr); err != nil {
+			return nil, err
+		}
+		up = rl
 	}
 	var replicas []*server
+	var steps []ScaleStep
 	for _, n := range s.cfg.Replicas {
-		s.progress("replicas: starting replicas %d to %d on the relay", len(replicas)+1, n)
+		s.progress("%s: starting replicas %d to %d on %s", series, len(replicas)+1, n, up.name)
 		added := len(replicas)
 		for len(replicas) < n {
-			r, err := e.startRedis(ctx, fmt.Sprintf("replica-%d", len(replicas)+1), rl.addr)
+			r, err := e.startRedis(ctx, fmt.Sprintf("replica-%d", len(replicas)+1), up.addr)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			replicas = append(replicas, r)
 		}
 		if err := waitLinked(ctx, replicas[added:]...); err != nil {
-			return err
+			return nil, err
 		}
-		step, err := s.load(ctx, fmt.Sprintf("replicas-%d", n), m, rl, nil, replicas)
+		step, err := s.load(ctx, fmt.Sprintf("%s-%d", series, n), m, rl, nil, replicas)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		step.Replicas = n
-		s.rep.Replicas = append(s.rep.Replicas, step)
+		steps = append(steps, step)
 	}
-	return nil
+	return steps, nil
 }
 
 // children adds child relays (each with a replica) to one relay step by
@@ -289,10 +309,14 @@ func (s *scaleRunner) children(ctx context.Context) error {
 }
 
 // load runs one step's fixed-rate load on m with lag probes timed on
-// every replica, and measures the relay rl (and the children's CPU).
+// every replica, and measures the master, the relay rl (nil: none, the
+// replicas follow the master) and the children.
 func (s *scaleRunner) load(ctx context.Context, phase string, m, rl *server, children, replicas []*server) (ScaleStep, error) {
 	var step ScaleStep
-	consumers := append(append([]*server{rl}, children...), replicas...)
+	consumers := append(slices.Clone(children), replicas...)
+	if rl != nil {
+		consumers = append([]*server{rl}, consumers...)
+	}
 	if _, err := waitCaughtUp(ctx, m, consumers...); err != nil {
 		return step, err
 	}
@@ -304,8 +328,8 @@ func (s *scaleRunner) load(ctx context.Context, phase string, m, rl *server, chi
 		return step, err
 	}
 	defer waitSubs()
-	procs := []*process{rl.process}
-	for _, c := range append(slices.Clone(children), replicas...) {
+	procs := []*process{m.process}
+	for _, c := range consumers {
 		procs = append(procs, c.process)
 	}
 	meter := newCPUMeter(procs...)
@@ -350,8 +374,7 @@ func (s *scaleRunner) load(ctx context.Context, phase string, m, rl *server, chi
 	step.AchievedRate = float64(wr.writes) / wr.elapsed.Seconds()
 	step.StreamBytes = off1 - off0
 	step.HostBusy = usage.busyFraction()
-	step.RelayCores = usage.procs[rl.name].Seconds() / wall
-	step.RelayCPUPerMB = usage.procs[rl.name].Seconds() / (float64(step.StreamBytes) / 1e6)
+	step.MasterCores = usage.procs[m.name].Seconds() / wall
 	for _, c := range children {
 		step.ChildrenCores += usage.procs[c.name].Seconds() / wall
 	}
@@ -359,14 +382,18 @@ func (s *scaleRunner) load(ctx context.Context, phase string, m, rl *server, chi
 		step.ReplicasCores += usage.procs[r.name].Seconds() / wall
 	}
 	step.Lag, step.Worst, step.Missing = probeLags(sentAt[:wr.probes], subs)
-	if step.RelayRSS, err = currentRSS(rl.pid()); err != nil {
-		return step, err
+	if rl != nil {
+		step.RelayCores = usage.procs[rl.name].Seconds() / wall
+		step.RelayCPUPerMB = usage.procs[rl.name].Seconds() / (float64(step.StreamBytes) / 1e6)
+		if step.RelayRSS, err = currentRSS(rl.pid()); err != nil {
+			return step, err
+		}
+		if step.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
+			return step, err
+		}
 	}
-	if step.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
-		return step, err
-	}
-	s.progress("%s: relay %.2f cores, %.3f CPU s/MB, RSS %s; replicas %.2f cores; machine %.0f%% busy; lag p99 %.2f ms, slowest replica p99 %.2f ms",
-		phase, step.RelayCores, step.RelayCPUPerMB, sizeString(step.RelayRSS), step.ReplicasCores, 100*step.HostBusy, step.Lag.P99, step.Worst.P99)
+	s.progress("%s: master %.2f cores; relay %.2f cores, %.3f CPU s/MB, RSS %s; replicas %.2f cores; machine %.0f%% busy; lag p99 %.2f ms, slowest replica p99 %.2f ms",
+		phase, step.MasterCores, step.RelayCores, step.RelayCPUPerMB, sizeString(step.RelayRSS), step.ReplicasCores, 100*step.HostBusy, step.Lag.P99, step.Worst.P99)
 	d, err := compareDigests(ctx, phase, m, replicas...)
 	if err != nil {
 		return step, err
@@ -502,33 +529,39 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 	p := &printer{w: w}
 	p.f("relay scale: %d CPUs, redis %s, %s; load %d SETs/s for %.0f s per step, lag probes timed on every replica\n",
 		r.Host.CPUs, r.Host.RedisVersion, r.Host.GoVersion, r.Rate, r.Duration)
-	steps := func(title, count string, xs []ScaleStep, children bool) {
+	steps := func(title, count string, xs []ScaleStep, relay, children bool) {
 		if len(xs) == 0 {
 			return
 		}
 		p.f("%s\n", title)
 		tw := p.table()
-		head := "  " + count + "\twrites/s\trelay cores\trelay CPU s/MB\trelay RSS\tpeak RSS\tlag p50 ms\tlag p99 ms\tslowest replica p99 ms\tmissed\treplicas cores\tmachine busy"
+		head := "  " + count + "\twrites/s\tmaster cores"
+		if relay {
+			head += "\trelay cores\trelay CPU s/MB\trelay RSS\tpeak RSS"
+		}
 		if children {
 			head += "\tchildren cores"
 		}
-		fmt.Fprintln(tw, head)
+		fmt.Fprintln(tw, head+"\treplicas cores\tmachine busy\tlag p50 ms\tlag p99 ms\tslowest replica p99 ms\tmissed")
 		for _, s := range xs {
 			n := s.Replicas
 			if children {
 				n = s.Children
 			}
-			fmt.Fprintf(tw, "  %d\t%.0f\t%.3f\t%.4f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t%s", n, s.AchievedRate, s.RelayCores, s.RelayCPUPerMB,
-				sizeString(s.RelayRSS), sizeString(s.RelayPeakRSS), s.Lag.P50, s.Lag.P99, s.Worst.P99, s.Missing, s.ReplicasCores, fmt.Sprintf("%.0f%%", 100*s.HostBusy))
+			fmt.Fprintf(tw, "  %d\t%.0f\t%.3f", n, s.AchievedRate, s.MasterCores)
+			if relay {
+				fmt.Fprintf(tw, "\t%.3f\t%.4f\t%s\t%s", s.RelayCores, s.RelayCPUPerMB, sizeString(s.RelayRSS), sizeString(s.RelayPeakRSS))
+			}
 			if children {
 				fmt.Fprintf(tw, "\t%.3f", s.ChildrenCores)
 			}
-			fmt.Fprintln(tw)
+			fmt.Fprintf(tw, "\t%.2f\t%.0f%%\t%.2f\t%.2f\t%.2f\t%d\n", s.ReplicasCores, 100*s.HostBusy, s.Lag.P50, s.Lag.P99, s.Worst.P99, s.Missing)
 		}
 		tw.Flush()
 	}
-	steps("Redis replicas on one relay (added to the same relay step by step):", "replicas", r.Replicas, false)
-	steps("Child relays on one relay over gRPC (a replica under each child; lag to those replicas):", "children", r.Children, true)
+	steps("Redis replicas on one relay (added to the same relay step by step):", "replicas", r.Replicas, true, false)
+	steps("Native, side by side: the same replicas following the master directly:", "replicas", r.Native, false, false)
+	steps("Child relays on one relay over gRPC (a replica under each child; lag to those replicas):", "children", r.Children, true, true)
 	if len(r.Datasets) > 0 {
 		p.f("Dataset: a fresh relay full-syncs from the master, then a replica from the relay\n")
 		tw := p.table()

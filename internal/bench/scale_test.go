@@ -28,12 +28,17 @@ func TestScaleSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
 	}
-	if len(rep.Replicas) != 2 || rep.Replicas[1].Replicas != 3 || len(rep.Children) != 1 || rep.Children[0].Children != 2 {
-		t.Fatalf("steps: %+v %+v", rep.Replicas, rep.Children)
+	if len(rep.Replicas) != 2 || rep.Replicas[1].Replicas != 3 || len(rep.Native) != 2 || rep.Native[1].Replicas != 3 || len(rep.Children) != 1 || rep.Children[0].Children != 2 {
+		t.Fatalf("steps: %+v %+v %+v", rep.Replicas, rep.Native, rep.Children)
+	}
+	for _, s := range rep.Native {
+		if s.StreamBytes <= 0 || s.MasterCores <= 0 || s.RelayCores != 0 || s.Lag.Count == 0 || s.Missing != 0 {
+			t.Errorf("native step %+v: want stream and master CPU measured, no relay, every probe seen", s)
+		}
 	}
 	for _, s := range append(rep.Replicas, rep.Children...) {
-		if s.StreamBytes <= 0 || s.RelayCores <= 0 || s.RelayRSS <= 0 || s.RelayPeakRSS < s.RelayRSS || s.Lag.Count == 0 || s.Missing != 0 {
-			t.Errorf("step %+v: want stream, relay CPU and RSS measured and every probe seen", s)
+		if s.StreamBytes <= 0 || s.MasterCores <= 0 || s.RelayCores <= 0 || s.RelayRSS <= 0 || s.RelayPeakRSS < s.RelayRSS || s.Lag.Count == 0 || s.Missing != 0 {
+			t.Errorf("step %+v: want stream, master and relay CPU, relay RSS measured and every probe seen", s)
 		}
 		if want := s.Lag.Count / s.Replicas; s.Worst.Count != want {
 			t.Errorf("step of %d replicas: %d probes on the slowest replica, want %d (every probe on every replica)", s.Replicas, s.Worst.Count, want)
@@ -45,14 +50,14 @@ func TestScaleSmoke(t *testing.T) {
 	if len(rep.Datasets) != 1 || rep.Datasets[0].RDBBytes <= 0 || rep.Datasets[0].StoreBytes < rep.Datasets[0].RDBBytes || rep.Datasets[0].RelayPeakRSS <= 0 {
 		t.Errorf("datasets: %+v", rep.Datasets)
 	}
-	if len(rep.Digests) != 1+3+2+1 || rep.Err() != nil {
-		t.Errorf("digests: %+v (err %v), want 7 checks (1+3 replicas, 2 under children, 1 dataset), all equal", rep.Digests, rep.Err())
+	if len(rep.Digests) != 2*(1+3)+2+1 || rep.Err() != nil {
+		t.Errorf("digests: %+v (err %v), want 11 checks (1+3 replicas on the relay and natively, 2 under children, 1 dataset), all equal", rep.Digests, rep.Err())
 	}
 	var out bytes.Buffer
 	if err := rep.WriteText(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Redis replicas on one relay", "Child relays on one relay", "Dataset:", "DEBUG DIGEST of 7 replicas equal"} {
+	for _, want := range []string{"Redis replicas on one relay", "Child relays on one relay", "Dataset:", "DEBUG DIGEST of 11 replicas equal", "Native, side by side"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
