@@ -193,7 +193,9 @@ func TestCutThroughFromMaster(t *testing.T) {
 // loads only the good RDB of the second transfer, once (its log shows one
 // finished sync), with the master's digest. relay-c, which follows relay-b's
 // transfer as it arrives, never gets its end: it installs nothing but the
-// good RDB, and its replica too loads only that one.
+// good RDB, and its replica too loads only that one, although it loads
+// diskless (repl-diskless-load swapdb: it parses the RDB as it arrives and
+// keeps it only once the EOF mark has come).
 func TestCutThroughRefusedRDBNeverCompletes(t *testing.T) {
 	ctx := context.Background()
 	master := redistest.Start(t, "--rdbchecksum", "no", "--rdbcompression", "no")
@@ -230,10 +232,18 @@ func TestCutThroughRefusedRDBNeverCompletes(t *testing.T) {
 	})
 	b := treeRelay(t, "relay-b", "B", a.arborURL())
 	c := treeRelay(t, "relay-c", "C", b.arborURL())
-	rep, repC := redistest.Start(t), redistest.Start(t)
+	rep, repC := redistest.Start(t), redistest.Start(t, "--repl-diskless-load", "swapdb")
 	replicaOf(t, rep, b.Port)
 	replicaOf(t, repC, c.Port)
-	waitEarlyBytes(t, 2<<20, []*redistest.Server{rep, repC}, []*testRelay{b, c})
+	waitEarlyBytes(t, 2<<20, []*redistest.Server{rep}, []*testRelay{b, c})
+	// The diskless replica tells nothing while it loads: relay-c's count
+	// of what it sent it says it is following.
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if n := c.InfoInt(t, "stats", "arbor_cut_through_early_bytes"); n < 1<<20 {
+			return fmt.Errorf("relay-c sent its replica %d bytes of the held transfer", n)
+		}
+		return nil
+	})
 	g.open()
 
 	redistest.WaitInSync(t, syncTimeout, master, rep, repC)
@@ -243,8 +253,10 @@ func TestCutThroughRefusedRDBNeverCompletes(t *testing.T) {
 	if n := b.InfoInt(t, "stats", "arbor_upstream_rejected_snapshots"); n < 1 {
 		t.Errorf("relay-b refused %d snapshots, want at least 1", n)
 	}
-	if n := b.InfoInt(t, "stats", "arbor_cut_through_cut"); n < 1 {
-		t.Errorf("relay-b cut %d cut-through syncs, want at least 1", n)
+	for _, r := range []*testRelay{b, c} {
+		if n := r.InfoInt(t, "stats", "arbor_cut_through_cut"); n < 1 {
+			t.Errorf("%s cut %d cut-through syncs, want at least 1", r.cfg.ID, n)
+		}
 	}
 	expectEq(t, "relay-b arbor_upstream_full_syncs (installed once)", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
 	expectEq(t, "relay-c arbor_upstream_full_syncs (installed once)", c.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)

@@ -199,6 +199,7 @@ lag probes make the command fail.`,
 	f.String("redis-server", def.RedisServer, "redis-server binary")
 	f.String("relay-bin", "", "arbor binary to run the relays with (default: this executable)")
 	f.StringArray("relay-arg", nil, `extra argument for every relay, repeatable (e.g. --relay-arg=--batch-delay=500us)`)
+	f.String("replica-diskless-load", def.ReplicaDisklessLoad, "repl-diskless-load of the replicas the fullsync phase times, native and Arbor: disabled (load from disk once the RDB is whole), on-empty-db or swapdb (load as it arrives)")
 	f.Bool("quiet", false, "no progress lines on stderr")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, asJSON, err := benchTreeConfig(cmd)
@@ -278,6 +279,7 @@ func benchTreeConfig(cmd *cobra.Command) (bench.TreeConfig, bool, error) {
 	cfg.RedisServer, _ = fs.GetString("redis-server")
 	cfg.RelayBin, _ = fs.GetString("relay-bin")
 	cfg.RelayArgs, _ = fs.GetStringArray("relay-arg")
+	cfg.ReplicaDisklessLoad, _ = fs.GetString("replica-diskless-load")
 	if quiet, _ := fs.GetBool("quiet"); !quiet {
 		cfg.Progress = os.Stderr
 	}

@@ -566,7 +566,9 @@ func (t *treeRunner) fullSync(ctx context.Context, rep *TreeReport) (*FullSyncRe
 		return nil, err
 	}
 	links = append(links, nativeLink)
-	nr, err := e.startRedis(ctx, "native-b1", "")
+	loadArgs := []string{"--repl-diskless-load", t.cfg.ReplicaDisklessLoad}
+	res.ReplicaDisklessLoad = t.cfg.ReplicaDisklessLoad
+	nr, err := e.startRedis(ctx, "native-b1", "", loadArgs...)
 	if err != nil {
 		return nil, err
 	}
@@ -610,7 +612,7 @@ func (t *treeRunner) fullSync(ctx context.Context, rep *TreeReport) (*FullSyncRe
 		return nil, err
 	}
 	links = append(links, arborLink)
-	ar, err := e.startRedis(ctx, "arbor-b1", "")
+	ar, err := e.startRedis(ctx, "arbor-b1", "", loadArgs...)
 	if err != nil {
 		return nil, err
 	}

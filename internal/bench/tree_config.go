@@ -48,6 +48,11 @@ type TreeConfig struct {
 	Latency time.Duration
 	// Compression is the relays' --compression: zstd, s2 or none.
 	Compression string
+	// ReplicaDisklessLoad is the repl-diskless-load of the replicas the
+	// fullsync phase times (native and Arbor alike): disabled (they load
+	// from disk once the RDB is whole), on-empty-db or swapdb (they load it
+	// as it arrives).
+	ReplicaDisklessLoad string
 	// Mix weights the kinds of writes of every load and of the fill.
 	Mix Mix
 	// Keyspace is the number of keys of each kind the steady loads
@@ -91,22 +96,23 @@ type TreeConfig struct {
 // DefaultTreeConfig returns a TreeConfig with every default filled in.
 func DefaultTreeConfig() TreeConfig {
 	return TreeConfig{
-		RedisServer:   "redis-server",
-		Phases:        slices.Clone(AllTreePhases),
-		Bandwidth:     100_000_000 / 8, // 100 Mbit/s
-		Latency:       10 * time.Millisecond,
-		Compression:   "zstd",
-		Mix:           DefaultMix(),
-		Keyspace:      100000,
-		Duration:      10 * time.Second,
-		BytesRate:     20000,
-		LagRate:       50000,
-		LagSweep:      []int{20000, 5000},
-		BatchInterval: time.Millisecond,
-		LagSamples:    1000,
-		DatasetSize:   1 << 30,
-		FillWindow:    10000,
-		Seed:          1,
+		RedisServer:         "redis-server",
+		Phases:              slices.Clone(AllTreePhases),
+		Bandwidth:           100_000_000 / 8, // 100 Mbit/s
+		Latency:             10 * time.Millisecond,
+		Compression:         "zstd",
+		ReplicaDisklessLoad: "disabled",
+		Mix:                 DefaultMix(),
+		Keyspace:            100000,
+		Duration:            10 * time.Second,
+		BytesRate:           20000,
+		LagRate:             50000,
+		LagSweep:            []int{20000, 5000},
+		BatchInterval:       time.Millisecond,
+		LagSamples:          1000,
+		DatasetSize:         1 << 30,
+		FillWindow:          10000,
+		Seed:                1,
 	}
 }
 
@@ -134,6 +140,11 @@ func (c *TreeConfig) Validate() error {
 	case "zstd", "s2", "none":
 	default:
 		errs = append(errs, fmt.Errorf("compression %q: want zstd, s2 or none", c.Compression))
+	}
+	switch c.ReplicaDisklessLoad {
+	case "disabled", "on-empty-db", "swapdb":
+	default:
+		errs = append(errs, fmt.Errorf("replica diskless load %q: want disabled, on-empty-db or swapdb", c.ReplicaDisklessLoad))
 	}
 	if err := c.Mix.Validate(); err != nil {
 		errs = append(errs, err)

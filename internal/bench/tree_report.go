@@ -218,6 +218,8 @@ type FullSyncResult struct {
 	// stored it.
 	RDBBytes      int64 `json:"rdb_bytes"`
 	LinkBandwidth int64 `json:"link_bandwidth_bytes_per_sec"`
+	// ReplicaDisklessLoad is the timed replicas' repl-diskless-load.
+	ReplicaDisklessLoad string `json:"replica_diskless_load,omitempty"`
 	// NativeSeconds is from REPLICAOF <link> on a fresh replica in site B
 	// to its link up at the master's offset; NativeLinkBytes what the
 	// link carried, both directions.
@@ -433,8 +435,8 @@ func (r *TreeReport) WriteText(w io.Writer) error {
 			fmt.Fprintf(tw, "  floor: Arbor's link bytes through the link once at its rate\t%.2f\t\t\n", f.LinkFloorSeconds)
 		}
 		tw.Flush()
-		p.f("  ratio Arbor/native: %.3f, floor/native %.3f  (relay-a took its snapshot from the master locally in %.1f s beforehand, not counted)\n",
-			f.Ratio, f.FloorRatio, f.RelayASeconds)
+		p.f("  ratio Arbor/native: %.3f, floor/native %.3f  (replicas' repl-diskless-load %s; relay-a took its snapshot from the master locally in %.1f s beforehand, not counted)\n",
+			f.Ratio, f.FloorRatio, f.ReplicaDisklessLoad, f.RelayASeconds)
 	}
 	if len(r.Digests) > 0 {
 		p.f("\nConsistency (DEBUG DIGEST of every replica against its master at the end of each phase)\n")
