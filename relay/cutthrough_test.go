@@ -96,8 +96,10 @@ const syncSuccess = "MASTER <-> REPLICA sync: Finished with success"
 // relay-b. relay-b's replica and relay-c, which asked for a full sync
 // before relay-b held any data, and relay-c's replica receive the chunks
 // relay-b has while relay-b's own transfer is still held (their
-// master_sync_read_bytes grow, relay-b has no snapshot yet), and all are in
-// sync once the transfer goes on: one full sync each, equal digests.
+// master_sync_read_bytes grow, relay-b has no snapshot yet), and so does a
+// replica that asks relay-b only then (it joins from the first byte of the
+// partial file); all are in sync once the transfer goes on: one full sync
+// each, equal digests.
 func TestCutThroughFromParentRelay(t *testing.T) {
 	master := redistest.Start(t, "--rdbcompression", "no")
 	populate(t, master, 100000, 64) // an RDB of about 8 chunks
@@ -123,6 +125,11 @@ func TestCutThroughFromParentRelay(t *testing.T) {
 	replicaOf(t, repC, c.Port)
 
 	waitEarlyBytes(t, 2<<20, []*redistest.Server{rep, repC}, []*testRelay{b, c})
+	// A replica that comes when relay-b holds half of the RDB joins it
+	// from the first byte of the partial file.
+	late := redistest.Start(t)
+	replicaOf(t, late, b.Port)
+	waitEarlyBytes(t, 2<<20, []*redistest.Server{late}, nil)
 	// relay-a is still held at chunk 3: relay-b cannot have the whole RDB.
 	for _, r := range []*testRelay{b, c} {
 		if st := r.status(t); st.GetSnapshot().GetSizeBytes() != 0 {
@@ -134,16 +141,16 @@ func TestCutThroughFromParentRelay(t *testing.T) {
 	}
 	g.open()
 
-	redistest.WaitInSync(t, syncTimeout, master, rep, repC)
-	expectEq(t, "relay-b arbor_cut_through_syncs (replica and relay-c)", b.InfoInt(t, "stats", "arbor_cut_through_syncs"), 2)
+	redistest.WaitInSync(t, syncTimeout, master, rep, repC, late)
+	expectEq(t, "relay-b arbor_cut_through_syncs (two replicas and relay-c)", b.InfoInt(t, "stats", "arbor_cut_through_syncs"), 3)
 	expectEq(t, "relay-c arbor_cut_through_syncs", c.InfoInt(t, "stats", "arbor_cut_through_syncs"), 1)
-	expectEq(t, "relay-b sync_full", b.InfoInt(t, "stats", "sync_full"), 2)
+	expectEq(t, "relay-b sync_full", b.InfoInt(t, "stats", "sync_full"), 3)
 	expectEq(t, "relay-c sync_full", c.InfoInt(t, "stats", "sync_full"), 1)
 	for _, r := range []*testRelay{b, c} {
 		expectEq(t, r.cfg.ID+" arbor_upstream_full_syncs", r.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
 	}
 	expectEq(t, "relay-a sync_full", a.InfoInt(t, "stats", "sync_full"), 1)
-	for _, r := range []*redistest.Server{rep, repC} {
+	for _, r := range []*redistest.Server{rep, repC, late} {
 		expectEq(t, "syncs finished by replica "+r.Addr, countLog(t, r, syncSuccess), 1)
 	}
 	if n, _ := master.InfoInt(context.Background(), "stats", "sync_full"); n != 1 {
