@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/arbor-fabric/arbor/internal/resp"
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 )
 
 // ingestStream returns about size bytes of a replication stream as a Redis
@@ -85,6 +88,52 @@ func BenchmarkIngest(b *testing.B) {
 		masterSide.Close()
 		<-done
 		<-acks
+		if got := r.store.End() - start; got != int64(len(stream)) {
+			b.Fatalf("stored %d bytes of %d", got, len(stream))
+		}
+	}
+}
+
+// BenchmarkFrameIngest feeds the same stream as BenchmarkIngest to a child
+// relay, as its parent's zstd frames of 64 KiB, through one session
+// (appendFrame: the decode, the commit-point scan, the held tail, the
+// store's Append with fsync everysec).
+func BenchmarkFrameIngest(b *testing.B) {
+	const size = 64 << 10
+	stream := ingestStream(8 << 20)
+	r := storeTestRelay(b, func(c *Config) { c.BacklogSize = 64 << 20 })
+	enc, err := newFrameEncoder(arborv1.Compression_COMPRESSION_ZSTD, zstd.SpeedDefault)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.close()
+	type frame struct {
+		off  int64
+		data []byte
+		raw  int
+	}
+	var frames []frame
+	for off := 0; off < len(stream); off += size {
+		p := stream[off:min(off+size, len(stream))]
+		w, err := enc.encode(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		frames = append(frames, frame{int64(off), bytes.Clone(w), len(p)})
+	}
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		start := r.store.End()
+		dec := &decoders{}
+		in := newIngest(r.store.Scanner())
+		for _, f := range frames {
+			s := &arborv1.Stream{StartOffset: start + f.off, Data: f.data, Compression: arborv1.Compression_COMPRESSION_ZSTD, RawLen: uint32(f.raw)}
+			if err := r.appendFrame(s, dec, in); err != nil {
+				b.Fatal(err)
+			}
+		}
+		dec.close()
 		if got := r.store.End() - start; got != int64(len(stream)) {
 			b.Fatalf("stored %d bytes of %d", got, len(stream))
 		}
