@@ -78,8 +78,13 @@ type frameEncoder struct {
 func newFrameEncoder(kind arborv1.Compression, level zstd.EncoderLevel) (*frameEncoder, error) {
 	e := &frameEncoder{kind: kind}
 	if kind == arborv1.Compression_COMPRESSION_ZSTD {
+		// No zstd checksum: a link's zstd frame never ends (each frame of
+		// ours is a flush), so the checksum of its content would never be
+		// sent, only computed over every byte. The encoder's full-size
+		// history (not WithLowerEncoderMem) moves its 1 MiB window down
+		// once per MiB of input rather than once per 128 KiB block.
 		zw, err := zstd.NewWriter(&e.buf, zstd.WithEncoderLevel(level),
-			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true))
+			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithEncoderCRC(false))
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +157,10 @@ func (s *frameSource) Read(p []byte) (int, error) {
 func newFrameDecoder(kind arborv1.Compression) (*frameDecoder, error) {
 	d := &frameDecoder{kind: kind}
 	if kind == arborv1.Compression_COMPRESSION_ZSTD {
-		zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20), zstd.WithDecoderLowmem(true))
+		// Lowmem off: with it the history buffer has room for half a
+		// block past the window, and the decoder moves the whole window
+		// down for every block.
+		zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20), zstd.WithDecoderLowmem(false))
 		if err != nil {
 			return nil, err
 		}
