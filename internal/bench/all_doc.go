@@ -447,8 +447,11 @@ func (d *docWriter) relay(r *Report) {
 	d.f("`arbor bench relay`: master → relay → replica against master → replica, on this machine.\n\n")
 	if t := r.Throughput; t != nil {
 		d.table([]string{"master throughput (pipelined SETs)", "native", "with a relay", "relay / native"}, [][]string{
-			{"ops/s (median of rounds)", fmt.Sprintf("%.0f", t.NativeOpsPerSec), fmt.Sprintf("%.0f", t.RelayOpsPerSec), fmt.Sprintf("%.3f", t.Ratio)},
+			{"ops/s (median of rounds; ratio: median of the pairs of rounds)", fmt.Sprintf("%.0f", t.NativeOpsPerSec), fmt.Sprintf("%.0f", t.RelayOpsPerSec), fmt.Sprintf("%.3f", t.Ratio)},
 		})
+		if sp := t.Spread; sp.N > 0 {
+			d.f("Relay/native per pair of rounds (%d pairs): min %.3f, max %.3f, bootstrap 95%% interval of the median %.3f-%.3f.\n\n", sp.N, sp.Min, sp.Max, sp.CILow, sp.CIHigh)
+		}
 	}
 	if l := r.Lag; l != nil {
 		d.f("Lag at %d writes/s (achieved %.0f), %d probes, %d relay hop(s):\n\n", l.Rate, l.AchievedRate, l.Probes, l.RelayHops)

@@ -154,7 +154,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.progress("phase %s", phase)
 		switch phase {
 		case PhaseThroughput:
-			rep.Throughput, err = r.throughput(ctx, rep)
+			var res []*ThroughputResult
+			res, err = r.throughput(ctx, rep)
+			if len(res) > 0 {
+				rep.Throughput, rep.MoreThroughput = res[0], res[1:]
+			}
 		case PhaseLag:
 			rep.Lag, err = r.lagRounds(ctx, rep)
 		}
@@ -173,16 +177,24 @@ type setup struct {
 	consumers []*server // its replication consumers: a native replica, or a relay and its replica
 }
 
+// throughputMasterArgs configure the masters of PhaseThroughput: no
+// output buffer limit for replicas, so that a consumer that falls behind
+// at saturation is not cut and resynced (a fork on the master in the
+// middle of a round, which would measure the resync rather than the
+// replication; the native replica was cut in most rounds before).
+var throughputMasterArgs = []string{"--client-output-buffer-limit", "replica 0 0 0"}
+
 // throughput runs PhaseThroughput: two setups, a master with a native
 // replica and a master with a relay and a replica behind the relay, loaded
-// to saturation in alternating rounds.
-func (r *runner) throughput(ctx context.Context, rep *Report) (*ThroughputResult, error) {
+// to saturation in pairs of rounds at each client count; it returns a
+// result per count.
+func (r *runner) throughput(ctx context.Context, rep *Report) ([]*ThroughputResult, error) {
 	e := r.newEnv(PhaseThroughput)
 	defer e.close()
 	var native, relayed setup
 	var err error
 	native.name, relayed.name = "native", "relay"
-	if native.master, err = e.startRedis(ctx, "native-master", ""); err != nil {
+	if native.master, err = e.startRedis(ctx, "native-master", "", throughputMasterArgs...); err != nil {
 		return nil, err
 	}
 	nr, err := e.startRedis(ctx, "native-replica", native.master.addr)
@@ -190,7 +202,7 @@ func (r *runner) throughput(ctx context.Context, rep *Report) (*ThroughputResult
 		return nil, err
 	}
 	native.consumers = []*server{nr}
-	if relayed.master, err = e.startRedis(ctx, "relay-master", ""); err != nil {
+	if relayed.master, err = e.startRedis(ctx, "relay-master", "", throughputMasterArgs...); err != nil {
 		return nil, err
 	}
 	rl, err := e.startRelay(ctx, "relay", relayed.master.addr)
@@ -218,42 +230,16 @@ func (r *runner) throughput(ctx context.Context, rep *Report) (*ThroughputResult
 	}
 	r.progress("prefilled %d keys on both masters", r.cfg.Keyspace)
 
-	res := &ThroughputResult{}
-	var cpuNative, cpuRelay time.Duration
-	var bytesNative, bytesRelay int64
-	for round := 1; round <= r.cfg.Rounds; round++ {
-		for _, s := range []setup{native, relayed} {
-			rd, err := r.round(ctx, round, s)
-			if err != nil {
-				return nil, err
-			}
-			res.Rounds = append(res.Rounds, rd)
-			if s.name == "native" {
-				cpuNative += seconds(rd.CPUSeconds["native-replica"])
-				bytesNative += rd.StreamBytes
-			} else {
-				cpuRelay += seconds(rd.CPUSeconds["relay"])
-				bytesRelay += rd.StreamBytes
-			}
+	var results []*ThroughputResult
+	for _, clients := range r.cfg.Clients {
+		res, err := r.throughputAt(ctx, clients, native, relayed)
+		if err != nil {
+			return results, err
 		}
-	}
-	var nat, rel, natUs, relUs []float64
-	for _, rd := range res.Rounds {
-		if rd.Config == "native" {
-			nat, natUs = append(nat, rd.OpsPerSec), append(natUs, rd.MasterCPUPerOpUs)
-		} else {
-			rel, relUs = append(rel, rd.OpsPerSec), append(relUs, rd.MasterCPUPerOpUs)
+		if res.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
+			return nil, fmt.Errorf("relay peak RSS: %w", err)
 		}
-	}
-	res.NativeOpsPerSec, res.NativeMasterCPUPerOpUs = median(nat), median(natUs)
-	res.RelayOpsPerSec, res.RelayMasterCPUPerOpUs = median(rel), median(relUs)
-	res.Ratio = ratio(res.RelayOpsPerSec, res.NativeOpsPerSec)
-	res.CPU = cpuComparison(
-		CPUUse{Process: "relay", Seconds: cpuRelay.Seconds(), StreamBytes: bytesRelay},
-		CPUUse{Process: "native-replica", Seconds: cpuNative.Seconds(), StreamBytes: bytesNative},
-	)
-	if res.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
-		return nil, fmt.Errorf("relay peak RSS: %w", err)
+		results = append(results, res)
 	}
 	for _, s := range []setup{native, relayed} {
 		d, err := compareDigests(ctx, PhaseThroughput, s.master, s.consumers[len(s.consumers)-1])
@@ -262,12 +248,63 @@ func (r *runner) throughput(ctx context.Context, rep *Report) (*ThroughputResult
 		}
 		rep.Digests = append(rep.Digests, d...)
 	}
+	return results, nil
+}
+
+// throughputAt runs the rounds at one client count: Config.Rounds pairs of
+// a native and a relay round, the first of a pair alternating (native
+// first, then relay first, ...) so that a drift of the machine's speed
+// during the run weighs on both alike. Each pair gives a ratio, relay over
+// native, of rounds a few seconds apart.
+func (r *runner) throughputAt(ctx context.Context, clients int, native, relayed setup) (*ThroughputResult, error) {
+	res := &ThroughputResult{Clients: clients}
+	var cpuNative, cpuRelay time.Duration
+	var bytesNative, bytesRelay int64
+	var nat, rel, natUs, relUs, natAcks, relAcks []float64
+	for pair := 1; pair <= r.cfg.Rounds; pair++ {
+		order := []setup{native, relayed}
+		if pair%2 == 0 {
+			order = []setup{relayed, native}
+		}
+		var ops [2]float64 // native, relay
+		for _, s := range order {
+			rd, err := r.round(ctx, pair, clients, s)
+			if err != nil {
+				return nil, err
+			}
+			res.Rounds = append(res.Rounds, rd)
+			acks := float64(rd.MasterReplconfCalls) / (rd.Seconds + rd.CatchUpMs/1000)
+			if s.name == "native" {
+				ops[0] = rd.OpsPerSec
+				nat, natUs, natAcks = append(nat, rd.OpsPerSec), append(natUs, rd.MasterCPUPerOpUs), append(natAcks, acks)
+				cpuNative += seconds(rd.CPUSeconds["native-replica"])
+				bytesNative += rd.StreamBytes
+			} else {
+				ops[1] = rd.OpsPerSec
+				rel, relUs, relAcks = append(rel, rd.OpsPerSec), append(relUs, rd.MasterCPUPerOpUs), append(relAcks, acks)
+				cpuRelay += seconds(rd.CPUSeconds["relay"])
+				bytesRelay += rd.StreamBytes
+			}
+		}
+		res.PairRatios = append(res.PairRatios, ratio(ops[1], ops[0]))
+	}
+	res.NativeOpsPerSec, res.NativeMasterCPUPerOpUs = median(nat), median(natUs)
+	res.RelayOpsPerSec, res.RelayMasterCPUPerOpUs = median(rel), median(relUs)
+	res.NativeReplconfPerSec, res.RelayReplconfPerSec = median(natAcks), median(relAcks)
+	res.Spread = spreadOf(res.PairRatios)
+	res.Ratio = res.Spread.Median
+	res.CPU = cpuComparison(
+		CPUUse{Process: "relay", Seconds: cpuRelay.Seconds(), StreamBytes: bytesRelay},
+		CPUUse{Process: "native-replica", Seconds: cpuNative.Seconds(), StreamBytes: bytesNative},
+	)
+	r.progress("%d clients: relay/native per pair median %.3f (min %.3f, max %.3f, bootstrap 95%% %.3f-%.3f)",
+		clients, res.Spread.Median, res.Spread.Min, res.Spread.Max, res.Spread.CILow, res.Spread.CIHigh)
 	return res, nil
 }
 
 // round saturates s's master for one round and measures it, up to the
 // moment the consumers have caught up.
-func (r *runner) round(ctx context.Context, round int, s setup) (Round, error) {
+func (r *runner) round(ctx context.Context, round, clients int, s setup) (Round, error) {
 	procs := []*process{s.master.process}
 	for _, c := range s.consumers {
 		procs = append(procs, c.process)
@@ -281,10 +318,14 @@ func (r *runner) round(ctx context.Context, round int, s setup) (Round, error) {
 	if err != nil {
 		return Round{}, err
 	}
+	acks0, err := replconfCalls(ctx, s.master)
+	if err != nil {
+		return Round{}, err
+	}
 	if err := meter.begin(); err != nil {
 		return Round{}, err
 	}
-	load, err := saturate(ctx, s.master.addr, &r.cfg)
+	load, err := saturate(ctx, s.master.addr, &r.cfg, clients)
 	if err != nil {
 		return Round{}, err
 	}
@@ -302,18 +343,24 @@ func (r *runner) round(ctx context.Context, round int, s setup) (Round, error) {
 	if err != nil {
 		return Round{}, err
 	}
+	acks1, err := replconfCalls(ctx, s.master)
+	if err != nil {
+		return Round{}, err
+	}
 	rd := Round{
-		MasterFullSyncs: syncs1 - syncs0,
-		Round:           round,
-		Config:          s.name,
-		Ops:             load.ops,
-		Seconds:         load.elapsed.Seconds(),
-		OpsPerSec:       load.rate(),
-		StreamBytes:     off1 - off0,
-		CatchUpMs:       ms(catchUp),
-		CPUSeconds:      make(map[string]float64, len(usage.procs)),
-		HostBusy:        usage.busyFraction(),
-		OtherCPUSeconds: usage.other().Seconds(),
+		Clients:             clients,
+		MasterReplconfCalls: acks1 - acks0,
+		MasterFullSyncs:     syncs1 - syncs0,
+		Round:               round,
+		Config:              s.name,
+		Ops:                 load.ops,
+		Seconds:             load.elapsed.Seconds(),
+		OpsPerSec:           load.rate(),
+		StreamBytes:         off1 - off0,
+		CatchUpMs:           ms(catchUp),
+		CPUSeconds:          make(map[string]float64, len(usage.procs)),
+		HostBusy:            usage.busyFraction(),
+		OtherCPUSeconds:     usage.other().Seconds(),
 	}
 	for name, d := range usage.procs {
 		rd.CPUSeconds[name] = d.Seconds()
@@ -321,8 +368,8 @@ func (r *runner) round(ctx context.Context, round int, s setup) (Round, error) {
 	if load.ops > 0 {
 		rd.MasterCPUPerOpUs = float64(usage.procs[s.master.name].Microseconds()) / float64(load.ops)
 	}
-	r.progress("round %d %-6s: %.0f ops/s, %.1f MiB/s of stream, replicas caught up %.0f ms after the load, %d full syncs, machine %.0f%% busy, %.2f CPU s unattributed",
-		round, s.name, rd.OpsPerSec, float64(rd.StreamBytes)/(1<<20)/rd.Seconds, rd.CatchUpMs, rd.MasterFullSyncs, 100*rd.HostBusy, rd.OtherCPUSeconds)
+	r.progress("%d clients, pair %d, %-6s: %.0f ops/s, %.1f MiB/s of stream, replicas caught up %.0f ms after the load, %d full syncs, machine %.0f%% busy, %.2f CPU s unattributed",
+		clients, round, s.name, rd.OpsPerSec, float64(rd.StreamBytes)/(1<<20)/rd.Seconds, rd.CatchUpMs, rd.MasterFullSyncs, 100*rd.HostBusy, rd.OtherCPUSeconds)
 	return rd, nil
 }
 

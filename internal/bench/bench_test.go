@@ -105,6 +105,7 @@ func runSmall(t *testing.T, cfg Config) *Report {
 func TestRunSmoke(t *testing.T) {
 	cfg := smallConfig(t)
 	cfg.Rounds = 2
+	cfg.Clients = []int{2, 3}
 	rep := runSmall(t, cfg)
 	var text bytes.Buffer
 	if err := rep.WriteText(&text); err != nil {
@@ -127,6 +128,20 @@ func TestRunSmoke(t *testing.T) {
 	}
 	if th.RelayPeakRSS <= 0 {
 		t.Errorf("throughput relay peak RSS %d, want > 0", th.RelayPeakRSS)
+	}
+	if len(rep.MoreThroughput) != 1 || rep.MoreThroughput[0].Clients != 3 || th.Clients != 2 {
+		t.Errorf("throughput at client counts %d and %d more results, want 2 then 3", th.Clients, len(rep.MoreThroughput))
+	}
+	for _, r := range rep.throughputs() {
+		if len(r.PairRatios) != cfg.Rounds || r.Spread.N != cfg.Rounds || r.Ratio != r.Spread.Median {
+			t.Errorf("%d clients: pair ratios %v, spread %+v, ratio %v; want %d pairs and the ratio their median", r.Clients, r.PairRatios, r.Spread, r.Ratio, cfg.Rounds)
+		}
+		for _, rd := range r.Rounds {
+			if rd.Clients != r.Clients || rd.MasterReplconfCalls <= 0 {
+				t.Errorf("%d clients: round %d %s ran %d clients, master served %d REPLCONFs; want %d clients and some ACKs",
+					r.Clients, rd.Round, rd.Config, rd.Clients, rd.MasterReplconfCalls, r.Clients)
+			}
+		}
 	}
 
 	lag := rep.Lag

@@ -39,7 +39,8 @@ type Config struct {
 	// fixed-rate load of the lag phase.
 	Duration time.Duration
 	// Rounds is how many throughput rounds each configuration (native,
-	// relay) gets; they alternate.
+	// relay) gets, at each client count: they run in pairs (one of each,
+	// the first of a pair alternating), and each pair gives one ratio.
 	Rounds int
 	// Rate is the write rate of the lag phase, in SETs per second.
 	Rate int
@@ -63,8 +64,9 @@ type Config struct {
 	// Pipeline is how many SETs each throughput client sends before it
 	// reads their replies.
 	Pipeline int
-	// Clients is the number of throughput client connections.
-	Clients int
+	// Clients are the numbers of throughput client connections: the
+	// throughput phase runs its rounds at each, on the same servers.
+	Clients []int
 	// Keyspace is the number of distinct keys written (key:0 ... key:N-1);
 	// it bounds the servers' memory.
 	Keyspace int
@@ -85,7 +87,7 @@ func DefaultConfig() Config {
 		RedisServer:   "redis-server",
 		Phases:        slices.Clone(AllPhases),
 		Duration:      10 * time.Second,
-		Rounds:        3,
+		Rounds:        5,
 		Rate:          50000,
 		BatchInterval: time.Millisecond,
 		LagSamples:    1000,
@@ -93,7 +95,7 @@ func DefaultConfig() Config {
 		LagRounds:     1,
 		ValueSize:     100,
 		Pipeline:      64,
-		Clients:       4,
+		Clients:       []int{4},
 		Keyspace:      100000,
 	}
 }
@@ -170,8 +172,13 @@ func (c *Config) Validate() error {
 	if c.Pipeline < 1 || c.Pipeline > 10000 {
 		errs = append(errs, fmt.Errorf("pipeline %d: must be between 1 and 10000", c.Pipeline))
 	}
-	if c.Clients < 1 || c.Clients > 256 {
-		errs = append(errs, fmt.Errorf("clients %d: must be between 1 and 256", c.Clients))
+	if len(c.Clients) == 0 {
+		errs = append(errs, errors.New("clients: at least one count required"))
+	}
+	for _, n := range c.Clients {
+		if n < 1 || n > 256 {
+			errs = append(errs, fmt.Errorf("clients %d: must be between 1 and 256", n))
+		}
 	}
 	if c.Keyspace < 1 || c.Keyspace > maxKey {
 		errs = append(errs, fmt.Errorf("keyspace %d: must be between 1 and %d", c.Keyspace, maxKey))

@@ -145,23 +145,23 @@ type loadResult struct {
 
 func (l loadResult) rate() float64 { return float64(l.ops) / l.elapsed.Seconds() }
 
-// saturate writes pipelined SETs from cfg.Clients connections to addr for
+// saturate writes pipelined SETs from nclients connections to addr for
 // cfg.Duration, each client waiting for a batch's replies before it sends
 // the next.
-func saturate(ctx context.Context, addr string, cfg *Config) (loadResult, error) {
+func saturate(ctx context.Context, addr string, cfg *Config, nclients int) (loadResult, error) {
 	value := newValue(cfg.ValueSize)
-	clients := make([]*loadClient, 0, cfg.Clients)
+	clients := make([]*loadClient, 0, nclients)
 	defer func() {
 		for _, c := range clients {
 			c.nc.Close()
 		}
 	}()
-	for i := range cfg.Clients {
+	for i := range nclients {
 		c, err := dialLoad(ctx, addr, cfg.Pipeline, value)
 		if err != nil {
 			return loadResult{}, err
 		}
-		c.next = i * (cfg.Keyspace / cfg.Clients)
+		c.next = i * (cfg.Keyspace / nclients)
 		clients = append(clients, c)
 	}
 	// Closing the connections is what interrupts the clients' I/O.
@@ -172,7 +172,7 @@ func saturate(ctx context.Context, addr string, cfg *Config) (loadResult, error)
 	})
 	defer stop()
 
-	maxBatches := int64(cfg.Duration.Seconds()*maxOpsPerSecond) / int64(cfg.Pipeline*cfg.Clients)
+	maxBatches := int64(cfg.Duration.Seconds()*maxOpsPerSecond) / int64(cfg.Pipeline*nclients)
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	ops := make([]int64, len(clients))

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -82,3 +83,41 @@ func ratio(a, b float64) float64 {
 
 // seconds converts float seconds to a Duration.
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// Spread summarizes repeated measurements of one ratio: its median, the
+// range, and a bootstrap 95% interval of the median, which says how far the
+// median could move with other rounds of the same noise.
+type Spread struct {
+	N      int     `json:"n"`
+	Min    float64 `json:"min"`
+	Median float64 `json:"median"`
+	Max    float64 `json:"max"`
+	// CILow and CIHigh bound the bootstrap 95% interval of the median
+	// (bootstrapResamples resamples with replacement, a fixed seed).
+	CILow  float64 `json:"ci95_low"`
+	CIHigh float64 `json:"ci95_high"`
+}
+
+// bootstrapResamples is how many resamples spreadOf draws.
+const bootstrapResamples = 2000
+
+// spreadOf returns the spread of xs; zero for none.
+func spreadOf(xs []float64) Spread {
+	if len(xs) == 0 {
+		return Spread{}
+	}
+	s := Spread{N: len(xs), Min: slices.Min(xs), Median: median(xs), Max: slices.Max(xs)}
+	rng := rand.New(rand.NewPCG(1, 2)) // the same interval for the same rounds
+	meds := make([]float64, bootstrapResamples)
+	sample := make([]float64, len(xs))
+	for i := range meds {
+		for j := range sample {
+			sample[j] = xs[rng.IntN(len(xs))]
+		}
+		meds[i] = median(sample)
+	}
+	slices.Sort(meds)
+	s.CILow = meds[int(0.025*float64(len(meds)))]
+	s.CIHigh = meds[int(0.975*float64(len(meds)))-1]
+	return s
+}

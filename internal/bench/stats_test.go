@@ -230,3 +230,50 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestSpreadOf: the median, range and bootstrap interval of a ratio's
+// repeats; the interval holds the median and lies within the range.
+func TestSpreadOf(t *testing.T) {
+	if got := spreadOf(nil); got != (Spread{}) {
+		t.Errorf("spreadOf(nil) = %+v, want zero", got)
+	}
+	one := spreadOf([]float64{0.97})
+	if one != (Spread{N: 1, Min: 0.97, Median: 0.97, Max: 0.97, CILow: 0.97, CIHigh: 0.97}) {
+		t.Errorf("one value: got %+v", one)
+	}
+	xs := []float64{0.92, 1.01, 0.97, 0.99, 0.98, 1.00, 0.96}
+	s := spreadOf(xs)
+	if s.N != 7 || s.Min != 0.92 || s.Max != 1.01 || s.Median != 0.98 {
+		t.Errorf("got %+v, want n 7, min 0.92, median 0.98, max 1.01", s)
+	}
+	if s.CILow < s.Min || s.CILow > s.Median || s.CIHigh < s.Median || s.CIHigh > s.Max || s.CILow == s.CIHigh {
+		t.Errorf("interval %v-%v: want a non-empty interval around the median %v within [%v, %v]", s.CILow, s.CIHigh, s.Median, s.Min, s.Max)
+	}
+	if again := spreadOf(xs); again != s {
+		t.Errorf("not deterministic: %+v then %+v", s, again)
+	}
+	// Tight repeats give a tight interval.
+	tight := spreadOf([]float64{0.99, 0.991, 0.989, 0.99, 0.992, 0.988})
+	if w := tight.CIHigh - tight.CILow; w > 0.004 {
+		t.Errorf("tight repeats: interval %v-%v, want narrower than 0.004", tight.CILow, tight.CIHigh)
+	}
+}
+
+// TestParseCalls: commandstats' calls= field, and a command never run.
+func TestParseCalls(t *testing.T) {
+	for _, tt := range []struct {
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"calls=1520,usec=3021,usec_per_call=1.99,rejected_calls=0,failed_calls=0", 1520, false},
+		{"", 0, false},
+		{"usec=3", 0, true},
+		{"calls=x,usec=3", 0, true},
+	} {
+		got, err := parseCalls(tt.in)
+		if got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("parseCalls(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}

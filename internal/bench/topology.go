@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/arbor-fabric/arbor/internal/resp"
@@ -25,6 +27,30 @@ func fullSyncs(ctx context.Context, s *server) (int64, error) {
 		return 0, err
 	}
 	return infoInt(m, "sync_full")
+}
+
+// replconfCalls returns how many REPLCONF commands s has served (its
+// replicas' ACKs, mostly), from INFO commandstats.
+func replconfCalls(ctx context.Context, s *server) (int64, error) {
+	m, err := infoOn(ctx, s.addr, "commandstats")
+	if err != nil {
+		return 0, err
+	}
+	return parseCalls(m["cmdstat_replconf"])
+}
+
+// parseCalls reads calls=N from a commandstats value
+// ("calls=3,usec=12,..."); 0 when the command never ran (no value).
+func parseCalls(v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	for _, f := range strings.Split(v, ",") {
+		if n, ok := strings.CutPrefix(f, "calls="); ok {
+			return strconv.ParseInt(n, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("commandstats %q: no calls=", v)
 }
 
 // poll calls check every interval until it reports done, one of procs
