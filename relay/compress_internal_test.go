@@ -154,10 +154,11 @@ func BenchmarkFrameEncode(b *testing.B) {
 	}
 }
 
-// zstdEncoder returns a zstd frameEncoder with opts instead of the link's.
+// zstdEncoder returns a zstd frameEncoder with the link's options but level
+// and window, which opts give.
 func zstdEncoder(opts ...zstd.EOption) (*frameEncoder, error) {
 	e := &frameEncoder{kind: arborv1.Compression_COMPRESSION_ZSTD}
-	zw, err := zstd.NewWriter(&e.buf, append([]zstd.EOption{zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true)}, opts...)...)
+	zw, err := zstd.NewWriter(&e.buf, append([]zstd.EOption{zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false)}, opts...)...)
 	e.zw = zw
 	return e, err
 }
