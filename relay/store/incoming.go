@@ -45,15 +45,21 @@ type Incoming struct {
 	// ID names this transfer among all others (the sender's transfer ID).
 	ID string
 
-	path string
-
 	mu      sync.Mutex
+	path    string        // guarded by mu: the partial file, or where it was installed
 	n       int64         // guarded by mu: bytes in the file, readable
 	done    bool          // guarded by mu
 	err     error         // guarded by mu: why it was given up (done)
 	snap    Snapshot      // guarded by mu: what it was installed as (done, err nil)
 	gen     uint64        // guarded by mu: the generation it began (done, err nil)
 	changed chan struct{} // guarded by mu: closed and replaced on every change
+}
+
+// moved records that the file was renamed to path (installed).
+func (in *Incoming) moved(path string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.path = path
 }
 
 // advance publishes that the file holds n bytes.

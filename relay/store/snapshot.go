@@ -112,6 +112,10 @@ func (w *SnapshotWriter) keep(dir, file, replid string, offset int64) (Snapshot,
 		os.Remove(w.path)
 		return Snapshot{}, fmt.Errorf("store: %w", err)
 	}
+	if w.in != nil {
+		// A follower that opens it from now on finds it under its new name.
+		w.in.moved(filepath.Join(dir, file))
+	}
 	return Snapshot{File: file, Replid: replid, Offset: offset, Size: w.n,
 		CRC64: w.sum.CRC, CRC32C: w.crc, RDBVersion: w.sum.Version}, nil
 }
