@@ -275,3 +275,39 @@ func TestCutThroughRefusedRDBNeverCompletes(t *testing.T) {
 		}
 	}
 }
+
+// TestCutThroughFollowsResumedTransfer: a replica follows relay-b's
+// transfer from relay-a when the link is cut in the middle. relay-b keeps
+// what it received and resumes the transfer once the link is back; the
+// replica, cut with the transfer (it never got the EOF mark), asks again and
+// gets the RDB again (following the resumed transfer from the first byte of
+// the partial file if it is back in time, else from the installed
+// snapshot). It loads the RDB once, and relay-b pulled it over the link
+// about once.
+func TestCutThroughFollowsResumedTransfer(t *testing.T) {
+	master := redistest.Start(t)
+	populate(t, master, 150000, 64)
+	rep := redistest.Start(t)
+	b, link, rdbSize := halfwayTransfer(t, master)
+	replicaOf(t, rep, b.Port)
+	waitEarlyBytes(t, rdbSize/4, []*redistest.Server{rep}, nil)
+	link.Cut()
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if n := b.InfoInt(t, "stats", "arbor_cut_through_cut"); n < 1 {
+			return fmt.Errorf("relay-b cut %d cut-through syncs", n)
+		}
+		return nil
+	})
+	link.Restore()
+
+	redistest.WaitInSync(t, syncTimeout, master, rep)
+	if b.logLine("resuming RDB transfer from parent relay") == "" {
+		t.Error("relay-b did not resume the RDB transfer")
+	}
+	if _, fromParent := link.BytesForwarded(); fromParent > rdbSize*14/10 {
+		t.Errorf("relay-b pulled %d bytes over the link for a %d-byte RDB: the transfer started over", fromParent, rdbSize)
+	}
+	expectEq(t, "relay-b arbor_upstream_full_syncs", b.InfoInt(t, "stats", "arbor_upstream_full_syncs"), 1)
+	expectEq(t, "relay-b sync_full (before and after the cut)", b.InfoInt(t, "stats", "sync_full"), 2)
+	expectEq(t, "replica syncs finished", countLog(t, rep, syncSuccess), 1)
+}
