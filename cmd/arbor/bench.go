@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/arbor-fabric/arbor/internal/bench"
 )
@@ -116,17 +117,11 @@ func benchConfig(cmd *cobra.Command) (bench.Config, bool, error) {
 	cfg.Pipeline, _ = fs.GetInt("pipeline")
 	cfg.Clients, _ = fs.GetIntSlice("clients")
 	cfg.Keyspace, _ = fs.GetInt("keyspace")
-	cfg.Keep, _ = fs.GetBool("keep")
 	cfg.Pin, _ = fs.GetBool("pin")
-	cfg.Dir, _ = fs.GetString("dir")
-	cfg.RedisServer, _ = fs.GetString("redis-server")
-	cfg.RelayBin, _ = fs.GetString("relay-bin")
 	cfg.RelayArgs, _ = fs.GetStringArray("relay-arg")
-	if quiet, _ := fs.GetBool("quiet"); !quiet {
-		cfg.Progress = os.Stderr
-	}
-	asJSON, _ := fs.GetBool("json")
-	return cfg, asJSON, cfg.Validate()
+	p := readProcFlags(fs)
+	cfg.RedisServer, cfg.RelayBin, cfg.Dir, cfg.Keep, cfg.Progress = p.RedisServer, p.RelayBin, p.Dir, p.Keep, p.Progress
+	return cfg, p.JSON, cfg.Validate()
 }
 
 func newBenchTreeCmd() *cobra.Command {
@@ -226,6 +221,40 @@ lag probes make the command fail.`,
 	return cmd
 }
 
+// procFlags are the flags of a benchmark that runs its own redis-server
+// and relay processes: the binaries, where their temporary directory goes
+// and whether it stays, the report's form and the progress lines.
+type procFlags struct {
+	RedisServer, RelayBin, Dir string
+	Keep, JSON                 bool
+	Progress                   io.Writer // nil with --quiet
+}
+
+// addProcFlags defines procFlags' flags on f; redisServer is the default
+// binary.
+func addProcFlags(f *pflag.FlagSet, redisServer string) {
+	f.String("redis-server", redisServer, "redis-server binary")
+	f.String("relay-bin", "", "arbor binary to run the relays with (default: this executable)")
+	f.String("dir", "", "parent of the temporary directory (default: the system temp dir)")
+	f.Bool("keep", false, "keep the temporary directory (logs, stores)")
+	f.Bool("json", false, "print the report as JSON")
+	f.Bool("quiet", false, "no progress lines on stderr")
+}
+
+// readProcFlags reads procFlags' flags from fs.
+func readProcFlags(fs *pflag.FlagSet) procFlags {
+	var p procFlags
+	p.RedisServer, _ = fs.GetString("redis-server")
+	p.RelayBin, _ = fs.GetString("relay-bin")
+	p.Dir, _ = fs.GetString("dir")
+	p.Keep, _ = fs.GetBool("keep")
+	p.JSON, _ = fs.GetBool("json")
+	if quiet, _ := fs.GetBool("quiet"); !quiet {
+		p.Progress = os.Stderr
+	}
+	return p
+}
+
 // printReport prints a bench report as its table, or as indented JSON.
 func printReport(w io.Writer, rep interface{ WriteText(io.Writer) error }, asJSON bool) error {
 	if asJSON {
@@ -273,18 +302,12 @@ func benchTreeConfig(cmd *cobra.Command) (bench.TreeConfig, bool, error) {
 	cfg.LagSamples, _ = fs.GetInt("lag-samples")
 	cfg.FillWindow, _ = fs.GetInt("fill-window")
 	cfg.Seed, _ = fs.GetUint64("seed")
-	cfg.Keep, _ = fs.GetBool("keep")
 	cfg.Pin, _ = fs.GetBool("pin")
-	cfg.Dir, _ = fs.GetString("dir")
-	cfg.RedisServer, _ = fs.GetString("redis-server")
-	cfg.RelayBin, _ = fs.GetString("relay-bin")
 	cfg.RelayArgs, _ = fs.GetStringArray("relay-arg")
 	cfg.ReplicaDisklessLoad, _ = fs.GetString("replica-diskless-load")
-	if quiet, _ := fs.GetBool("quiet"); !quiet {
-		cfg.Progress = os.Stderr
-	}
-	asJSON, _ := fs.GetBool("json")
-	return cfg, asJSON, cfg.Validate()
+	p := readProcFlags(fs)
+	cfg.RedisServer, cfg.RelayBin, cfg.Dir, cfg.Keep, cfg.Progress = p.RedisServer, p.RelayBin, p.Dir, p.Keep, p.Progress
+	return cfg, p.JSON, cfg.Validate()
 }
 
 // parseRate parses a link rate into bytes per second: bits per second with

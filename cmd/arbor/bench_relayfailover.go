@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-
 	"github.com/spf13/cobra"
 
 	"github.com/arbor-fabric/arbor/internal/bench"
@@ -34,12 +32,7 @@ write stall <= 1s, 0 full syncs; a miss is reported as MISS.`,
 	f.Duration("move-after", def.MoveAfter, "the child relays' --move-after")
 	f.Duration("move-after-down", def.MoveAfterDown, "the child relays' --move-after-down")
 	f.Duration("hold-down", def.HoldDown, "the child relays' --hold-down")
-	f.String("redis-server", def.RedisServer, "redis-server binary")
-	f.String("relay-bin", "", "arbor binary to run the relays with (default: this executable)")
-	f.String("dir", "", "parent of the temporary directory (default: the system temp dir)")
-	f.Bool("keep", false, "keep the temporary directory (logs, stores)")
-	f.Bool("json", false, "print the report as JSON")
-	f.Bool("quiet", false, "no progress lines on stderr")
+	addProcFlags(f, def.RedisServer)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg := def
 		fs := cmd.Flags()
@@ -47,19 +40,13 @@ write stall <= 1s, 0 full syncs; a miss is reported as MISS.`,
 		cfg.MoveAfter, _ = fs.GetDuration("move-after")
 		cfg.MoveAfterDown, _ = fs.GetDuration("move-after-down")
 		cfg.HoldDown, _ = fs.GetDuration("hold-down")
-		cfg.RedisServer, _ = fs.GetString("redis-server")
-		cfg.RelayBin, _ = fs.GetString("relay-bin")
-		cfg.Dir, _ = fs.GetString("dir")
-		cfg.Keep, _ = fs.GetBool("keep")
-		if quiet, _ := fs.GetBool("quiet"); !quiet {
-			cfg.Progress = os.Stderr
-		}
+		p := readProcFlags(fs)
+		cfg.RedisServer, cfg.RelayBin, cfg.Dir, cfg.Keep, cfg.Progress = p.RedisServer, p.RelayBin, p.Dir, p.Keep, p.Progress
 		rep, err := bench.RunRelayFailover(cmd.Context(), cfg)
 		if err != nil {
 			return err
 		}
-		asJSON, _ := fs.GetBool("json")
-		return printReport(cmd.OutOrStdout(), rep, asJSON)
+		return printReport(cmd.OutOrStdout(), rep, p.JSON)
 	}
 	return cmd
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -53,13 +52,8 @@ mismatch makes the command fail.`,
 	f.Int("value-size", def.ValueSize, "bytes of every SET value")
 	f.Int("keyspace", def.Keyspace, "distinct keys written (bounds every replica's memory)")
 	f.Int("lag-samples", def.LagSamples, "lag probes per second, timed on every replica")
-	f.String("redis-server", def.RedisServer, "redis-server binary")
-	f.String("relay-bin", "", "arbor binary to run the relays with (default: this executable)")
 	f.StringArray("relay-arg", nil, "extra argument for every relay, repeatable")
-	f.String("dir", "", "parent of the temporary directory (default: the system temp dir)")
-	f.Bool("keep", false, "keep the temporary directory (logs, stores)")
-	f.Bool("json", false, "print the report as JSON")
-	f.Bool("quiet", false, "no progress lines on stderr")
+	addProcFlags(f, def.RedisServer)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg := def
 		fs := cmd.Flags()
@@ -89,20 +83,14 @@ mismatch makes the command fail.`,
 		cfg.ValueSize, _ = fs.GetInt("value-size")
 		cfg.Keyspace, _ = fs.GetInt("keyspace")
 		cfg.LagSamples, _ = fs.GetInt("lag-samples")
-		cfg.RedisServer, _ = fs.GetString("redis-server")
-		cfg.RelayBin, _ = fs.GetString("relay-bin")
 		cfg.RelayArgs, _ = fs.GetStringArray("relay-arg")
-		cfg.Dir, _ = fs.GetString("dir")
-		cfg.Keep, _ = fs.GetBool("keep")
-		if quiet, _ := fs.GetBool("quiet"); !quiet {
-			cfg.Progress = os.Stderr
-		}
+		p := readProcFlags(fs)
+		cfg.RedisServer, cfg.RelayBin, cfg.Dir, cfg.Keep, cfg.Progress = p.RedisServer, p.RelayBin, p.Dir, p.Keep, p.Progress
 		rep, err := bench.RunScale(cmd.Context(), cfg)
 		if err != nil {
 			return err
 		}
-		asJSON, _ := fs.GetBool("json")
-		if err := printReport(cmd.OutOrStdout(), rep, asJSON); err != nil {
+		if err := printReport(cmd.OutOrStdout(), rep, p.JSON); err != nil {
 			return err
 		}
 		if err := rep.Err(); err != nil {
