@@ -178,6 +178,36 @@ func TestMoverSiteReturns(t *testing.T) {
 	}
 }
 
+// judgeStep is one observation of a link, at d from the test's start, and
+// the verdict expected.
+type judgeStep struct {
+	d    time.Duration
+	up   bool
+	idle time.Duration
+	want string
+}
+
+// judgeSteps feeds steps to j in order and checks each verdict.
+func judgeSteps(t *testing.T, j *LinkJudge, t0 time.Time, steps []judgeStep) {
+	t.Helper()
+	for _, c := range steps {
+		if got := j.Judge(t0.Add(c.d), c.up, c.idle); got != c.want {
+			t.Fatalf("at %v (up %v, idle %v): %q, want %q", c.d, c.up, c.idle, got, c.want)
+		}
+	}
+}
+
+// judgeNeverUp checks that a link never up is not left before startFactor
+// times the silence bound.
+func judgeNeverUp(t *testing.T, j *LinkJudge, t0 time.Time) {
+	t.Helper()
+	for d := time.Duration(0); d < startFactor*j.Silence; d += 500 * time.Millisecond {
+		if got := j.Judge(t0.Add(d), false, 0); got != "" {
+			t.Fatalf("a link never up left at %v: %q", d, got)
+		}
+	}
+}
+
 // TestLinkJudge: the rules both movers judge a link by. A first link is
 // judged from the start: lost once up, it counts from its loss; never up,
 // it gets startFactor times the bound. A repointed link gets one bound to
@@ -186,29 +216,16 @@ func TestLinkJudge(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	j := LinkJudge{Silence: time.Second}
-	for _, c := range []struct {
-		d    time.Duration
-		up   bool
-		idle time.Duration
-		want string
-	}{
+	judgeSteps(t, &j, t0, []judgeStep{ // a first link
 		{0, false, 0, ""},
 		{100 * time.Millisecond, true, 0, ""},
 		{200 * time.Millisecond, false, 0, ""}, // the parent killed in the first second
 		{1100 * time.Millisecond, false, 0, ""},
 		{1200 * time.Millisecond, false, 0, "down for 1s"},
-	} {
-		if got := j.Judge(at(c.d), c.up, c.idle); got != c.want {
-			t.Fatalf("first link at %v (up %v): %q, want %q", c.d, c.up, got, c.want)
-		}
-	}
+	})
 
 	j = LinkJudge{Silence: time.Second}
-	for d := time.Duration(0); d < startFactor*time.Second; d += 500 * time.Millisecond {
-		if got := j.Judge(at(d), false, 0); got != "" {
-			t.Fatalf("a link never up left at %v: %q", d, got)
-		}
-	}
+	judgeNeverUp(t, &j, t0)
 	if got := j.Judge(at(startFactor*time.Second), false, 0); got != "down for 10s" {
 		t.Fatalf("a link never up, at startFactor times the bound: %q", got)
 	}
@@ -259,29 +276,16 @@ func TestLinkJudgeDownBound(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	j := LinkJudge{Silence: time.Second, Down: 500 * time.Millisecond}
-	for _, c := range []struct {
-		d    time.Duration
-		up   bool
-		idle time.Duration
-		want string
-	}{
+	judgeSteps(t, &j, t0, []judgeStep{
 		{0, true, 0, ""},
 		{100 * time.Millisecond, true, 600 * time.Millisecond, ""}, // idle past the down bound: not down
 		{200 * time.Millisecond, false, 0, ""},                     // the parent killed
 		{600 * time.Millisecond, false, 0, ""},
 		{700 * time.Millisecond, false, 0, "down for 500ms"},
-	} {
-		if got := j.Judge(at(c.d), c.up, c.idle); got != c.want {
-			t.Fatalf("at %v (up %v, idle %v): %q, want %q", c.d, c.up, c.idle, got, c.want)
-		}
-	}
+	})
 
 	j = LinkJudge{Silence: time.Second, Down: 500 * time.Millisecond}
-	for d := time.Duration(0); d < startFactor*time.Second; d += 500 * time.Millisecond {
-		if got := j.Judge(at(d), false, 0); got != "" {
-			t.Fatalf("a link never up left at %v: %q", d, got)
-		}
-	}
+	judgeNeverUp(t, &j, t0)
 
 	j.Repointed(at(20*time.Second), true)
 	for d := 20 * time.Second; d < 21500*time.Millisecond; d += 100 * time.Millisecond {
