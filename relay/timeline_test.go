@@ -39,25 +39,7 @@ func TestLagAfterFullSyncAtLowerOffset(t *testing.T) {
 	}
 
 	// A steady, bounded writer on the second master.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; i < 6000; i++ {
-			if second.Client().Set(ctx, fmt.Sprintf("lag:%d", i%100), i, 0).Err() != nil {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	defer func() { cancel(); <-done }()
+	defer writeSteadily(second, func(i int) string { return fmt.Sprintf("lag:%d", i%100) })()
 
 	// Samples where the replica has not acked everything yet (lag_ms is
 	// timed only then), once the first master's bytes are old.
@@ -82,4 +64,28 @@ func TestLagAfterFullSyncAtLowerOffset(t *testing.T) {
 	if worst >= old-time.Second {
 		t.Errorf("the replica's lag_ms reached %v, want below %v: timed by the first master's bytes", worst, old-time.Second)
 	}
+}
+
+// writeSteadily starts a steady, bounded writer on srv: a SET of key(i) every
+// 10 ms, at most 6000 of them and for at most a minute; it stops at the
+// first error. The returned func stops it and waits for it to end.
+func writeSteadily(srv *redistest.Server, key func(i int) string) (stop func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < 6000; i++ {
+			if srv.Client().Set(ctx, key(i), i, 0).Err() != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }

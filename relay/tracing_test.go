@@ -459,25 +459,7 @@ func TestReplicaAckLagCountsFromTheRoot(t *testing.T) {
 	redistest.WaitInSync(t, syncTimeout, master, rep)
 
 	// A steady, bounded writer: a write every 10 ms, at most a minute.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; i < 6000; i++ {
-			if master.Client().Set(ctx, fmt.Sprintf("hop:%d", i), i, 0).Err() != nil {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	defer func() { cancel(); <-done }()
+	defer writeSteadily(master, func(i int) string { return fmt.Sprintf("hop:%d", i) })()
 
 	name := fmt.Sprintf(":%d", rep.Port)
 	var statusLag time.Duration
