@@ -46,11 +46,22 @@ func parseStatCPU(b []byte) (time.Duration, error) {
 
 // peakRSS returns VmHWM, the peak resident set size of pid, in bytes.
 func peakRSS(pid int) (int64, error) {
+	_, peak, err := residentSet(pid)
+	return peak, err
+}
+
+// residentSet returns VmRSS and VmHWM, the resident set size of pid now
+// and at its peak, in bytes, from one read of its status.
+func residentSet(pid int) (now, peak int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return parseStatusKB(b, "VmHWM")
+	if now, err = parseStatusKB(b, "VmRSS"); err != nil {
+		return 0, 0, err
+	}
+	peak, err = parseStatusKB(b, "VmHWM")
+	return now, peak, err
 }
 
 // parseStatusKB reads a "Key:   123 kB" line of /proc/<pid>/status and

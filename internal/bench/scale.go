@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -385,10 +384,7 @@ func (s *scaleRunner) load(ctx context.Context, phase string, m, rl *server, chi
 	if rl != nil {
 		step.RelayCores = usage.procs[rl.name].Seconds() / wall
 		step.RelayCPUPerMB = usage.procs[rl.name].Seconds() / (float64(step.StreamBytes) / 1e6)
-		if step.RelayRSS, err = currentRSS(rl.pid()); err != nil {
-			return step, err
-		}
-		if step.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
+		if step.RelayRSS, step.RelayPeakRSS, err = residentSet(rl.pid()); err != nil {
 			return step, err
 		}
 	}
@@ -496,15 +492,6 @@ func (s *scaleRunner) dataset(ctx context.Context, size int64) error {
 	s.rep.Digests = append(s.rep.Digests, d...)
 	s.rep.Datasets = append(s.rep.Datasets, res)
 	return nil
-}
-
-// currentRSS returns VmRSS, the resident set size of pid, in bytes.
-func currentRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseStatusKB(b, "VmRSS")
 }
 
 // dirSize is the size of the regular files under dir.
