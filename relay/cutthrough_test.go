@@ -31,6 +31,27 @@ func newGate(t *testing.T) *gate {
 
 func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
 
+// chainOfThree starts relay-a following master, with no compression and
+// hook run on each RDB chunk it sends, waits until relay-a holds a
+// snapshot, then starts relay-b following relay-a and relay-c following
+// relay-b, so that their full syncs are the ones hook sees (and may hold).
+func chainOfThree(t *testing.T, master *redistest.Server, hook func(index uint32, raw []byte)) (a, b, c *testRelay) {
+	t.Helper()
+	a = treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) {
+		c.Compression = "none"
+		relay.SetRDBChunkHook(c, hook)
+	})
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if a.status(t).GetSnapshot().GetSizeBytes() == 0 {
+			return fmt.Errorf("relay-a has no snapshot yet")
+		}
+		return nil
+	})
+	b = treeRelay(t, "relay-b", "B", a.arborURL())
+	c = treeRelay(t, "relay-c", "C", b.arborURL())
+	return a, b, c
+}
+
 // populate fills s with n keys of size-byte values (DEBUG POPULATE).
 func populate(t *testing.T, s *redistest.Server, n, size int) {
 	t.Helper()
@@ -104,22 +125,11 @@ func TestCutThroughFromParentRelay(t *testing.T) {
 	master := redistest.Start(t, "--rdbcompression", "no")
 	populate(t, master, 100000, 64) // an RDB of about 8 chunks
 	g := newGate(t)
-	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) {
-		c.Compression = "none"
-		relay.SetRDBChunkHook(c, func(index uint32, _ []byte) {
-			if index == 3 {
-				<-g.ch
-			}
-		})
-	})
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		if a.status(t).GetSnapshot().GetSizeBytes() == 0 {
-			return fmt.Errorf("relay-a has no snapshot yet")
+	a, b, c := chainOfThree(t, master, func(index uint32, _ []byte) {
+		if index == 3 {
+			<-g.ch
 		}
-		return nil
 	})
-	b := treeRelay(t, "relay-b", "B", a.arborURL())
-	c := treeRelay(t, "relay-c", "C", b.arborURL())
 	rep, repC := redistest.Start(t), redistest.Start(t)
 	replicaOf(t, rep, b.Port)
 	replicaOf(t, repC, c.Port)
@@ -213,32 +223,21 @@ func TestCutThroughRefusedRDBNeverCompletes(t *testing.T) {
 	populate(t, master, 100000, 64)
 	g := newGate(t)
 	var transfers, flipped atomic.Int32
-	a := treeRelay(t, "relay-a", "A", upstreamOf(master), func(c *relay.Config) {
-		c.Compression = "none"
-		relay.SetRDBChunkHook(c, func(index uint32, raw []byte) {
-			if index == 0 {
-				transfers.Add(1)
-			}
-			if transfers.Load() != 1 {
-				return
-			}
-			if i := bytes.Index(raw, []byte(needle)); i >= 0 {
-				raw[i] ^= 0x20
-				flipped.Add(1)
-			}
-			if index == 3 {
-				<-g.ch
-			}
-		})
-	})
-	redistest.WaitFor(t, 30*time.Second, func() error {
-		if a.status(t).GetSnapshot().GetSizeBytes() == 0 {
-			return fmt.Errorf("relay-a has no snapshot yet")
+	_, b, c := chainOfThree(t, master, func(index uint32, raw []byte) {
+		if index == 0 {
+			transfers.Add(1)
 		}
-		return nil
+		if transfers.Load() != 1 {
+			return
+		}
+		if i := bytes.Index(raw, []byte(needle)); i >= 0 {
+			raw[i] ^= 0x20
+			flipped.Add(1)
+		}
+		if index == 3 {
+			<-g.ch
+		}
 	})
-	b := treeRelay(t, "relay-b", "B", a.arborURL())
-	c := treeRelay(t, "relay-c", "C", b.arborURL())
 	rep, repC := redistest.Start(t), redistest.Start(t, "--repl-diskless-load", "swapdb")
 	replicaOf(t, rep, b.Port)
 	replicaOf(t, repC, c.Port)
