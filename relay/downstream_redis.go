@@ -507,6 +507,29 @@ func (r *Relay) fullSync(ctx context.Context, rp *replica, isSync bool, log inte
 // follow it.
 var errIncomingOver = errors.New("incoming rdb over")
 
+// countCutThroughSent counts n bytes of the followed RDB in sent
+// downstream, as early bytes (stats.cutThroughEarly) while the RDB is not
+// complete yet, and returns how many it counted as early: 0 or n.
+func (r *Relay) countCutThroughSent(in *store.Incoming, n int) int64 {
+	if in.Done() {
+		return 0
+	}
+	r.stats.cutThroughEarly.Add(int64(n))
+	return int64(n)
+}
+
+// countCutThroughCut reports whether err, which ended reading the followed
+// RDB, says the relay gave that RDB up before installing it (its link was
+// cut, it failed a check, or a newer full sync began), and if so counts a
+// cut-through full sync cut (stats.cutThroughCut).
+func (r *Relay) countCutThroughCut(err error) bool {
+	if !errors.Is(err, store.ErrIncomingAborted) {
+		return false
+	}
+	r.stats.cutThroughCut.Add(1)
+	return true
+}
+
 // fullSyncIncoming serves a full sync by cut-through: it sends
 // +FULLRESYNC with the incoming RDB's replid and offset and the RDB in the
 // $EOF framing, from the first byte of the partial file on, as the relay
@@ -548,18 +571,13 @@ func (r *Relay) fullSyncIncoming(ctx context.Context, rp *replica, in *store.Inc
 			if _, werr := rp.conn.Write(buf[:n]); werr != nil {
 				return nil, fmt.Errorf("send rdb (%d bytes sent): %w", ir.Pos()-int64(n), werr)
 			}
-			if !in.Done() {
-				early += int64(n)
-				r.stats.cutThroughEarly.Add(int64(n))
-			}
+			early += r.countCutThroughSent(in, n)
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			if errors.Is(err, store.ErrIncomingAborted) {
-				r.stats.cutThroughCut.Add(1)
-			}
+			r.countCutThroughCut(err)
 			return nil, fmt.Errorf("cut-through rdb not completed after %d bytes: %w", ir.Pos(), err)
 		}
 	}

@@ -239,17 +239,13 @@ func (f *feeder) fullSyncIncoming(ctx context.Context, in *store.Incoming) (*sto
 				return nil, serr
 			}
 			count++
-			if !in.Done() {
-				early += int64(n)
-				r.stats.cutThroughEarly.Add(int64(n))
-			}
+			early += r.countCutThroughSent(in, n)
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			if errors.Is(err, store.ErrIncomingAborted) {
-				r.stats.cutThroughCut.Add(1)
+			if r.countCutThroughCut(err) {
 				f.log.Info("the RDB this relay was receiving was not installed; ending the child's streamed full sync without its end", "err", err)
 			}
 			return nil, err
