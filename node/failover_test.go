@@ -178,6 +178,26 @@ func waitLinkUp(t *testing.T, ctx context.Context, servers ...*redistest.Server)
 	}
 }
 
+// waitGoodReplicas waits until s, if it runs with min-replicas-to-write,
+// counts at least one good replica. A master whose relay has just
+// full-synced from it counts the relay only once Redis has seen the RDB
+// transfer end (its cron, up to 100 ms later), so for that long after the
+// election it refuses writes with NOREPLICAS: the fence at work, not a
+// fault.
+func waitGoodReplicas(t *testing.T, ctx context.Context, s *redistest.Server) {
+	t.Helper()
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		info, err := infoOf(ctx, s)
+		if err != nil {
+			return err
+		}
+		if good, ok := info["min_slaves_good_slaves"]; ok && good == "0" {
+			return fmt.Errorf("%s: min_slaves_good_slaves 0", s.Addr)
+		}
+		return nil
+	})
+}
+
 // start runs the three agents (m's with mcli, nil for the fabric's
 // client), waits for m's bootstrap election and for b and r to stream
 // from the relay, and loads data on m until all are in sync. It returns
@@ -197,6 +217,7 @@ func (f *electFabric) start(t *testing.T, mcli *clientv3.Client) (election.State
 		return nil
 	})
 	waitLinkUp(t, ctx, f.b, f.r)
+	waitGoodReplicas(t, ctx, f.m)
 	if err := redistest.LoadAllTypes(ctx, f.m.Client(), redistest.LoadOptions{SmallKeys: 500, Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
