@@ -869,7 +869,12 @@ func (a *Agent) rank(top *topology.Topology, st election.State, info replInfo, s
 }
 
 // reference picks the history to continue: the most advanced relay's
-// (stored offset), else the most advanced healthy node's.
+// (stored offset), else the most advanced healthy node's. A relay's status
+// is published on its own clock, so a node on the relay's replid may
+// already report more than the relay's last status: the offset is raised
+// to the most advanced such copy. Otherwise a candidate the writes just
+// before the master's loss have not reached would rank as in sync, win,
+// and give up only after its catch-up from the live relay timed out.
 func reference(sts *topology.Statuses, self string, info replInfo) election.Reference {
 	var ref election.Reference
 	for _, rs := range sts.Relays {
@@ -878,12 +883,14 @@ func reference(sts *topology.Statuses, self string, info replInfo) election.Refe
 		}
 		ref = election.Reference{Replid: rs.GetReplid(), Offset: rs.GetStoredOffset(), Replid2: rs.GetReplid2(), SecondOffset: rs.GetSecondOffset()}
 	}
-	if ref.Replid != "" {
-		return ref
-	}
+	fromRelays := ref.Replid != ""
 	consider := func(replid string, off int64) {
-		if replid != "" && off > ref.Offset {
+		switch {
+		case replid == "" || off <= ref.Offset:
+		case !fromRelays:
 			ref = election.Reference{Replid: replid, Offset: off}
+		case replid == ref.Replid:
+			ref.Offset = off
 		}
 	}
 	for id, ns := range sts.Nodes {
