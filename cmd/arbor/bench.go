@@ -20,7 +20,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Benchmarks of Arbor against native Redis",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newBenchRelayCmd(), newBenchTreeCmd(), newBenchFailoverCmd(), newBenchAllCmd(), newBenchRelayFailoverCmd(), newBenchScaleCmd())
+	cmd.AddCommand(newBenchRelayCmd(), newBenchTreeCmd(), newBenchFailoverCmd(), newBenchAllCmd(), newBenchRelayFailoverCmd(), newBenchScaleCmd(), newBenchNullHopCmd())
 	return cmd
 }
 
@@ -61,6 +61,7 @@ lag probes make the command fail.`,
 	f.Int("rate", def.Rate, "writes per second of the fixed-rate lag phase")
 	f.Int("lag-rounds", def.LagRounds, "lag phase: how many times to run it (fresh processes each); the report lists every round and judges the median one by paired p99 per relay hop")
 	f.Int("relay-hops", def.RelayHops, "lag phase: relays on the relay path; the first follows the master, each next one the previous over gRPC (zstd), the replica the last")
+	f.Bool("null-chain", false, "lag phase: also run a chain of --relay-hops null hops (processes that read a socket and write another, nothing else) with a replica behind, fed by the same master: the floor this machine sets per hop, and each relay hop's lag over it (default: on when --relay-hops is above 1)")
 	f.Duration("batch-interval", def.BatchInterval, "lag phase: send one batch of writes this often")
 	f.Int("lag-samples", def.LagSamples, "lag phase: lag probes per second (part of --rate; at most one per batch)")
 	f.Int("value-size", def.ValueSize, "bytes of every SET value")
@@ -96,6 +97,26 @@ lag probes make the command fail.`,
 	return cmd
 }
 
+// newBenchNullHopCmd is the hidden command that runs one null hop of
+// "arbor bench relay"'s null chain (bench.NullHop).
+func newBenchNullHopCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:    bench.NullHopArgs[1],
+		Short:  "Forward connections to an upstream byte for byte (a null hop of arbor bench relay's null chain)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+	}
+	listen := cmd.Flags().String("listen", "", "address to accept connections on")
+	upstream := cmd.Flags().String("upstream", "", "address to forward each connection to")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *listen == "" || *upstream == "" {
+			return fmt.Errorf("null-hop: --listen and --upstream are required")
+		}
+		return bench.NullHop(cmd.Context(), *listen, *upstream)
+	}
+	return cmd
+}
+
 // benchConfig builds the bench config from the flags; it also returns
 // --json.
 func benchConfig(cmd *cobra.Command) (bench.Config, bool, error) {
@@ -113,6 +134,10 @@ func benchConfig(cmd *cobra.Command) (bench.Config, bool, error) {
 	cfg.LagSamples, _ = fs.GetInt("lag-samples")
 	cfg.RelayHops, _ = fs.GetInt("relay-hops")
 	cfg.LagRounds, _ = fs.GetInt("lag-rounds")
+	cfg.NullChain = cfg.RelayHops > 1
+	if fs.Changed("null-chain") {
+		cfg.NullChain, _ = fs.GetBool("null-chain")
+	}
 	cfg.ValueSize, _ = fs.GetInt("value-size")
 	cfg.Pipeline, _ = fs.GetInt("pipeline")
 	cfg.Clients, _ = fs.GetIntSlice("clients")

@@ -29,6 +29,9 @@ func TestBenchConfigFlags(t *testing.T) {
 				if asJSON || cfg.Progress == nil {
 					t.Errorf("json %v, progress %v: want text with progress", asJSON, cfg.Progress)
 				}
+				if cfg.NullChain {
+					t.Error("null chain on for one relay by default, want off")
+				}
 			},
 		},
 		{
@@ -46,6 +49,33 @@ func TestBenchConfigFlags(t *testing.T) {
 				}
 				if want := []string{"--fsync=no", "--backlog-size=64MiB"}; cfg.RelayBin != "/x/arbor" || !slices.Equal(cfg.RelayArgs, want) {
 					t.Errorf("relay bin %q args %q, want /x/arbor and %q", cfg.RelayBin, cfg.RelayArgs, want)
+				}
+			},
+		},
+		{
+			name: "a relay chain gets a null chain",
+			args: []string{"--relay-hops=3"},
+			check: func(t *testing.T, cfg bench.Config, _ bool) {
+				if cfg.RelayHops != 3 || !cfg.NullChain {
+					t.Errorf("relay hops %d, null chain %v: want 3 and on", cfg.RelayHops, cfg.NullChain)
+				}
+			},
+		},
+		{
+			name: "null chain off for a chain",
+			args: []string{"--relay-hops=3", "--null-chain=false"},
+			check: func(t *testing.T, cfg bench.Config, _ bool) {
+				if cfg.NullChain {
+					t.Error("null chain on, want off (--null-chain=false)")
+				}
+			},
+		},
+		{
+			name: "null chain for one relay",
+			args: []string{"--null-chain"},
+			check: func(t *testing.T, cfg bench.Config, _ bool) {
+				if cfg.RelayHops != 1 || !cfg.NullChain {
+					t.Errorf("relay hops %d, null chain %v: want 1 and on", cfg.RelayHops, cfg.NullChain)
 				}
 			},
 		},

@@ -35,8 +35,9 @@ type workspace struct {
 	keep       bool
 	pin        placement // nil: no pinning (see pin.go)
 	out        io.Writer
-	killHost   bool // bench failover: kill the master's host, not only its redis
-	switchOver bool // bench failover: a planned switchover instead of a kill
+	killHost   bool   // bench failover: kill the master's host, not only its redis
+	switchOver bool   // bench failover: a planned switchover instead of a kill
+	helperBin  string // the arbor binary that runs null hops (nullhop.go)
 }
 
 // newWorkspace looks the binaries up and makes the temporary directory
@@ -72,6 +73,23 @@ func newWorkspace(redisServer, relayBin, dir string, keep bool, relayArgs []stri
 	return &workspace{root: root, redisBin: redisBin, relayBin: relayBin, relayArgs: relayArgs, keep: keep, out: progress}, nil
 }
 
+// helperBinary resolves Config.HelperBin: empty means this executable.
+func helperBinary(bin string) (string, error) {
+	var err error
+	if bin == "" {
+		bin, err = os.Executable()
+	} else {
+		bin, err = exec.LookPath(bin)
+	}
+	if err == nil {
+		bin, err = filepath.Abs(bin)
+	}
+	if err != nil {
+		return "", fmt.Errorf("helper binary: %w", err)
+	}
+	return bin, nil
+}
+
 // close removes the temporary directory, unless it is to be kept. The
 // processes must be gone (every env closed).
 func (w *workspace) close() {
@@ -89,12 +107,13 @@ func (w *workspace) progress(format string, args ...any) {
 // newEnv returns the process set of one phase, in its own directory.
 func (w *workspace) newEnv(phase string) *env {
 	return &env{
-		dir:      filepath.Join(w.root, phase),
-		redisBin: w.redisBin,
-		relayBin: w.relayBin,
-		relayArg: w.relayArgs,
-		progress: w.progress,
-		pin:      w.pin,
+		dir:       filepath.Join(w.root, phase),
+		redisBin:  w.redisBin,
+		relayBin:  w.relayBin,
+		relayArg:  w.relayArgs,
+		helperBin: w.helperBin,
+		progress:  w.progress,
+		pin:       w.pin,
 	}
 }
 
@@ -139,6 +158,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer w.close()
+	if cfg.NullChain {
+		if w.helperBin, err = helperBinary(cfg.HelperBin); err != nil {
+			return nil, err
+		}
+	}
 	unpin, err := w.pinBy(cfg.Pin, consumersApart)
 	if err != nil {
 		return nil, err
@@ -377,6 +401,15 @@ func (r *runner) round(ctx context.Context, round, clients int, s setup) (Round,
 // PerHopP99 (what the relay path added, probe by probe, per relay: a stall
 // of the native replica alone does not make it look better), with every
 // round's summary in it.
+//
+// With Config.NullChain each of the LagRounds is a pair of rounds, one
+// through the relays and one through as many null hops (the first of a
+// pair alternating, so a drift of the machine weighs on both alike), each
+// against its own native replica: the null round gives the floor per hop,
+// the relay hop over it is the pair's difference, and the median pair by
+// that difference at p99 is returned. The two chains do not run at once:
+// on this 2-CPU machine the consumers' CPU would be saturated, and every
+// figure would be the queue for it.
 func (r *runner) lagRounds(ctx context.Context, rep *Report) (*LagResult, error) {
 	var rounds []*LagResult
 	for i := 0; i < r.cfg.LagRounds; i++ {
@@ -387,28 +420,79 @@ func (r *runner) lagRounds(ctx context.Context, rep *Report) (*LagResult, error)
 		if i > 0 {
 			dir = fmt.Sprintf("%s-%d", PhaseLag, i+1) // fresh stores and data
 		}
-		res, err := r.lag(ctx, rep, dir)
-		if err != nil {
-			return nil, err
+		kinds := []bool{false}
+		if r.cfg.NullChain {
+			kinds = []bool{false, true}
+			if i%2 == 1 {
+				kinds = []bool{true, false}
+			}
+		}
+		var res, floor *LagResult
+		for _, null := range kinds {
+			d := dir
+			if null {
+				d += "-null"
+			}
+			l, err := r.lag(ctx, rep, d, null)
+			if err != nil {
+				return nil, err
+			}
+			if null {
+				floor = l
+			} else {
+				res = l
+			}
+		}
+		if floor != nil {
+			res.Floor = floorOf(res, floor)
 		}
 		rounds = append(rounds, res)
 	}
+	judged := func(l *LagResult) float64 {
+		if l.Floor != nil {
+			return l.Floor.NetPerHopP99
+		}
+		return l.PerHopP99
+	}
 	sorted := slices.Clone(rounds)
-	slices.SortStableFunc(sorted, func(a, b *LagResult) int { return cmp.Compare(a.PerHopP99, b.PerHopP99) })
+	slices.SortStableFunc(sorted, func(a, b *LagResult) int { return cmp.Compare(judged(a), judged(b)) })
 	med := sorted[(len(sorted)-1)/2]
 	if len(rounds) > 1 {
 		for i, rd := range rounds {
-			med.Rounds = append(med.Rounds, LagRound{Round: i + 1, AchievedRate: rd.AchievedRate,
+			lr := LagRound{Round: i + 1, AchievedRate: rd.AchievedRate,
 				NativeP99: rd.Native.P99, RelayP99: rd.Relay.P99, AddedP99: rd.AddedP99, PerHopP99: rd.PerHopP99,
-				PairedP99: rd.Paired.P99, HostBusy: rd.HostBusy, Median: rd == med})
+				PairedP99: rd.Paired.P99, HostBusy: rd.HostBusy, Median: rd == med,
+				PerHopP50: rd.PerHopP50, LoadAvgStart: rd.LoadAvgStart, ConsumerCores: rd.ConsumerCores}
+			if f := rd.Floor; f != nil {
+				lr.FloorPerHopP50, lr.FloorPerHopP99 = f.PerHopP50, f.PerHopP99
+				lr.NetPerHopP50, lr.NetPerHopP99 = f.NetPerHopP50, f.NetPerHopP99
+				lr.FloorNativeP99, lr.NullP99 = f.Native.P99, f.Null.P99
+			}
+			med.Rounds = append(med.Rounds, lr)
 		}
 	}
 	return med, nil
 }
 
-// lag runs PhaseLag: one master feeding a native replica and a relay (with
-// a replica) at once, written at a fixed rate with lag probes.
-func (r *runner) lag(ctx context.Context, rep *Report, dir string) (*LagResult, error) {
+// floorOf is the floor a null round (floor) sets under the relay round res
+// of its pair.
+func floorOf(res, floor *LagResult) *FloorResult {
+	f := &FloorResult{
+		Native: floor.Native, Null: floor.Relay, Paired: floor.Paired,
+		PerHopP50: floor.PerHopP50, PerHopP99: floor.PerHopP99,
+		LoadAvgStart: floor.LoadAvgStart, ConsumerCores: floor.ConsumerCores,
+		HostBusy: floor.HostBusy, CPU: floor.CPU,
+	}
+	f.NetPerHopP50 = res.PerHopP50 - f.PerHopP50
+	f.NetPerHopP99 = res.PerHopP99 - f.PerHopP99
+	return f
+}
+
+// lag runs PhaseLag: one master feeding a native replica and a chain at
+// once, written at a fixed rate with lag probes. The chain is the relay
+// path (RelayHops relays and a replica) or, with null, as many null hops
+// and a replica; the result's Relay and Paired figures are the chain's.
+func (r *runner) lag(ctx context.Context, rep *Report, dir string, null bool) (*LagResult, error) {
 	e := r.newEnv(dir)
 	defer e.close()
 	m, err := e.startRedis(ctx, "master", "")
@@ -419,32 +503,51 @@ func (r *runner) lag(ctx context.Context, rep *Report, dir string) (*LagResult, 
 	if err != nil {
 		return nil, err
 	}
-	// The relay path: "relay" follows the master; with more hops,
-	// "relay-2" ... follow the one before over gRPC.
-	var relays []*server
-	up := "redis://" + m.addr
-	for i := 1; i <= r.cfg.RelayHops; i++ {
-		name := "relay"
-		if i > 1 {
-			name = fmt.Sprintf("relay-%d", i)
+	// The chain: "relay" follows the master; with more hops, "relay-2"
+	// ... follow the one before over gRPC. Or null hops, the first
+	// forwarding to the master.
+	var hops []*server
+	var replica *server
+	if null {
+		up := m.addr
+		for i := 1; i <= r.cfg.RelayHops; i++ {
+			h, err := e.startNullHop(ctx, fmt.Sprintf("null-hop-%d", i), up)
+			if err != nil {
+				return nil, err
+			}
+			hops = append(hops, h)
+			up = h.addr
 		}
-		rs, err := e.startRelayWith(ctx, name, relaySpec{upstream: up, grpc: i < r.cfg.RelayHops})
-		if err != nil {
+		if replica, err = e.startRedis(ctx, "null-replica", up); err != nil {
 			return nil, err
 		}
-		relays = append(relays, rs.server)
-		up = "arbor://" + rs.grpcAddr
-	}
-	rl, last := relays[0], relays[len(relays)-1]
-	rr, err := e.startRedis(ctx, "relay-replica", last.addr)
-	if err != nil {
-		return nil, err
+	} else {
+		up := "redis://" + m.addr
+		for i := 1; i <= r.cfg.RelayHops; i++ {
+			name := "relay"
+			if i > 1 {
+				name = fmt.Sprintf("relay-%d", i)
+			}
+			rs, err := e.startRelayWith(ctx, name, relaySpec{upstream: up, grpc: i < r.cfg.RelayHops})
+			if err != nil {
+				return nil, err
+			}
+			hops = append(hops, rs.server)
+			up = "arbor://" + rs.grpcAddr
+		}
+		if replica, err = e.startRedis(ctx, "relay-replica", hops[len(hops)-1].addr); err != nil {
+			return nil, err
+		}
 	}
 	if err := noteRedisVersion(ctx, &rep.Host, m); err != nil {
 		return nil, err
 	}
-	path := append([]*server{nr}, relays...)
-	path = append(path, rr)
+	// The servers whose replication offset counts: the replicas and the
+	// relays (a null hop has none).
+	path := []*server{nr, replica}
+	if !null {
+		path = append(path, hops...)
+	}
 	if err := waitLinked(ctx, path...); err != nil {
 		return nil, err
 	}
@@ -453,24 +556,26 @@ func (r *runner) lag(ctx context.Context, rep *Report, dir string) (*LagResult, 
 	}
 
 	probes := int(r.cfg.Duration.Seconds()*float64(r.cfg.LagSamples)) + 1
-	subs, base, waitSubs, err := startSubscribers(ctx, probes, nr, rr)
+	subs, base, waitSubs, err := startSubscribers(ctx, probes, nr, replica)
 	if err != nil {
 		return nil, err
 	}
 	defer waitSubs()
 
-	procs := []*process{m.process}
-	for _, s := range path {
-		procs = append(procs, s.process)
+	procs := []*process{m.process, nr.process, replica.process}
+	for _, h := range hops {
+		procs = append(procs, h.process)
 	}
 	meter := newCPUMeter(procs...)
 	off0, err := masterOffset(ctx, m)
 	if err != nil {
 		return nil, err
 	}
+	load0 := loadAverage()
 	if err := meter.begin(); err != nil {
 		return nil, err
 	}
+	began := time.Now()
 	sentAt := make([]time.Duration, probes)
 	r.progress("writing %d SETs/s for %v with %d lag probes/s", r.cfg.Rate, r.cfg.Duration, r.cfg.LagSamples)
 	wr, err := writeFixedRate(ctx, m.addr, r.cfg.fixedRate(), newSetSource(&r.cfg), base, sentAt)
@@ -487,6 +592,7 @@ func (r *runner) lag(ctx context.Context, rep *Report, dir string) (*LagResult, 
 	if err != nil {
 		return nil, err
 	}
+	wall := time.Since(began)
 	cpu := usage.procs
 	// The replicas have applied everything; give their notifications a
 	// moment to arrive.
@@ -510,26 +616,39 @@ func (r *runner) lag(ctx context.Context, rep *Report, dir string) (*LagResult, 
 		CatchUpMs:       ms(catchUp),
 		HostBusy:        usage.busyFraction(),
 		OtherCPUSeconds: usage.other().Seconds(),
+		LoadAvgStart:    load0,
+		LoadAvgEnd:      loadAverage(),
 	}
 	res.Native, res.Relay, res.Paired = lagStats(sentAt[:wr.probes], subs[0], subs[1])
 	res.AddedP50 = res.Relay.P50 - res.Native.P50
 	res.AddedP99 = res.Relay.P99 - res.Native.P99
-	res.RelayHops = len(relays)
-	res.PerHopP99 = res.Paired.P99 / float64(len(relays))
-	stream := off1 - off0
-	res.CPU = cpuComparison(
-		CPUUse{Process: "relay", Seconds: cpu["relay"].Seconds(), StreamBytes: stream},
-		CPUUse{Process: "native-replica", Seconds: cpu["native-replica"].Seconds(), StreamBytes: stream},
-		CPUUse{Process: "relay-replica", Seconds: cpu["relay-replica"].Seconds(), StreamBytes: stream},
-		CPUUse{Process: "master", Seconds: cpu["master"].Seconds(), StreamBytes: stream},
-		CPUUse{Process: selfName + " (this process)", Seconds: cpu[selfName].Seconds(), StreamBytes: stream},
-	)
-	if res.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
-		return nil, fmt.Errorf("relay peak RSS: %w", err)
+	res.RelayHops = len(hops)
+	res.PerHopP50 = res.Paired.P50 / float64(len(hops))
+	res.PerHopP99 = res.Paired.P99 / float64(len(hops))
+	var consumers time.Duration
+	for name, d := range cpu {
+		if name != m.name && name != selfName {
+			consumers += d
+		}
 	}
-	r.progress("lag: %d writes at %.0f/s in %d batches, %d probes; p99 native %.3f ms, relay %.3f ms",
-		res.Writes, res.AchievedRate, wr.batches, res.Probes, res.Native.P99, res.Relay.P99)
-	d, err := compareDigests(ctx, PhaseLag, m, nr, rr)
+	res.ConsumerCores = consumers.Seconds() / wall.Seconds()
+	stream := off1 - off0
+	use := func(name string) CPUUse {
+		return CPUUse{Process: name, Seconds: cpu[name].Seconds(), StreamBytes: stream}
+	}
+	// The first hop, then the native replica it is compared with.
+	uses := []CPUUse{use(hops[0].name), use(nr.name), use(replica.name), use(m.name)}
+	uses = append(uses, CPUUse{Process: selfName + " (this process)", Seconds: cpu[selfName].Seconds(), StreamBytes: stream})
+	for _, h := range hops[1:] {
+		uses = append(uses, use(h.name))
+	}
+	res.CPU = cpuComparison(uses...)
+	if res.RelayPeakRSS, err = peakRSS(hops[0].pid()); err != nil {
+		return nil, fmt.Errorf("%s peak RSS: %w", hops[0].name, err)
+	}
+	r.progress("lag: %d writes at %.0f/s in %d batches, %d probes; p99 native %.3f ms, %s %.3f ms",
+		res.Writes, res.AchievedRate, wr.batches, res.Probes, res.Native.P99, replica.name, res.Relay.P99)
+	d, err := compareDigests(ctx, PhaseLag, m, nr, replica)
 	if err != nil {
 		return nil, err
 	}

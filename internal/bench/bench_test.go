@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,11 +265,16 @@ func TestRunCanceled(t *testing.T) {
 
 // TestRunLagThroughRelayHops: the lag phase through a chain of two relays
 // (the second follows the first over gRPC) gets every probe to the replica
-// at the chain's end, with the master's data, and checks the per-hop target.
+// at the chain's end, with the master's data, and checks the per-hop
+// targets; its null round (two null hops, a replica behind them) gets
+// every probe too, with the master's data, and sets the floor the relay
+// hop is judged over.
 func TestRunLagThroughRelayHops(t *testing.T) {
 	cfg := smallConfig(t)
 	cfg.Phases = []string{PhaseLag}
 	cfg.RelayHops = 2
+	cfg.NullChain = true
+	cfg.HelperBin = cfg.RelayBin
 	rep := runSmall(t, cfg)
 	if err := rep.Err(); err != nil {
 		t.Errorf("report has correctness failures: %v", err)
@@ -286,14 +292,42 @@ func TestRunLagThroughRelayHops(t *testing.T) {
 	if got, want := lag.PerHopP99, lag.Paired.P99/2; got != want || got <= 0 {
 		t.Errorf("p99 per relay hop %v, want %v (paired p99 / 2), above 0", got, want)
 	}
-	if got, want := len(rep.Digests), 2; got != want {
+	if got, want := lag.PerHopP50, lag.Paired.P50/2; got != want {
+		t.Errorf("p50 per relay hop %v, want %v (paired p50 / 2)", got, want)
+	}
+	f := lag.Floor
+	if f == nil {
+		t.Fatal("no floor with NullChain")
+	}
+	if f.Null.Count == 0 || f.Null.Missing != 0 || f.Native.Missing != 0 || f.Paired.Count != f.Null.Count {
+		t.Errorf("null round: native got %d (missing %d), null chain got %d (missing %d), paired %d; want all",
+			f.Native.Count, f.Native.Missing, f.Null.Count, f.Null.Missing, f.Paired.Count)
+	}
+	if f.PerHopP99 != f.Paired.P99/2 || f.NetPerHopP99 != lag.PerHopP99-f.PerHopP99 || f.NetPerHopP50 != lag.PerHopP50-f.PerHopP50 {
+		t.Errorf("floor per hop p99 %v (paired %v), over the floor p50 %v p99 %v; relay hop p50 %v p99 %v",
+			f.PerHopP99, f.Paired.P99, f.NetPerHopP50, f.NetPerHopP99, lag.PerHopP50, lag.PerHopP99)
+	}
+	if hopCPU(f.CPU) == "" {
+		t.Errorf("null round CPU %+v: no null hop in it", f.CPU.Uses)
+	}
+	// A native and a chain replica in each round.
+	if got, want := len(rep.Digests), 4; got != want {
 		t.Errorf("digest checks: got %d, want %d", got, want)
 	}
-	found := false
-	for _, tg := range rep.Targets {
-		found = found || strings.Contains(tg.Name, "per relay hop")
+	var names []string
+	for _, d := range rep.Digests {
+		names = append(names, d.Replica)
 	}
-	if !found {
-		t.Errorf("targets %v: no per relay hop target", rep.Targets)
+	if !slices.Contains(names, "null-replica") {
+		t.Errorf("digest checks of %v: none of the null chain's replica", names)
+	}
+	var found int
+	for _, tg := range rep.Targets {
+		if strings.Contains(tg.Name, "per relay hop") {
+			found++
+		}
+	}
+	if found != 4 {
+		t.Errorf("targets %v: %d per relay hop targets, want 4 (p50 and p99, raw and over the floor)", rep.Targets, found)
 	}
 }

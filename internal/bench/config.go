@@ -31,6 +31,10 @@ type Config struct {
 	// RelayBin is the arbor binary run as "arbor relay ..."; empty means
 	// the running executable.
 	RelayBin string
+	// HelperBin is the arbor binary run as "arbor bench null-hop" for the
+	// lag phase's null chain; empty means the running executable (which
+	// must then be arbor: tests set it).
+	HelperBin string
 	// RelayArgs are extra arguments for the relay, e.g. "--fsync=no".
 	RelayArgs []string
 	// Phases are the phases to run, from AllPhases.
@@ -49,6 +53,12 @@ type Config struct {
 	// over gRPC (relay to relay, --compression as the relays default), and
 	// the relay's replica follows the last. 1 is the relay core alone.
 	RelayHops int
+	// NullChain pairs each lag round with a null round: the same load
+	// through a chain of RelayHops null hops (nullhop.go) to a replica,
+	// beside a native one, in fresh processes; it gives the floor this
+	// machine sets per hop, which the relay hop is judged over (see
+	// runner.lagRounds).
+	NullChain bool
 	// LagRounds is how many times the lag phase runs (each a fresh set of
 	// processes); the report shows every round and takes the median one.
 	LagRounds int

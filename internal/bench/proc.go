@@ -86,9 +86,11 @@ type env struct {
 	redisBin string
 	relayBin string
 	relayArg []string
-	progress func(format string, args ...any)
-	procs    []*process
-	pin      placement // nil: no pinning (see pin.go)
+	// helperBin runs the null hops (nullhop.go).
+	helperBin string
+	progress  func(format string, args ...any)
+	procs     []*process
+	pin       placement // nil: no pinning (see pin.go)
 }
 
 // close kills every process of the env, newest first.

@@ -21,6 +21,12 @@ const (
 	TargetCPURatio = 1.0
 	// TargetPeakRSS is the most peak RSS the relay may reach, in bytes.
 	TargetPeakRSS = 100 << 20
+	// TargetRelayHopP50 and TargetRelayHopP99 are the most lag, in ms, one
+	// relay of a pinned chain may add at p50 and p99 (issue 13, item 3):
+	// judged on the raw per-hop figures and, with a null chain, on what a
+	// relay hop adds over the null hop's floor.
+	TargetRelayHopP50 = 0.1
+	TargetRelayHopP99 = 0.25
 )
 
 // Report is the result of a Run.
@@ -169,10 +175,24 @@ type LagResult struct {
 	AddedP50 float64 `json:"added_p50_ms"`
 	AddedP99 float64 `json:"added_p99_ms"`
 	// RelayHops is how many relays the relay path runs through, and
-	// PerHopP99 the p99 of what the relay path added probe by probe
-	// (Paired) shared among them: the lag one relay hop adds.
+	// PerHopP50 and PerHopP99 the p50 and p99 of what the relay path added
+	// probe by probe (Paired) shared among them: the lag one relay hop
+	// adds, with the jitter of two replicas against each other in it (see
+	// Floor).
 	RelayHops int     `json:"relay_hops"`
+	PerHopP50 float64 `json:"per_hop_p50_ms"`
 	PerHopP99 float64 `json:"per_hop_p99_ms"`
+	// Floor is the null round of this round's pair (Config.NullChain),
+	// nil without it.
+	Floor *FloorResult `json:"floor,omitempty"`
+	// LoadAvgStart and LoadAvgEnd are the machine's 1, 5 and 15 minute
+	// load averages when the load began and when the replicas caught up.
+	LoadAvgStart [3]float64 `json:"load_avg_start"`
+	LoadAvgEnd   [3]float64 `json:"load_avg_end"`
+	// ConsumerCores is the CPU time of every process but the master and
+	// the load generator (replicas, relays, null hops) over the phase's
+	// wall time: pinned, how busy the consumers' one CPU was.
+	ConsumerCores float64 `json:"consumer_cores"`
 	// Rounds summarises every round when the phase ran more than once;
 	// this result is the median one.
 	Rounds []LagRound `json:"rounds,omitempty"`
@@ -191,6 +211,37 @@ type LagResult struct {
 	CPU CPUResult `json:"cpu"`
 	// RelayPeakRSS is the relay's VmHWM at the end of the phase, in bytes.
 	RelayPeakRSS int64 `json:"relay_peak_rss_bytes"`
+}
+
+// FloorResult is the lag phase's null round (Config.NullChain): the same
+// load through as many null hops (a process that reads a socket and writes
+// another, nullhop.go) as the relay path has relays, with a replica
+// behind them and a native replica beside, in a round of its own next to
+// the relay round. What the null chain adds over the native replica, per
+// hop, is the floor this machine sets under any hop: the processes' turns
+// on the CPU, a socket read and write each, and the jitter of two replicas
+// against each other, which the relay figures hold as well.
+type FloorResult struct {
+	// Native and Null are the probe lags seen on the null round's native
+	// replica and on the null chain's replica.
+	Native PathLag `json:"native"`
+	Null   PathLag `json:"null"`
+	// Paired is null minus native arrival, probe by probe.
+	Paired Dist `json:"paired_added"`
+	// PerHopP50 and PerHopP99 are Paired's p50 and p99 over the hops: the
+	// floor per hop.
+	PerHopP50 float64 `json:"per_hop_p50_ms"`
+	PerHopP99 float64 `json:"per_hop_p99_ms"`
+	// NetPerHopP50 and NetPerHopP99 are the relay round's per-hop figures
+	// minus the floor's: what a relay hop costs over a null hop.
+	NetPerHopP50 float64 `json:"net_per_hop_p50_ms"`
+	NetPerHopP99 float64 `json:"net_per_hop_p99_ms"`
+	// LoadAvgStart, ConsumerCores, HostBusy and CPU are the null round's
+	// (see LagResult).
+	LoadAvgStart  [3]float64 `json:"load_avg_start"`
+	ConsumerCores float64    `json:"consumer_cores"`
+	HostBusy      float64    `json:"host_busy"`
+	CPU           CPUResult  `json:"cpu"`
 }
 
 // PathLag is the lag of one replication path.
@@ -256,9 +307,18 @@ func (r *Report) targets() []Target {
 	}
 	if l := r.Lag; l != nil {
 		if l.RelayHops > 1 {
-			// The relay tree's target: what each relay hop adds.
-			ts = append(ts, atMost(fmt.Sprintf("added lag p99 per relay hop (paired relay - native, probe by probe, / %d relays)", l.RelayHops),
-				l.PerHopP99, TargetHopP99, "ms"))
+			// The relay chain's targets: what each relay hop adds, and
+			// what it adds over the machine's floor.
+			ts = append(ts,
+				atMost(fmt.Sprintf("added lag p50 per relay hop (paired relay - native, probe by probe, / %d relays)", l.RelayHops),
+					l.PerHopP50, TargetRelayHopP50, "ms"),
+				atMost(fmt.Sprintf("added lag p99 per relay hop (paired relay - native, probe by probe, / %d relays)", l.RelayHops),
+					l.PerHopP99, TargetRelayHopP99, "ms"))
+			if f := l.Floor; f != nil {
+				ts = append(ts,
+					atMost("added lag p50 per relay hop over the null-hop floor", f.NetPerHopP50, TargetRelayHopP50, "ms"),
+					atMost("added lag p99 per relay hop over the null-hop floor", f.NetPerHopP99, TargetRelayHopP99, "ms"))
+			}
 		} else {
 			// The relay core's targets: what the one relay adds, and
 			// what it costs next to the replica it stands in for (in a
@@ -370,21 +430,50 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "  added (relay - native)\t%.3f\t%.3f\t\t\t\t\n", l.AddedP50, l.AddedP99)
 		if l.RelayHops > 1 {
-			fmt.Fprintf(tw, "  paired / %d relays, per relay hop\t%.3f\t%.3f\t\t\t\t\n", l.RelayHops, l.Paired.P50/float64(l.RelayHops), l.PerHopP99)
+			fmt.Fprintf(tw, "  paired / %d relays, per relay hop\t%.3f\t%.3f\t\t\t\t\n", l.RelayHops, l.PerHopP50, l.PerHopP99)
 		}
 		fmt.Fprintf(tw, "  paired, probe by probe\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t\n", l.Paired.P50, l.Paired.P99, l.Paired.Max, l.Paired.Mean, l.Paired.Count)
 		tw.Flush()
-		if len(l.Rounds) > 1 {
-			p.f("  %d rounds (fresh processes each); the table above is the median round by paired p99 per relay hop\n", len(l.Rounds))
+		if f := l.Floor; f != nil {
+			p.f("  the floor: a round of its own next to this one, the same load through %d null hops (each a process\n", l.RelayHops)
+			p.f("  that reads a socket and writes another: no store, no gRPC, no compression) to a replica, beside a native one\n")
 			tw := p.table()
-			fmt.Fprintln(tw, "  round\tachieved/s\tnative p99\trelay p99\tadded p99\tpaired p99\tper relay hop\tmachine busy\t")
+			fmt.Fprintln(tw, "  path\tp50 ms\tp99 ms\tmax ms\tmean ms\treceived\tmissing")
+			for _, x := range []struct {
+				name string
+				pl   PathLag
+			}{{"native (master -> replica)", f.Native}, {fmt.Sprintf("null (master -> %d null hops -> replica)", l.RelayHops), f.Null}} {
+				fmt.Fprintf(tw, "  %s\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t%d\n", x.name, x.pl.P50, x.pl.P99, x.pl.Max, x.pl.Mean, x.pl.Count, x.pl.Missing)
+			}
+			tw.Flush()
+			p.f("  null round: load average at the start %.2f, %.2f, %.2f; consumers used %.2f cores; null hops' CPU s: %s\n",
+				f.LoadAvgStart[0], f.LoadAvgStart[1], f.LoadAvgStart[2], f.ConsumerCores, hopCPU(f.CPU))
+			p.f("  per hop (paired against the round's native replica, probe by probe, / %d)\n", l.RelayHops)
+			tw = p.table()
+			fmt.Fprintln(tw, "  per hop\tp50 ms\tp99 ms\t")
+			fmt.Fprintf(tw, "  relay hop\t%.3f\t%.3f\t\n", l.PerHopP50, l.PerHopP99)
+			fmt.Fprintf(tw, "  null hop (the machine's floor)\t%.3f\t%.3f\t\n", f.PerHopP50, f.PerHopP99)
+			fmt.Fprintf(tw, "  relay hop over the floor\t%.3f\t%.3f\t\n", f.NetPerHopP50, f.NetPerHopP99)
+			tw.Flush()
+		}
+		p.f("  load average at the start %.2f, %.2f, %.2f; at the end %.2f, %.2f, %.2f; replication consumers used %.2f cores\n",
+			l.LoadAvgStart[0], l.LoadAvgStart[1], l.LoadAvgStart[2], l.LoadAvgEnd[0], l.LoadAvgEnd[1], l.LoadAvgEnd[2], l.ConsumerCores)
+		if len(l.Rounds) > 1 {
+			by := "paired p99 per relay hop"
+			if l.Floor != nil {
+				by = "p99 per relay hop over the floor"
+			}
+			p.f("  %d rounds (fresh processes each); the table above is the median round by %s\n", len(l.Rounds), by)
+			tw := p.table()
+			fmt.Fprintln(tw, "  round\tachieved/s\tload avg\tconsumer cores\tnative p99\trelay p99\tpaired p99\tper relay hop p50\tp99\tnull round: native p99\tnull p99\tfloor p50\tp99\tover floor p50\tp99\tmachine busy\t")
 			for _, rd := range l.Rounds {
 				mark := ""
 				if rd.Median {
 					mark = "median"
 				}
-				fmt.Fprintf(tw, "  %d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f%%\t%s\n", rd.Round, rd.AchievedRate, rd.NativeP99, rd.RelayP99,
-					rd.AddedP99, rd.PairedP99, rd.PerHopP99, 100*rd.HostBusy, mark)
+				fmt.Fprintf(tw, "  %d\t%.0f\t%.2f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f%%\t%s\n", rd.Round, rd.AchievedRate,
+					rd.LoadAvgStart[0], rd.ConsumerCores, rd.NativeP99, rd.RelayP99, rd.PairedP99, rd.PerHopP50, rd.PerHopP99,
+					rd.FloorNativeP99, rd.NullP99, rd.FloorPerHopP50, rd.FloorPerHopP99, rd.NetPerHopP50, rd.NetPerHopP99, 100*rd.HostBusy, mark)
 			}
 			tw.Flush()
 		}
@@ -479,6 +568,27 @@ type LagRound struct {
 	PerHopP99    float64 `json:"per_hop_p99_ms"`
 	HostBusy     float64 `json:"host_busy"`
 	Median       bool    `json:"median,omitempty"`
+	// With a null chain: the floor per hop and the relay hop over it.
+	PerHopP50      float64    `json:"per_hop_p50_ms,omitempty"`
+	FloorPerHopP50 float64    `json:"floor_per_hop_p50_ms,omitempty"`
+	FloorPerHopP99 float64    `json:"floor_per_hop_p99_ms,omitempty"`
+	NetPerHopP50   float64    `json:"net_per_hop_p50_ms,omitempty"`
+	NetPerHopP99   float64    `json:"net_per_hop_p99_ms,omitempty"`
+	FloorNativeP99 float64    `json:"floor_native_p99_ms,omitempty"`
+	NullP99        float64    `json:"null_p99_ms,omitempty"`
+	LoadAvgStart   [3]float64 `json:"load_avg_start"`
+	ConsumerCores  float64    `json:"consumer_cores,omitempty"`
+}
+
+// hopCPU lists the CPU seconds of a null round's null hops.
+func hopCPU(c CPUResult) string {
+	var parts []string
+	for _, u := range c.Uses {
+		if strings.HasPrefix(u.Process, "null-hop") {
+			parts = append(parts, fmt.Sprintf("%.2f", u.Seconds))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // relayPathName names the relay path of the lag phase.
