@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -30,8 +31,9 @@ type writeStats struct {
 // most maxOps writes or until ctx ends, and counts refused writes and the
 // longest stall between two accepted ones.
 type steadyWriter struct {
-	cancel context.CancelFunc
-	done   chan writeStats
+	cancel   context.CancelFunc
+	done     chan writeStats
+	accepted atomic.Int64 // writes accepted so far, for waitAccepted
 }
 
 func startWriter(ctx context.Context, c *redis.Client, maxOps int) *steadyWriter {
@@ -52,6 +54,7 @@ func startWriter(ctx context.Context, c *redis.Client, maxOps int) *steadyWriter
 				continue
 			}
 			s.ok++
+			w.accepted.Add(1)
 			if d := now.Sub(last); d > s.longest {
 				s.longest = d
 			}
@@ -61,6 +64,19 @@ func startWriter(ctx context.Context, c *redis.Client, maxOps int) *steadyWriter
 		w.done <- s
 	}()
 	return w
+}
+
+// waitAccepted waits until the writer has had n more writes accepted
+// than when it was called: writes are flowing, not just started.
+func (w *steadyWriter) waitAccepted(t *testing.T, n int64) {
+	t.Helper()
+	from := w.accepted.Load()
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		if got := w.accepted.Load() - from; got < n {
+			return fmt.Errorf("%d writes accepted, want %d", got, n)
+		}
+		return nil
+	})
 }
 
 func (w *steadyWriter) stop() writeStats {
@@ -327,12 +343,12 @@ func TestRelayHAKillAndPause(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(300 * time.Millisecond) // writes flow before the kill
+	w.waitAccepted(t, 100) // writes flow before the kill
 	h.relays["a1"].proc.signal(syscall.SIGKILL)
 	killed := time.Now()
 	h.waitUpstream(20*time.Second, map[string]string{"b1": "a2", "b2": "a2"})
 	t.Logf("b1 and b2 streaming from a2 %v after a1's SIGKILL", time.Since(killed).Round(time.Millisecond))
-	time.Sleep(500 * time.Millisecond) // writes flow after the move
+	w.waitAccepted(t, 100) // writes flow after the move
 	ws := w.stop()
 	t.Logf("writer: %d accepted, %d refused (last: %v), longest stall %v", ws.ok, ws.errs, ws.lastErr, ws.longest.Round(time.Millisecond))
 	if ws.errs != 0 {
@@ -462,7 +478,7 @@ func TestNodeHASiteLoss(t *testing.T) {
 
 	// SIGKILL of a1 under writes: as1 moves to a2.
 	w := startWriter(ctx, h.master.Client(), 200000)
-	time.Sleep(300 * time.Millisecond) // writes flow before the kill
+	w.waitAccepted(t, 100) // writes flow before the kill
 	h.relays["a1"].proc.signal(syscall.SIGKILL)
 	killed := time.Now()
 	h.waitFollows(20*time.Second, map[string]string{"a1": "a2"})
@@ -611,7 +627,7 @@ func TestRelayHAUpstreamList(t *testing.T) {
 	fullServed, _ := relayInfoInt(rs["b"].redis, "sync_full")
 
 	w := startWriter(ctx, master.Client(), 200000)
-	time.Sleep(300 * time.Millisecond) // writes flow before the kill
+	w.waitAccepted(t, 100) // writes flow before the kill
 	rs["a1"].proc.signal(syscall.SIGKILL)
 	killed := time.Now()
 	follows("a2", 20*time.Second)
