@@ -32,14 +32,25 @@ replica under each, the lag timed on those replicas; the child relays' cores
 are reported together.
 
 Datasets: for each size in --datasets a fresh master is filled with the
-realistic mix, a fresh relay full-syncs from it and a replica from the relay;
-reported: the sync times, the RDB and the relay's store on disk, and the
-relay's peak resident set (it stays flat: the snapshot streams through disk).
+realistic mix (or --dataset-value-size values of random bytes, which load
+several times faster), a native replica full-syncs from it (--dataset-native),
+then a fresh relay; the master's digest is taken and the master stopped, and
+a replica full-syncs from the relay, which serves it from the snapshot on its
+disk. Reported: the fill and sync times, the RDB and the relay's store on disk,
+and the relay's resident set after its sync, after the replica's and at its
+peak (it stays flat: the snapshot streams through disk). Without
+--dataset-native one copy of the dataset is resident at a time. Before it
+starts, each dataset is checked against the machine's MemAvailable and free
+disk, and refused with an error when it would not fit (leaving 2 GiB of memory
+to the rest of the machine); a step is stopped should MemAvailable fall under
+768 MiB while it runs. Progress lines every 5 s show the syncs, the relay's
+resident set and MemAvailable.
 
 Every step ends by comparing the replicas' DEBUG DIGEST with the master's; a
 mismatch makes the command fail.`,
 		Example: `  arbor bench scale
-  arbor bench scale --replicas 1,10,50,200 --children none --datasets 10GiB`,
+  arbor bench scale --replicas 1,10,50,200 --children none --datasets none
+  arbor bench scale --replicas none --children none --datasets 10GiB --dataset-value-size 65000 --dataset-native=false`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
@@ -47,6 +58,8 @@ mismatch makes the command fail.`,
 	f.Bool("native", def.Native, "also run the replica series natively: the same replicas following the master directly, side by side")
 	f.String("children", joinInts(def.Children), `child relay counts on one relay, ascending ("none" skips the series)`)
 	f.String("datasets", "256MiB,1GiB", `dataset sizes a fresh relay full-syncs ("none" skips them)`)
+	f.Int("dataset-value-size", def.DatasetValueSize, "fill the datasets with values of this many random bytes (0: the realistic mix)")
+	f.Bool("dataset-native", def.DatasetNative, "also time a native replica's full sync of each dataset (two copies of it in memory at once)")
 	f.Int("rate", def.Rate, "SETs per second of each step's load")
 	f.Duration("duration", def.Duration, "length of each step's load")
 	f.Int("value-size", def.ValueSize, "bytes of every SET value")
@@ -78,6 +91,8 @@ mismatch makes the command fail.`,
 				cfg.Datasets = append(cfg.Datasets, n)
 			}
 		}
+		cfg.DatasetValueSize, _ = fs.GetInt("dataset-value-size")
+		cfg.DatasetNative, _ = fs.GetBool("dataset-native")
 		cfg.Rate, _ = fs.GetInt("rate")
 		cfg.Duration, _ = fs.GetDuration("duration")
 		cfg.ValueSize, _ = fs.GetInt("value-size")

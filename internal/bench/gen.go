@@ -164,6 +164,8 @@ func WorkloadStream(mix Mix, keyspace int, seed uint64, size int) []byte {
 	return b
 }
 
+func (g *docGen) written() int64 { return g.dataBytes }
+
 // key returns the number of the next key of a kind.
 func (g *docGen) key() int {
 	if g.fill {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -25,6 +26,13 @@ type ScaleConfig struct {
 	// Datasets are the dataset sizes (bytes) a fresh relay full-syncs, one
 	// master per size.
 	Datasets []int64
+	// DatasetValueSize fills the datasets with values of this many random
+	// bytes (fast to load, incompressible); 0 with the realistic mix.
+	DatasetValueSize int
+	// DatasetNative also times a native replica's full sync from each
+	// dataset's master, before the relay's: two copies of the dataset are
+	// then resident at once.
+	DatasetNative bool
 	// Rate, Duration, ValueSize and Keyspace shape the load of each
 	// replica and child step: Rate SETs/s of ValueSize-byte values over
 	// Keyspace keys for Duration; LagSamples of them per second are lag
@@ -45,20 +53,22 @@ type ScaleConfig struct {
 }
 
 // DefaultScaleConfig returns the defaults: 1, 10, 50 and 200 replicas; 1,
-// 4 and 16 child relays; datasets of 256 MiB and 1 GiB; 20,000 SETs/s of
-// 100 bytes for 5 s per step.
+// 4 and 16 child relays; datasets of 256 MiB and 1 GiB of the realistic
+// mix, with a native replica's full sync too; 20,000 SETs/s of 100 bytes
+// for 5 s per step.
 func DefaultScaleConfig() ScaleConfig {
 	return ScaleConfig{
-		Replicas:    []int{1, 10, 50, 200},
-		Native:      true,
-		Children:    []int{1, 4, 16},
-		Datasets:    []int64{256 << 20, 1 << 30},
-		Rate:        20000,
-		Duration:    5 * time.Second,
-		ValueSize:   100,
-		Keyspace:    10000,
-		LagSamples:  50,
-		RedisServer: "redis-server",
+		Replicas:      []int{1, 10, 50, 200},
+		Native:        true,
+		Children:      []int{1, 4, 16},
+		Datasets:      []int64{256 << 20, 1 << 30},
+		DatasetNative: true,
+		Rate:          20000,
+		Duration:      5 * time.Second,
+		ValueSize:     100,
+		Keyspace:      10000,
+		LagSamples:    50,
+		RedisServer:   "redis-server",
 	}
 }
 
@@ -80,6 +90,9 @@ func (c *ScaleConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("dataset %d bytes: want at least 1 MiB", d))
 		}
 	}
+	if c.DatasetValueSize < 0 || c.DatasetValueSize > maxDatasetValueSize {
+		errs = append(errs, fmt.Errorf("dataset value size %d: want 0 (the realistic mix) to %d bytes", c.DatasetValueSize, maxDatasetValueSize))
+	}
 	if len(c.Replicas)+len(c.Children)+len(c.Datasets) == 0 {
 		errs = append(errs, errors.New("nothing to measure: no replica counts, child counts or datasets"))
 	}
@@ -95,6 +108,9 @@ func (c *ScaleConfig) Validate() error {
 const (
 	maxScaleReplicas = 500
 	maxScaleChildren = 64
+	// maxDatasetValueSize bounds the fill's values (the fill pipelines
+	// hundreds of them).
+	maxDatasetValueSize = 4 << 20
 )
 
 // ScaleStep is one measured step of RunScale's replica or child series.
@@ -133,19 +149,33 @@ type ScaleStep struct {
 
 // ScaleDataset is one dataset size of RunScale.
 type ScaleDataset struct {
-	// DatasetBytes is the data written; RDBBytes the snapshot the relay
-	// stored; StoreBytes its data directory on disk.
-	DatasetBytes int64 `json:"dataset_bytes"`
-	RDBBytes     int64 `json:"rdb_bytes"`
-	StoreBytes   int64 `json:"store_bytes"`
-	// RelaySyncSeconds is the relay's full sync from the master,
-	// ReplicaSyncSeconds a replica's full sync from the relay after it.
+	// DatasetBytes is the data written, ValueSize its values' size (0:
+	// the realistic mix), FillSeconds how long the fill took; RDBBytes the
+	// snapshot the relay stored; StoreBytes its data directory on disk.
+	DatasetBytes int64   `json:"dataset_bytes"`
+	ValueSize    int     `json:"value_size,omitempty"`
+	FillSeconds  float64 `json:"fill_s"`
+	RDBBytes     int64   `json:"rdb_bytes"`
+	StoreBytes   int64   `json:"store_bytes"`
+	// NativeSyncSeconds is a native replica's full sync from the master
+	// (0: not run), RelaySyncSeconds the relay's, ReplicaSyncSeconds a
+	// replica's full sync from the relay after it, with the master stopped.
+	NativeSyncSeconds  float64 `json:"native_sync_s,omitempty"`
 	RelaySyncSeconds   float64 `json:"relay_sync_s"`
 	ReplicaSyncSeconds float64 `json:"replica_sync_s"`
-	// RelayPeakRSS is the relay's peak resident set (VmHWM) over both
-	// syncs; MasterUsedMemory the master's used_memory.
-	RelayPeakRSS     int64 `json:"relay_peak_rss"`
+	// RelayRSSSynced is the relay's resident set after its full sync,
+	// RelayRSSAfter after the replica's; RelayMaxRSS the highest sampled
+	// (memWatch) and RelayPeakRSS its VmHWM over the step.
+	RelayRSSSynced int64 `json:"relay_rss_synced"`
+	RelayRSSAfter  int64 `json:"relay_rss_after"`
+	RelayMaxRSS    int64 `json:"relay_max_rss"`
+	RelayPeakRSS   int64 `json:"relay_peak_rss"`
+	// MasterUsedMemory and MasterRSS are the master's used_memory and
+	// used_memory_rss after the fill; MemAvailableMin the machine's lowest
+	// MemAvailable over the step.
 	MasterUsedMemory int64 `json:"master_used_memory"`
+	MasterRSS        int64 `json:"master_rss"`
+	MemAvailableMin  int64 `json:"mem_available_min"`
 }
 
 // ScaleReport is what RunScale measured.
@@ -184,6 +214,13 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleReport, error) {
 	}
 	defer w.close()
 	s := &scaleRunner{workspace: w, cfg: cfg, rep: &ScaleReport{Host: newHost(), Rate: cfg.Rate, Duration: cfg.Duration.Seconds()}}
+	// Refuse a dataset the machine cannot hold now, before the series
+	// before it take their time; each dataset step checks again.
+	for _, size := range cfg.Datasets {
+		if err := s.checkDatasetRoom("dataset "+sizeString(size), size); err != nil {
+			return nil, fmt.Errorf("bench scale: %w", err)
+		}
+	}
 	if len(cfg.Replicas) > 0 {
 		if s.rep.Replicas, err = s.replicas(ctx, false); err != nil {
 			return s.rep, fmt.Errorf("replicas: %w", err)
@@ -423,13 +460,42 @@ func probeLags(sentAt []time.Duration, subs []*subscriber) (all, worst Dist, mis
 	return summarize(every), summarize(slowest), missing
 }
 
-// dataset fills a fresh master with size bytes and times a fresh relay's
-// full sync from it, then a replica's from the relay, with the relay's
-// peak RSS over both.
-func (s *scaleRunner) dataset(ctx context.Context, size int64) error {
+// dataset fills a fresh master with size bytes, times a native replica's
+// full sync from it (with DatasetNative), then a fresh relay's full sync
+// from the master; it takes the master's digest and stops the master, and
+// times a replica's full sync from the relay, which serves it from the
+// snapshot on its disk. So, native aside, one copy of the dataset is
+// resident at a time, and a dataset as large as the machine's memory
+// allows fits. The relay's resident set is watched throughout (memWatch),
+// as is the machine's MemAvailable: the step is refused before it starts
+// when the machine cannot hold it (checkRoom), and stopped should memory
+// run low anyway.
+func (s *scaleRunner) dataset(ctx context.Context, size int64) (err error) {
 	name := "dataset-" + sizeString(size)
+	if err := s.checkDatasetRoom(name, size); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var mw memWatch
+	stopWatch := mw.watch(ctx, name, cancel)
+	defer stopWatch()
 	e := s.newEnv(name)
-	defer e.close()
+	defer func() {
+		e.close()
+		// Its stores and RDB files off the disk before the next dataset.
+		if !s.keep {
+			os.RemoveAll(e.dir)
+		}
+	}()
+	defer func() {
+		// Stopped by memWatch: its RoomError, not the "context canceled"
+		// of whatever was waiting.
+		if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrNoRoom) {
+			err = cause
+		}
+	}()
+
 	m, err := e.startRedis(ctx, "master", "")
 	if err != nil {
 		return err
@@ -437,32 +503,90 @@ func (s *scaleRunner) dataset(ctx context.Context, size int64) error {
 	if err := noteRedisVersion(ctx, &s.rep.Host, m); err != nil {
 		return err
 	}
-	s.progress("%s: filling the master (%s)", name, DefaultMix())
-	fr, err := fillDataset(ctx, m.addr, newDocGen(DefaultMix(), 0, true, 1), size, 10000, s.progress)
+	res := ScaleDataset{ValueSize: s.cfg.DatasetValueSize}
+	var gen filler = newDocGen(DefaultMix(), 0, true, 1)
+	what, window := DefaultMix().String(), 10000
+	if vs := s.cfg.DatasetValueSize; vs > 0 {
+		gen, what = newBlobGen(vs, 1), fmt.Sprintf("%s values of random bytes", sizeString(int64(vs)))
+		// About 256 MiB in flight.
+		window = min(window, max(16, (256<<20)/vs))
+	}
+	s.progress("%s: filling the master (%s)", name, what)
+	began := time.Now()
+	fr, err := fillDataset(ctx, m.addr, gen, size, window, s.progress)
 	if err != nil {
 		return err
 	}
-	res := ScaleDataset{DatasetBytes: fr.dataBytes}
+	res.DatasetBytes, res.FillSeconds = fr.dataBytes, time.Since(began).Seconds()
 	mem, err := infoOn(ctx, m.addr, "memory")
 	if err != nil {
 		return err
 	}
 	res.MasterUsedMemory, _ = infoInt(mem, "used_memory")
+	res.MasterRSS, _ = infoInt(mem, "used_memory_rss")
+	s.progress("%s: filled in %.1f s; master used_memory %s, RSS %s", name, res.FillSeconds, sizeString(res.MasterUsedMemory), sizeString(res.MasterRSS))
 	timeout := linkTimeout + time.Duration(res.MasterUsedMemory/(10<<20))*time.Second // at least 10 MiB/s
-	began := time.Now()
+
+	if s.cfg.DatasetNative {
+		nr, err := e.startRedis(ctx, "native-replica", "")
+		if err != nil {
+			return err
+		}
+		target, err := masterOffset(ctx, m)
+		if err != nil {
+			return err
+		}
+		began := time.Now()
+		if err := replicaOf(ctx, nr, m.addr); err != nil {
+			return err
+		}
+		if res.NativeSyncSeconds, err = s.awaitFullSync(ctx, name, nr, m, target, began, nil, &mw, timeout); err != nil {
+			return err
+		}
+		d, err := compareDigests(ctx, name+"-native", m, nr)
+		if err != nil {
+			return err
+		}
+		s.rep.Digests = append(s.rep.Digests, d...)
+		// Gone before the relay's sync: one copy fewer resident.
+		nr.kill()
+	}
+
+	target, err := masterOffset(ctx, m)
+	if err != nil {
+		return err
+	}
+	began = time.Now()
 	rl, err := e.startRelay(ctx, "relay", m.addr)
 	if err != nil {
 		return err
 	}
-	if err := waitSynced(ctx, m, rl, timeout); err != nil {
+	mw.pid.Store(int64(rl.pid()))
+	if res.RelaySyncSeconds, err = s.awaitFullSync(ctx, name, rl, m, target, began, rl, &mw, timeout); err != nil {
 		return err
 	}
-	res.RelaySyncSeconds = time.Since(began).Seconds()
+	if res.RelayRSSSynced, _, err = residentSet(rl.pid()); err != nil {
+		return err
+	}
 	ai, err := infoOn(ctx, rl.addr, "arbor")
 	if err != nil {
 		return err
 	}
 	if res.RDBBytes, err = infoInt(ai, "arbor_snapshot_bytes"); err != nil {
+		return err
+	}
+	s.progress("%s: comparing digests: the master's, then the master stops", name)
+	md, err := digest(ctx, m.addr)
+	if err != nil {
+		return err
+	}
+	m.kill()
+	ri, err := infoOn(ctx, rl.addr, "replication")
+	if err != nil {
+		return err
+	}
+	// The relay's offset no longer moves: the replica's target.
+	if target, err = infoInt(ri, "slave_repl_offset"); err != nil {
 		return err
 	}
 	r, err := e.startRedis(ctx, "replica", "")
@@ -473,25 +597,110 @@ func (s *scaleRunner) dataset(ctx context.Context, size int64) error {
 	if err := replicaOf(ctx, r, rl.addr); err != nil {
 		return err
 	}
-	if err := waitSynced(ctx, m, r, timeout); err != nil {
+	if res.ReplicaSyncSeconds, err = s.awaitFullSync(ctx, name, r, rl, target, began, rl, &mw, timeout); err != nil {
 		return err
 	}
-	res.ReplicaSyncSeconds = time.Since(began).Seconds()
-	if res.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
+	if res.RelayRSSAfter, res.RelayPeakRSS, err = residentSet(rl.pid()); err != nil {
 		return err
 	}
+	res.RelayMaxRSS = max(mw.maxRSS.Load(), res.RelayRSSAfter)
+	res.MemAvailableMin = mw.minAvail.Load()
 	if res.StoreBytes, err = dirSize(filepath.Join(e.dir, rl.name)); err != nil {
 		return err
 	}
-	s.progress("%s: relay synced in %.1f s, replica from it in %.1f s; RDB %s, store %s, relay peak RSS %s",
-		name, res.RelaySyncSeconds, res.ReplicaSyncSeconds, sizeString(res.RDBBytes), sizeString(res.StoreBytes), sizeString(res.RelayPeakRSS))
-	d, err := compareDigests(ctx, name, m, r)
+	s.progress("%s: relay synced in %.1f s, replica from it (master stopped) in %.1f s; RDB %s, store %s; relay RSS %s after its sync, %s after the replica's, peak %s",
+		name, res.RelaySyncSeconds, res.ReplicaSyncSeconds, sizeString(res.RDBBytes), sizeString(res.StoreBytes),
+		sizeString(res.RelayRSSSynced), sizeString(res.RelayRSSAfter), sizeString(res.RelayPeakRSS))
+	rd, err := digest(ctx, r.addr)
 	if err != nil {
 		return err
 	}
-	s.rep.Digests = append(s.rep.Digests, d...)
+	s.rep.Digests = append(s.rep.Digests, DigestCheck{
+		Phase: name, Replica: r.name, Master: m.name + " (before it stopped)",
+		ReplicaDigest: string(rd.Str), MasterDigest: string(md.Str), Match: string(rd.Str) == string(md.Str),
+	})
 	s.rep.Datasets = append(s.rep.Datasets, res)
 	return nil
+}
+
+// checkDatasetRoom refuses a dataset step of size bytes the machine cannot
+// hold (a *RoomError), by estimateDataset and the machine's MemAvailable
+// and free disk now.
+func (s *scaleRunner) checkDatasetRoom(step string, size int64) error {
+	have, err := readMachineRoom(s.root)
+	if err != nil {
+		return err
+	}
+	return checkRoom(step, estimateDataset(size, s.cfg.DatasetValueSize, s.cfg.DatasetNative), s.cfg.DatasetNative, have)
+}
+
+// datasetProgressEvery is how often a dataset step's syncs report progress.
+const datasetProgressEvery = 5 * time.Second
+
+// awaitFullSync waits until f, full-syncing from src since began, has its
+// link up at offset target (or timeout passes), and returns the seconds
+// since began. Every datasetProgressEvery it reports f's progress (a
+// relay's store on disk, a redis-server's resident set as it loads), the
+// relay's resident set and the machine's MemAvailable.
+func (s *scaleRunner) awaitFullSync(ctx context.Context, step string, f, src *server, target int64, began time.Time, rl *server, mw *memWatch, timeout time.Duration) (float64, error) {
+	c, err := dial(ctx, f.addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.close()
+	var status string
+	var off int64
+	next := began.Add(datasetProgressEvery)
+	err = poll(ctx, timeout, slowPoll, f.name+" full sync from "+src.name, []*server{src, f}, func() (bool, error) {
+		if now := time.Now(); now.After(next) {
+			next = now.Add(datasetProgressEvery)
+			s.progress("%s: %s full sync from %s, %.0f s: %s%s; MemAvailable %s", step, f.name, src.name, now.Sub(began).Seconds(),
+				syncProgress(f, rl), relayRSSProgress(rl), sizeString(mw.minAvailNow()))
+		}
+		m, err := c.info("replication")
+		if err != nil {
+			return false, err
+		}
+		status = m["master_link_status"]
+		if status != "up" {
+			return false, nil
+		}
+		off, err = infoInt(m, "slave_repl_offset")
+		return off >= target, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%w; master_link_status %q, offset %d, target %d", err, status, off, target)
+	}
+	return time.Since(began).Seconds(), nil
+}
+
+// syncProgress describes how far f's full sync is: the relay's store on
+// disk, or a redis-server's resident set.
+func syncProgress(f, rl *server) string {
+	if f == rl {
+		n, err := dirSize(f.dir)
+		if err != nil {
+			return "store unknown"
+		}
+		return "store " + sizeString(n) + " on disk"
+	}
+	rss, _, err := residentSet(f.pid())
+	if err != nil {
+		return "RSS unknown"
+	}
+	return "RSS " + sizeString(rss)
+}
+
+// relayRSSProgress is "; relay RSS now (peak)", or nothing without a relay.
+func relayRSSProgress(rl *server) string {
+	if rl == nil {
+		return ""
+	}
+	rss, peak, err := residentSet(rl.pid())
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("; relay RSS %s (peak %s)", sizeString(rss), sizeString(peak))
 }
 
 // dirSize is the size of the regular files under dir.
@@ -550,12 +759,21 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 	steps("Native, side by side: the same replicas following the master directly:", "replicas", r.Native, false, false)
 	steps("Child relays on one relay over gRPC (a replica under each child; lag to those replicas):", "children", r.Children, true, true)
 	if len(r.Datasets) > 0 {
-		p.f("Dataset: a fresh relay full-syncs from the master, then a replica from the relay\n")
+		p.f("Dataset: a fresh relay full-syncs from the master; the master stops; a replica full-syncs from the relay (its snapshot on disk)\n")
 		tw := p.table()
-		fmt.Fprintln(tw, "  dataset\tRDB\trelay store\trelay sync s\treplica sync s\trelay peak RSS\tmaster used_memory")
+		fmt.Fprintln(tw, "  dataset\tvalues\tfill s\tRDB\trelay store\tnative sync s\trelay sync s\treplica sync s\trelay RSS synced\tafter replica\tpeak (VmHWM)\tmaster used_memory\tmaster RSS\tlowest MemAvailable")
 		for _, d := range r.Datasets {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%.1f\t%.1f\t%s\t%s\n", sizeString(d.DatasetBytes), sizeString(d.RDBBytes), sizeString(d.StoreBytes),
-				d.RelaySyncSeconds, d.ReplicaSyncSeconds, sizeString(d.RelayPeakRSS), sizeString(d.MasterUsedMemory))
+			values, native := "mix", "-"
+			if d.ValueSize > 0 {
+				values = sizeString(int64(d.ValueSize))
+			}
+			if d.NativeSyncSeconds > 0 {
+				native = fmt.Sprintf("%.1f", d.NativeSyncSeconds)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%.1f\t%s\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\n", sizeString(d.DatasetBytes), values, d.FillSeconds,
+				sizeString(d.RDBBytes), sizeString(d.StoreBytes), native, d.RelaySyncSeconds, d.ReplicaSyncSeconds,
+				sizeString(d.RelayRSSSynced), sizeString(d.RelayRSSAfter), sizeString(d.RelayPeakRSS),
+				sizeString(d.MasterUsedMemory), sizeString(d.MasterRSS), sizeString(d.MemAvailableMin))
 		}
 		tw.Flush()
 	}

@@ -1,11 +1,17 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/arbor-fabric/arbor/internal/resp"
 )
 
 // TestScaleSmoke runs the scale benchmark at tiny sizes: every step
@@ -47,17 +53,23 @@ func TestScaleSmoke(t *testing.T) {
 	if rep.Children[0].ChildrenCores <= 0 || rep.Children[0].ReplicasCores <= 0 || rep.Replicas[0].ReplicasCores <= 0 {
 		t.Errorf("children's or replicas' cores not measured: %+v", rep.Children[0])
 	}
-	if len(rep.Datasets) != 1 || rep.Datasets[0].RDBBytes <= 0 || rep.Datasets[0].StoreBytes < rep.Datasets[0].RDBBytes || rep.Datasets[0].RelayPeakRSS <= 0 {
-		t.Errorf("datasets: %+v", rep.Datasets)
+	if len(rep.Datasets) != 1 {
+		t.Fatalf("datasets: %+v", rep.Datasets)
 	}
-	if len(rep.Digests) != 2*(1+3)+2+1 || rep.Err() != nil {
-		t.Errorf("digests: %+v (err %v), want 11 checks (1+3 replicas on the relay and natively, 2 under children, 1 dataset), all equal", rep.Digests, rep.Err())
+	if d := rep.Datasets[0]; d.RDBBytes <= 0 || d.StoreBytes < d.RDBBytes || d.NativeSyncSeconds <= 0 || d.ReplicaSyncSeconds <= 0 ||
+		d.RelayRSSSynced <= 0 || d.RelayRSSAfter <= 0 || d.RelayPeakRSS < max(d.RelayRSSSynced, d.RelayRSSAfter) || d.MemAvailableMin <= 0 {
+		t.Errorf("dataset %+v: want the RDB stored, the native and the relay's replica's syncs timed, the relay's RSS and MemAvailable watched", d)
+	}
+	// The dataset's replica synced from the relay with the master stopped:
+	// the relay served it from its store, and it holds the master's data.
+	if len(rep.Digests) != 2*(1+3)+2+2 || rep.Err() != nil {
+		t.Errorf("digests: %+v (err %v), want 12 checks (1+3 replicas on the relay and natively, 2 under children, the dataset's native replica and relay's replica), all equal", rep.Digests, rep.Err())
 	}
 	var out bytes.Buffer
 	if err := rep.WriteText(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Redis replicas on one relay", "Child relays on one relay", "Dataset:", "DEBUG DIGEST of 11 replicas equal", "Native, side by side"} {
+	for _, want := range []string{"Redis replicas on one relay", "Child relays on one relay", "Dataset:", "DEBUG DIGEST of 12 replicas equal", "Native, side by side"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
@@ -79,6 +91,7 @@ func TestScaleConfigValidate(t *testing.T) {
 		{"zero", func(c *ScaleConfig) { c.Children = []int{0, 4} }, "children [0 4]: want ascending"},
 		{"too many", func(c *ScaleConfig) { c.Replicas = []int{1, maxScaleReplicas + 1} }, "want ascending counts from 1 to 500"},
 		{"tiny dataset", func(c *ScaleConfig) { c.Datasets = []int64{1000} }, "dataset 1000 bytes: want at least 1 MiB"},
+		{"huge values", func(c *ScaleConfig) { c.DatasetValueSize = maxDatasetValueSize + 1 }, "dataset value size 4194305: want 0"},
 		{"nothing", func(c *ScaleConfig) { c.Replicas, c.Children, c.Datasets = nil, nil, nil }, "nothing to measure"},
 		{"no rate", func(c *ScaleConfig) { c.Rate = 0 }, "want all positive"},
 		{"datasets only, no load needed", func(c *ScaleConfig) { c.Replicas, c.Children, c.Rate = nil, nil, 0 }, ""},
@@ -92,5 +105,114 @@ func TestScaleConfigValidate(t *testing.T) {
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestDatasetRoomRefusal: a dataset step the machine cannot hold is
+// refused with a *RoomError (ErrNoRoom) naming the resource, before any
+// process starts; what fits is let through. 10 GiB of the realistic mix
+// with a native replica needs two copies at once, more than a 23 GiB
+// machine; without it, one.
+func TestDatasetRoomRefusal(t *testing.T) {
+	const gib = int64(1) << 30
+	roomy := machineRoom{memAvailable: 22 * gib, diskFree: 35 * gib}
+	for _, tc := range []struct {
+		name      string
+		size      int64
+		valueSize int
+		native    bool
+		have      machineRoom
+		want      string // the resource refused, "" for none
+	}{
+		{"10 GiB mix, native: two copies", 10 * gib, 0, true, roomy, "memory"},
+		{"10 GiB mix, one copy at a time", 10 * gib, 0, false, roomy, ""},
+		{"10 GiB of 65,000-byte values, one copy", 10 * gib, 65000, false, roomy, ""},
+		{"10 GiB of 65,000-byte values, native", 10 * gib, 65000, true, roomy, "memory"},
+		{"1 GiB, native, little disk", gib, 0, true, machineRoom{memAvailable: 22 * gib, diskFree: 3 * gib}, "disk"},
+		{"1 GiB, native, little memory", gib, 0, true, machineRoom{memAvailable: 4 * gib, diskFree: 35 * gib}, "memory"},
+		{"1 GiB, native", gib, 0, true, roomy, ""},
+	} {
+		n := estimateDataset(tc.size, tc.valueSize, tc.native)
+		err := checkRoom("dataset", n, tc.native, tc.have)
+		var re *RoomError
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused (%v), want it to fit", tc.name, err)
+		case tc.want != "" && !errors.As(err, &re):
+			t.Errorf("%s: error %v, want a *RoomError for %s", tc.name, err, tc.want)
+		case tc.want != "" && (re.Resource != tc.want || !errors.Is(err, ErrNoRoom) || re.Need <= re.Have):
+			t.Errorf("%s: %+v, want %s refused (need over have, ErrNoRoom)", tc.name, re, tc.want)
+		case tc.want == "memory" && tc.native && !strings.Contains(re.Detail, "--dataset-native"):
+			t.Errorf("%s: %v, want it to say that without --dataset-native one copy is resident at a time", tc.name, err)
+		}
+	}
+}
+
+// TestScaleRefusesHugeDataset: RunScale refuses a dataset no machine here
+// holds before it starts anything, and leaves nothing behind.
+func TestScaleRefusesHugeDataset(t *testing.T) {
+	cfg := DefaultScaleConfig()
+	cfg.Dir = t.TempDir()
+	cfg.Replicas, cfg.Children, cfg.Datasets = []int{1}, nil, []int64{1 << 50}
+	rep, err := RunScale(context.Background(), cfg)
+	var re *RoomError
+	if !errors.As(err, &re) || re.Resource != "memory" || rep != nil {
+		t.Fatalf("RunScale: report %v, error %v, want a *RoomError for memory and no report", rep, err)
+	}
+	checkNothingLeft(t, cfg.Dir)
+}
+
+// TestBlobGen: the large-value fill writes well-formed SETs of new keys,
+// counts their data, and no two neighbouring values are the same bytes.
+func TestBlobGen(t *testing.T) {
+	g := newBlobGen(1000, 1)
+	var b []byte
+	for range 3 {
+		b = g.appendNext(b)
+	}
+	r := resp.NewReader(bufio.NewReader(bytes.NewReader(b)))
+	var values [][]byte
+	var data int64
+	for i := range 3 {
+		args, err := r.ReadCommand()
+		if err != nil {
+			t.Fatalf("command %d: %v", i, err)
+		}
+		if len(args) != 3 || string(args[0]) != "SET" || string(args[1]) != fmt.Sprintf("blob:%d", i) || len(args[2]) != 1000 {
+			t.Fatalf("command %d: %q, want SET blob:%d and a 1000-byte value", i, args, i)
+		}
+		values = append(values, bytes.Clone(args[2]))
+		data += int64(len(args[1]) + len(args[2]))
+	}
+	if g.written() != data {
+		t.Errorf("written %d, counted %d", g.written(), data)
+	}
+	if bytes.Equal(values[0], values[1]) || bytes.Equal(values[1], values[2]) {
+		t.Error("neighbouring values are equal")
+	}
+}
+
+// TestMemWatchStops: should MemAvailable fall under the floor while a step
+// runs, memWatch cancels the step with a *RoomError (here the floor is
+// above what any machine has); meanwhile it samples the watched process's
+// resident set.
+func TestMemWatchStops(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	w := memWatch{floor: 1 << 60}
+	w.pid.Store(int64(os.Getpid()))
+	stop := w.watch(ctx, "dataset", cancel)
+	defer stop()
+	select {
+	case <-ctx.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("not stopped after 30 s")
+	}
+	var re *RoomError
+	if cause := context.Cause(ctx); !errors.As(cause, &re) || re.Resource != "memory" || !errors.Is(cause, ErrNoRoom) {
+		t.Fatalf("cause %v, want a *RoomError for memory", cause)
+	}
+	if w.minAvail.Load() <= 0 || w.maxRSS.Load() <= 0 {
+		t.Errorf("lowest MemAvailable %d, highest RSS %d: want both sampled", w.minAvail.Load(), w.maxRSS.Load())
 	}
 }
