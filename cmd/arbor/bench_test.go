@@ -20,7 +20,7 @@ func TestBenchConfigFlags(t *testing.T) {
 			name: "defaults",
 			check: func(t *testing.T, cfg bench.Config, asJSON bool) {
 				def := bench.DefaultConfig()
-				if cfg.Duration != def.Duration || cfg.Rate != def.Rate || cfg.Pipeline != def.Pipeline || !slices.Equal(cfg.Clients, def.Clients) {
+				if cfg.Duration != def.Duration || cfg.Rate != def.Rate || !cfg.Concurrent || cfg.Pipeline != def.Pipeline || !slices.Equal(cfg.Clients, def.Clients) {
 					t.Errorf("got %+v, want the defaults %+v", cfg, def)
 				}
 				if !slices.Equal(cfg.Phases, bench.AllPhases) {
@@ -36,11 +36,11 @@ func TestBenchConfigFlags(t *testing.T) {
 		},
 		{
 			name: "every flag",
-			args: []string{"--duration=3s", "--rounds=5", "--rate=1000", "--lag-samples=100", "--value-size=64",
+			args: []string{"--duration=3s", "--rounds=5", "-n", "200000", "--concurrent=false", "--rate=1000", "--lag-samples=100", "--value-size=64",
 				"--pipeline=8", "--clients=2,50", "--keyspace=500", "--phases=lag", "--json", "--keep", "--quiet",
 				"--relay-bin=/x/arbor", "--relay-arg=--fsync=no", "--relay-arg=--backlog-size=64MiB"},
 			check: func(t *testing.T, cfg bench.Config, asJSON bool) {
-				if cfg.Duration != 3*time.Second || cfg.Rounds != 5 || cfg.Rate != 1000 || cfg.LagSamples != 100 ||
+				if cfg.Duration != 3*time.Second || cfg.Rounds != 5 || cfg.Ops != 200000 || cfg.Concurrent || cfg.Rate != 1000 || cfg.LagSamples != 100 ||
 					cfg.ValueSize != 64 || cfg.Pipeline != 8 || !slices.Equal(cfg.Clients, []int{2, 50}) || cfg.Keyspace != 500 {
 					t.Errorf("numbers not taken from flags: %+v", cfg)
 				}
@@ -81,6 +81,7 @@ func TestBenchConfigFlags(t *testing.T) {
 		},
 		{name: "bad phase", args: []string{"--phases=cpu"}, wantErr: true},
 		{name: "bad rate", args: []string{"--rate=0"}, wantErr: true},
+		{name: "too few ops", args: []string{"--ops=10"}, wantErr: true},
 		{name: "bad client count", args: []string{"--clients=4,0"}, wantErr: true},
 	}
 	for _, tt := range tests {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -284,117 +285,172 @@ func (r *runner) throughputAt(ctx context.Context, clients int, native, relayed 
 	res := &ThroughputResult{Clients: clients}
 	var cpuNative, cpuRelay time.Duration
 	var bytesNative, bytesRelay int64
-	var nat, rel, natUs, relUs, natAcks, relAcks []float64
+	var nat, rel, natAcks, relAcks []float64
+	var natCost, relCost []MasterCost
 	for pair := 1; pair <= r.cfg.Rounds; pair++ {
 		order := []setup{native, relayed}
 		if pair%2 == 0 {
 			order = []setup{relayed, native}
 		}
-		var ops [2]float64 // native, relay
-		for _, s := range order {
-			rd, err := r.round(ctx, pair, clients, s)
+		var ops, cpu [2]float64 // native, relay
+		var rds []Round
+		if r.cfg.Concurrent {
+			rd, err := r.rounds(ctx, pair, clients, native, relayed)
 			if err != nil {
 				return nil, err
 			}
+			rds = rd
+		} else {
+			for _, s := range order {
+				rd, err := r.rounds(ctx, pair, clients, s)
+				if err != nil {
+					return nil, err
+				}
+				rds = append(rds, rd...)
+			}
+		}
+		for _, rd := range rds {
 			res.Rounds = append(res.Rounds, rd)
 			acks := float64(rd.MasterReplconfCalls) / (rd.Seconds + rd.CatchUpMs/1000)
-			if s.name == "native" {
-				ops[0] = rd.OpsPerSec
-				nat, natUs, natAcks = append(nat, rd.OpsPerSec), append(natUs, rd.MasterCPUPerOpUs), append(natAcks, acks)
+			if rd.Config == "native" {
+				ops[0], cpu[0] = rd.OpsPerSec, rd.Master.CPUPerOpUs
+				nat, natAcks, natCost = append(nat, rd.OpsPerSec), append(natAcks, acks), append(natCost, rd.Master)
 				cpuNative += seconds(rd.CPUSeconds["native-replica"])
 				bytesNative += rd.StreamBytes
 			} else {
-				ops[1] = rd.OpsPerSec
-				rel, relUs, relAcks = append(rel, rd.OpsPerSec), append(relUs, rd.MasterCPUPerOpUs), append(relAcks, acks)
+				ops[1], cpu[1] = rd.OpsPerSec, rd.Master.CPUPerOpUs
+				rel, relAcks, relCost = append(rel, rd.OpsPerSec), append(relAcks, acks), append(relCost, rd.Master)
 				cpuRelay += seconds(rd.CPUSeconds["relay"])
 				bytesRelay += rd.StreamBytes
 			}
 		}
 		res.PairRatios = append(res.PairRatios, ratio(ops[1], ops[0]))
+		res.MasterCPUPairRatios = append(res.MasterCPUPairRatios, ratio(cpu[1], cpu[0]))
 	}
-	res.NativeOpsPerSec, res.NativeMasterCPUPerOpUs = median(nat), median(natUs)
-	res.RelayOpsPerSec, res.RelayMasterCPUPerOpUs = median(rel), median(relUs)
+	res.NativeOpsPerSec, res.RelayOpsPerSec = median(nat), median(rel)
+	res.NativeMaster, res.RelayMaster = medianCost(natCost), medianCost(relCost)
+	res.NativeMasterCPUPerOpUs, res.RelayMasterCPUPerOpUs = res.NativeMaster.CPUPerOpUs, res.RelayMaster.CPUPerOpUs
 	res.NativeReplconfPerSec, res.RelayReplconfPerSec = median(natAcks), median(relAcks)
 	res.Spread = spreadOf(res.PairRatios)
 	res.Ratio = res.Spread.Median
+	res.MasterCPUSpread = spreadOf(res.MasterCPUPairRatios)
 	res.CPU = cpuComparison(
 		CPUUse{Process: "relay", Seconds: cpuRelay.Seconds(), StreamBytes: bytesRelay},
 		CPUUse{Process: "native-replica", Seconds: cpuNative.Seconds(), StreamBytes: bytesNative},
 	)
-	r.progress("%d clients: relay/native per pair median %.3f (min %.3f, max %.3f, bootstrap 95%% %.3f-%.3f)",
-		clients, res.Spread.Median, res.Spread.Min, res.Spread.Max, res.Spread.CILow, res.Spread.CIHigh)
+	c := res.MasterCPUSpread
+	r.progress("%d clients: relay/native per pair: throughput median %.3f (min %.3f, max %.3f, bootstrap 95%% %.3f-%.3f); master CPU per SET median %.3f (min %.3f, max %.3f, bootstrap 95%% %.3f-%.3f)",
+		clients, res.Spread.Median, res.Spread.Min, res.Spread.Max, res.Spread.CILow, res.Spread.CIHigh, c.Median, c.Min, c.Max, c.CILow, c.CIHigh)
 	return res, nil
 }
 
-// round saturates s's master for one round and measures it, up to the
-// moment the consumers have caught up.
-func (r *runner) round(ctx context.Context, round, clients int, s setup) (Round, error) {
-	procs := []*process{s.master.process}
-	for _, c := range s.consumers {
-		procs = append(procs, c.process)
+// rounds loads the masters of ss at once (one setup: a round on its own;
+// both: a concurrent pair) and measures each, up to the moment its
+// consumers have caught up. Each master has its own clients connections;
+// the load generator drives them all.
+func (r *runner) rounds(ctx context.Context, round, clients int, ss ...setup) ([]Round, error) {
+	var procs []*process
+	for _, s := range ss {
+		procs = append(procs, s.master.process)
+		for _, c := range s.consumers {
+			procs = append(procs, c.process)
+		}
 	}
 	meter := newCPUMeter(procs...)
-	off0, err := masterOffset(ctx, s.master)
-	if err != nil {
-		return Round{}, err
+	type measure struct {
+		off0, off1, syncs0, syncs1, acks0, acks1 int64
+		master0, master1                         procCounters
+		load                                     loadResult
+		catchUp                                  time.Duration
+		err                                      error
 	}
-	syncs0, err := fullSyncs(ctx, s.master)
-	if err != nil {
-		return Round{}, err
-	}
-	acks0, err := replconfCalls(ctx, s.master)
-	if err != nil {
-		return Round{}, err
+	meas := make([]measure, len(ss))
+	var err error
+	for i, s := range ss {
+		m := &meas[i]
+		if m.off0, err = masterOffset(ctx, s.master); err != nil {
+			return nil, err
+		}
+		if m.syncs0, err = fullSyncs(ctx, s.master); err != nil {
+			return nil, err
+		}
+		if m.acks0, err = replconfCalls(ctx, s.master); err != nil {
+			return nil, err
+		}
 	}
 	if err := meter.begin(); err != nil {
-		return Round{}, err
+		return nil, err
 	}
-	load, err := saturate(ctx, s.master.addr, &r.cfg, clients)
-	if err != nil {
-		return Round{}, err
+	for i, s := range ss {
+		if meas[i].master0, err = readProcCounters(s.master.pid()); err != nil {
+			return nil, fmt.Errorf("%s counters: %w", s.master.name, err)
+		}
 	}
-	loadEnd := time.Now()
-	off1, err := waitCaughtUp(ctx, s.master, s.consumers...)
-	if err != nil {
-		return Round{}, err
+	var wg sync.WaitGroup
+	for i, s := range ss {
+		m := &meas[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if m.load, m.err = saturate(ctx, s.master.addr, &r.cfg, clients); m.err != nil {
+				return
+			}
+			loadEnd := time.Now()
+			if m.off1, m.err = waitCaughtUp(ctx, s.master, s.consumers...); m.err != nil {
+				return
+			}
+			m.catchUp = time.Since(loadEnd)
+			if m.master1, m.err = readProcCounters(s.master.pid()); m.err != nil {
+				m.err = fmt.Errorf("%s counters: %w", s.master.name, m.err)
+			}
+		}()
 	}
-	catchUp := time.Since(loadEnd)
+	wg.Wait()
+	for _, m := range meas {
+		if m.err != nil {
+			return nil, m.err
+		}
+	}
 	usage, err := meter.end()
 	if err != nil {
-		return Round{}, err
+		return nil, err
 	}
-	syncs1, err := fullSyncs(ctx, s.master)
-	if err != nil {
-		return Round{}, err
+	out := make([]Round, len(ss))
+	for i, s := range ss {
+		m := &meas[i]
+		if m.syncs1, err = fullSyncs(ctx, s.master); err != nil {
+			return nil, err
+		}
+		if m.acks1, err = replconfCalls(ctx, s.master); err != nil {
+			return nil, err
+		}
+		rd := Round{
+			Clients:             clients,
+			MasterReplconfCalls: m.acks1 - m.acks0,
+			MasterFullSyncs:     m.syncs1 - m.syncs0,
+			Round:               round,
+			Config:              s.name,
+			Concurrent:          len(ss) > 1,
+			Ops:                 m.load.ops,
+			Seconds:             m.load.elapsed.Seconds(),
+			OpsPerSec:           m.load.rate(),
+			StreamBytes:         m.off1 - m.off0,
+			CatchUpMs:           ms(m.catchUp),
+			CPUSeconds:          map[string]float64{selfName: usage.procs[selfName].Seconds()},
+			HostBusy:            usage.busyFraction(),
+			OtherCPUSeconds:     usage.other().Seconds(),
+		}
+		rd.CPUSeconds[s.master.name] = usage.procs[s.master.name].Seconds()
+		for _, c := range s.consumers {
+			rd.CPUSeconds[c.name] = usage.procs[c.name].Seconds()
+		}
+		rd.Master = masterCost(m.master1.sub(m.master0), m.load.ops)
+		rd.MasterCPUPerOpUs = rd.Master.CPUPerOpUs
+		r.progress("%d clients, pair %d, %-6s: %d SETs at %.0f ops/s, master %.3f µs CPU per SET, %.1f MiB/s of stream, replicas caught up %.0f ms after the load, %d full syncs, machine %.0f%% busy, %.2f CPU s unattributed",
+			clients, round, s.name, rd.Ops, rd.OpsPerSec, rd.MasterCPUPerOpUs, float64(rd.StreamBytes)/(1<<20)/rd.Seconds, rd.CatchUpMs, rd.MasterFullSyncs, 100*rd.HostBusy, rd.OtherCPUSeconds)
+		out[i] = rd
 	}
-	acks1, err := replconfCalls(ctx, s.master)
-	if err != nil {
-		return Round{}, err
-	}
-	rd := Round{
-		Clients:             clients,
-		MasterReplconfCalls: acks1 - acks0,
-		MasterFullSyncs:     syncs1 - syncs0,
-		Round:               round,
-		Config:              s.name,
-		Ops:                 load.ops,
-		Seconds:             load.elapsed.Seconds(),
-		OpsPerSec:           load.rate(),
-		StreamBytes:         off1 - off0,
-		CatchUpMs:           ms(catchUp),
-		CPUSeconds:          make(map[string]float64, len(usage.procs)),
-		HostBusy:            usage.busyFraction(),
-		OtherCPUSeconds:     usage.other().Seconds(),
-	}
-	for name, d := range usage.procs {
-		rd.CPUSeconds[name] = d.Seconds()
-	}
-	if load.ops > 0 {
-		rd.MasterCPUPerOpUs = float64(usage.procs[s.master.name].Microseconds()) / float64(load.ops)
-	}
-	r.progress("%d clients, pair %d, %-6s: %.0f ops/s, %.1f MiB/s of stream, replicas caught up %.0f ms after the load, %d full syncs, machine %.0f%% busy, %.2f CPU s unattributed",
-		clients, round, s.name, rd.OpsPerSec, float64(rd.StreamBytes)/(1<<20)/rd.Seconds, rd.CatchUpMs, rd.MasterFullSyncs, 100*rd.HostBusy, rd.OtherCPUSeconds)
-	return rd, nil
+	return out, nil
 }
 
 // lagRounds runs PhaseLag LagRounds times and returns the median round by

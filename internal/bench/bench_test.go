@@ -137,7 +137,14 @@ func TestRunSmoke(t *testing.T) {
 		if len(r.PairRatios) != cfg.Rounds || r.Spread.N != cfg.Rounds || r.Ratio != r.Spread.Median {
 			t.Errorf("%d clients: pair ratios %v, spread %+v, ratio %v; want %d pairs and the ratio their median", r.Clients, r.PairRatios, r.Spread, r.Ratio, cfg.Rounds)
 		}
+		if len(r.MasterCPUPairRatios) != cfg.Rounds || r.MasterCPUSpread.N != cfg.Rounds || r.MasterCPUSpread.Median <= 0 {
+			t.Errorf("%d clients: master CPU pair ratios %v, spread %+v; want %d pairs > 0", r.Clients, r.MasterCPUPairRatios, r.MasterCPUSpread, cfg.Rounds)
+		}
 		for _, rd := range r.Rounds {
+			if m := rd.Master; m.CPUPerOpUs <= 0 || m.ReadsPerKOp <= 0 || m.WritesPerKOp <= 0 || rd.MasterCPUPerOpUs != m.CPUPerOpUs {
+				t.Errorf("%d clients: round %d %s: master cost %+v, CPU per op %v; want CPU, reads and writes per SET > 0",
+					r.Clients, rd.Round, rd.Config, m, rd.MasterCPUPerOpUs)
+			}
 			if rd.Clients != r.Clients || rd.MasterReplconfCalls <= 0 {
 				t.Errorf("%d clients: round %d %s ran %d clients, master served %d REPLCONFs; want %d clients and some ACKs",
 					r.Clients, rd.Round, rd.Config, rd.Clients, rd.MasterReplconfCalls, r.Clients)
@@ -170,10 +177,44 @@ func TestRunSmoke(t *testing.T) {
 	if len(rep.Targets) == 0 {
 		t.Error("no targets checked")
 	}
+	if !strings.Contains(text.String(), "verdict, the master pays nothing for a relay") {
+		t.Error("the text report has no master-cost verdict")
+	}
 	if _, err := json.Marshal(rep); err != nil {
 		t.Errorf("report does not marshal: %v", err)
 	}
 
+	checkNothingLeft(t, cfg.Dir)
+}
+
+// TestRunFixedCount: with Config.Ops every throughput round writes that
+// many SETs (rounded up to whole pipelines), and the master's cost per SET
+// is measured in each.
+func TestRunFixedCount(t *testing.T) {
+	cfg := smallConfig(t)
+	cfg.Phases = []string{PhaseThroughput}
+	cfg.Rounds = 1
+	cfg.Clients = []int{3}
+	cfg.Ops = 20000
+	rep := runSmall(t, cfg)
+	if err := rep.Err(); err != nil {
+		t.Errorf("report has correctness failures: %v", err)
+	}
+	th := rep.Throughput
+	if th == nil || len(th.Rounds) != 2 {
+		t.Fatalf("throughput %+v: want one pair of rounds", th)
+	}
+	for _, rd := range th.Rounds {
+		if rd.Ops < int64(cfg.Ops) || rd.Ops >= int64(cfg.Ops+cfg.Pipeline) {
+			t.Errorf("round %s wrote %d SETs, want %d rounded up to whole pipelines", rd.Config, rd.Ops, cfg.Ops)
+		}
+		if rd.Master.CPUPerOpUs <= 0 || rd.Master.WritesPerKOp <= 0 {
+			t.Errorf("round %s: master cost %+v, want CPU and writes per SET > 0", rd.Config, rd.Master)
+		}
+	}
+	if rep.Settings.Ops != cfg.Ops {
+		t.Errorf("settings ops %d, want %d", rep.Settings.Ops, cfg.Ops)
+	}
 	checkNothingLeft(t, cfg.Dir)
 }
 

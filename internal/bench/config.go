@@ -46,6 +46,17 @@ type Config struct {
 	// relay) gets, at each client count: they run in pairs (one of each,
 	// the first of a pair alternating), and each pair gives one ratio.
 	Rounds int
+	// Ops, when not 0, makes each throughput round write this many SETs
+	// (in whole pipelines, spread over the clients) instead of loading
+	// for Duration, so that every round does the same work; a round is
+	// then bounded in time by countRoundLimit.
+	Ops int
+	// Concurrent runs each pair's native and relay rounds at once, each
+	// master loaded by its own Clients connections, instead of one after
+	// the other: both masters then share the machine's every moment (the
+	// same CPU with Pin), so what the machine does meanwhile weighs on both
+	// alike and each pair compares like with like.
+	Concurrent bool
 	// Rate is the write rate of the lag phase, in SETs per second.
 	Rate int
 	// RelayHops is how many relays the lag phase's relay path runs
@@ -98,6 +109,7 @@ func DefaultConfig() Config {
 		Phases:        slices.Clone(AllPhases),
 		Duration:      10 * time.Second,
 		Rounds:        5,
+		Concurrent:    true,
 		Rate:          50000,
 		BatchInterval: time.Millisecond,
 		LagSamples:    1000,
@@ -160,6 +172,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Rounds < 1 || c.Rounds > 100 {
 		errs = append(errs, fmt.Errorf("rounds %d: must be between 1 and 100", c.Rounds))
+	}
+	if c.Ops != 0 && (c.Ops < 1000 || c.Ops > maxRoundOps) {
+		errs = append(errs, fmt.Errorf("ops %d: must be 0 (rounds of --duration) or between 1000 and %d", c.Ops, maxRoundOps))
 	}
 	if c.Rate < 1 || c.Rate > 10_000_000 {
 		errs = append(errs, fmt.Errorf("rate %d: must be between 1 and 10000000", c.Rate))

@@ -22,6 +22,10 @@ const (
 	// ioGrace is how long past its end a load connection may still wait
 	// for replies before it counts as stuck.
 	ioGrace = 30 * time.Second
+	// maxRoundOps bounds Config.Ops, and countRoundLimit the time of a
+	// round of Config.Ops SETs (it ends there with what it wrote).
+	maxRoundOps     = 1_000_000_000
+	countRoundLimit = 5 * time.Minute
 )
 
 // okReply is what every SET returns.
@@ -146,8 +150,8 @@ type loadResult struct {
 func (l loadResult) rate() float64 { return float64(l.ops) / l.elapsed.Seconds() }
 
 // saturate writes pipelined SETs from nclients connections to addr for
-// cfg.Duration, each client waiting for a batch's replies before it sends
-// the next.
+// cfg.Duration, or cfg.Ops of them when it is set, each client waiting
+// for a batch's replies before it sends the next.
 func saturate(ctx context.Context, addr string, cfg *Config, nclients int) (loadResult, error) {
 	value := newValue(cfg.ValueSize)
 	clients := make([]*loadClient, 0, nclients)
@@ -172,9 +176,13 @@ func saturate(ctx context.Context, addr string, cfg *Config, nclients int) (load
 	})
 	defer stop()
 
-	maxBatches := int64(cfg.Duration.Seconds()*maxOpsPerSecond) / int64(cfg.Pipeline*nclients)
+	batches := batchesPerClient(cfg, nclients)
+	limit := cfg.Duration
+	if cfg.Ops > 0 {
+		limit = countRoundLimit
+	}
 	start := time.Now()
-	deadline := start.Add(cfg.Duration)
+	deadline := start.Add(limit)
 	ops := make([]int64, len(clients))
 	errs := make([]error, len(clients))
 	var wg sync.WaitGroup
@@ -183,7 +191,7 @@ func saturate(ctx context.Context, addr string, cfg *Config, nclients int) (load
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for n := int64(0); n < maxBatches && time.Now().Before(deadline); n++ {
+			for n := int64(0); n < batches[i] && time.Now().Before(deadline); n++ {
 				if err := c.roundTrip(cfg.Keyspace); err != nil {
 					errs[i] = fmt.Errorf("load client %d on %s: %w", i, addr, err)
 					return
@@ -204,6 +212,28 @@ func saturate(ctx context.Context, addr string, cfg *Config, nclients int) (load
 		res.ops += ops[i]
 	}
 	return res, nil
+}
+
+// batchesPerClient returns how many pipelines each of nclients clients
+// sends at most: cfg.Ops SETs in whole pipelines, the remainder spread
+// one each over the first clients; without cfg.Ops, as many as
+// maxOpsPerSecond for cfg.Duration allow (the time ends the load first).
+func batchesPerClient(cfg *Config, nclients int) []int64 {
+	n := make([]int64, nclients)
+	if cfg.Ops <= 0 {
+		for i := range n {
+			n[i] = int64(cfg.Duration.Seconds()*maxOpsPerSecond) / int64(cfg.Pipeline*nclients)
+		}
+		return n
+	}
+	total := int64((cfg.Ops + cfg.Pipeline - 1) / cfg.Pipeline)
+	for i := range n {
+		n[i] = total / int64(nclients)
+		if int64(i) < total%int64(nclients) {
+			n[i]++
+		}
+	}
+	return n
 }
 
 // prefill sets every key of the keyspace once, so that every measured SET
