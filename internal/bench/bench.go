@@ -277,10 +277,12 @@ func (r *runner) throughput(ctx context.Context, rep *Report) ([]*ThroughputResu
 }
 
 // throughputAt runs the rounds at one client count: Config.Rounds pairs of
-// a native and a relay round, the first of a pair alternating (native
-// first, then relay first, ...) so that a drift of the machine's speed
-// during the run weighs on both alike. Each pair gives a ratio, relay over
-// native, of rounds a few seconds apart.
+// a native and a relay round. With Config.Concurrent the two of a pair run
+// at once and share every moment of the machine; without, one after the
+// other, the first of a pair alternating (native first, then relay first,
+// ...) so that a drift of the machine's speed during the run weighs on
+// both alike. Each pair gives a ratio, relay over native, of ops/s and of
+// the master's CPU per SET.
 func (r *runner) throughputAt(ctx context.Context, clients int, native, relayed setup) (*ThroughputResult, error) {
 	res := &ThroughputResult{Clients: clients}
 	var cpuNative, cpuRelay time.Duration
