@@ -163,8 +163,11 @@ func memAvailable() (int64, error) {
 // fit the room, leaving memReserve and diskReserve.
 func checkRoom(step string, n datasetNeeds, native bool, have machineRoom) error {
 	if need := n.memory + memReserve; need > have.memAvailable {
-		detail := fmt.Sprintf("%d redis-server(s) of about %s each at once, the master's fork and the relay, and %s left to the rest of the machine",
-			n.copies, sizeString(n.copy), sizeString(memReserve))
+		copies := "a redis-server of about " + sizeString(n.copy)
+		if n.copies > 1 {
+			copies = fmt.Sprintf("%d redis-servers of about %s each at once", n.copies, sizeString(n.copy))
+		}
+		detail := fmt.Sprintf("%s, the master's fork and the relay, and %s left to the rest of the machine", copies, sizeString(memReserve))
 		if native {
 			detail += "; without --dataset-native only one copy is resident at a time (the master is stopped before the replica loads from the relay)"
 		}
@@ -191,15 +194,9 @@ type memWatch struct {
 	minAvail atomic.Int64
 }
 
-// minAvailNow is the lowest MemAvailable seen so far, or MemAvailable now
-// before the first sample.
-func (w *memWatch) minAvailNow() int64 {
-	if m := w.minAvail.Load(); m >= 0 {
-		return m
-	}
-	m, _ := memAvailable()
-	return m
-}
+// lowest is the lowest MemAvailable sampled so far (-1 before the first
+// sample).
+func (w *memWatch) lowest() int64 { return w.minAvail.Load() }
 
 // memWatchEvery is memWatch's sampling period.
 const memWatchEvery = 200 * time.Millisecond

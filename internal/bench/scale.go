@@ -163,12 +163,14 @@ type ScaleDataset struct {
 	NativeSyncSeconds  float64 `json:"native_sync_s,omitempty"`
 	RelaySyncSeconds   float64 `json:"relay_sync_s"`
 	ReplicaSyncSeconds float64 `json:"replica_sync_s"`
-	// RelayRSSSynced is the relay's resident set after its full sync,
-	// RelayRSSAfter after the replica's; RelayMaxRSS the highest sampled
-	// (memWatch) and RelayPeakRSS its VmHWM over the step.
+	// RelayRSSStart is the relay's resident set as it started (answering
+	// PING, its sync just begun), RelayRSSSynced after its full sync,
+	// RelayRSSAfter after the replica's, RelayPeakRSS its peak over the
+	// step: the higher of its VmHWM and the highest memWatch sampled (the
+	// kernel updates VmHWM lazily; either may be a few pages short).
+	RelayRSSStart  int64 `json:"relay_rss_start"`
 	RelayRSSSynced int64 `json:"relay_rss_synced"`
 	RelayRSSAfter  int64 `json:"relay_rss_after"`
-	RelayMaxRSS    int64 `json:"relay_max_rss"`
 	RelayPeakRSS   int64 `json:"relay_peak_rss"`
 	// MasterUsedMemory and MasterRSS are the master's used_memory and
 	// used_memory_rss after the fill; MemAvailableMin the machine's lowest
@@ -562,6 +564,9 @@ func (s *scaleRunner) dataset(ctx context.Context, size int64) (err error) {
 		return err
 	}
 	mw.pid.Store(int64(rl.pid()))
+	if res.RelayRSSStart, _, err = residentSet(rl.pid()); err != nil {
+		return err
+	}
 	if res.RelaySyncSeconds, err = s.awaitFullSync(ctx, name, rl, m, target, began, rl, &mw, timeout); err != nil {
 		return err
 	}
@@ -603,8 +608,8 @@ func (s *scaleRunner) dataset(ctx context.Context, size int64) (err error) {
 	if res.RelayRSSAfter, res.RelayPeakRSS, err = residentSet(rl.pid()); err != nil {
 		return err
 	}
-	res.RelayMaxRSS = max(mw.maxRSS.Load(), res.RelayRSSAfter)
-	res.MemAvailableMin = mw.minAvail.Load()
+	res.RelayPeakRSS = max(res.RelayPeakRSS, mw.maxRSS.Load())
+	res.MemAvailableMin = mw.lowest()
 	if res.StoreBytes, err = dirSize(filepath.Join(e.dir, rl.name)); err != nil {
 		return err
 	}
@@ -654,8 +659,9 @@ func (s *scaleRunner) awaitFullSync(ctx context.Context, step string, f, src *se
 	err = poll(ctx, timeout, slowPoll, f.name+" full sync from "+src.name, []*server{src, f}, func() (bool, error) {
 		if now := time.Now(); now.After(next) {
 			next = now.Add(datasetProgressEvery)
-			s.progress("%s: %s full sync from %s, %.0f s: %s%s; MemAvailable %s", step, f.name, src.name, now.Sub(began).Seconds(),
-				syncProgress(f, rl), relayRSSProgress(rl), sizeString(mw.minAvailNow()))
+			avail, _ := memAvailable()
+			s.progress("%s: %s full sync from %s, %.0f s: %s%s; MemAvailable %s (lowest %s)", step, f.name, src.name, now.Sub(began).Seconds(),
+				syncProgress(f, rl), relayRSSProgress(rl), sizeString(avail), sizeString(mw.lowest()))
 		}
 		m, err := c.info("replication")
 		if err != nil {
@@ -761,7 +767,7 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 	if len(r.Datasets) > 0 {
 		p.f("Dataset: a fresh relay full-syncs from the master; the master stops; a replica full-syncs from the relay (its snapshot on disk)\n")
 		tw := p.table()
-		fmt.Fprintln(tw, "  dataset\tvalues\tfill s\tRDB\trelay store\tnative sync s\trelay sync s\treplica sync s\trelay RSS synced\tafter replica\tpeak (VmHWM)\tmaster used_memory\tmaster RSS\tlowest MemAvailable")
+		fmt.Fprintln(tw, "  dataset\tvalues\tfill s\tRDB\trelay store\tnative sync s\trelay sync s\treplica sync s\trelay RSS at start\tsynced\tafter replica\tpeak\tmaster used_memory\tmaster RSS\tlowest MemAvailable")
 		for _, d := range r.Datasets {
 			values, native := "mix", "-"
 			if d.ValueSize > 0 {
@@ -770,9 +776,9 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 			if d.NativeSyncSeconds > 0 {
 				native = fmt.Sprintf("%.1f", d.NativeSyncSeconds)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%.1f\t%s\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\n", sizeString(d.DatasetBytes), values, d.FillSeconds,
+			fmt.Fprintf(tw, "  %s\t%s\t%.1f\t%s\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sizeString(d.DatasetBytes), values, d.FillSeconds,
 				sizeString(d.RDBBytes), sizeString(d.StoreBytes), native, d.RelaySyncSeconds, d.ReplicaSyncSeconds,
-				sizeString(d.RelayRSSSynced), sizeString(d.RelayRSSAfter), sizeString(d.RelayPeakRSS),
+				sizeString(d.RelayRSSStart), sizeString(d.RelayRSSSynced), sizeString(d.RelayRSSAfter), sizeString(d.RelayPeakRSS),
 				sizeString(d.MasterUsedMemory), sizeString(d.MasterRSS), sizeString(d.MemAvailableMin))
 		}
 		tw.Flush()

@@ -57,7 +57,7 @@ func TestScaleSmoke(t *testing.T) {
 		t.Fatalf("datasets: %+v", rep.Datasets)
 	}
 	if d := rep.Datasets[0]; d.RDBBytes <= 0 || d.StoreBytes < d.RDBBytes || d.NativeSyncSeconds <= 0 || d.ReplicaSyncSeconds <= 0 ||
-		d.RelayRSSSynced <= 0 || d.RelayRSSAfter <= 0 || d.RelayPeakRSS < max(d.RelayRSSSynced, d.RelayRSSAfter) || d.MemAvailableMin <= 0 {
+		d.RelayRSSStart <= 0 || d.RelayRSSSynced <= 0 || d.RelayRSSAfter <= 0 || d.RelayPeakRSS < max(d.RelayRSSSynced, d.RelayRSSAfter) || d.MemAvailableMin <= 0 {
 		t.Errorf("dataset %+v: want the RDB stored, the native and the relay's replica's syncs timed, the relay's RSS and MemAvailable watched", d)
 	}
 	// The dataset's replica synced from the relay with the master stopped:
@@ -212,7 +212,7 @@ func TestMemWatchStops(t *testing.T) {
 	if cause := context.Cause(ctx); !errors.As(cause, &re) || re.Resource != "memory" || !errors.Is(cause, ErrNoRoom) {
 		t.Fatalf("cause %v, want a *RoomError for memory", cause)
 	}
-	if w.minAvail.Load() <= 0 || w.maxRSS.Load() <= 0 {
-		t.Errorf("lowest MemAvailable %d, highest RSS %d: want both sampled", w.minAvail.Load(), w.maxRSS.Load())
+	if w.lowest() <= 0 || w.maxRSS.Load() <= 0 {
+		t.Errorf("lowest MemAvailable %d, highest RSS %d: want both sampled", w.lowest(), w.maxRSS.Load())
 	}
 }
