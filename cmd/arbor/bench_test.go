@@ -36,11 +36,11 @@ func TestBenchConfigFlags(t *testing.T) {
 		},
 		{
 			name: "every flag",
-			args: []string{"--duration=3s", "--rounds=5", "-n", "200000", "--concurrent=false", "--rate=1000", "--lag-samples=100", "--value-size=64",
+			args: []string{"--duration=3s", "--rounds=5", "-n", "200000", "--concurrent=false", "--control", "--rate=1000", "--lag-samples=100", "--value-size=64",
 				"--pipeline=8", "--clients=2,50", "--keyspace=500", "--phases=lag", "--json", "--keep", "--quiet",
 				"--relay-bin=/x/arbor", "--relay-arg=--fsync=no", "--relay-arg=--backlog-size=64MiB"},
 			check: func(t *testing.T, cfg bench.Config, asJSON bool) {
-				if cfg.Duration != 3*time.Second || cfg.Rounds != 5 || cfg.Ops != 200000 || cfg.Concurrent || cfg.Rate != 1000 || cfg.LagSamples != 100 ||
+				if cfg.Duration != 3*time.Second || cfg.Rounds != 5 || cfg.Ops != 200000 || cfg.Concurrent || !cfg.Control || cfg.Rate != 1000 || cfg.LagSamples != 100 ||
 					cfg.ValueSize != 64 || cfg.Pipeline != 8 || !slices.Equal(cfg.Clients, []int{2, 50}) || cfg.Keyspace != 500 {
 					t.Errorf("numbers not taken from flags: %+v", cfg)
 				}

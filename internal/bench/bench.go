@@ -230,19 +230,29 @@ func (r *runner) throughput(ctx context.Context, rep *Report) ([]*ThroughputResu
 	if relayed.master, err = e.startRedis(ctx, "relay-master", "", throughputMasterArgs...); err != nil {
 		return nil, err
 	}
-	rl, err := e.startRelay(ctx, "relay", relayed.master.addr)
-	if err != nil {
-		return nil, err
+	var rl *server // the relay; nil for a control run
+	if r.cfg.Control {
+		// The same set-up as native's, measured as the relay's would be.
+		relayed.name = "control"
+		cr, err := e.startRedis(ctx, "control-replica", relayed.master.addr)
+		if err != nil {
+			return nil, err
+		}
+		relayed.consumers = []*server{cr}
+	} else {
+		if rl, err = e.startRelay(ctx, "relay", relayed.master.addr); err != nil {
+			return nil, err
+		}
+		rr, err := e.startRedis(ctx, "relay-replica", rl.addr)
+		if err != nil {
+			return nil, err
+		}
+		relayed.consumers = []*server{rl, rr}
 	}
-	rr, err := e.startRedis(ctx, "relay-replica", rl.addr)
-	if err != nil {
-		return nil, err
-	}
-	relayed.consumers = []*server{rl, rr}
 	if err := noteRedisVersion(ctx, &rep.Host, native.master); err != nil {
 		return nil, err
 	}
-	if err := waitLinked(ctx, nr, rl, rr); err != nil {
+	if err := waitLinked(ctx, append([]*server{nr}, relayed.consumers...)...); err != nil {
 		return nil, err
 	}
 	for _, s := range []setup{native, relayed} {
@@ -261,8 +271,10 @@ func (r *runner) throughput(ctx context.Context, rep *Report) ([]*ThroughputResu
 		if err != nil {
 			return results, err
 		}
-		if res.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
-			return nil, fmt.Errorf("relay peak RSS: %w", err)
+		if rl != nil {
+			if res.RelayPeakRSS, err = peakRSS(rl.pid()); err != nil {
+				return nil, fmt.Errorf("relay peak RSS: %w", err)
+			}
 		}
 		results = append(results, res)
 	}
@@ -284,7 +296,7 @@ func (r *runner) throughput(ctx context.Context, rep *Report) ([]*ThroughputResu
 // both alike. Each pair gives a ratio, relay over native, of ops/s and of
 // the master's CPU per SET.
 func (r *runner) throughputAt(ctx context.Context, clients int, native, relayed setup) (*ThroughputResult, error) {
-	res := &ThroughputResult{Clients: clients}
+	res := &ThroughputResult{Clients: clients, Control: r.cfg.Control}
 	var cpuNative, cpuRelay time.Duration
 	var bytesNative, bytesRelay int64
 	var nat, rel, natAcks, relAcks []float64
@@ -297,7 +309,8 @@ func (r *runner) throughputAt(ctx context.Context, clients int, native, relayed 
 		var ops, cpu [2]float64 // native, relay
 		var rds []Round
 		if r.cfg.Concurrent {
-			rd, err := r.rounds(ctx, pair, clients, native, relayed)
+			// Which master's load starts first alternates too.
+			rd, err := r.rounds(ctx, pair, clients, order...)
 			if err != nil {
 				return nil, err
 			}

@@ -189,14 +189,19 @@ func TestRunSmoke(t *testing.T) {
 
 // TestRunFixedCount: with Config.Ops every throughput round writes that
 // many SETs (rounded up to whole pipelines), and the master's cost per SET
-// is measured in each.
+// is measured in each. It is a control run (Config.Control): the second
+// master has a native replica, and no relay target is judged.
 func TestRunFixedCount(t *testing.T) {
 	cfg := smallConfig(t)
 	cfg.Phases = []string{PhaseThroughput}
 	cfg.Rounds = 1
 	cfg.Clients = []int{3}
 	cfg.Ops = 20000
+	cfg.Control = true
 	rep := runSmall(t, cfg)
+	if len(rep.Targets) != 0 {
+		t.Errorf("control run judged targets %v, want none", rep.Targets)
+	}
 	if err := rep.Err(); err != nil {
 		t.Errorf("report has correctness failures: %v", err)
 	}
@@ -205,6 +210,9 @@ func TestRunFixedCount(t *testing.T) {
 		t.Fatalf("throughput %+v: want one pair of rounds", th)
 	}
 	for _, rd := range th.Rounds {
+		if rd.Config != "native" && rd.Config != "control" {
+			t.Errorf("round config %q, want native or control", rd.Config)
+		}
 		if rd.Ops < int64(cfg.Ops) || rd.Ops >= int64(cfg.Ops+cfg.Pipeline) {
 			t.Errorf("round %s wrote %d SETs, want %d rounded up to whole pipelines", rd.Config, rd.Ops, cfg.Ops)
 		}

@@ -57,6 +57,10 @@ type Config struct {
 	// same CPU with Pin), so what the machine does meanwhile weighs on both
 	// alike and each pair compares like with like.
 	Concurrent bool
+	// Control replaces the relay and its replica in the throughput phase
+	// by a second native replica (an A/A run): what the pairs' ratios then
+	// show is the method's own bias, the floor under what it can tell.
+	Control bool
 	// Rate is the write rate of the lag phase, in SETs per second.
 	Rate int
 	// RelayHops is how many relays the lag phase's relay path runs

@@ -208,6 +208,10 @@ func verdictLines(t *ThroughputResult) []string {
 	if c.N == 0 {
 		return nil
 	}
+	if t.Control {
+		return []string{fmt.Sprintf("control run (A/A: both masters with a native replica; \"relay\" is the second): the method's own bias is %.3f in master CPU per SET (interval %.3f-%.3f) and %.3f in ops/s (interval %.3f-%.3f)",
+			c.Median, c.CILow, c.CIHigh, th.Median, th.CILow, th.CIHigh)}
+	}
 	verdict, why := "PASS", fmt.Sprintf("the interval's upper end %.3f is within %.3f", c.CIHigh, TargetMasterCPURatio)
 	switch {
 	case c.CILow > TargetMasterCPURatio:
