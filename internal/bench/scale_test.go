@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -214,5 +215,44 @@ func TestMemWatchStops(t *testing.T) {
 	}
 	if w.lowest() <= 0 || w.maxRSS.Load() <= 0 {
 		t.Errorf("lowest MemAvailable %d, highest RSS %d: want both sampled", w.lowest(), w.maxRSS.Load())
+	}
+}
+
+// TestDigestInterrupted: DEBUG DIGEST of a large dataset may take long; when
+// the benchmark is interrupted (its context canceled) digest returns at
+// once with the context's error. The server here (a listener that never
+// answers) stands in for a redis-server busy digesting.
+func TestDigestInterrupted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := digest(ctx, ln.Addr().String())
+		done <- err
+	}()
+	c, ok := <-accepted
+	if !ok {
+		t.Fatal("no connection")
+	}
+	defer c.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("digest: %v, want context.Canceled", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("digest still waiting 20 s after its context ended")
 	}
 }

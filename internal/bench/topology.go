@@ -165,13 +165,21 @@ func compareDigests(ctx context.Context, phase string, master *server, replicas 
 	return out, nil
 }
 
-// digest runs DEBUG DIGEST on addr, allowing for a large dataset.
+// digest runs DEBUG DIGEST on addr, allowing for a large dataset (the
+// server reads all of it); should ctx end first, it returns at once, so
+// that an interrupted benchmark kills its processes without waiting.
 func digest(ctx context.Context, addr string) (resp.Value, error) {
 	c, err := dial(ctx, addr)
 	if err != nil {
 		return resp.Value{}, err
 	}
 	defer c.close()
+	stop := context.AfterFunc(ctx, c.close)
+	defer stop()
 	c.timeout = digestTimeout
-	return c.do("DEBUG", "DIGEST")
+	v, err := c.do("DEBUG", "DIGEST")
+	if err != nil && ctx.Err() != nil {
+		return v, context.Cause(ctx)
+	}
+	return v, err
 }
