@@ -49,6 +49,9 @@ type fanout struct {
 	// joins at it).
 	resetNext bool
 	members   int
+	// pending are the join points of links that joined while a frame was
+	// being made (each counted in members), settled when the making ends.
+	pending []*joinPoint
 	// queueBytes bounds queued (fanoutQueueBytes; tests set less).
 	queueBytes int
 	// rejoinDelay is how long a member that fell behind goes alone
@@ -114,18 +117,55 @@ func (r *Relay) fanoutFor(kind arborv1.Compression) *fanout {
 // seq, which begins at stream offset at, when the link's child knows
 // replication ID replid (else a switch lies between what the link sent
 // and the fanout's frames, and the link must leave again).
+//
+// A link that joins while a member is making a frame enters at the frame
+// after that one, whose start nobody knows yet: ready is then closed once
+// seq, at and replid are set (at the end of the making), and until then
+// the link sends its own frames only up to upTo, where the frame being
+// made begins. failed, set before ready closes, means the fanout started
+// over instead: the link must leave.
 type joinPoint struct {
 	seq    uint64
 	at     int64
 	replid string
+
+	ready  chan struct{}
+	upTo   int64
+	failed bool
+}
+
+// settled tells whether seq, at and replid are known (or failed set).
+func (jp *joinPoint) settled() bool {
+	if jp.ready == nil {
+		return true
+	}
+	select {
+	case <-jp.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// limit is how far the link sends its own frames: to its join point, or to
+// upTo while that is not known yet.
+func (jp *joinPoint) limit() int64 {
+	if jp.settled() {
+		return jp.at
+	}
+	return jp.upTo
 }
 
 // join makes a member of a link that has sent the stream up to pos and
 // whose child knows replication ID known, and returns where it joins (at ≥
-// pos: the link sends [pos, at) itself first); ok false means the link
-// cannot join now (the fanout is behind pos, too far ahead, or in the
-// middle of a frame) and tries again later.
-func (fo *fanout) join(gen uint64, pos int64, known string) (jp joinPoint, ok bool, err error) {
+// pos: the link sends [pos, at) itself first). While a member is making a
+// frame, the link joins at the next one (a joinPoint that settles when the
+// making ends): the member that makes frames waits inside the making for
+// the store's next bytes most of the time, so a link that could join only
+// between two frames would seldom join, and on one core never (it runs
+// only while the maker waits). ok false means the link cannot join now
+// (the fanout is behind pos or too far ahead) and tries again later.
+func (fo *fanout) join(gen uint64, pos int64, known string) (jp *joinPoint, ok bool, err error) {
 	fo.mu.Lock()
 	defer fo.mu.Unlock()
 	if fo.members == 0 && !fo.producing {
@@ -133,12 +173,12 @@ func (fo *fanout) join(gen uint64, pos int64, known string) (jp joinPoint, ok bo
 		// knows.
 		reader, err := fo.r.store.NewReaderAs(gen, pos, known)
 		if err != nil {
-			return joinPoint{}, false, err
+			return nil, false, err
 		}
 		if fo.enc == nil {
 			if fo.enc, err = newFrameEncoder(fo.kind, fo.r.level); err != nil {
 				reader.Close()
-				return joinPoint{}, false, err
+				return nil, false, err
 			}
 		}
 		fo.dropLocked()
@@ -147,12 +187,34 @@ func (fo *fanout) join(gen uint64, pos int64, known string) (jp joinPoint, ok bo
 			fo.buf = make([]byte, fo.r.cfg.BatchBytes)
 		}
 	}
-	if fo.reader == nil || fo.producing || fo.pos < pos || fo.pos-pos > fanoutJoinGap || fo.reader.Generation() != gen {
-		return joinPoint{}, false, nil
+	if fo.reader == nil || fo.pos < pos || fo.pos-pos > fanoutJoinGap || fo.reader.Generation() != gen {
+		return nil, false, nil
+	}
+	fo.members++
+	if fo.producing {
+		// The frame being made began without a reset: the link enters at
+		// the one after it (settlePendingLocked).
+		jp := &joinPoint{ready: make(chan struct{}), upTo: fo.pos}
+		fo.pending = append(fo.pending, jp)
+		return jp, true, nil
 	}
 	fo.resetNext = true
-	fo.members++
-	return joinPoint{seq: fo.first + uint64(len(fo.frames)), at: fo.pos, replid: fo.replid}, true, nil
+	return &joinPoint{seq: fo.first + uint64(len(fo.frames)), at: fo.pos, replid: fo.replid}, true, nil
+}
+
+// settlePendingLocked gives the links that joined while a frame was being
+// made their join point, the fanout's next frame, which begins a new
+// compression stream for them.
+func (fo *fanout) settlePendingLocked() {
+	if len(fo.pending) == 0 {
+		return
+	}
+	for _, jp := range fo.pending {
+		jp.seq, jp.at, jp.replid = fo.first+uint64(len(fo.frames)), fo.pos, fo.replid
+		close(jp.ready)
+	}
+	fo.pending = nil
+	fo.resetNext = true
 }
 
 // leave ends a membership; the last member out frees the reader and queue.
@@ -174,6 +236,11 @@ func (fo *fanout) dropLocked() {
 	}
 	fo.first += uint64(len(fo.frames))
 	fo.frames, fo.queued = nil, 0
+	for _, jp := range fo.pending {
+		jp.failed = true
+		close(jp.ready)
+	}
+	fo.pending = nil
 	fo.broadcastLocked()
 }
 
@@ -251,6 +318,7 @@ func (fo *fanout) produce(ctx context.Context) error {
 	fo.broadcastLocked() // a frame, or another member may take over
 	switch {
 	case err != nil && ctx.Err() != nil:
+		fo.settlePendingLocked()
 		return ctx.Err()
 	case err != nil || fo.members == 0:
 		fo.dropLocked()
@@ -273,6 +341,7 @@ func (fo *fanout) produce(ctx context.Context) error {
 		fo.frames = fo.frames[1:]
 		fo.first++
 	}
+	fo.settlePendingLocked()
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -291,5 +292,41 @@ func TestFanoutCarriesReplidSwitches(t *testing.T) {
 		}
 		t.Logf("%s: shared %d of %d bytes, resets %d, went alone %d times, %d of %d switches", l.c.id,
 			l.c.sharedRawBytes.Load(), l.c.rawBytes.Load(), l.child.resets, l.left, len(l.child.switches), len(want))
+	}
+}
+
+// TestFanoutSteadyStreamSharedByBoth: two links that keep up with a steady
+// stream of small writes (a master at a low write rate) both send the
+// fanout's frames, so each frame is compressed once for both. The member
+// that makes a frame waits inside it for the store's next bytes nearly all
+// the time, and a link that could join only between two frames kept
+// compressing its own frames (each frame twice on the relay). On one core
+// (a relay pinned to a CPU: GOMAXPROCS 1) the other link only ever ran
+// while the maker waited, so it never joined.
+func TestFanoutSteadyStreamSharedByBoth(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	r, _, links, cancel := startFanout(t, fanoutQueueBytes, fanoutRejoinDelay, 0, 0)
+
+	var all []byte
+	for i := 0; i < 600; i++ {
+		p := setCommands(i*2, 2)
+		if _, err := r.store.Append(p); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, p...)
+		time.Sleep(500 * time.Microsecond)
+	}
+	waitLinks(t, cancel, links, int64(len(all)))
+	for _, l := range links {
+		if !bytes.Equal(l.child.got.Bytes(), all) {
+			t.Errorf("%s: decoded stream differs from the stored one", l.c.id)
+		}
+		shared, raw := l.c.sharedRawBytes.Load(), l.c.rawBytes.Load()
+		t.Logf("%s: shared %d of %d bytes, resets %d, went alone %d times", l.c.id, shared, raw, l.child.resets, l.left)
+		// Both links start alone; joining takes a frame or two, not most
+		// of the stream.
+		if shared < raw*3/4 {
+			t.Errorf("%s: %d of %d bytes from shared frames, want at least 3/4", l.c.id, shared, raw)
+		}
 	}
 }

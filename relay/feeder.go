@@ -80,8 +80,8 @@ type ownFrames struct {
 	// link was sending a fanout's frames).
 	resetNext bool
 	// joining, when set, is where the link enters its fanout (already one
-	// of its members): it sends its own frames up to joining.at, then the
-	// fanout's from frame joining.seq.
+	// of its members): it sends its own frames up to joining.at (once
+	// known: joining.limit), then the fanout's from frame joining.seq.
 	joining *joinPoint
 }
 
@@ -453,11 +453,11 @@ func (f *feeder) tryShare() error {
 			return err
 		}
 		if ok {
-			o.joining = &jp
+			o.joining = jp
 		}
 	}
 	jp := o.joining
-	if jp == nil || o.reader.Pos() != jp.at {
+	if jp == nil || !jp.settled() || o.reader.Pos() != jp.at {
 		return nil
 	}
 	o.joining = nil
@@ -482,8 +482,19 @@ func (o *ownFrames) step(ctx context.Context, f *feeder) error {
 	r := f.r
 	reader := o.reader
 	buf := f.buf
-	if o.joining != nil {
-		buf = buf[:min(int64(len(buf)), o.joining.at-reader.Pos())]
+	if jp := o.joining; jp != nil {
+		if jp.settled() && jp.failed {
+			// The fanout started over before the link entered it.
+			f.fo.leave()
+			o.joining = nil
+			return nil
+		}
+		if reader.Pos() == jp.limit() {
+			// Sent everything before the frame being made: the link
+			// enters at the next, once its making ends.
+			return o.awaitJoin(ctx, f, jp)
+		}
+		buf = buf[:min(int64(len(buf)), jp.limit()-reader.Pos())]
 	}
 	var n int
 	var pending *store.ReplidSwitchError
@@ -525,6 +536,22 @@ func (o *ownFrames) step(ctx context.Context, f *feeder) error {
 		return f.sendSwitch(pending)
 	}
 	return nil
+}
+
+// awaitJoin waits until the link's join point is known (a member is making
+// the frame before it), with a heartbeat when that takes long (an idle
+// stream).
+func (o *ownFrames) awaitJoin(ctx context.Context, f *feeder, jp *joinPoint) error {
+	t := time.NewTimer(heartbeatEvery)
+	defer t.Stop()
+	select {
+	case <-jp.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return f.heartbeat()
+	}
 }
 
 // step sends the link's next frame of the fanout, or a heartbeat when the
