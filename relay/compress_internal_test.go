@@ -3,13 +3,17 @@ package relay
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+
 	"github.com/arbor-fabric/arbor/internal/bench"
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
-	"github.com/klauspost/compress/zstd"
 )
 
 // frames returns n stream frames of about size bytes each, of SET commands
@@ -152,6 +156,109 @@ func BenchmarkFrameEncode(b *testing.B) {
 			})
 		})
 	}
+}
+
+// relayFrameSizes are the sizes of the frames relay-a compressed for its
+// two child relays in "arbor bench tree --pin --phases bytes" (counted per
+// power of two: the upper bound of each bucket and how many frames fell in
+// it), at 2,000 writes/s (a frame per master write, 886 bytes on average)
+// and at 20,000 (16 KiB on average: the relay, sharing its core with
+// relay-b and relay-c, reads several master writes at once).
+var relayFrameSizes = []struct {
+	name    string
+	buckets [][2]int // {upper bound, frames}
+}{
+	{"relay-2k", [][2]int{{64, 728}, {128, 210}, {256, 566}, {512, 2016}, {1 << 10, 5354}, {2 << 10, 4518}, {4 << 10, 372}, {8 << 10, 34}, {16 << 10, 14}}},
+	{"relay-20k", [][2]int{{2 << 10, 100}, {4 << 10, 638}, {8 << 10, 5153}, {16 << 10, 8006}, {32 << 10, 5795}, {64 << 10, 1201}, {64<<10 + 1, 638}}},
+}
+
+// drawFrameSizes cuts n bytes into frames whose sizes follow buckets
+// (uniform within a bucket, seeded: the same cut each run).
+func drawFrameSizes(buckets [][2]int, n int) []int {
+	rng := rand.New(rand.NewPCG(1, 2))
+	total := 0
+	for _, b := range buckets {
+		total += b[1]
+	}
+	var sizes []int
+	for n > 0 {
+		pick, lo := rng.IntN(total), 1
+		for _, b := range buckets {
+			if pick < b[1] {
+				size := min(n, lo+rng.IntN(b[0]-lo))
+				sizes = append(sizes, size)
+				n -= size
+				break
+			}
+			pick -= b[1]
+			lo = b[0]
+		}
+	}
+	return sizes
+}
+
+// BenchmarkFrameEncodeRelay measures a link's encoder at the default level
+// on the frame sizes relay-a makes (relayFrameSizes), warm (frames back to
+// back, as BenchmarkFrameEncode runs them) and cold: between two frames
+// other work runs on the core and evicts the caches (8 MiB written), as
+// the master's next write reaches the relay a millisecond later, after
+// relay-b, relay-c and the kernel ran on the same core. Only the encoding
+// is timed (the thread's CPU clock). The encoder's hash tables (1.25 MiB
+// at default) and 1 MiB window start each small frame cold, which costs
+// more per byte than the encoding itself: this, and frames smaller than
+// 7 KiB, is why zstd takes more CPU per byte inside the relay than
+// BenchmarkFrameEncode says (docs/benchmarks.md, CPU per byte).
+func BenchmarkFrameEncodeRelay(b *testing.B) {
+	stream := bench.WorkloadStream(bench.DefaultMix(), 100000, 1, 4<<20)
+	junk := make([]byte, 8<<20)
+	for _, dist := range relayFrameSizes {
+		sizes := drawFrameSizes(dist.buckets, len(stream))
+		for _, cold := range []bool{false, true} {
+			b.Run(fmt.Sprintf("frames=%s/cold=%v", dist.name, cold), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				b.SetBytes(int64(len(stream)))
+				var spent time.Duration
+				var wire int
+				for b.Loop() {
+					enc, err := newFrameEncoder(arborv1.Compression_COMPRESSION_ZSTD, zstd.SpeedDefault)
+					if err != nil {
+						b.Fatal(err)
+					}
+					wire = 0
+					p := stream
+					for _, size := range sizes {
+						if cold {
+							for i := 0; i < len(junk); i += 64 {
+								junk[i]++
+							}
+						}
+						t0 := threadCPUTime(b)
+						w, err := enc.encode(p[:size])
+						spent += threadCPUTime(b) - t0
+						if err != nil {
+							b.Fatal(err)
+						}
+						wire += len(w)
+						p = p[size:]
+					}
+					enc.close()
+				}
+				b.ReportMetric(float64(len(stream))/float64(wire), "x")
+				b.ReportMetric(float64(b.N)*float64(len(stream))/1e6/spent.Seconds(), "MB/cpu-s")
+				b.ReportMetric(float64(spent.Microseconds())/float64(b.N*len(sizes)), "us/frame")
+			})
+		}
+	}
+}
+
+// threadCPUTime returns the CPU time the calling thread has used so far.
+func threadCPUTime(b *testing.B) time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ts.Nano())
 }
 
 // zstdEncoder returns a zstd frameEncoder with the link's options but level
