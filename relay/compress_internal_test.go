@@ -252,6 +252,60 @@ func BenchmarkFrameEncodeRelay(b *testing.B) {
 	}
 }
 
+// BenchmarkFrameDecodeRelay is BenchmarkFrameEncodeRelay's counterpart on
+// a child relay: it decodes the frames relay-a makes (relayFrameSizes, at
+// the default level), warm and with the caches evicted between frames.
+func BenchmarkFrameDecodeRelay(b *testing.B) {
+	stream := bench.WorkloadStream(bench.DefaultMix(), 100000, 1, 4<<20)
+	junk := make([]byte, 8<<20)
+	for _, dist := range relayFrameSizes {
+		sizes := drawFrameSizes(dist.buckets, len(stream))
+		enc, err := newFrameEncoder(arborv1.Compression_COMPRESSION_ZSTD, zstd.SpeedDefault)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var wires [][]byte
+		for p, i := stream, 0; i < len(sizes); p, i = p[sizes[i]:], i+1 {
+			w, err := enc.encode(p[:sizes[i]])
+			if err != nil {
+				b.Fatal(err)
+			}
+			wires = append(wires, bytes.Clone(w))
+		}
+		enc.close()
+		for _, cold := range []bool{false, true} {
+			b.Run(fmt.Sprintf("frames=%s/cold=%v", dist.name, cold), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				b.SetBytes(int64(len(stream)))
+				var spent time.Duration
+				for b.Loop() {
+					dec, err := newFrameDecoder(arborv1.Compression_COMPRESSION_ZSTD)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for i, w := range wires {
+						if cold {
+							for i := 0; i < len(junk); i += 64 {
+								junk[i]++
+							}
+						}
+						t0 := threadCPUTime(b)
+						_, err := dec.decode(w, arborv1.Compression_COMPRESSION_ZSTD, sizes[i])
+						spent += threadCPUTime(b) - t0
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					dec.close()
+				}
+				b.ReportMetric(float64(b.N)*float64(len(stream))/1e6/spent.Seconds(), "MB/cpu-s")
+				b.ReportMetric(float64(spent.Microseconds())/float64(b.N*len(sizes)), "us/frame")
+			})
+		}
+	}
+}
+
 // threadCPUTime returns the CPU time the calling thread has used so far.
 func threadCPUTime(b *testing.B) time.Duration {
 	var ts unix.Timespec
