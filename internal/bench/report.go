@@ -111,11 +111,11 @@ func newSettings(c *Config) Settings {
 // ThroughputResult is the result of PhaseThroughput at one client count.
 type ThroughputResult struct {
 	// Clients is the number of load connections.
-	Clients int `json:"clients,omitempty"`
+	Clients int     `json:"clients,omitempty"`
+	Rounds  []Round `json:"rounds"`
 	// Control: the second master had a native replica, not a relay (an
 	// A/A run, Config.Control); its "relay" figures are that master's.
-	Control bool    `json:"control,omitempty"`
-	Rounds  []Round `json:"rounds"`
+	Control bool `json:"control,omitempty"`
 	// NativeOpsPerSec and RelayOpsPerSec are the medians over the rounds.
 	NativeOpsPerSec float64 `json:"native_ops_per_sec"`
 	RelayOpsPerSec  float64 `json:"relay_ops_per_sec"`
