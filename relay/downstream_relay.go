@@ -65,6 +65,20 @@ func (c *childLink) getSubtree() []*arborv1.ChildAck {
 	return c.subtree
 }
 
+// linkWindow is the flow-control window, of the stream and of the
+// connection, of both ends of a relay-to-relay link. gRPC's default is a
+// 64 KiB window grown by BDP estimation, which costs every link a ping,
+// and a window update, for about every frame it carries at a steady rate
+// (a frame is what a millisecond of a busy master brings): two more writes
+// and two more goroutine wake-ups on each end of the hop, in the way of
+// the next frame. A fixed window as large as the estimator's own limit
+// (16 MiB) sends an update every 4 MiB instead, and buffers no more than
+// the estimator could let a link buffer. A child that stops reading still
+// blocks its parent's Send once its window and the socket buffers are
+// full; a stalled link (nothing read from the socket) blocks it as soon
+// as before (the parent's write quota and socket buffers).
+const linkWindow = 16 << 20
+
 // grpcService implements arbor.v1.RelayService.
 type grpcService struct {
 	arborv1.UnimplementedRelayServiceServer
@@ -87,6 +101,8 @@ func (r *Relay) newGRPCServer() (*grpc.Server, *health.Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 20 * time.Second}),
 		grpc.MaxRecvMsgSize(8<<20),
+		grpc.InitialWindowSize(linkWindow),
+		grpc.InitialConnWindowSize(linkWindow),
 	)
 	arborv1.RegisterRelayServiceServer(srv, &grpcService{r: r})
 	hs := health.NewServer()

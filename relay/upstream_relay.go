@@ -178,6 +178,10 @@ func (r *Relay) openSync(ctx context.Context, up Upstream) (stream arborv1.Relay
 		// is gone.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
+		// Fixed flow-control windows (see linkWindow): no BDP pings, and
+		// a window update every linkWindow/4 bytes, not every few frames.
+		grpc.WithInitialWindowSize(linkWindow),
+		grpc.WithInitialConnWindowSize(linkWindow),
 	)
 	if err != nil {
 		return nil, nil, fmt.Errorf("parent relay %s: %w", up.Addr, err)

@@ -2,7 +2,9 @@ package relay_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -177,6 +179,20 @@ func pausedChild(t *testing.T, compression string) {
 	toC.Pause()
 	for seed := int64(2); seed < 5; seed++ {
 		load(t, master, redistest.LoadOptions{SmallKeys: 5000, Seed: seed, Big: true})
+	}
+	// More wire bytes than relay-c's flow-control window (16 MiB) and the
+	// socket buffers on the way hold, even compressed: relay-a's sends to
+	// relay-c then block, which is what the cut is for. The load above
+	// compresses to far less.
+	rnd := rand.New(rand.NewPCG(7, 7))
+	for i := range 5 {
+		v := make([]byte, 8<<20)
+		for j := 0; j < len(v); j += 8 {
+			binary.LittleEndian.PutUint64(v[j:], rnd.Uint64())
+		}
+		if err := master.Client().Set(context.Background(), fmt.Sprintf("rand:%d", i), v, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// relay-b keeps up while relay-c's link is stalled.
 	redistest.WaitInSync(t, syncTimeout, master, repB)
