@@ -61,6 +61,10 @@ type feeder struct {
 	fo         *fanout
 	leftShared int       // times the link fell behind the shared frames and went on alone
 	joinAfter  time.Time // after falling behind, the link joins again only once it sends past this
+	// idle is the context of the link's waits for stream bytes (idleWait),
+	// idleCancel its cancel.
+	idle       context.Context
+	idleCancel context.CancelFunc
 }
 
 // feedMode is where a feeder's stream frames come from.
@@ -387,6 +391,9 @@ func (f *feeder) stream(ctx context.Context, reader *store.Reader) error {
 		f.fo = r.fanoutFor(f.enc.kind)
 	}
 	defer func() {
+		if f.idleCancel != nil {
+			f.idleCancel()
+		}
 		if f.own.reader != nil {
 			f.own.reader.Close()
 		}
@@ -503,9 +510,7 @@ func (o *ownFrames) step(ctx context.Context, f *feeder) error {
 		// Busy stream: no wait, so no heartbeat timer for this read.
 		n, pending, err = r.readBatch(ctx, reader, buf)
 	} else {
-		waitCtx, cancel := context.WithTimeout(ctx, heartbeatEvery)
-		n, pending, err = r.readBatch(waitCtx, reader, buf)
-		cancel()
+		n, pending, err = r.readBatch(f.idleWait(ctx), reader, buf)
 	}
 	var sw *store.ReplidSwitchError
 	switch {
@@ -564,9 +569,7 @@ func (s *sharedFrames) step(ctx context.Context, f *feeder) error {
 		// Bytes are waiting: no heartbeat timer for this frame.
 		fr, err = f.fo.next(ctx, s.seq)
 	default:
-		waitCtx, cancel := context.WithTimeout(ctx, heartbeatEvery)
-		fr, err = f.fo.next(waitCtx, s.seq)
-		cancel()
+		fr, err = f.fo.next(f.idleWait(ctx), s.seq)
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
@@ -609,6 +612,22 @@ func (f *feeder) sendFrame(fr *sharedFrame, shared bool) error {
 		r.stats.sharedRawBytes.Add(uint64(fr.rawLen))
 	}
 	return nil
+}
+
+// idleWait returns the context of a wait for stream bytes: it ends when a
+// heartbeat is due, heartbeatEvery after the last send. One context serves
+// every wait until it ends, rather than a timer made and stopped for every
+// frame of a busy link (about one per millisecond of a busy master). A
+// frame sent since it was made moves the heartbeat's time: heartbeat then
+// sends nothing, and the next wait gets a context ending at the new time.
+func (f *feeder) idleWait(ctx context.Context) context.Context {
+	if f.idle == nil || f.idle.Err() != nil {
+		if f.idleCancel != nil {
+			f.idleCancel()
+		}
+		f.idle, f.idleCancel = context.WithDeadline(ctx, f.lastSend.Add(heartbeatEvery))
+	}
+	return f.idle
 }
 
 // heartbeat tells an idle child the link is alive, at most once per
