@@ -654,6 +654,14 @@ func (r *runner) lag(ctx context.Context, rep *Report, dir string, null bool) (*
 		return nil, err
 	}
 	loadEnd := time.Now()
+	var inChain []ChainLag
+	if !null {
+		// Inside the chain, by the relays' own clocks, before the
+		// catch-up enters their window of the last seconds.
+		if inChain, err = chainLags(ctx, hops[1:]); err != nil {
+			return nil, err
+		}
+	}
 	off1, err := waitCaughtUp(ctx, m, path...)
 	if err != nil {
 		return nil, err
@@ -689,6 +697,7 @@ func (r *runner) lag(ctx context.Context, rep *Report, dir string, null bool) (*
 		OtherCPUSeconds: usage.other().Seconds(),
 		LoadAvgStart:    load0,
 		LoadAvgEnd:      loadAverage(),
+		InChain:         inChain,
 	}
 	res.Native, res.Relay, res.Paired = lagStats(sentAt[:wr.probes], subs[0], subs[1])
 	res.AddedP50 = res.Relay.P50 - res.Native.P50
@@ -725,6 +734,28 @@ func (r *runner) lag(ctx context.Context, rep *Report, dir string, null bool) (*
 	}
 	rep.Digests = append(rep.Digests, d...)
 	return res, nil
+}
+
+// chainLags reads, from each relay that follows another, the lag of the
+// stream from the chain's first relay to its store (INFO arbor's
+// arbor_tree_lag over the last seconds, by the first relay's clock at its
+// read and this relay's at its store).
+func chainLags(ctx context.Context, relays []*server) ([]ChainLag, error) {
+	var out []ChainLag
+	for _, s := range relays {
+		m, err := infoOn(ctx, s.addr, "arbor")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		var v [3]int64
+		for i, k := range []string{"arbor_tree_lag_p50_us", "arbor_tree_lag_p99_us", "arbor_tree_lag_frames"} {
+			if v[i], err = infoInt(m, k); err != nil {
+				return nil, fmt.Errorf("%s: %w", s.name, err)
+			}
+		}
+		out = append(out, ChainLag{Relay: s.name, P50: float64(v[0]) / 1000, P99: float64(v[1]) / 1000, Frames: v[2]})
+	}
+	return out, nil
 }
 
 // lagStats pairs each probe's send time with its arrival on the native

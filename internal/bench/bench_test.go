@@ -344,6 +344,9 @@ func TestRunLagThroughRelayHops(t *testing.T) {
 	if got, want := lag.PerHopP50, lag.Paired.P50/2; got != want {
 		t.Errorf("p50 per relay hop %v, want %v (paired p50 / 2)", got, want)
 	}
+	if len(lag.InChain) != 1 || lag.InChain[0].Relay != "relay-2" || lag.InChain[0].Frames == 0 || lag.InChain[0].P99 < lag.InChain[0].P50 {
+		t.Errorf("lag inside the chain %+v: want relay-2's, over frames, p99 at least p50", lag.InChain)
+	}
 	f := lag.Floor
 	if f == nil {
 		t.Fatal("no floor with NullChain")

@@ -212,6 +212,11 @@ type LagResult struct {
 	RelayHops int     `json:"relay_hops"`
 	PerHopP50 float64 `json:"per_hop_p50_ms"`
 	PerHopP99 float64 `json:"per_hop_p99_ms"`
+	// InChain is, for each relay after the first, the lag from the first
+	// relay's read of the master's stream to this relay's store, by the
+	// relays' own clocks, over the last seconds of the load: where in the
+	// chain the lag builds up.
+	InChain []ChainLag `json:"in_chain,omitempty"`
 	// Floor is the null round of this round's pair (Config.NullChain),
 	// nil without it.
 	Floor *FloorResult `json:"floor,omitempty"`
@@ -241,6 +246,16 @@ type LagResult struct {
 	CPU CPUResult `json:"cpu"`
 	// RelayPeakRSS is the relay's VmHWM at the end of the phase, in bytes.
 	RelayPeakRSS int64 `json:"relay_peak_rss_bytes"`
+}
+
+// ChainLag is one relay's INFO arbor_tree_lag: the lag, in ms, from the
+// chain's first relay reading the master's stream to this relay storing
+// it, over the relay's window of the last seconds (to within 10%).
+type ChainLag struct {
+	Relay  string  `json:"relay"`
+	P50    float64 `json:"p50_ms"`
+	P99    float64 `json:"p99_ms"`
+	Frames int64   `json:"frames"`
 }
 
 // FloorResult is the lag phase's null round (Config.NullChain): the same
@@ -488,6 +503,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "  paired, probe by probe\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t\n", l.Paired.P50, l.Paired.P99, l.Paired.Max, l.Paired.Mean, l.Paired.Count)
 		tw.Flush()
+		if len(l.InChain) > 0 {
+			p.f("  inside the chain, by the relays' own clocks (INFO arbor_tree_lag: from the first relay's read of the master's\n")
+			p.f("  stream to this relay's store, the last 10 s of the load):")
+			for _, c := range l.InChain {
+				p.f(" %s p50 %.3f ms, p99 %.3f ms (%d frames);", c.Relay, c.P50, c.P99, c.Frames)
+			}
+			p.f("\n")
+		}
 		if f := l.Floor; f != nil {
 			p.f("  the floor: a round of its own next to this one, the same load through %d null hops (each a process\n", l.RelayHops)
 			p.f("  that reads a socket and writes another: no store, no gRPC, no compression) to a replica, beside a native one\n")
