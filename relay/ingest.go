@@ -35,9 +35,8 @@ func (r *Relay) resetTo(w *store.SnapshotWriter, replid string, offset int64) (s
 }
 
 // noteStored keeps the relay's books on n stream bytes stored that end at
-// offset end and were first received by the root relay at origin.
-func (r *Relay) noteStored(n int, end, origin int64) {
-	r.timeline.record(end, origin)
+// offset end.
+func (r *Relay) noteStored(n int, end int64) {
 	r.noteMasterOffset(end)
 	r.stats.upstreamBytes.Add(int64(n))
 }
@@ -116,6 +115,15 @@ func (in *ingest) write(p []byte) (ready []byte, after resp.StreamScanner, getAc
 // they are not a replication stream: the store, which checks them again,
 // refuses them whole, they are counted and logged, and the session ends.
 func (r *Relay) storeReady(ready []byte, after resp.StreamScanner, scanErr error, end, origin int64, from string) error {
+	// The bytes' origin goes on the timeline before the store publishes
+	// them: a feeder woken by the append looks it up for the frame it
+	// sends, and the child's lag counts from it. Recorded after, a quick
+	// feeder found no mark and sent origin 0, and the child timed those
+	// bytes from its own receipt, hiding the hops above. If the append
+	// fails the link ends; bytes that come again at these offsets are
+	// timed from this earlier origin, which can overstate their lag by the
+	// reconnection, never understate it.
+	r.timeline.record(end, origin)
 	var err error
 	if scanErr == nil {
 		err = r.store.AppendScanned(ready, after)
@@ -131,7 +139,7 @@ func (r *Relay) storeReady(ready []byte, after resp.StreamScanner, scanErr error
 		}
 		return err
 	}
-	r.noteStored(len(ready), end, origin)
+	r.noteStored(len(ready), end)
 	if scanErr != nil {
 		return fmt.Errorf("%s: %w", from, scanErr)
 	}
