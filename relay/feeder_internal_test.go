@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
+	"github.com/arbor-fabric/arbor/relay/store"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -30,6 +31,22 @@ func (s *sentFrames) Send(m *arborv1.SyncResponse) error {
 	return nil
 }
 
+// testFeeder returns a feeder of r's store to a child that records what it
+// is sent (uncompressed), and a reader of the store from offset from.
+func testFeeder(t *testing.T, r *Relay, from int64) (*feeder, *sentFrames, *store.Reader) {
+	t.Helper()
+	reader, err := r.store.NewReader(r.store.State().Generation, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := newFrameEncoder(arborv1.Compression_COMPRESSION_NONE, zstd.SpeedDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &sentFrames{}
+	return &feeder{r: r, c: &childLink{id: "child"}, srv: srv, enc: enc, log: r.log}, srv, reader
+}
+
 // TestFeederCutsLaggingChild: a child MaxChildLag behind the store is cut
 // as a slow consumer, and told so first in a Disconnect frame whose reason
 // is ErrSlowConsumer's in the Sync contract's table.
@@ -39,16 +56,7 @@ func TestFeederCutsLaggingChild(t *testing.T) {
 	if _, err := r.store.Append(ingestStream(4 << 10)); err != nil {
 		t.Fatal(err)
 	}
-	reader, err := r.store.NewReader(r.store.State().Generation, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &sentFrames{}
-	enc, err := newFrameEncoder(arborv1.Compression_COMPRESSION_NONE, zstd.SpeedDefault)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &feeder{r: r, c: &childLink{id: "child"}, srv: srv, enc: enc, log: r.log}
+	f, srv, reader := testFeeder(t, r, 0)
 	if err := f.stream(context.Background(), reader); !errors.Is(err, ErrSlowConsumer) {
 		t.Fatalf("stream ended with %v, want ErrSlowConsumer", err)
 	}
@@ -100,17 +108,7 @@ func TestFeederIdleLinkHeartbeats(t *testing.T) {
 	if _, err := r.store.Append(ingestStream(1 << 10)); err != nil {
 		t.Fatal(err)
 	}
-	st := r.store.State()
-	reader, err := r.store.NewReader(st.Generation, st.End)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &sentFrames{}
-	enc, err := newFrameEncoder(arborv1.Compression_COMPRESSION_NONE, zstd.SpeedDefault)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &feeder{r: r, c: &childLink{id: "child"}, srv: srv, enc: enc, log: r.log}
+	f, srv, reader := testFeeder(t, r, r.store.State().End)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.stream(ctx, reader) }()
