@@ -885,11 +885,12 @@ func reference(sts *topology.Statuses, self string, info replInfo) election.Refe
 	}
 	fromRelays := ref.Replid != ""
 	consider := func(replid string, off int64) {
-		switch {
-		case replid == "" || off <= ref.Offset:
-		case !fromRelays:
+		if replid == "" || off <= ref.Offset {
+			return
+		}
+		if !fromRelays {
 			ref = election.Reference{Replid: replid, Offset: off}
-		case replid == ref.Replid:
+		} else if replid == ref.Replid {
 			ref.Offset = off
 		}
 	}
