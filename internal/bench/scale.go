@@ -648,34 +648,17 @@ const datasetProgressEvery = 5 * time.Second
 // relay's store on disk, a redis-server's resident set as it loads), the
 // relay's resident set and the machine's MemAvailable.
 func (s *scaleRunner) awaitFullSync(ctx context.Context, step string, f, src *server, target int64, began time.Time, rl *server, mw *memWatch, timeout time.Duration) (float64, error) {
-	c, err := dial(ctx, f.addr)
-	if err != nil {
-		return 0, err
-	}
-	defer c.close()
-	var status string
-	var off int64
 	next := began.Add(datasetProgressEvery)
-	err = poll(ctx, timeout, slowPoll, f.name+" full sync from "+src.name, []*server{src, f}, func() (bool, error) {
+	err := awaitLink(ctx, f, src, target, timeout, slowPoll, f.name+" full sync from "+src.name, func() {
 		if now := time.Now(); now.After(next) {
 			next = now.Add(datasetProgressEvery)
 			avail, _ := memAvailable()
 			s.progress("%s: %s full sync from %s, %.0f s: %s%s; MemAvailable %s (lowest %s)", step, f.name, src.name, now.Sub(began).Seconds(),
 				syncProgress(f, rl), relayRSSProgress(rl), sizeString(avail), sizeString(mw.lowest()))
 		}
-		m, err := c.info("replication")
-		if err != nil {
-			return false, err
-		}
-		status = m["master_link_status"]
-		if status != "up" {
-			return false, nil
-		}
-		off, err = infoInt(m, "slave_repl_offset")
-		return off >= target, err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("%w; master_link_status %q, offset %d, target %d", err, status, off, target)
+		return 0, err
 	}
 	return time.Since(began).Seconds(), nil
 }

@@ -475,6 +475,13 @@ func waitSynced(ctx context.Context, master, s *server, timeout time.Duration) e
 	if err != nil {
 		return err
 	}
+	return awaitLink(ctx, s, master, target, timeout, pollInterval, s.name+" full sync", nil)
+}
+
+// awaitLink polls s every interval until it reports its master link up at
+// offset target or beyond, or timeout passes (src and s are checked to be
+// still running). tick, when not nil, runs before each poll.
+func awaitLink(ctx context.Context, s, src *server, target int64, timeout, every time.Duration, what string, tick func()) error {
 	c, err := dial(ctx, s.addr)
 	if err != nil {
 		return err
@@ -482,7 +489,10 @@ func waitSynced(ctx context.Context, master, s *server, timeout time.Duration) e
 	defer c.close()
 	var status string
 	var off int64
-	err = poll(ctx, timeout, pollInterval, s.name+" full sync", []*server{master, s}, func() (bool, error) {
+	err = poll(ctx, timeout, every, what, []*server{src, s}, func() (bool, error) {
+		if tick != nil {
+			tick()
+		}
 		m, err := c.info("replication")
 		if err != nil {
 			return false, err
@@ -495,7 +505,7 @@ func waitSynced(ctx context.Context, master, s *server, timeout time.Duration) e
 		return off >= target, err
 	})
 	if err != nil {
-		return fmt.Errorf("%w; master_link_status %q, offset %d, master's %d", err, status, off, target)
+		return fmt.Errorf("%w; master_link_status %q, offset %d, target %d", err, status, off, target)
 	}
 	return nil
 }
