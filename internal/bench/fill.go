@@ -155,11 +155,7 @@ func (g *blobGen) appendNext(b []byte) []byte {
 	b = strconv.AppendInt(b, int64(len(g.key)), 10)
 	b = append(b, "\r\n"...)
 	b = append(b, g.key...)
-	b = append(b, "\r\n$"...)
-	b = strconv.AppendInt(b, int64(len(v)), 10)
-	b = append(b, "\r\n"...)
-	b = append(b, v...)
-	return append(b, "\r\n"...)
+	return appendValue(b, v)
 }
 
 // sizeString renders a byte count in binary units.
