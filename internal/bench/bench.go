@@ -373,11 +373,11 @@ func (r *runner) rounds(ctx context.Context, round, clients int, ss ...setup) ([
 	}
 	meter := newCPUMeter(procs...)
 	type measure struct {
-		off0, off1, syncs0, syncs1, acks0, acks1 int64
-		master0, master1                         procCounters
-		load                                     loadResult
-		catchUp                                  time.Duration
-		err                                      error
+		off0, off1, syncs0, acks0 int64
+		master0, master1          procCounters
+		load                      loadResult
+		catchUp                   time.Duration
+		err                       error
 	}
 	meas := make([]measure, len(ss))
 	var err error
@@ -386,10 +386,7 @@ func (r *runner) rounds(ctx context.Context, round, clients int, ss ...setup) ([
 		if m.off0, err = masterOffset(ctx, s.master); err != nil {
 			return nil, err
 		}
-		if m.syncs0, err = fullSyncs(ctx, s.master); err != nil {
-			return nil, err
-		}
-		if m.acks0, err = replconfCalls(ctx, s.master); err != nil {
+		if m.syncs0, m.acks0, err = masterCounters(ctx, s.master); err != nil {
 			return nil, err
 		}
 	}
@@ -433,16 +430,14 @@ func (r *runner) rounds(ctx context.Context, round, clients int, ss ...setup) ([
 	out := make([]Round, len(ss))
 	for i, s := range ss {
 		m := &meas[i]
-		if m.syncs1, err = fullSyncs(ctx, s.master); err != nil {
-			return nil, err
-		}
-		if m.acks1, err = replconfCalls(ctx, s.master); err != nil {
+		syncs1, acks1, err := masterCounters(ctx, s.master)
+		if err != nil {
 			return nil, err
 		}
 		rd := Round{
 			Clients:             clients,
-			MasterReplconfCalls: m.acks1 - m.acks0,
-			MasterFullSyncs:     m.syncs1 - m.syncs0,
+			MasterReplconfCalls: acks1 - m.acks0,
+			MasterFullSyncs:     syncs1 - m.syncs0,
 			Round:               round,
 			Config:              s.name,
 			Concurrent:          len(ss) > 1,
@@ -466,6 +461,18 @@ func (r *runner) rounds(ctx context.Context, round, clients int, ss ...setup) ([
 		out[i] = rd
 	}
 	return out, nil
+}
+
+// masterCounters reads the counters of s a round reports the growth of:
+// its full syncs served and its REPLCONF calls.
+func masterCounters(ctx context.Context, s *server) (syncs, acks int64, err error) {
+	if syncs, err = fullSyncs(ctx, s); err != nil {
+		return 0, 0, err
+	}
+	if acks, err = replconfCalls(ctx, s); err != nil {
+		return 0, 0, err
+	}
+	return syncs, acks, nil
 }
 
 // lagRounds runs PhaseLag LagRounds times and returns the median round by
