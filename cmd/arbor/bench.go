@@ -482,17 +482,12 @@ killed when the command ends, also on SIGINT.`,
 			return fmt.Errorf("--kill %q: want redis or host", kill)
 		}
 		cfg.Switchover, _ = fs.GetBool("switchover")
-		cfg.RedisServer, _ = fs.GetString("redis-server")
 		cfg.RedisSentinel, _ = fs.GetString("redis-sentinel")
-		cfg.Dir, _ = fs.GetString("dir")
-		cfg.Keep, _ = fs.GetBool("keep")
-		if quiet, _ := fs.GetBool("quiet"); !quiet {
-			cfg.Progress = os.Stderr
-		}
+		p := readProcFlags(fs) // no --relay-bin here: its arbor binary is --arbor-bin
+		cfg.RedisServer, cfg.Dir, cfg.Keep, cfg.Progress = p.RedisServer, p.Dir, p.Keep, p.Progress
 		rep, err := bench.RunFailover(cmd.Context(), cfg)
 		if rep != nil {
-			asJSON, _ := fs.GetBool("json")
-			if err := printReport(cmd.OutOrStdout(), rep, asJSON); err != nil {
+			if err := printReport(cmd.OutOrStdout(), rep, p.JSON); err != nil {
 				return err
 			}
 		}
