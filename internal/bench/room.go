@@ -161,16 +161,14 @@ func memAvailable() (int64, error) {
 
 // checkRoom refuses (a *RoomError) a dataset step whose estimate does not
 // fit the room, leaving memReserve and diskReserve.
-func checkRoom(step string, n datasetNeeds, native bool, have machineRoom) error {
+func checkRoom(step string, n datasetNeeds, have machineRoom) error {
 	if need := n.memory + memReserve; need > have.memAvailable {
-		copies := "a redis-server of about " + sizeString(n.copy)
-		if n.copies > 1 {
+		copies, without := "a redis-server of about "+sizeString(n.copy), ""
+		if n.copies > 1 { // a native replica loads too (--dataset-native)
 			copies = fmt.Sprintf("%d redis-servers of about %s each at once", n.copies, sizeString(n.copy))
+			without = "; without --dataset-native only one copy is resident at a time (the master is stopped before the replica loads from the relay)"
 		}
-		detail := fmt.Sprintf("%s, the master's fork and the relay, and %s left to the rest of the machine", copies, sizeString(memReserve))
-		if native {
-			detail += "; without --dataset-native only one copy is resident at a time (the master is stopped before the replica loads from the relay)"
-		}
+		detail := fmt.Sprintf("%s, the master's fork and the relay, and %s left to the rest of the machine%s", copies, sizeString(memReserve), without)
 		return &RoomError{Step: step, Resource: "memory", Need: need, Have: have.memAvailable, Detail: detail}
 	}
 	if need := n.disk + diskReserve; need > have.diskFree {

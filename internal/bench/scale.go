@@ -636,7 +636,7 @@ func (s *scaleRunner) checkDatasetRoom(step string, size int64) error {
 	if err != nil {
 		return err
 	}
-	return checkRoom(step, estimateDataset(size, s.cfg.DatasetValueSize, s.cfg.DatasetNative), s.cfg.DatasetNative, have)
+	return checkRoom(step, estimateDataset(size, s.cfg.DatasetValueSize, s.cfg.DatasetNative), have)
 }
 
 // datasetProgressEvery is how often a dataset step's syncs report progress.

@@ -134,7 +134,7 @@ func TestDatasetRoomRefusal(t *testing.T) {
 		{"1 GiB, native", gib, 0, true, roomy, ""},
 	} {
 		n := estimateDataset(tc.size, tc.valueSize, tc.native)
-		err := checkRoom("dataset", n, tc.native, tc.have)
+		err := checkRoom("dataset", n, tc.have)
 		var re *RoomError
 		switch {
 		case tc.want == "" && err != nil:
