@@ -326,7 +326,7 @@ func (r *runner) throughputAt(ctx context.Context, clients int, native, relayed 
 		}
 		for _, rd := range rds {
 			res.Rounds = append(res.Rounds, rd)
-			acks := float64(rd.MasterReplconfCalls) / (rd.Seconds + rd.CatchUpMs/1000)
+			acks := rd.replconfPerSec()
 			if rd.Config == "native" {
 				ops[0], cpu[0] = rd.OpsPerSec, rd.Master.CPUPerOpUs
 				nat, natAcks, natCost = append(nat, rd.OpsPerSec), append(natAcks, acks), append(natCost, rd.Master)

@@ -191,6 +191,12 @@ type Round struct {
 	OtherCPUSeconds float64 `json:"other_cpu_seconds"`
 }
 
+// replconfPerSec is the REPLCONF commands per second the master served
+// during the round, over the load and the consumers' catch-up.
+func (rd Round) replconfPerSec() float64 {
+	return float64(rd.MasterReplconfCalls) / (rd.Seconds + rd.CatchUpMs/1000)
+}
+
 // LagResult is the result of PhaseLag.
 type LagResult struct {
 	Rate         int     `json:"rate"`
@@ -452,7 +458,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 			fmt.Fprintf(tw, "  %d\t%s\t%.0f\t%.1f\t%.0f\t%d\t%.1f\t%.0f%%\t%.3f\t%.2f\t%.2f\t%.2f\t%s\n", rd.Round, rd.Config, rd.OpsPerSec,
 				float64(rd.StreamBytes)/(1<<20)/rd.Seconds, rd.CatchUpMs, rd.MasterFullSyncs,
-				float64(rd.MasterReplconfCalls)/(rd.Seconds+rd.CatchUpMs/1000), 100*rd.HostBusy, rd.MasterCPUPerOpUs,
+				rd.replconfPerSec(), 100*rd.HostBusy, rd.MasterCPUPerOpUs,
 				rd.OtherCPUSeconds, rd.CPUSeconds[selfName], master, strings.Join(consumers, ", "))
 		}
 		tw.Flush()
