@@ -470,8 +470,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		p.noisy(other, capacity)
 		p.f("  median: native %.0f ops/s, relay %.0f ops/s\n", t.NativeOpsPerSec, t.RelayOpsPerSec)
 		if sp := t.Spread; sp.N > 0 {
-			p.f("  relay/native per pair of rounds: median %.3f, min %.3f, max %.3f, bootstrap 95%% interval of the median %.3f-%.3f (%d pairs)\n",
-				sp.Median, sp.Min, sp.Max, sp.CILow, sp.CIHigh, sp.N)
+			p.f("  relay/native per pair of rounds: %s\n", sp.pairsText())
 		} else {
 			p.f("  ratio relay/native %.3f\n", t.Ratio)
 		}
@@ -481,8 +480,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			p.f("  master per 1000 SETs (median): read syscalls native %.1f, relay %.1f; write syscalls native %.1f, relay %.1f; context switches voluntary native %.1f, relay %.1f, involuntary native %.1f, relay %.1f\n",
 				t.NativeMaster.ReadsPerKOp, t.RelayMaster.ReadsPerKOp, t.NativeMaster.WritesPerKOp, t.RelayMaster.WritesPerKOp,
 				t.NativeMaster.VoluntaryCSPerKOp, t.RelayMaster.VoluntaryCSPerKOp, t.NativeMaster.InvoluntaryCSPerKOp, t.RelayMaster.InvoluntaryCSPerKOp)
-			p.f("  relay/native master CPU per SET per pair of rounds: median %.3f, min %.3f, max %.3f, bootstrap 95%% interval of the median %.3f-%.3f (%d pairs)\n",
-				sp.Median, sp.Min, sp.Max, sp.CILow, sp.CIHigh, sp.N)
+			p.f("  relay/native master CPU per SET per pair of rounds: %s\n", sp.pairsText())
 			for _, l := range verdictLines(t) {
 				p.f("  %s\n", l)
 			}
@@ -661,6 +659,12 @@ type LagRound struct {
 	NullP99        float64    `json:"null_p99_ms,omitempty"`
 	LoadAvgStart   [3]float64 `json:"load_avg_start"`
 	ConsumerCores  float64    `json:"consumer_cores,omitempty"`
+}
+
+// pairsText is the report's account of s, a spread of per-pair ratios.
+func (s Spread) pairsText() string {
+	return fmt.Sprintf("median %.3f, min %.3f, max %.3f, bootstrap 95%% interval of the median %.3f-%.3f (%d pairs)",
+		s.Median, s.Min, s.Max, s.CILow, s.CIHigh, s.N)
 }
 
 // hopCPU lists the CPU seconds of a null round's null hops.
