@@ -538,7 +538,7 @@ func (s *scaleRunner) dataset(ctx context.Context, size int64) (err error) {
 		if err != nil {
 			return err
 		}
-		began := time.Now()
+		began = time.Now()
 		if err := replicaOf(ctx, nr, m.addr); err != nil {
 			return err
 		}
