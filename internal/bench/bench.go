@@ -49,18 +49,11 @@ func newWorkspace(redisServer, relayBin, dir string, keep bool, relayArgs []stri
 	if err != nil {
 		return nil, fmt.Errorf("redis-server: %w", err)
 	}
-	if relayBin == "" {
-		if relayBin, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("relay binary: %w", err)
-		}
-	} else if relayBin, err = exec.LookPath(relayBin); err != nil {
-		return nil, fmt.Errorf("relay binary: %w", err)
+	if relayBin, err = arborBinary("relay binary", relayBin); err != nil {
+		return nil, err
 	}
 	// The processes run in their own directories: a relative path would
 	// name another file there.
-	if relayBin, err = filepath.Abs(relayBin); err != nil {
-		return nil, fmt.Errorf("relay binary: %w", err)
-	}
 	if redisBin, err = filepath.Abs(redisBin); err != nil {
 		return nil, fmt.Errorf("redis-server: %w", err)
 	}
@@ -74,8 +67,10 @@ func newWorkspace(redisServer, relayBin, dir string, keep bool, relayArgs []stri
 	return &workspace{root: root, redisBin: redisBin, relayBin: relayBin, relayArgs: relayArgs, keep: keep, out: progress}, nil
 }
 
-// helperBinary resolves Config.HelperBin: empty means this executable.
-func helperBinary(bin string) (string, error) {
+// arborBinary resolves an arbor binary to run (Config.RelayBin,
+// Config.HelperBin) to an absolute path, as the processes run in their own
+// directories: empty means this executable. what names it in errors.
+func arborBinary(what, bin string) (string, error) {
 	var err error
 	if bin == "" {
 		bin, err = os.Executable()
@@ -86,7 +81,7 @@ func helperBinary(bin string) (string, error) {
 		bin, err = filepath.Abs(bin)
 	}
 	if err != nil {
-		return "", fmt.Errorf("helper binary: %w", err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	return bin, nil
 }
@@ -160,7 +155,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer w.close()
 	if cfg.NullChain {
-		if w.helperBin, err = helperBinary(cfg.HelperBin); err != nil {
+		if w.helperBin, err = arborBinary("helper binary", cfg.HelperBin); err != nil {
 			return nil, err
 		}
 	}
