@@ -302,22 +302,19 @@ func (r *runner) throughputAt(ctx context.Context, clients int, native, relayed 
 			order = []setup{relayed, native}
 		}
 		var ops, cpu [2]float64 // native, relay
-		var rds []Round
+		// Concurrent: both at once (which master's load starts first
+		// alternates too); else one round after the other.
+		runs := [][]setup{order[:1], order[1:]}
 		if r.cfg.Concurrent {
-			// Which master's load starts first alternates too.
-			rd, err := r.rounds(ctx, pair, clients, order...)
+			runs = [][]setup{order}
+		}
+		var rds []Round
+		for _, ss := range runs {
+			rd, err := r.rounds(ctx, pair, clients, ss...)
 			if err != nil {
 				return nil, err
 			}
-			rds = rd
-		} else {
-			for _, s := range order {
-				rd, err := r.rounds(ctx, pair, clients, s)
-				if err != nil {
-					return nil, err
-				}
-				rds = append(rds, rd...)
-			}
+			rds = append(rds, rd...)
 		}
 		for _, rd := range rds {
 			res.Rounds = append(res.Rounds, rd)
