@@ -292,10 +292,17 @@ func (r *runner) throughput(ctx context.Context, rep *Report) ([]*ThroughputResu
 // the master's CPU per SET.
 func (r *runner) throughputAt(ctx context.Context, clients int, native, relayed setup) (*ThroughputResult, error) {
 	res := &ThroughputResult{Clients: clients, Control: r.cfg.Control}
-	var cpuNative, cpuRelay time.Duration
-	var bytesNative, bytesRelay int64
-	var nat, rel, natAcks, relAcks []float64
-	var natCost, relCost []MasterCost
+	// Each setup's figures over its rounds (native's, then relay's):
+	// ops/s, REPLCONF/s and the master's cost per round, and the CPU of
+	// the consumer the CPU comparison weighs, with the stream it carried.
+	type side struct {
+		consumer   string
+		ops, acks  []float64
+		costs      []MasterCost
+		cpu        time.Duration
+		streamSize int64
+	}
+	sides := [2]side{{consumer: "native-replica"}, {consumer: "relay"}}
 	for pair := 1; pair <= r.cfg.Rounds; pair++ {
 		order := []setup{native, relayed}
 		if pair%2 == 0 {
@@ -318,32 +325,30 @@ func (r *runner) throughputAt(ctx context.Context, clients int, native, relayed 
 		}
 		for _, rd := range rds {
 			res.Rounds = append(res.Rounds, rd)
-			acks := rd.replconfPerSec()
+			i := 1
 			if rd.Config == "native" {
-				ops[0], cpu[0] = rd.OpsPerSec, rd.Master.CPUPerOpUs
-				nat, natAcks, natCost = append(nat, rd.OpsPerSec), append(natAcks, acks), append(natCost, rd.Master)
-				cpuNative += seconds(rd.CPUSeconds["native-replica"])
-				bytesNative += rd.StreamBytes
-			} else {
-				ops[1], cpu[1] = rd.OpsPerSec, rd.Master.CPUPerOpUs
-				rel, relAcks, relCost = append(rel, rd.OpsPerSec), append(relAcks, acks), append(relCost, rd.Master)
-				cpuRelay += seconds(rd.CPUSeconds["relay"])
-				bytesRelay += rd.StreamBytes
+				i = 0
 			}
+			ops[i], cpu[i] = rd.OpsPerSec, rd.Master.CPUPerOpUs
+			sd := &sides[i]
+			sd.ops, sd.acks, sd.costs = append(sd.ops, rd.OpsPerSec), append(sd.acks, rd.replconfPerSec()), append(sd.costs, rd.Master)
+			sd.cpu += seconds(rd.CPUSeconds[sd.consumer])
+			sd.streamSize += rd.StreamBytes
 		}
 		res.PairRatios = append(res.PairRatios, ratio(ops[1], ops[0]))
 		res.MasterCPUPairRatios = append(res.MasterCPUPairRatios, ratio(cpu[1], cpu[0]))
 	}
-	res.NativeOpsPerSec, res.RelayOpsPerSec = median(nat), median(rel)
-	res.NativeMaster, res.RelayMaster = medianCost(natCost), medianCost(relCost)
+	nat, rel := &sides[0], &sides[1]
+	res.NativeOpsPerSec, res.RelayOpsPerSec = median(nat.ops), median(rel.ops)
+	res.NativeMaster, res.RelayMaster = medianCost(nat.costs), medianCost(rel.costs)
 	res.NativeMasterCPUPerOpUs, res.RelayMasterCPUPerOpUs = res.NativeMaster.CPUPerOpUs, res.RelayMaster.CPUPerOpUs
-	res.NativeReplconfPerSec, res.RelayReplconfPerSec = median(natAcks), median(relAcks)
+	res.NativeReplconfPerSec, res.RelayReplconfPerSec = median(nat.acks), median(rel.acks)
 	res.Spread = spreadOf(res.PairRatios)
 	res.Ratio = res.Spread.Median
 	res.MasterCPUSpread = spreadOf(res.MasterCPUPairRatios)
 	res.CPU = cpuComparison(
-		CPUUse{Process: "relay", Seconds: cpuRelay.Seconds(), StreamBytes: bytesRelay},
-		CPUUse{Process: "native-replica", Seconds: cpuNative.Seconds(), StreamBytes: bytesNative},
+		CPUUse{Process: rel.consumer, Seconds: rel.cpu.Seconds(), StreamBytes: rel.streamSize},
+		CPUUse{Process: nat.consumer, Seconds: nat.cpu.Seconds(), StreamBytes: nat.streamSize},
 	)
 	c := res.MasterCPUSpread
 	r.progress("%d clients: relay/native per pair: throughput median %.3f (min %.3f, max %.3f, bootstrap 95%% %.3f-%.3f); master CPU per SET median %.3f (min %.3f, max %.3f, bootstrap 95%% %.3f-%.3f)",
