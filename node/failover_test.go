@@ -240,6 +240,26 @@ func (f *electFabric) waitElected(t *testing.T, id string, boot election.State) 
 	return after
 }
 
+// waitHistory waits until the newest election history entry is node id's
+// and returns it. The winner publishes its record first and its history
+// entry after, so a test that saw the record may not see the entry yet.
+func (f *electFabric) waitHistory(t *testing.T, id string) election.History {
+	t.Helper()
+	var h election.History
+	redistest.WaitFor(t, 30*time.Second, func() error {
+		hs, err := election.ReadHistory(f.ctx, f.cli, f.cluster, 1)
+		if err != nil {
+			return err
+		}
+		if len(hs) != 1 || hs[0].Node != id {
+			return fmt.Errorf("newest history entry %+v: want %s's", hs, id)
+		}
+		h = hs[0]
+		return nil
+	})
+	return h
+}
+
 // checkFailedOver waits for b's record after boot, a write on b and its
 // arrival on r, then checks the history, that nobody full-synced since
 // before (the relay's counters), equal digests and one master. It logs
@@ -271,12 +291,12 @@ func (f *electFabric) checkFailedOver(t *testing.T, boot election.State, before 
 	streaming := time.Since(t0)
 	redistest.WaitInSync(t, 30*time.Second, f.b, f.r)
 
-	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
-	if err != nil || len(hs) != 1 || hs[0].Node != "b" || hs[0].Previous != "m" {
-		t.Fatalf("history %+v, %v: want b taking over from m", hs, err)
+	h := f.waitHistory(t, "b")
+	if h.Previous != "m" {
+		t.Fatalf("history %+v: want b taking over from m", h)
 	}
 	t.Logf("failover: record after %v, first write on b after %v, replica r streaming again after %v; steps %+v",
-		elected, wrote, streaming, hs[0].Steps)
+		elected, wrote, streaming, h.Steps)
 
 	// No full sync anywhere: the relay served none and took none, and b
 	// served the relay a partial resync.

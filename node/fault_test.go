@@ -223,11 +223,7 @@ func TestFailoverLaggingBackupNotPromoted(t *testing.T) {
 		t.Fatalf("record %+v: want r (b lags)", st.Master)
 	}
 	elected := time.Since(t0)
-	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
-	if err != nil || len(hs) != 1 {
-		t.Fatalf("history %+v, %v", hs, err)
-	}
-	rk := myRank(hs[0].Ranking, "b")
+	rk := myRank(f.waitHistory(t, "r").Ranking, "b")
 	if rk.Eligible() || !strings.Contains(rk.Reason, "lags") {
 		t.Errorf("b ranked %+v: want not eligible, lagging", rk)
 	}
