@@ -588,7 +588,6 @@ func TestFailoverPriorityZeroNeverWins(t *testing.T) {
 		r.Candidate, r.Priority = true, 1
 		top.Nodes["b"], top.Nodes["r"] = b, r
 	})
-	ctx := f.ctx
 	boot, _ := f.start(t, nil)
 	f.m.Kill()
 	redistest.WaitFor(t, 30*time.Second, func() error {
@@ -601,11 +600,7 @@ func TestFailoverPriorityZeroNeverWins(t *testing.T) {
 		}
 		return nil
 	})
-	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
-	if err != nil || len(hs) != 1 {
-		t.Fatalf("history %+v, %v", hs, err)
-	}
-	if rk := myRank(hs[0].Ranking, "b"); rk.Eligible() || !strings.Contains(rk.Reason, "not a candidate") {
+	if rk := myRank(f.waitHistory(t, "r").Ranking, "b"); rk.Eligible() || !strings.Contains(rk.Reason, "not a candidate") {
 		t.Errorf("b ranked %+v: want not eligible, not a candidate", rk)
 	}
 	redistest.WaitInSync(t, 30*time.Second, f.r, f.b)

@@ -75,9 +75,9 @@ func TestFailoverForced(t *testing.T) {
 	if m.Node != "b" || m.Epoch <= boot.Master.Epoch || m.Reason != election.ForcedReason {
 		t.Fatalf("record %+v: want b at an epoch after %d, forced", m, boot.Master.Epoch)
 	}
-	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
-	if err != nil || len(hs) != 1 || hs[0].Node != "b" || hs[0].Previous != "m" || hs[0].Reason != election.ForcedReason {
-		t.Fatalf("history %+v, %v: want b taking over from m, %q", hs, err, election.ForcedReason)
+	h := f.waitHistory(t, "b")
+	if h.Previous != "m" || h.Reason != election.ForcedReason {
+		t.Fatalf("history %+v: want b taking over from m, %q", h, election.ForcedReason)
 	}
 	if st := f.state(t); !st.Live() || st.Switchover != nil {
 		t.Fatalf("state %+v: want b live and the request gone", st)
@@ -89,7 +89,7 @@ func TestFailoverForced(t *testing.T) {
 		return f.b.Client().Set(ctx, "after-forced", "1", 0).Err()
 	})
 	f.checkOneMaster(t, f.b)
-	t.Logf("forced: epoch %d, steps %+v", m.Epoch, hs[0].Steps)
+	t.Logf("forced: epoch %d, steps %+v", m.Epoch, h.Steps)
 }
 
 // TestFailoverForcedLiveLeader: arbor failover --force while the master's
