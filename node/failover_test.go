@@ -245,9 +245,16 @@ func (f *electFabric) waitElected(t *testing.T, id string, boot election.State) 
 // entry after, so a test that saw the record may not see the entry yet.
 func (f *electFabric) waitHistory(t *testing.T, id string) election.History {
 	t.Helper()
+	return waitNewestHistory(t, f.ctx, f.cli, f.cluster, id)
+}
+
+// waitNewestHistory waits until the newest history entry of cluster is
+// node id's and returns it.
+func waitNewestHistory(t *testing.T, ctx context.Context, cli *clientv3.Client, cluster, id string) election.History {
+	t.Helper()
 	var h election.History
 	redistest.WaitFor(t, 30*time.Second, func() error {
-		hs, err := election.ReadHistory(f.ctx, f.cli, f.cluster, 1)
+		hs, err := election.ReadHistory(ctx, cli, cluster, 1)
 		if err != nil {
 			return err
 		}

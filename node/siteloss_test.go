@@ -307,14 +307,14 @@ func TestFailoverSiteLoss(t *testing.T) {
 		t.Fatalf("topology after the site loss: master %s, relay-a <- %s, relay-b <- %s, relay-c <- %s; want bm, master, and one of relay-b/relay-c a root with the other under it",
 			top.Master, top.Relays["relay-a"].Upstream, top.Relays["relay-b"].Upstream, top.Relays["relay-c"].Upstream)
 	}
-	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
-	if err != nil || len(hs) != 1 || hs[0].Node != "bm" || hs[0].Previous != "am" {
-		t.Fatalf("history %+v, %v: want bm taking over from am", hs, err)
+	h := waitNewestHistory(t, ctx, f.cli, f.cluster, "bm")
+	if h.Previous != "am" {
+		t.Fatalf("history %+v: want bm taking over from am", h)
 	}
-	if why := stepNote(hs[0], "site-loss"); !strings.Contains(why, "site A lost") || !strings.Contains(hs[0].Reason, "loss of site A") {
-		t.Fatalf("history %+v: want the site loss recorded in the reason and a site-loss step", hs[0])
+	if why := stepNote(h, "site-loss"); !strings.Contains(why, "site A lost") || !strings.Contains(h.Reason, "loss of site A") {
+		t.Fatalf("history %+v: want the site loss recorded in the reason and a site-loss step", h)
 	}
-	t.Logf("site A lost: bm elected after %v; anchor %s; %s; steps %+v", elected, anchor, hs[0].Reason, hs[0].Steps)
+	t.Logf("site A lost: bm elected after %v; anchor %s; %s; steps %+v", elected, anchor, h.Reason, h.Steps)
 
 	// Every WAIT-acknowledged write is on the new master.
 	if lost := w.missingOn(ctx, bm); len(lost) > 0 {
@@ -430,14 +430,11 @@ func TestFailoverSiteLossAnchorElsewhere(t *testing.T) {
 		t.Fatalf("topology: relay-b <- %s, relay-c <- %s; want relay-c a root and relay-b under it",
 			top.Relays["relay-b"].Upstream, top.Relays["relay-c"].Upstream)
 	}
-	hs, err := election.ReadHistory(ctx, f.cli, f.cluster, 1)
-	if err != nil || len(hs) != 1 {
-		t.Fatalf("history %+v, %v", hs, err)
-	}
-	if catchUp := stepNote(hs[0], "catch-up"); !strings.Contains(catchUp, "relay-c") {
+	h := waitNewestHistory(t, ctx, f.cli, f.cluster, "bm")
+	if catchUp := stepNote(h, "catch-up"); !strings.Contains(catchUp, "relay-c") {
 		t.Errorf("catch-up step %q: want it from relay-c", catchUp)
 	}
-	t.Logf("history: %s; steps %+v", hs[0].Reason, hs[0].Steps)
+	t.Logf("history: %s; steps %+v", h.Reason, h.Steps)
 
 	if lost := w.missingOn(ctx, bm); len(lost) > 0 {
 		t.Errorf("%d of %d WAIT-acknowledged writes are not on bm: %v", len(lost), len(w.acked), lost[:min(len(lost), 10)])
