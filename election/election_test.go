@@ -1,9 +1,13 @@
 package election
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -255,4 +259,51 @@ func TestObserve(t *testing.T) {
 	cancel()
 	for range ch {
 	}
+}
+
+// TestSessionLoopIsTheOnlyRenewer: the server renews the session's lease
+// only when the session's own loop asks. A second renewer (the
+// concurrency.Session's keepalive stream) would keep the lease, and a
+// leader key on it, alive after the loop gave up at the fence deadline.
+func TestSessionLoopIsTheOnlyRenewer(t *testing.T) {
+	ctx := testCtx(t)
+	etcd := etcdtest.Start(t, 1)
+	cli := etcd.Client(t)
+	metrics := etcd.Members[0].ClientURL + "/metrics"
+	s := newSession(t, ctx, cli, 3*time.Second, 500*time.Millisecond)
+	n0, r0 := s.Renewals(), leaseRenewals(t, ctx, metrics)
+	checkFor(t, 30*time.Second, "three keepalives of the loop", func() bool { return s.Renewals() >= n0+3 })
+	n1 := s.Renewals()
+	r1 := leaseRenewals(t, ctx, metrics)
+	// One renewal may be counted by the server and not yet by the loop.
+	if loop, server := n1-n0, r1-r0; server > loop+1 {
+		t.Fatalf("the server renewed the lease %d times while the session's loop renewed it %d: another keepalive runs", server, loop)
+	}
+}
+
+// leaseRenewals reads etcd's count of lease renewals from its metrics.
+func leaseRenewals(t *testing.T, ctx context.Context, url string) int64 {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("etcd metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	const name = "etcd_debugging_lease_renewed_total "
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("etcd metric %s%s: %v", name, v, err)
+			}
+			return int64(f)
+		}
+	}
+	t.Fatalf("etcd metrics at %s: no %s (%v)", url, strings.TrimSpace(name), sc.Err())
+	return 0
 }

@@ -61,8 +61,9 @@ var ErrSessionLost = errors.New("election session lost")
 // SENT: the server extends the lease at the moment it receives the
 // request, which is no earlier than the send, so send time + TTL − margin
 // is a deadline the server cannot have passed yet. The concurrency.Session's
-// hidden keepalive cannot tell us that (and its Done can fire more than a
-// second after the server expired the lease).
+// own keepalive cannot tell us that (and its Done can fire more than a
+// second after the server expired the lease), so NewSession stops it:
+// this loop is the lease's only renewer.
 //
 // NewSession starts the loop; Close stops it and revokes the lease. Done,
 // FenceDeadline and Lease may be called from any goroutine.
@@ -97,8 +98,6 @@ func NewSession(ctx context.Context, cli *clientv3.Client, cfg SessionConfig) (*
 		return nil, fmt.Errorf("grant election lease: %w", err)
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	// The concurrency.Session keeps the lease alive as well (its own
-	// stream); ours is the one the deadline is measured by.
 	ses, err := concurrency.NewSession(cli, concurrency.WithLease(g.ID), concurrency.WithTTL(int(g.TTL)), concurrency.WithContext(lctx))
 	if err != nil {
 		cancel()
@@ -107,6 +106,12 @@ func NewSession(ctx context.Context, cli *clientv3.Client, cfg SessionConfig) (*
 		rcancel()
 		return nil, fmt.Errorf("election session: %w", err)
 	}
+	// The concurrency.Session starts a keepalive stream of its own. Stop
+	// it: the Election needs only the lease ID, and a second renewer
+	// would keep the lease (and a leader key on it) alive after our loop
+	// gave up at the fence deadline, where the holder has already
+	// fenced itself. Our loop is the lease's only renewer.
+	ses.Orphan()
 	s := &Session{
 		cli:      cli,
 		cfg:      cfg,
