@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/protobuf/proto"
 
 	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/relay/store"
@@ -47,13 +48,16 @@ type Relay struct {
 	childAcked chan struct{}
 
 	// upMu guards what the relay is told from outside: the upstream to
-	// follow, the snapshot sources, the topology in force.
+	// follow, the snapshot sources, the topology in force, the parent a
+	// high-availability runner has it follow.
 	upMu      sync.Mutex
-	topoRev   int64         // guarded by upMu: revision of the topology in force
-	topoErr   string        // guarded by upMu: why the newest edit was refused
-	upstream  Upstream      // guarded by upMu
-	upChanged chan struct{} // closed and replaced by SetUpstream; guarded by upMu
-	snapSrcs  []string      // guarded by upMu: trusted snapshot sources (host:port); replaced, never modified
+	topoRev   int64               // guarded by upMu: revision of the topology in force
+	topoErr   string              // guarded by upMu: why the newest edit was refused
+	effective string              // guarded by upMu: the parent followed, set by an HA runner (SetParent)
+	move      *arborv1.ParentMove // guarded by upMu: the move in force; replaced, never modified
+	upstream  Upstream            // guarded by upMu
+	upChanged chan struct{}       // closed and replaced by SetUpstream; guarded by upMu
+	snapSrcs  []string            // guarded by upMu: trusted snapshot sources (host:port); replaced, never modified
 
 	bg sync.WaitGroup // child relay links, which may outlive their RPC handler briefly
 
@@ -300,6 +304,26 @@ func (r *Relay) SetTopology(revision int64, refused string) {
 	r.upMu.Lock()
 	defer r.upMu.Unlock()
 	r.topoRev, r.topoErr = revision, refused
+}
+
+// SetParent records, for Status (the Status RPC and the status an etcd
+// runner publishes), the parent a high-availability runner has the relay
+// follow (effective: a relay id, "master", or an upstream URL without a
+// topology) and its move away from the declared parent (nil while it
+// follows that one). The relay keeps its own copy of move.
+func (r *Relay) SetParent(effective string, move *arborv1.ParentMove) {
+	move = proto.CloneOf(move)
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	r.effective, r.move = effective, move
+}
+
+// parent returns what SetParent recorded; the move is the caller's copy.
+func (r *Relay) parent() (string, *arborv1.ParentMove) {
+	r.upMu.Lock()
+	effective, move := r.effective, r.move
+	r.upMu.Unlock()
+	return effective, proto.CloneOf(move)
 }
 
 func (r *Relay) topology() (int64, string) {

@@ -77,6 +77,7 @@ func (r *Relay) Status() *arborv1.RelayStatus {
 	}
 	s.SiteAcks = r.siteAcks(st.Durable, master)
 	s.TopologyRevision, s.TopologyError = r.topology()
+	s.EffectiveUpstream, s.Move = r.parent()
 	return s
 }
 

@@ -14,9 +14,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/arbor-fabric/arbor/internal/etcdtest"
 	"github.com/arbor-fabric/arbor/internal/redistest"
+	arborv1 "github.com/arbor-fabric/arbor/proto/arbor/v1"
 	"github.com/arbor-fabric/arbor/topology"
 )
 
@@ -623,6 +626,30 @@ func TestRelayHAUpstreamList(t *testing.T) {
 		})
 	}
 	follows("a1", 20*time.Second)
+	// The Status RPC (what grpcurl shows) says where b streams from and
+	// why it moved, as a relay under etcd says it.
+	parent := func(id string, moved bool) {
+		t.Helper()
+		want := "arbor://" + rs[id].grpc
+		redistest.WaitFor(t, 20*time.Second, func() error {
+			st, err := grpcRelayStatus(ctx, rs["b"].grpc)
+			if err != nil {
+				return err
+			}
+			if got := st.GetEffectiveUpstream(); got != want {
+				return fmt.Errorf("b's Status: effective_upstream %q, want %q", got, want)
+			}
+			m := st.GetMove()
+			switch {
+			case !moved && m != nil:
+				return fmt.Errorf("b's Status: move %v on its first upstream", m)
+			case moved && (m.GetFrom() != "arbor://"+rs["a1"].grpc || m.GetTo() != want || m.GetReason() == "" || m.GetAtUnixMs() == 0):
+				return fmt.Errorf("b's Status: move %v, want from a1 to %s with a reason and a time", m, id)
+			}
+			return nil
+		})
+	}
+	parent("a1", false)
 	fullUp, _ := relayInfoInt(rs["b"].redis, "arbor_upstream_full_syncs")
 	fullServed, _ := relayInfoInt(rs["b"].redis, "sync_full")
 
@@ -632,6 +659,7 @@ func TestRelayHAUpstreamList(t *testing.T) {
 	killed := time.Now()
 	follows("a2", 20*time.Second)
 	t.Logf("b streaming from a2 %v after a1's SIGKILL", time.Since(killed).Round(time.Millisecond))
+	parent("a2", true)
 
 	rs["a1"].proc.start()
 	back := time.Now()
@@ -639,6 +667,7 @@ func TestRelayHAUpstreamList(t *testing.T) {
 	if d := time.Since(back); d < holdDown {
 		t.Errorf("b back on a1 %v after it restarted, before the hold-down %v", d, holdDown)
 	}
+	parent("a1", false)
 	ws := w.stop()
 	t.Logf("writer: %d accepted, %d refused (last: %v), longest stall %v", ws.ok, ws.errs, ws.lastErr, ws.longest.Round(time.Millisecond))
 	if ws.errs != 0 {
@@ -654,4 +683,20 @@ func TestRelayHAUpstreamList(t *testing.T) {
 	if n, _ := relayInfoInt(rs["b"].redis, "sync_full"); n != fullServed {
 		t.Errorf("b sync_full %d, was %d: its replica must continue", n, fullServed)
 	}
+}
+
+// grpcRelayStatus asks the relay at addr (plaintext gRPC) for its Status.
+func grpcRelayStatus(ctx context.Context, addr string) (*arborv1.RelayStatus, error) {
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := arborv1.NewRelayServiceClient(conn).Status(ctx, &arborv1.StatusRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetRelay(), nil
 }

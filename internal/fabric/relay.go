@@ -134,7 +134,6 @@ func (f Relay) Run(ctx context.Context) error {
 		statuses.Run(ctx)
 	}()
 	mover := topology.NewMover(topology.MoverConfig{Child: cfg.ID, Relay: true, Silence: f.Silence, Down: f.Down, HoldDown: f.HoldDown})
-	var ha haStatus
 
 	static := cfg.Upstream
 	var pending *topology.RelayUpdate
@@ -216,7 +215,7 @@ func (f Relay) Run(ctx context.Context) error {
 	}
 	pub := topology.NewStatusPublisher(cli, topology.StatusConfig{
 		Cluster: cluster, Kind: topology.KindRelay, ID: r.ID(), Interval: StatusInterval,
-		Value: func() any { return ha.fill(relayStatus(r, gate)) }, Logger: log,
+		Value: func() any { return relayStatus(r, gate) }, Logger: log,
 	})
 	// judge is one round of the mover: it repoints the relay when the
 	// parent it follows failed, or the declared one is back for good.
@@ -233,7 +232,7 @@ func (f Relay) Run(ctx context.Context) error {
 		if effective == "" && spec != nil {
 			effective = spec.Spec.Upstream
 		}
-		ha.set(effective, mover.Move())
+		r.SetParent(effective, mover.Move())
 		if changed {
 			if mover.Target() != "" {
 				log.Warn("moving to another parent", "declared", spec.Spec.Upstream, "parent", mover.Target(), "why", why)
@@ -284,29 +283,6 @@ func relayStatus(r *relay.Relay, gate *masterGate) *arborv1.RelayStatus {
 		st.MasterEpoch, st.MasterNode = m.Epoch, m.Node
 	}
 	st.MasterError = refused
-	return st
-}
-
-// haStatus is what the mover adds to the relay's status: the parent
-// followed and the move in force. Written by the owner loop, read by the
-// status publisher.
-type haStatus struct {
-	mu        sync.Mutex
-	effective string
-	move      *arborv1.ParentMove
-}
-
-func (h *haStatus) set(effective string, move *arborv1.ParentMove) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.effective, h.move = effective, move
-}
-
-// fill adds the effective upstream and the move to st.
-func (h *haStatus) fill(st *arborv1.RelayStatus) *arborv1.RelayStatus {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	st.EffectiveUpstream, st.Move = h.effective, h.move
 	return st
 }
 

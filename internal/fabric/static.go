@@ -110,6 +110,7 @@ func (s StaticRelay) Run(ctx context.Context) error {
 	defer wg.Wait()
 	if len(s.Upstreams) > 1 {
 		m := &staticMover{s: s, r: r, log: log, creds: creds, link: topology.LinkJudge{Silence: s.Silence, Down: s.Down}}
+		r.SetParent(m.shown(0), nil)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -206,8 +207,25 @@ func (m *staticMover) switchTo(now time.Time, j int, why string) {
 	}
 	m.log.Warn("moving to another upstream", "from", from, "to", m.s.Upstreams[j], "why", why)
 	m.cur = j
+	// The Status RPC shows where the relay streams from and why, as a
+	// relay under etcd shows it (with URLs for relay ids: there is no
+	// topology to name them).
+	var move *arborv1.ParentMove
+	if j != 0 {
+		move = &arborv1.ParentMove{From: m.shown(0), To: m.shown(j), Reason: why, AtUnixMs: now.UnixMilli()}
+	}
+	m.r.SetParent(m.shown(j), move)
 	m.link.Repointed(now, true)
 	m.upSince = map[int]time.Time{}
+}
+
+// shown is upstream j as Status shows it: its URL without a password.
+func (m *staticMover) shown(j int) string {
+	up, err := relay.ParseUpstream(m.s.Upstreams[j])
+	if err != nil {
+		return "" // not reached: ParseUpstreams checked the list
+	}
+	return up.String()
 }
 
 // alive checks upstream j: a relay answers Status streaming, a Redis
