@@ -19,7 +19,12 @@ import (
 // keys and values across frames compress well; s2 compresses each frame on
 // its own and is cheaper on CPU.
 
-// ParseCompression parses "none", "zstd" or "s2".
+// CompressionAuto is Config.Compression's default: each child relay link
+// gets its codec by where the child runs (linkCompression).
+const CompressionAuto = "auto"
+
+// ParseCompression parses "none", "zstd" or "s2" (an explicit codec; see
+// CompressionAuto for the default).
 func ParseCompression(s string) (arborv1.Compression, error) {
 	switch strings.ToLower(s) {
 	case "none":
@@ -29,7 +34,32 @@ func ParseCompression(s string) (arborv1.Compression, error) {
 	case "s2":
 		return arborv1.Compression_COMPRESSION_S2, nil
 	}
-	return 0, fmt.Errorf("compression %q: want zstd, s2 or none", s)
+	return 0, fmt.Errorf("compression %q: want auto, zstd, s2 or none", s)
+}
+
+// parseCompressionSetting parses Config.Compression: an explicit codec, or
+// auto (returned as zstd, the codec auto keeps across sites).
+func parseCompressionSetting(s string) (c arborv1.Compression, auto bool, err error) {
+	if strings.EqualFold(s, CompressionAuto) {
+		return arborv1.Compression_COMPRESSION_ZSTD, true, nil
+	}
+	c, err = ParseCompression(s)
+	return c, false, err
+}
+
+// linkCompression is the codec this relay prefers on the link to a child
+// relay of childSite. An explicit --compression is used on every link.
+// Under auto, a child in this relay's own site gets s2: a link inside a
+// site has bandwidth to spare, and zstd's encode and decode cost the hop
+// about 0.1 ms of CPU per frame and twice s2's CPU per byte
+// (docs/benchmarks.md), for bytes nobody pays for. A child in another
+// site, or when either site is unknown (no --site), gets zstd: that link
+// is the WAN, where its ratio is what the relay tree is for.
+func (r *Relay) linkCompression(childSite string) arborv1.Compression {
+	if r.autoCompression && r.cfg.Site != "" && childSite == r.cfg.Site {
+		return arborv1.Compression_COMPRESSION_S2
+	}
+	return r.compression
 }
 
 func compressionName(c arborv1.Compression) string {

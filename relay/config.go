@@ -35,7 +35,10 @@ type Config struct {
 	GRPCAddr string
 	// TLS secures the gRPC service and the link to a parent relay.
 	TLS TLSConfig
-	// Compression is the preferred codec for child links: zstd, s2 or none.
+	// Compression is the preferred codec for child relay links: auto
+	// (CompressionAuto: s2 to a child of this relay's Site, zstd to any
+	// other), or zstd, s2 or none on every link. The child may refuse it
+	// (negotiate).
 	Compression string
 	// CompressionLevel is how hard zstd works on child links: fastest,
 	// default, better or best (ParseCompressionLevel). A higher level
@@ -143,7 +146,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		RedisAddr:           "127.0.0.1:6380",
-		Compression:         "zstd",
+		Compression:         CompressionAuto,
 		CompressionLevel:    "default",
 		BatchDelay:          0,
 		BatchBytes:          64 << 10,
@@ -203,7 +206,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if _, err := ParseCompression(c.Compression); err != nil {
+	if _, _, err := parseCompressionSetting(c.Compression); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := ParseCompressionLevel(c.CompressionLevel); err != nil {

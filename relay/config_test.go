@@ -57,3 +57,26 @@ func TestConfigValidateCompressionLevel(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigValidateCompression: auto (the default) and the codecs are
+// accepted in any case, anything else is named.
+func TestConfigValidateCompression(t *testing.T) {
+	if got := relay.DefaultConfig().Compression; got != relay.CompressionAuto {
+		t.Errorf("default compression %q, want %q", got, relay.CompressionAuto)
+	}
+	for _, tt := range []struct {
+		compression string
+		ok          bool
+	}{{"auto", true}, {"Auto", true}, {"zstd", true}, {"S2", true}, {"none", true}, {"lz4", false}, {"autos2", false}} {
+		cfg := relay.DefaultConfig()
+		cfg.ID, cfg.DataDir, cfg.Upstream = "r", t.TempDir(), "redis://127.0.0.1:6379"
+		cfg.Compression = tt.compression
+		err := cfg.Validate()
+		if tt.ok && err != nil {
+			t.Errorf("compression %q: got %v, want nil", tt.compression, err)
+		}
+		if !tt.ok && (err == nil || !strings.Contains(err.Error(), "compression")) {
+			t.Errorf("compression %q: got %v, want an error naming compression", tt.compression, err)
+		}
+	}
+}

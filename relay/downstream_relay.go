@@ -187,7 +187,7 @@ func (g *grpcService) Sync(stream arborv1.RelayService_SyncServer) error {
 	}
 	c := &childLink{
 		id: sub.GetRelayId(), site: sub.GetSite(), addr: addr,
-		compression: negotiate(r.compression, sub.GetAcceptedCompressions()),
+		compression: negotiate(r.linkCompression(sub.GetSite()), sub.GetAcceptedCompressions()),
 		shares:      sub.GetAcceptsCompressionReset(),
 	}
 	// Until the child is continued or full-synced, its claimed offset

@@ -66,6 +66,11 @@ func newRelayConfig(t *testing.T, upstream string) relay.Config {
 	cfg := relay.DefaultConfig()
 	cfg.ID = "relay-test"
 	cfg.Site = "A"
+	// zstd on every child link, though most tests' relays share site A
+	// (where the default, auto, picks s2): zstd's stream across frames
+	// (and its resets when a link joins shared frames) is what the tests
+	// of the link exercise. TestCompressionAutoBySite covers auto.
+	cfg.Compression = "zstd"
 	cfg.DataDir = t.TempDir()
 	cfg.Upstream = upstream
 	cfg.BacklogSize = 256 << 20

@@ -26,16 +26,19 @@ type Relay struct {
 	cfg         Config
 	log         *slog.Logger
 	store       *store.Store
-	ln          net.Listener // Redis master side
-	grpcLn      net.Listener // nil without GRPCAddr
-	compression arborv1.Compression
-	level       zstd.EncoderLevel // of zstd child links
-	timeline    *timeline
-	originLag   lagWindow // root-to-here lag of frames from a parent relay
-	tracing     *tracing
-	metrics     metric.Registration // nil without a MeterProvider
-	started     time.Time
-	runID       string
+	ln          net.Listener        // Redis master side
+	grpcLn      net.Listener        // nil without GRPCAddr
+	compression arborv1.Compression // explicit, or zstd under auto
+	// autoCompression: the codec is chosen per child link by site
+	// (linkCompression).
+	autoCompression bool
+	level           zstd.EncoderLevel // of zstd child links
+	timeline        *timeline
+	originLag       lagWindow // root-to-here lag of frames from a parent relay
+	tracing         *tracing
+	metrics         metric.Registration // nil without a MeterProvider
+	started         time.Time
+	runID           string
 
 	stats         stats
 	link          linkState
@@ -173,7 +176,7 @@ func New(cfg Config) (*Relay, error) {
 	log := cfg.Logger.With("relay", cfg.ID)
 	up, _ := ParseUpstream(cfg.Upstream)
 	fsync, _ := store.ParseFsync(cfg.Fsync)
-	comp, _ := ParseCompression(cfg.Compression)
+	comp, autoComp, _ := parseCompressionSetting(cfg.Compression)
 	level, _ := ParseCompressionLevel(cfg.CompressionLevel)
 	ackPolicy, _ := ParseAckPolicy(cfg.AckPolicy)
 	st, err := store.Open(store.Options{
@@ -200,23 +203,24 @@ func New(cfg Config) (*Relay, error) {
 		}
 	}
 	r := &Relay{
-		cfg:         cfg,
-		log:         log,
-		upstream:    up,
-		upChanged:   make(chan struct{}),
-		snapSrcs:    slices.Clone(cfg.SnapshotSources),
-		store:       st,
-		ln:          ln,
-		grpcLn:      grpcLn,
-		compression: comp,
-		level:       level,
-		ackPolicy:   ackPolicy,
-		childAcked:  make(chan struct{}, 1),
-		timeline:    newTimeline(),
-		tracing:     newTracing(cfg),
-		started:     time.Now(),
-		runID:       newRunID(),
-		link:        linkState{state: "connect", downSince: time.Now(), since: time.Now()},
+		cfg:             cfg,
+		log:             log,
+		upstream:        up,
+		upChanged:       make(chan struct{}),
+		snapSrcs:        slices.Clone(cfg.SnapshotSources),
+		store:           st,
+		ln:              ln,
+		grpcLn:          grpcLn,
+		compression:     comp,
+		autoCompression: autoComp,
+		level:           level,
+		ackPolicy:       ackPolicy,
+		childAcked:      make(chan struct{}, 1),
+		timeline:        newTimeline(),
+		tracing:         newTracing(cfg),
+		started:         time.Now(),
+		runID:           newRunID(),
+		link:            linkState{state: "connect", downSince: time.Now(), since: time.Now()},
 	}
 	if cfg.MeterProvider != nil {
 		if r.metrics, err = r.registerMetrics(cfg.MeterProvider); err != nil {

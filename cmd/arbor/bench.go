@@ -69,7 +69,7 @@ lag probes make the command fail.`,
 	f.Bool("control", false, "throughput phase: an A/A run, the relay and its replica replaced by a second native replica; the ratios then show the method's own bias")
 	f.Int("rate", def.Rate, "writes per second of the fixed-rate lag phase")
 	f.Int("lag-rounds", def.LagRounds, "lag phase: how many times to run it (fresh processes each); the report lists every round and judges the median one by paired p99 per relay hop")
-	f.Int("relay-hops", def.RelayHops, "lag phase: relays on the relay path; the first follows the master, each next one the previous over gRPC (zstd), the replica the last")
+	f.Int("relay-hops", def.RelayHops, "lag phase: relays on the relay path; the first follows the master, each next one the previous over gRPC, the replica the last; the relays are all in one site (--site A), so their default compression (auto) is s2 on these links: --relay-arg=--compression=zstd for a cross-site link's")
 	f.Bool("null-chain", false, "lag phase: also run a chain of --relay-hops null hops (processes that read a socket and write another, nothing else) with a replica behind, fed by the same master: the floor this machine sets per hop, and each relay hop's lag over it (default: on when --relay-hops is above 1)")
 	f.Duration("batch-interval", def.BatchInterval, "lag phase: send one batch of writes this often")
 	f.Int("lag-samples", def.LagSamples, "lag phase: lag probes per second (part of --rate; at most one per batch)")

@@ -683,5 +683,5 @@ func relayPathName(hops int) string {
 	if hops <= 1 {
 		return "relay (master -> relay -> replica)"
 	}
-	return fmt.Sprintf("relay (master -> relay -> %d more relays over gRPC -> replica)", hops-1)
+	return fmt.Sprintf("relay (master -> relay -> %d more relays over gRPC, all in site %s -> replica)", hops-1, chainSite)
 }

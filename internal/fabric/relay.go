@@ -156,6 +156,11 @@ func (f Relay) Run(ctx context.Context) error {
 			return nil
 		}
 		cfg.Upstream = withCredentials(upstreamOf(*pending, gate), static)
+		// Without --site the topology's says where the relay runs: the
+		// default compression picks each child link's codec by it.
+		if cfg.Site == "" {
+			cfg.Site = pending.Spec.Site
+		}
 	}
 	r, err := relay.New(cfg)
 	if err != nil {
