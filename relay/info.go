@@ -142,6 +142,7 @@ func (r *Relay) infoStats(b *strings.Builder) {
 	kv(b, "total_net_repl_output_bytes", r.stats.replicaOutputByte.Load())
 	kv(b, "arbor_upstream_full_syncs", r.stats.upstreamFull.Load())
 	kv(b, "arbor_upstream_partial_syncs", r.stats.upstreamPartial.Load())
+	kv(b, "arbor_parent_moves", r.stats.parentMoves.Load())
 	kv(b, "arbor_upstream_rejected_streams", r.stats.rejectedStreams.Load())
 	kv(b, "arbor_upstream_rejected_snapshots", r.stats.rejectedSnapshots.Load())
 	kv(b, "arbor_cut_through_syncs", r.stats.cutThroughSyncs.Load())

@@ -82,6 +82,7 @@ type stats struct {
 	partialOK         atomic.Int64  // partial resyncs accepted
 	partialErr        atomic.Int64  // partial resyncs refused (then full)
 	upstreamFull      atomic.Int64  // full syncs received from upstream
+	parentMoves       atomic.Int64  // changes of the parent followed an HA runner reported (SetParent)
 	upstreamPartial   atomic.Int64  // partial resyncs received from upstream
 	upstreamBytes     atomic.Int64  // stream bytes received from upstream
 	connectedClients  atomic.Int64
@@ -315,10 +316,17 @@ func (r *Relay) SetTopology(revision int64, refused string) {
 // follow (effective: a relay id, "master", or an upstream URL without a
 // topology) and its move away from the declared parent (nil while it
 // follows that one). The relay keeps its own copy of move.
+//
+// Each change of effective after the first counts as a move (INFO
+// arbor_parent_moves): away from the declared parent, onward, or back to
+// it (under etcd, an edit of the relay's upstream in the topology too).
 func (r *Relay) SetParent(effective string, move *arborv1.ParentMove) {
 	move = proto.CloneOf(move)
 	r.upMu.Lock()
 	defer r.upMu.Unlock()
+	if r.effective != "" && effective != r.effective {
+		r.stats.parentMoves.Add(1)
+	}
 	r.effective, r.move = effective, move
 }
 

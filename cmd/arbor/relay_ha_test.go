@@ -650,6 +650,13 @@ func TestRelayHAUpstreamList(t *testing.T) {
 		})
 	}
 	parent("a1", false)
+	moves := func(want int64) {
+		t.Helper()
+		if n, err := relayInfoInt(rs["b"].redis, "arbor_parent_moves"); err != nil || n != want {
+			t.Errorf("b's arbor_parent_moves %d (%v), want %d", n, err, want)
+		}
+	}
+	moves(0)
 	fullUp, _ := relayInfoInt(rs["b"].redis, "arbor_upstream_full_syncs")
 	fullServed, _ := relayInfoInt(rs["b"].redis, "sync_full")
 
@@ -660,6 +667,7 @@ func TestRelayHAUpstreamList(t *testing.T) {
 	follows("a2", 20*time.Second)
 	t.Logf("b streaming from a2 %v after a1's SIGKILL", time.Since(killed).Round(time.Millisecond))
 	parent("a2", true)
+	moves(1)
 
 	rs["a1"].proc.start()
 	back := time.Now()
@@ -668,6 +676,7 @@ func TestRelayHAUpstreamList(t *testing.T) {
 		t.Errorf("b back on a1 %v after it restarted, before the hold-down %v", d, holdDown)
 	}
 	parent("a1", false)
+	moves(2)
 	ws := w.stop()
 	t.Logf("writer: %d accepted, %d refused (last: %v), longest stall %v", ws.ok, ws.errs, ws.lastErr, ws.longest.Round(time.Millisecond))
 	if ws.errs != 0 {

@@ -10,14 +10,16 @@ import (
 	"time"
 )
 
-// TestRelayFailoverSmoke runs the relay failover benchmark once, the
-// relays' binary given as a relative path (as --relay-bin bin/arbor; the
-// processes run in their own directories): the children stream from a2
-// again, the replicas end equal to the master without a full sync, and
-// nothing is left behind.
+// TestRelayFailoverSmoke runs the relay failover benchmark once on each
+// path, the relays' binary given as a relative path (as --relay-bin
+// bin/arbor; the processes run in their own directories): the children
+// (and on the etcd path the node agent's replica) stream from a2 again,
+// nobody moves in the steady writes before the kill or after the move
+// (bounded: 1 s each, 1 ms apart), the replicas end equal to the master
+// without a full sync, and nothing is left behind.
 func TestRelayFailoverSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds arbor, runs three redis-servers and four relays")
+		t.Skip("builds arbor, runs etcd, four redis-servers, four relays and a node agent")
 	}
 	bin := buildArbor(t)
 	wd, err := os.Getwd()
@@ -29,27 +31,44 @@ func TestRelayFailoverSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := DefaultRelayFailoverConfig()
-	cfg.Runs, cfg.RelayBin, cfg.Dir = 1, rel, t.TempDir()
+	cfg.Runs, cfg.RelayBin, cfg.Dir, cfg.Steady = 1, rel, t.TempDir(), time.Second
 	var progress bytes.Buffer
 	cfg.Progress = &progress
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	rep, err := RunRelayFailover(ctx, cfg)
+	paths, err := ParseRelayFailoverPaths("both")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reps, err := RunRelayFailoverPaths(ctx, cfg, paths)
 	if err != nil {
 		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
 	}
-	if len(rep.Runs) != 1 || rep.Runs[0].StreamingMs <= 0 || rep.Streaming.Count != 1 || rep.Stall.Count != 1 {
-		t.Errorf("report: %+v", rep)
+	if len(reps.Paths) != 2 || reps.Paths[0].Path != RelayFailoverStatic || reps.Paths[1].Path != RelayFailoverEtcd {
+		t.Fatalf("paths: %+v", reps.Paths)
 	}
-	if !rep.Digests || rep.FullSyncs != 0 {
-		t.Errorf("digests equal %v, %d full syncs; want equal and 0\nprogress:\n%s", rep.Digests, rep.FullSyncs, progress.String())
+	for _, rep := range reps.Paths {
+		if len(rep.Runs) != 1 || rep.Runs[0].StreamingMs <= 0 || rep.Streaming.Count != 1 || rep.Stall.Count != 1 {
+			t.Errorf("%s report: %+v", rep.Path, rep)
+		}
+		if node := rep.NodeStreaming; (rep.Path == RelayFailoverEtcd) != (node != nil && node.Count == 1 && rep.Runs[0].NodeStreamingMs > 0) {
+			t.Errorf("%s: node's replica streaming %+v, run %+v", rep.Path, node, rep.Runs[0])
+		}
+		if !rep.Digests || rep.FullSyncs != 0 {
+			t.Errorf("%s: digests equal %v, %d full syncs; want equal and 0\nprogress:\n%s", rep.Path, rep.Digests, rep.FullSyncs, progress.String())
+		}
+		if rep.SteadyMoves != 0 || rep.AfterMoves != 0 {
+			t.Errorf("%s: spurious moves %d before the kill, %d after the move; want none\nprogress:\n%s", rep.Path, rep.SteadyMoves, rep.AfterMoves, progress.String())
+		}
 	}
 	var out bytes.Buffer
-	if err := rep.WriteText(&out); err != nil {
+	if err := reps.WriteText(&out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "relay failover: 1 runs") || !strings.Contains(out.String(), "digests equal") {
-		t.Errorf("report text:\n%s", out.String())
+	for _, want := range []string{"relay failover: 1 runs", "static (--upstream lists)", "etcd (topology.Mover", "spurious moves"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report text lacks %q:\n%s", want, out.String())
+		}
 	}
 	t.Logf("\n%s", out.String())
 	checkNothingLeft(t, cfg.Dir)
