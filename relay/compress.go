@@ -100,7 +100,8 @@ func negotiate(pref arborv1.Compression, accepted []arborv1.Compression) arborv1
 // frameEncoder compresses the frames of one link, in order.
 type frameEncoder struct {
 	kind arborv1.Compression
-	buf  bytes.Buffer
+	buf  bytes.Buffer // zstd's output
+	out  []byte       // s2's output
 	zw   *zstd.Encoder
 }
 
@@ -136,9 +137,17 @@ func (e *frameEncoder) encode(p []byte) ([]byte, error) {
 		}
 		return e.buf.Bytes(), nil
 	case arborv1.Compression_COMPRESSION_S2:
-		e.buf.Reset()
-		out := s2.Encode(e.buf.AvailableBuffer()[:0], p)
-		return out, nil
+		// s2.Encode allocates its output unless dst is at least
+		// MaxEncodedLen long (its length, not its capacity): one buffer
+		// of that size serves every frame of the link.
+		n := s2.MaxEncodedLen(len(p))
+		if n < 0 {
+			return nil, fmt.Errorf("s2 frame of %d bytes: too large", len(p))
+		}
+		if cap(e.out) < n {
+			e.out = make([]byte, n)
+		}
+		return s2.Encode(e.out[:n], p), nil
 	}
 	return p, nil
 }

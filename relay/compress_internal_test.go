@@ -82,6 +82,31 @@ func TestFrameCodecsRoundTrip(t *testing.T) {
 	}
 }
 
+// TestFrameEncodeS2NoAlloc: after its first frame an s2 link encodes into
+// the buffer it keeps, not a new one per frame (s2.Encode allocates
+// unless given MaxEncodedLen bytes).
+func TestFrameEncodeS2NoAlloc(t *testing.T) {
+	frames := testFrames(8, 7000)
+	enc, err := newFrameEncoder(arborv1.Compression_COMPRESSION_S2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.close()
+	if _, err := enc.encode(frames[0]); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(50, func() {
+		if _, err := enc.encode(frames[i%len(frames)]); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	})
+	if allocs != 0 {
+		t.Errorf("s2 encode: %.1f allocations per frame, want 0", allocs)
+	}
+}
+
 // BenchmarkFrameDecode measures a child relay's decoding of zstd stream
 // frames of a few sizes.
 func BenchmarkFrameDecode(b *testing.B) {

@@ -212,7 +212,7 @@ lag probes make the command fail.`,
 	f.String("phases", "all", "phases to run: all, or a comma-separated list of "+strings.Join(bench.AllTreePhases, ", "))
 	f.String("bandwidth", "100Mbit", "rate of each direction of each inter-site link: 100Mbit, 1Gbit, 12500000 (bytes/s), 12MB (bytes/s); 0 for unlimited")
 	f.Duration("latency", def.Latency, "one-way latency added by each inter-site link")
-	f.String("compression", def.Compression, "relays' --compression: zstd, s2 or none")
+	f.String("compression", def.Compression, "relays' --compression: zstd, s2, none or auto (every relay link of the tree crosses sites, so auto sends zstd)")
 	f.String("mix", def.Mix.String(), "weights of the kinds of writes: "+strings.Join(bench.AllKinds, ", "))
 	f.Int("keyspace", def.Keyspace, "keys of each kind the steady loads write (bounds the servers' memory)")
 	f.Duration("duration", def.Duration, "length of each fixed-rate load (bytes and lag phases)")

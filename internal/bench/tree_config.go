@@ -46,7 +46,9 @@ type TreeConfig struct {
 	Bandwidth int64
 	// Latency is the one-way latency each inter-site link adds.
 	Latency time.Duration
-	// Compression is the relays' --compression: zstd, s2 or none.
+	// Compression is the relays' --compression: zstd, s2, none or auto
+	// (every link of the tree crosses sites, so auto is zstd; zstd is the
+	// default so that --relay-bin may run relays from before auto).
 	Compression string
 	// ReplicaDisklessLoad is the repl-diskless-load of the replicas the
 	// fullsync phase times (native and Arbor alike): disabled (they load
@@ -137,9 +139,9 @@ func (c *TreeConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("latency %v: must be between 0 and 10s", c.Latency))
 	}
 	switch c.Compression {
-	case "zstd", "s2", "none":
+	case "zstd", "s2", "none", "auto":
 	default:
-		errs = append(errs, fmt.Errorf("compression %q: want zstd, s2 or none", c.Compression))
+		errs = append(errs, fmt.Errorf("compression %q: want zstd, s2, none or auto", c.Compression))
 	}
 	switch c.ReplicaDisklessLoad {
 	case "disabled", "on-empty-db", "swapdb":
