@@ -101,6 +101,13 @@ type Config struct {
 	// ReplTimeout is how long a replication link may stay silent before it
 	// is dropped (Redis' repl-timeout).
 	ReplTimeout time.Duration
+	// UpstreamCoalesce, when above 0, lets a Redis master's stream gather
+	// in the relay's socket, up to upstreamCoalesceMark bytes or for this
+	// long, before the relay reads it, while the stream flows (see
+	// upstream_coalesce.go): fewer wakeups of the relay, which the master
+	// pays for in its own write path, for up to this much more lag per
+	// hop. 0 (the default) reads each arrival at once.
+	UpstreamCoalesce time.Duration
 	// FutureOffsetWait is how long a replica that asks for an offset the
 	// relay has not received yet waits for it before a full sync.
 	FutureOffsetWait time.Duration
@@ -195,6 +202,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReplTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("repl-timeout %v: must be at least 1s", c.ReplTimeout))
+	}
+	if c.UpstreamCoalesce < 0 || c.UpstreamCoalesce > maxUpstreamCoalesce {
+		errs = append(errs, fmt.Errorf("upstream-coalesce %v: must be from 0 to %v", c.UpstreamCoalesce, maxUpstreamCoalesce))
 	}
 	if c.GRPCAddr != "" {
 		if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {

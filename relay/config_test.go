@@ -80,3 +80,23 @@ func TestConfigValidateCompression(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigValidateUpstreamCoalesce: the wait is from 0 (off) to 100ms;
+// anything else is named.
+func TestConfigValidateUpstreamCoalesce(t *testing.T) {
+	for _, tt := range []struct {
+		wait time.Duration
+		ok   bool
+	}{{0, true}, {time.Millisecond, true}, {100 * time.Millisecond, true}, {-time.Millisecond, false}, {101 * time.Millisecond, false}} {
+		cfg := relay.DefaultConfig()
+		cfg.ID, cfg.DataDir, cfg.Upstream = "r", t.TempDir(), "redis://127.0.0.1:6379"
+		cfg.UpstreamCoalesce = tt.wait
+		err := cfg.Validate()
+		if tt.ok && err != nil {
+			t.Errorf("wait %v: got %v, want nil", tt.wait, err)
+		}
+		if !tt.ok && (err == nil || !strings.Contains(err.Error(), "upstream-coalesce")) {
+			t.Errorf("wait %v: got %v, want an error naming upstream-coalesce", tt.wait, err)
+		}
+	}
+}

@@ -397,11 +397,13 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 	// Whole commands outside MULTI…EXEC only are stored; the tail is
 	// held for this session (see ingest).
 	in := newIngest(r.store.Scanner())
+	co := newCoalescer(u.conn, r.cfg.UpstreamCoalesce)
 	for {
-		u.deadline()
+		u.conn.SetReadDeadline(co.deadline(time.Now(), u.timeout))
 		n, err := u.br.Read(in.space())
 		if n > 0 {
 			now := time.Now()
+			co.arrived()
 			r.link.touch(now)
 			ready, after, getAck, serr := in.add(n)
 			if len(ready) > 0 {
@@ -418,6 +420,9 @@ func (r *Relay) stream(ctx context.Context, u *upstreamConn) error {
 			}
 		}
 		if err != nil {
+			if co.waited(err) {
+				continue
+			}
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
 			}
